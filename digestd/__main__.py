@@ -1,0 +1,3 @@
+from digestd.cli.main import main
+
+main()

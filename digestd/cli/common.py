@@ -1,0 +1,71 @@
+"""Shared pieces of every CLI command: the context, one-line errors, output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from digestd.config import ConfigError, load_settings
+from digestd.context import AppContext
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear line to stderr and exit with `code` (no traceback)."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def get_context(
+    ctx: typer.Context, *, migrate: bool = True, actor: str | None = None
+) -> AppContext:
+    """The AppContext for this invocation; settings are loaded (and validated) here, not at import."""
+    root = ctx.find_root()
+    if root.obj is None:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            fail(str(exc))
+        app = AppContext(settings=settings, actor=actor or f"cli:{ctx.command_path}")
+        ctx.call_on_close(app.dispose)
+        root.obj = app
+    app = root.obj
+    if actor:
+        app.actor = actor
+    elif ctx.command_path:
+        app.actor = f"cli:{ctx.command_path.removeprefix('digestd ').strip()}"
+    if migrate and not getattr(app, "_migrated", False):
+        try:
+            app.migrate()
+        except Exception as exc:  # a database that cannot be reached or opened
+            fail(f"database {redact_url(app.settings.database_url)}: {first_line(exc)}")
+        app._migrated = True  # type: ignore[attr-defined]
+    return app
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (drivers add multi-line detail)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def redact_url(url: str) -> str:
+    """A database URL with any password masked, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def print_json(data: Any) -> None:
+    """Stable JSON for scripts: sorted keys, ISO timestamps, one document on stdout."""
+    sys.stdout.write(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False, indent=2))
+    sys.stdout.write("\n")

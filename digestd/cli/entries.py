@@ -1,0 +1,7 @@
+"""`digestd entries …`."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="entries (not built yet).", no_args_is_help=True)

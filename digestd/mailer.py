@@ -1,0 +1,177 @@
+"""MIME building (standard `email` package) and SMTP delivery over a bounded connection pool."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from types import TracebackType
+
+import aiosmtplib
+from aiolimiter import AsyncLimiter
+
+from digestd.config import Settings
+
+
+class SendError(Exception):
+    """A message was not accepted; `code` and `reply` are the server's words where it gave any."""
+
+    def __init__(self, reply: str, code: int | None = None) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.code = code
+
+
+class TemporarySendError(SendError):
+    """4xx, a dropped connection or a timeout: try again later."""
+
+
+class PermanentSendError(SendError):
+    """5xx: do not try again. `is_bad_address` for 5.1.x (no such mailbox and the like)."""
+
+    @property
+    def is_bad_address(self) -> bool:
+        text = self.reply.lstrip()
+        return self.code in (550, 551, 553) and (text.startswith("5.1.") or " 5.1." in text[:12])
+
+
+def one_line(value: str) -> str:
+    """Header-safe text: feed content must never add a header or break one."""
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+def compose(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    message_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    date: float | None = None,
+) -> EmailMessage:
+    """A text (and optional HTML) message with safe one-line headers."""
+    msg = EmailMessage()
+    msg["From"] = one_line(sender)
+    msg["To"] = one_line(to)
+    msg["Subject"] = one_line(subject)
+    msg["Date"] = formatdate(date, localtime=False, usegmt=True)
+    msg["Message-ID"] = one_line(message_id or make_msgid(domain="digestd.local"))
+    msg["MIME-Version"] = "1.0"
+    for name, value in (headers or {}).items():
+        msg[name] = one_line(value)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _classify(exc: BaseException) -> SendError:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        first = exc.recipients[0]
+        return _classify(first)
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    reply = f"{code} {message}" if code else message
+    if isinstance(code, int) and 500 <= code < 600:
+        return PermanentSendError(message, code)
+    return TemporarySendError(reply if code else message, code)
+
+
+class SmtpPool:
+    """At most `max_connections` open SMTP connections, reused across messages.
+
+    A connection is taken from an asyncio queue for one message and put back
+    afterwards; a broken one is dropped and reopened on the next use. The
+    optional limiter bounds messages per second across all connections.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_connections: int | None = None,
+        rate: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.size = max_connections or settings.smtp_max_connections
+        rate = rate if rate is not None else settings.smtp_rate
+        self._limiter = AsyncLimiter(rate, 1.0) if rate else None
+        self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        for _ in range(self.size):
+            self._idle.put_nowait(None)  # a slot with no connection opened yet
+        self.connections_opened = 0
+
+    async def __aenter__(self) -> SmtpPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        tls_context = ssl.create_default_context() if s.smtp_tls != "none" else None
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            use_tls=s.smtp_tls == "tls",
+            start_tls=True if s.smtp_tls == "starttls" else False,
+            tls_context=tls_context,
+            timeout=s.smtp_timeout,
+        )
+
+    async def send(self, message: EmailMessage) -> str:
+        """Send one message; returns the server's reply or raises a SendError subclass."""
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        client = await self._idle.get()
+        try:
+            if client is None or not client.is_connected:
+                client = self._new_client()
+                await client.connect()
+                self.connections_opened += 1
+            errors, reply = await client.send_message(message)
+            if errors:
+                code, text = next(iter(errors.values()))
+                raise _classify(aiosmtplib.SMTPRecipientRefused(code, text, ""))
+            return reply
+        except SendError:
+            raise
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            error = _classify(exc)
+            if isinstance(error, TemporarySendError) and client is not None:
+                # The connection may be half-dead: drop it, the slot reopens next time.
+                await self._quietly_close(client)
+                client = None
+            raise error from None
+        finally:
+            self._idle.put_nowait(client)
+
+    @staticmethod
+    async def _quietly_close(client: aiosmtplib.SMTP) -> None:
+        try:
+            if client.is_connected:
+                await asyncio.wait_for(client.quit(), timeout=5)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            client.close()
+
+    async def close(self) -> None:
+        """QUIT every open connection."""
+        clients = []
+        while not self._idle.empty():
+            clients.append(self._idle.get_nowait())
+        for client in clients:
+            if client is not None:
+                await self._quietly_close(client)
+        for _ in clients:
+            self._idle.put_nowait(None)

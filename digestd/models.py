@@ -1,0 +1,218 @@
+"""SQLModel tables: the whole data model of DESIGN.md.
+
+Enumerations are stored as short strings (checked in code), JSON columns hold
+lists, and every timestamp is stored as naive UTC and read back as aware UTC
+(`UTCDateTime`), so SQLite and PostgreSQL behave the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps in UTC on every backend: aware in Python, naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The real current time (aware UTC); code under test takes its clock from AppContext."""
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+
+
+# ---- enumerations (stored as strings) -------------------------------------------------
+
+SOURCE_KINDS = ("auto", "rss", "arxiv_api", "hf_daily", "jsonfeed")
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "suspended")
+FREQUENCIES = ("daily", "weekly")
+FORMATS = ("html", "text")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "retry", "failed", "skipped")
+
+
+class Source(SQLModel, table=True):
+    """A feed we read, with its conditional-GET validators and health."""
+
+    __tablename__ = "source"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_column_kwargs={"unique": True}, max_length=2048)
+    kind: str = Field(default="auto", max_length=16)
+    name: str = Field(default="", max_length=200)
+    enabled: bool = Field(default=True)
+    interval_minutes: int | None = Field(default=None)
+    etag: str | None = Field(default=None, max_length=512)
+    last_modified: str | None = Field(default=None, max_length=128)
+    created_at: datetime = _ts(nullable=False)
+    last_fetch_at: datetime | None = _ts()
+    last_status: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None)
+    last_duration_ms: int | None = Field(default=None)
+    last_counts: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    failures: int = Field(default=0)
+    next_fetch_at: datetime | None = _ts(index=True)
+
+
+class Entry(SQLModel, table=True):
+    """One paper, merged across sources by its canonical key."""
+
+    __tablename__ = "entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int | None = Field(
+        default=None, foreign_key="source.id", ondelete="SET NULL", index=True
+    )
+    canonical_key: str = Field(sa_column_kwargs={"unique": True}, max_length=512)
+    version: int = Field(default=1)
+    url: str = Field(default="", max_length=2048)
+    pdf_url: str | None = Field(default=None, max_length=2048)
+    code_url: str | None = Field(default=None, max_length=2048)
+    title: str = Field(default="")
+    authors: list[str] = _json_list()
+    summary: str = Field(default="")
+    summary_html: str = Field(default="")
+    categories: list[str] = _json_list()
+    keywords: list[str] = _json_list()
+    published_at: datetime = _ts(nullable=False)
+    ingested_at: datetime = _ts(nullable=False, index=True)
+    updated_at: datetime | None = _ts()
+    upvotes: int = Field(default=0)
+    comments: int = Field(default=0)
+
+
+class EntrySource(SQLModel, table=True):
+    """Where an entry was seen: its guid is unique per source."""
+
+    __tablename__ = "entry_source"
+    __table_args__ = (sa.UniqueConstraint("source_id", "guid", name="uq_entry_source_guid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="entry.id", ondelete="CASCADE", index=True)
+    source_id: int = Field(foreign_key="source.id", ondelete="CASCADE")
+    guid: str = Field(max_length=2048)
+    seen_at: datetime = _ts(nullable=False)
+
+
+class EntryVersion(SQLModel, table=True):
+    """A recorded revision of an entry (arXiv `replace`): the entry is updated, never duplicated."""
+
+    __tablename__ = "entry_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="entry.id", ondelete="CASCADE", index=True)
+    version: int
+    title: str = Field(default="")
+    recorded_at: datetime = _ts(nullable=False)
+
+
+class Subscriber(SQLModel, table=True):
+    """A person and their preferences; the email is normalized and unique."""
+
+    __tablename__ = "subscriber"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column_kwargs={"unique": True}, max_length=320)
+    name: str = Field(default="", max_length=200)
+    status: str = Field(default="pending", max_length=16, index=True)
+    topics: str = Field(default="")
+    categories: list[str] = _json_list()
+    max_items: int = Field(default=10)
+    frequency: str = Field(default="daily", max_length=8)
+    send_hour: int = Field(default=8)
+    send_weekday: int = Field(default=0)  # 0 = Monday, for weekly digests
+    timezone: str = Field(default="UTC", max_length=64)
+    format: str = Field(default="html", max_length=8)
+    created_at: datetime = _ts(nullable=False)
+    confirmed_at: datetime | None = _ts()
+    unsubscribed_at: datetime | None = _ts()
+    bounce_count: int = Field(default=0)
+    # Bumped to revoke every signed link handed out so far.
+    token_version: int = Field(default=1)
+
+
+class Delivery(SQLModel, table=True):
+    """One digest for one subscriber and period; the unique key makes planning idempotent."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        sa.UniqueConstraint("subscriber_id", "period", name="uq_delivery_subscriber_period"),
+        sa.Index("ix_delivery_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    period: str = Field(max_length=16)
+    status: str = Field(default="pending", max_length=16)
+    window_start: datetime | None = _ts()
+    window_end: datetime | None = _ts()
+    due_at: datetime | None = _ts()
+    attempts: int = Field(default=0)
+    lease_until: datetime | None = _ts()
+    claimed_by: str | None = Field(default=None, max_length=128)
+    next_attempt_at: datetime | None = _ts()
+    message_id: str = Field(max_length=255)
+    error: str | None = Field(default=None)
+    entry_count: int = Field(default=0)
+    created_at: datetime = _ts(nullable=False)
+    sent_at: datetime | None = _ts()
+
+
+class DeliveryEntry(SQLModel, table=True):
+    """Which entries a delivery carried, in rank order: the never-twice record."""
+
+    __tablename__ = "delivery_entry"
+    __table_args__ = (sa.Index("ix_delivery_entry_entry", "entry_id"),)
+
+    delivery_id: int = Field(foreign_key="delivery.id", ondelete="CASCADE", primary_key=True)
+    entry_id: int = Field(foreign_key="entry.id", ondelete="CASCADE", primary_key=True)
+    rank: int = Field(default=0)
+
+
+class Event(SQLModel, table=True):
+    """Audit trail: every subscriber change, who made it and when."""
+
+    __tablename__ = "event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(
+        default=None, foreign_key="subscriber.id", ondelete="SET NULL", index=True
+    )
+    action: str = Field(max_length=64)
+    actor: str = Field(default="", max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    created_at: datetime = _ts(nullable=False, index=True)
+
+
+class Meta(SQLModel, table=True):
+    """Small key/value facts about this installation (e.g. a generated secret key)."""
+
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="")

@@ -1,0 +1,70 @@
+"""Signed links: bound to one subscriber and one purpose, expiring, revocable.
+
+itsdangerous does the signing; a token carries (subscriber id, token_version)
+and is salted with its purpose, so an unsubscribe token cannot confirm and a
+bumped `Subscriber.token_version` revokes every link handed out before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+PURPOSES = {
+    # purpose -> max age in seconds
+    "confirm": 3 * 24 * 3600,
+    "unsubscribe": 365 * 24 * 3600,
+    "preferences": 90 * 24 * 3600,
+}
+
+
+class TokenError(ValueError):
+    """A token that is tampered, expired, for another purpose or revoked."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subscriber_id: int
+    token_version: int
+
+
+def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    return URLSafeTimedSerializer(secret_key, salt=f"digestd.{purpose}")
+
+
+def make_token(secret_key: str, purpose: str, subscriber_id: int, token_version: int) -> str:
+    """A URL-safe signed token for one subscriber and purpose."""
+    return str(_serializer(secret_key, purpose).dumps([subscriber_id, token_version]))
+
+
+def read_token(
+    secret_key: str, purpose: str, token: str, now_ts: float | None = None
+) -> TokenClaims:
+    """Verify signature, purpose and age; the caller still compares token_version."""
+    ser = _serializer(secret_key, purpose)
+    try:
+        if now_ts is None:
+            payload = ser.loads(token, max_age=PURPOSES[purpose])
+        else:
+            payload, signed_at = ser.loads(token, return_timestamp=True)
+            if now_ts - signed_at.timestamp() > PURPOSES[purpose]:
+                raise TokenError("link expired")
+    except SignatureExpired:
+        raise TokenError("link expired") from None
+    except BadSignature:
+        raise TokenError("link is not valid") from None
+    if (
+        not isinstance(payload, list)
+        or len(payload) != 2
+        or not all(isinstance(x, int) for x in payload)
+    ):
+        raise TokenError("link is not valid")
+    return TokenClaims(subscriber_id=payload[0], token_version=payload[1])
+
+
+def link(base_url: str, secret_key: str, purpose: str, subscriber_id: int, version: int) -> str:
+    """The public URL of a signed link, e.g. https://host/unsubscribe/TOKEN."""
+    return f"{base_url.rstrip('/')}/{purpose}/{make_token(secret_key, purpose, subscriber_id, version)}"

@@ -1,0 +1,123 @@
+"""Shared fixtures: real SQLite files, the real PostgreSQL, a real SMTP server, a fixed clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from digestd.config import Settings
+from digestd.context import AppContext
+from tests.support.smtp import SmtpTestServer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+POSTGRES_ENV = "DIGESTD_TEST_POSTGRES_URL"
+UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_base_url() -> str | None:
+    return os.environ.get(POSTGRES_ENV)
+
+
+def _postgres_available(url: str) -> str | None:
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return str(exc).splitlines()[0]
+
+
+def skip_or_fail(reason: str) -> None:
+    """Under CI a missing service is a failure, elsewhere a visible skip."""
+    if UNDER_CI:
+        pytest.fail(f"{reason} (CI=true: a skipped test is a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url_base() -> str:
+    url = postgres_base_url()
+    if not url:
+        skip_or_fail(f"PostgreSQL tests need {POSTGRES_ENV}")
+    problem = _postgres_available(url)  # type: ignore[arg-type]
+    if problem:
+        skip_or_fail(f"PostgreSQL at {url} is not reachable: {problem}")
+    return url  # type: ignore[return-value]
+
+
+@pytest.fixture
+def postgres_url(postgres_url_base: str) -> Iterator[str]:
+    """A URL whose connections live in a fresh, private schema (dropped afterwards)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url_base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in postgres_url_base else "?"
+    yield f"{postgres_url_base}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'digestd.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs on a real SQLite file and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'digestd.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+class FakeClock:
+    """An injected clock: tests move time explicitly instead of sleeping."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.current += timedelta(**kwargs)
+        return self.current
+
+    def set(self, when: datetime) -> None:
+        self.current = when
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 26, 6, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, secret_key="test-secret-key-0123456789")
+
+
+@pytest.fixture
+def app(settings: Settings, clock: FakeClock) -> Iterator[AppContext]:
+    """A migrated AppContext on a real database, with the fake clock."""
+    ctx = AppContext(settings=settings, clock=clock, actor="test")
+    ctx.migrate()
+    yield ctx
+    ctx.dispose()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpTestServer]:
+    server = SmtpTestServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,110 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1, random port, with scriptable faults."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# A fault hook sees (recipient, message count so far) and returns an SMTP reply
+# string to refuse with ("451 4.3.0 try later"), "DROP" to close the connection,
+# or None to accept.
+FaultHook = Callable[[str, int], str | None]
+
+
+@dataclass
+class Received:
+    envelope_from: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class RecordingHandler:
+    messages: list[Received] = field(default_factory=list)
+    fault: FaultHook | None = None
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
+    ) -> str:
+        if self.fault is not None:
+            reply = self.fault(address, len(self.messages))
+            if reply == "DROP":
+                assert session.transport is not None
+                session.transport.close()
+                return "421 4.4.2 connection dropped"
+            if reply:
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            self.messages.append(
+                Received(
+                    envelope_from=str(envelope.mail_from),
+                    recipients=list(envelope.rcpt_tos),
+                    data=bytes(envelope.original_content or envelope.content or b""),
+                )
+            )
+        return "250 2.0.0 queued"
+
+
+class SmtpTestServer:
+    """Starts aiosmtpd in its own thread; `messages` are what arrived."""
+
+    def __init__(self) -> None:
+        self.handler = RecordingHandler()
+        self.port = free_port()
+        handler = self.handler
+
+        class _Controller(Controller):
+            def factory(self) -> SMTP:
+                with handler.lock:
+                    handler.connections += 1
+                return SMTP(self.handler, hostname="localhost", data_size_limit=10 * 1024 * 1024)
+
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    @property
+    def connections(self) -> int:
+        return self.handler.connections
+
+    def set_fault(self, hook: FaultHook | None) -> None:
+        self.handler.fault = hook
+
+    def start(self) -> SmtpTestServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()

@@ -212,7 +212,7 @@ PARSERS = {
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
 ) -> Settings:
-    """Build Settings from `.env` overlaid by the real environment; raise ConfigError on bad input."""
+    """Settings from `.env` overlaid by the environment; ConfigError on bad input."""
     merged: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})

@@ -125,7 +125,7 @@ class SmtpPool:
             username=s.smtp_username,
             password=s.smtp_password,
             use_tls=s.smtp_tls == "tls",
-            start_tls=True if s.smtp_tls == "starttls" else False,
+            start_tls=s.smtp_tls == "starttls",
             tls_context=tls_context,
             timeout=s.smtp_timeout,
         )

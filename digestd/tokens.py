@@ -67,4 +67,5 @@ def read_token(
 
 def link(base_url: str, secret_key: str, purpose: str, subscriber_id: int, version: int) -> str:
     """The public URL of a signed link, e.g. https://host/unsubscribe/TOKEN."""
-    return f"{base_url.rstrip('/')}/{purpose}/{make_token(secret_key, purpose, subscriber_id, version)}"
+    token = make_token(secret_key, purpose, subscriber_id, version)
+    return f"{base_url.rstrip('/')}/{purpose}/{token}"

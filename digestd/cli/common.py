@@ -25,7 +25,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def get_context(
     ctx: typer.Context, *, migrate: bool = True, actor: str | None = None
 ) -> AppContext:
-    """The AppContext for this invocation; settings are loaded (and validated) here, not at import."""
+    """The AppContext for this invocation; settings are loaded and validated here."""
     root = ctx.find_root()
     if root.obj is None:
         try:

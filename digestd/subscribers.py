@@ -1,0 +1,346 @@
+"""Subscribers: validation of addresses and preferences, and every change with its audit event.
+
+Services never commit: the caller (CLI, web, daemon) owns the transaction through
+`session_scope`, so a change and its Event land together or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from email_validator import EmailNotValidError, validate_email
+from sqlmodel import Session, col, delete, select
+
+from digestd.models import (
+    FORMATS,
+    FREQUENCIES,
+    SUBSCRIBER_STATUSES,
+    Delivery,
+    DeliveryEntry,
+    Event,
+    Subscriber,
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_ITEMS_RANGE = (1, 100)
+NAME_MAX = 200
+TOPICS_MAX = 1000
+CATEGORIES_MAX = 50
+# arXiv style (cs.CL, q-bio.NC, hep-th, astro-ph.GA) and other feeds' tags: no commas/spaces.
+_CATEGORY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+# Audit actions written by this module (other parts add their own, e.g. bounces).
+ADDED = "subscriber.added"
+UPDATED = "subscriber.updated"
+STATUS = "subscriber.status"
+FORGOTTEN = "subscriber.forgotten"
+
+
+class InvalidInput(ValueError):
+    """Bad input from a person; the message is one line saying what is wrong."""
+
+
+class SubscriberExists(InvalidInput):
+    """The address is already subscribed (in any status); `.subscriber` is the existing row."""
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        super().__init__(f"{subscriber.email} already exists (status {subscriber.status})")
+        self.subscriber = subscriber
+
+
+def normalize_email(raw: str) -> str:
+    """The canonical form of an address, so one person is stored (and mailed) once."""
+    value = (raw or "").strip()
+    if not value:
+        raise InvalidInput("email address is empty")
+    try:
+        info = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{value!r} is not a valid email address: {exc}") from None
+    # email-validator keeps the local part's case; virtually every mailbox provider ignores
+    # it, and treating Ada@x and ada@x as two subscribers would mail one person twice.
+    return info.normalized.lower()
+
+
+@lru_cache(maxsize=1)
+def _zones_by_lower() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+def validate_timezone(name: str) -> str:
+    """The canonical IANA name for `name` (case-insensitive), or InvalidInput."""
+    value = (name or "").strip()
+    canonical = _zones_by_lower().get(value.lower())
+    if canonical is None:
+        raise InvalidInput(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)")
+    try:
+        ZoneInfo(canonical)
+    except (ZoneInfoNotFoundError, ValueError):  # pragma: no cover - tzdata is a dependency
+        raise InvalidInput(f"unknown time zone {value!r}") from None
+    return canonical
+
+
+def parse_weekday(value: str | int) -> int:
+    """0 (Monday) … 6 (Sunday) from `mon`…`sun`, a full day name, or a number 0-6."""
+    if isinstance(value, int):
+        if 0 <= value <= 6:
+            return value
+        raise InvalidInput(f"weekday must be 0-6 or mon..sun, got {value}")
+    text = str(value).strip().lower()
+    if text.isdigit() and 0 <= int(text) <= 6:
+        return int(text)
+    if text[:3] in WEEKDAYS and (len(text) == 3 or text in _FULL_DAYS):
+        return WEEKDAYS.index(text[:3])
+    raise InvalidInput(f"weekday must be one of {', '.join(WEEKDAYS)}, got {value!r}")
+
+
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def parse_categories(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Categories from `cs.CL,cs.LG` or a list: checked, de-duplicated, order kept."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        cat = str(item).strip()
+        if not cat:
+            continue
+        if not _CATEGORY_RE.match(cat):
+            raise InvalidInput(f"category {cat!r} is not valid (expected names like cs.CL)")
+        if cat not in out:
+            out.append(cat)
+    if len(out) > CATEGORIES_MAX:
+        raise InvalidInput(f"at most {CATEGORIES_MAX} categories, got {len(out)}")
+    return out
+
+
+def _int_in(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"{what} must be a whole number {lo}-{hi}, got {value!r}")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise InvalidInput(f"{what} must be a whole number {lo}-{hi}, got {value!r}") from None
+    if not lo <= number <= hi:
+        raise InvalidInput(f"{what} must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def _choice(value: Any, what: str, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise InvalidInput(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return text
+
+
+def _one_line(value: Any, what: str, limit: int) -> str:
+    text = "" if value is None else str(value).strip()
+    if "\n" in text or "\r" in text:
+        raise InvalidInput(f"{what} must be on one line")
+    if len(text) > limit:
+        raise InvalidInput(f"{what} is too long ({len(text)} characters, at most {limit})")
+    return text
+
+
+@dataclass
+class Preferences:
+    """What a subscriber wants; `validated()` checks and normalizes every field."""
+
+    name: str = ""
+    topics: str = ""
+    categories: list[str] = field(default_factory=list)
+    frequency: str = "daily"
+    send_hour: int = 8
+    send_weekday: int = 0  # 0 = Monday; used by weekly digests
+    timezone: str = "UTC"
+    max_items: int = 10
+    format: str = "html"
+
+    def validated(self) -> Preferences:
+        """A normalized copy (strings coerced: `"7"`, `"tue"`, `"cs.CL,cs.LG"`), or InvalidInput."""
+        return Preferences(
+            name=_one_line(self.name, "name", NAME_MAX),
+            topics=" ".join(_one_line(self.topics, "topics", TOPICS_MAX).split()),
+            categories=parse_categories(self.categories),
+            frequency=_choice(self.frequency, "frequency", FREQUENCIES),
+            send_hour=_int_in(self.send_hour, "hour", 0, 23),
+            send_weekday=parse_weekday(self.send_weekday),
+            timezone=validate_timezone(self.timezone),
+            max_items=_int_in(self.max_items, "max items", *MAX_ITEMS_RANGE),
+            format=_choice(self.format, "format", FORMATS),
+        )
+
+    @classmethod
+    def of(cls, sub: Subscriber) -> Preferences:
+        """The preferences currently stored on a subscriber."""
+        return cls(**{f.name: getattr(sub, f.name) for f in fields(cls)})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (for events and APIs)."""
+        data = asdict(self)
+        data["categories"] = list(self.categories)
+        return data
+
+
+PREFERENCE_FIELDS = tuple(f.name for f in fields(Preferences))
+
+
+def record_event(
+    session: Session,
+    sub_id: int | None,
+    action: str,
+    *,
+    actor: str,
+    now: datetime,
+    **detail: Any,
+) -> Event:
+    """Append one audit line: what happened to whom, by which actor, when."""
+    event = Event(subscriber_id=sub_id, action=action, actor=actor, detail=detail, created_at=now)
+    session.add(event)
+    return event
+
+
+def get_by_email(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this address (normalized first), or None."""
+    normalized = normalize_email(email)
+    return session.exec(select(Subscriber).where(Subscriber.email == normalized)).first()
+
+
+def add_subscriber(
+    session: Session,
+    email: str,
+    prefs: Preferences,
+    *,
+    status: str,
+    actor: str,
+    now: datetime,
+) -> Subscriber:
+    """Create a subscriber (SubscriberExists if the address is known, whatever its status)."""
+    normalized = normalize_email(email)
+    clean = prefs.validated()
+    status = _choice(status, "status", SUBSCRIBER_STATUSES)
+    existing = get_by_email(session, normalized)
+    if existing is not None:
+        raise SubscriberExists(existing)
+    sub = Subscriber(email=normalized, status=status, created_at=now, **clean.as_dict())
+    if status == "active":
+        sub.confirmed_at = now
+    elif status == "unsubscribed":
+        sub.unsubscribed_at = now
+    session.add(sub)
+    session.flush()  # the id, for the event; the caller still owns the commit
+    record_event(session, sub.id, ADDED, actor=actor, now=now, status=status, **clean.as_dict())
+    return sub
+
+
+def update_preferences(
+    session: Session,
+    sub: Subscriber,
+    changes: dict[str, Any],
+    *,
+    actor: str,
+    now: datetime,
+) -> dict[str, list[Any]]:
+    """Apply validated preference changes; returns {field: [old, new]} (empty: nothing changed)."""
+    unknown = sorted(set(changes) - set(PREFERENCE_FIELDS))
+    if unknown:
+        raise InvalidInput(f"unknown preference {unknown[0]!r}")
+    current = Preferences.of(sub)
+    wanted = replace(current, **changes).validated()
+    diff: dict[str, list[Any]] = {}
+    for name in PREFERENCE_FIELDS:
+        old, new = getattr(current, name), getattr(wanted, name)
+        if old != new:
+            diff[name] = [list(old) if isinstance(old, list) else old, new]
+            setattr(sub, name, new)
+    if diff:
+        session.add(sub)
+        record_event(session, sub.id, UPDATED, actor=actor, now=now, changes=diff)
+    return diff
+
+
+def set_status(
+    session: Session,
+    sub: Subscriber,
+    status: str,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str = "",
+) -> bool:
+    """Move a subscriber to `status` (active sets confirmed_at, unsubscribed sets
+    unsubscribed_at); returns False when it already had that status."""
+    status = _choice(status, "status", SUBSCRIBER_STATUSES)
+    old = sub.status
+    if old == status:
+        return False
+    sub.status = status
+    if status == "active":
+        if sub.confirmed_at is None:
+            sub.confirmed_at = now
+        sub.unsubscribed_at = None
+    elif status == "unsubscribed":
+        sub.unsubscribed_at = now
+    session.add(sub)
+    detail: dict[str, Any] = {"from": old, "to": status}
+    if reason:
+        detail["reason"] = reason
+    record_event(session, sub.id, STATUS, actor=actor, now=now, **detail)
+    return True
+
+
+def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> Event:
+    """Erase a person: their row, deliveries and audit history; keep one anonymous event."""
+    sub_id = sub.id
+    delivery_ids = select(Delivery.id).where(Delivery.subscriber_id == sub_id)
+    # Explicit deletes rather than relying on ON DELETE CASCADE being enabled on the connection.
+    session.exec(delete(DeliveryEntry).where(col(DeliveryEntry.delivery_id).in_(delivery_ids)))
+    gone = session.exec(delete(Delivery).where(col(Delivery.subscriber_id) == sub_id))
+    deliveries = gone.rowcount
+    # Earlier events carry the name and preferences: they are personal data too.
+    events = session.exec(delete(Event).where(col(Event.subscriber_id) == sub_id)).rowcount
+    session.delete(sub)
+    event = record_event(
+        session,
+        None,
+        FORGOTTEN,
+        actor=actor,
+        now=now,
+        deliveries_deleted=deliveries,
+        events_deleted=events,
+    )
+    session.flush()
+    return event
+
+
+def subscriber_dict(sub: Subscriber) -> dict[str, Any]:
+    """The stable public view of a subscriber (CLI `--json`, APIs): documented fields only."""
+
+    def ts(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "topics": sub.topics,
+        "categories": list(sub.categories),
+        "frequency": sub.frequency,
+        "send_hour": sub.send_hour,
+        "send_weekday": WEEKDAYS[sub.send_weekday],
+        "timezone": sub.timezone,
+        "max_items": sub.max_items,
+        "format": sub.format,
+        "created_at": ts(sub.created_at),
+        "confirmed_at": ts(sub.confirmed_at),
+        "unsubscribed_at": ts(sub.unsubscribed_at),
+        "bounce_count": sub.bounce_count,
+    }

@@ -1,0 +1,445 @@
+"""`digestd run`: the long-running scheduler (and web endpoints) in one asyncio loop.
+
+Jobs (APScheduler 3.x AsyncIOScheduler, each `max_instances=1`, `coalesce=True`):
+
+- ingest        every minute: fetch the sources whose `next_fetch_at` is due (each source keeps
+                its own interval and backoff; the ingest service computes `next_fetch_at`).
+- plan          every minute: one delivery per due (subscriber, period); idempotent.
+- send          claims due deliveries in batches until none is left or a stop is requested.
+- housekeeping  expired leases (a crashed or killed worker) go back to pending.
+
+Every job runs once immediately at start, so a restarted daemon resumes at once.
+
+Crash safety comes from the outbox, not from this loop: a claimed delivery carries a lease;
+if this process dies, the lease expires and any worker (this one restarted, or a replica)
+claims it again with the same Message-ID. On SIGTERM/SIGINT we stop claiming, let in-flight
+sends finish for a bounded time, then hand back whatever this worker still holds.
+
+SQLite is single-process: a second daemon on the same file is refused (an fcntl lock on
+`<db>.lock`, released by the kernel even on SIGKILL). PostgreSQL allows many replicas;
+they share work through `SELECT … FOR UPDATE SKIP LOCKED` in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import make_url
+
+from digestd.context import AppContext
+from digestd.db import session_scope
+
+log = logging.getLogger("digestd.daemon")
+
+MINUTE = 60
+# A run that starts this late (e.g. the machine was suspended) is still worth doing;
+# coalesce=True folds any pile-up of missed runs into one.
+MISFIRE_GRACE_SECONDS = 30
+# After a stop request: how long in-flight sends may take to finish before they are
+# cancelled and their deliveries handed back (an SMTP transaction is bounded by
+# DIGESTD_SMTP_TIMEOUT, so this bound is the smaller of that and 20 s).
+MAX_STOP_GRACE_SECONDS = 20.0
+
+
+class DaemonStartError(RuntimeError):
+    """The daemon cannot start (lock held, address in use…); the message is one line."""
+
+
+class DaemonAlreadyRunning(DaemonStartError):
+    """Another daemon holds the lock of this SQLite database; the message is one line."""
+
+
+# ---- single-process lock (SQLite) ---------------------------------------------------------
+
+
+def lock_path_for(database_url: str) -> Path | None:
+    """`<db file>.lock` for a SQLite file database; None for PostgreSQL (replicas allowed)."""
+    if not database_url.startswith("sqlite"):
+        return None
+    db = make_url(database_url).database
+    if not db or db == ":memory:":
+        return None
+    return Path(db).expanduser().resolve().with_name(Path(db).name + ".lock")
+
+
+@contextlib.contextmanager
+def single_process_lock(database_url: str) -> Iterator[Path | None]:
+    """Hold an exclusive lock for this SQLite file for the daemon's lifetime.
+
+    fcntl.flock is tied to the open file description: the kernel drops it when the
+    process exits in any way (SIGKILL included), so a crash never leaves a stale lock.
+    """
+    path = lock_path_for(database_url)
+    if path is None:
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle: IO[str] = open(path, "a+")  # noqa: SIM115 - held open for the lifetime on purpose
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise DaemonAlreadyRunning(
+                f"another digestd run (pid {holder}) is already using {path.with_suffix('')}; "
+                "SQLite allows one daemon per database file (use PostgreSQL for replicas)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # releases the lock
+
+
+# ---- the daemon ----------------------------------------------------------------------------
+
+
+def default_worker_id() -> str:
+    """host:pid:random — unique per process, readable in `deliveries list` and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Daemon:
+    """The scheduler, its jobs and the stop logic; `run_forever` is the public entry."""
+
+    def __init__(self, ctx: AppContext, stop: asyncio.Event, worker_id: str) -> None:
+        self.ctx = ctx
+        self.stop = stop
+        self.worker_id = worker_id
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={
+                "max_instances": 1,
+                "coalesce": True,
+                "misfire_grace_time": MISFIRE_GRACE_SECONDS,
+            },
+        )
+        self._running: set[asyncio.Task[Any]] = set()
+
+    # -- jobs: each logs exactly one line per run ---------------------------------------
+
+    async def _run_job(self, name: str, body: Callable[[], Awaitable[str]]) -> None:
+        """Run one job body; log one line (what it did, how long); never let it kill the loop."""
+        if self.stop.is_set():
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        started = time.perf_counter()
+        try:
+            summary = await body()
+            log.info("job=%s %s duration_ms=%d", name, summary, _ms(started))
+        except asyncio.CancelledError:
+            log.warning("job=%s cancelled by stop duration_ms=%d", name, _ms(started))
+            raise
+        except Exception as exc:  # a failing job is logged and retried on its next run
+            log.error(
+                "job=%s failed error=%s duration_ms=%d",
+                name,
+                _one_line(exc),
+                _ms(started),
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def ingest(self) -> None:
+        async def body() -> str:
+            from digestd.ingest import fetch_sources
+
+            reports = await fetch_sources(self.ctx, only_due=True)
+            return _summarize_fetch(reports)
+
+        await self._run_job("ingest", body)
+
+    async def plan(self) -> None:
+        async def body() -> str:
+            from digestd.outbox import plan_due
+
+            # Planning is synchronous database work: run it off the loop so the web
+            # endpoints and in-flight SMTP transactions keep moving.
+            report = await asyncio.to_thread(plan_due, self.ctx)
+            planned = _count(report, "planned")
+            if planned:
+                self.kick("send")
+            return _summarize(report)
+
+        await self._run_job("plan", body)
+
+    async def send(self) -> None:
+        async def body() -> str:
+            from digestd.outbox import send_due
+
+            # send_due claims batches until none is due or `stop` is set; a stop lets the
+            # messages already handed to SMTP finish, and returns.
+            report = await send_due(self.ctx, worker_id=self.worker_id, stop=self.stop)
+            return _summarize(report)
+
+        await self._run_job("send", body)
+
+    async def housekeeping(self) -> None:
+        async def body() -> str:
+            from digestd.outbox import release_expired
+
+            def release() -> int:
+                with session_scope(self.ctx.engine) as session:
+                    return int(release_expired(session, self.ctx.now()))
+
+            released = await asyncio.to_thread(release)
+            if released:
+                self.kick("send")
+            return f"released_expired_leases={released}"
+
+        await self._run_job("housekeeping", body)
+
+    def kick(self, job_id: str) -> None:
+        """Run a job now (e.g. send right after planning); a running instance absorbs it."""
+        job = self.scheduler.get_job(job_id)
+        if job is not None and not self.stop.is_set():
+            job.modify(next_run_time=datetime.now(UTC))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Add every job, each with an immediate first run."""
+        now = datetime.now(UTC)
+        lease = self.ctx.settings.lease_seconds
+        # Expired leases are looked for a few times per lease length (at most every
+        # minute), so a crashed worker's deliveries come back soon after they expire.
+        housekeeping_every = max(1.0, min(float(MINUTE), lease / 3))
+        jobs: list[tuple[str, Callable[[], Awaitable[None]], float]] = [
+            ("housekeeping", self.housekeeping, housekeeping_every),
+            ("ingest", self.ingest, MINUTE),
+            ("plan", self.plan, MINUTE),
+            # Retries whose next attempt has come and deliveries planned by a replica are
+            # picked up at this pace; a plan or housekeeping run that finds work kicks it.
+            ("send", self.send, 15),
+        ]
+        for offset, (job_id, func, every) in enumerate(jobs):
+            self.scheduler.add_job(
+                func,
+                IntervalTrigger(seconds=every, timezone=UTC),
+                id=job_id,
+                name=job_id,
+                next_run_time=now + timedelta(milliseconds=offset),
+            )
+
+    async def stop_gracefully(self) -> None:
+        """Stop claiming, let in-flight work finish (bounded), hand back what is still held."""
+        self.scheduler.shutdown(wait=False)
+        grace = min(self.ctx.settings.smtp_timeout, MAX_STOP_GRACE_SECONDS)
+        pending = {t for t in self._running if not t.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        released = await asyncio.to_thread(self.release_own_leases)
+        log.info(
+            "stopped worker=%s cancelled_jobs=%d released_leases=%d",
+            self.worker_id,
+            len(pending),
+            released,
+        )
+
+    def release_own_leases(self) -> int:
+        """Deliveries this worker claimed but did not finish go back to pending at once."""
+        from digestd.leases import release_worker
+
+        with session_scope(self.ctx.engine) as session:
+            return release_worker(session, self.worker_id, self.ctx.now())
+
+
+async def run_forever(
+    ctx: AppContext,
+    *,
+    stop_event: asyncio.Event | None = None,
+    worker_id: str | None = None,
+    web: bool = True,
+) -> int:
+    """Run the scheduler (and web) until SIGTERM/SIGINT or `stop_event`; return the exit code.
+
+    Raises DaemonStartError (one-line message) when it cannot start: another daemon on the
+    same SQLite file, or the listen address is taken.
+    """
+    _configure_logging(ctx.settings.log_level)
+    stop = stop_event or asyncio.Event()
+    with single_process_lock(ctx.settings.database_url):
+        sock = _bind(ctx.settings.listen_host, ctx.settings.listen_port) if web else None
+        web_server = _make_web_server(ctx) if sock is not None else None
+        daemon = Daemon(ctx, stop, worker_id or default_worker_id())
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, _on_signal, stop, sig)
+                installed.append(sig)
+        web_task: asyncio.Task[None] | None = None
+        exit_code = 0
+        try:
+            if web_server is not None and sock is not None:
+                web_task = asyncio.create_task(web_server.serve(sockets=[sock]))
+            daemon.schedule()
+            daemon.scheduler.start()
+            where = sock.getsockname() if sock is not None and web_server is not None else None
+            log.info(
+                "digestd running worker=%s database=%s web=%s lease_seconds=%d",
+                daemon.worker_id,
+                _redact(ctx.settings.database_url),
+                f"http://{where[0]}:{where[1]}" if where else "off",
+                ctx.settings.lease_seconds,
+            )
+            stopper = asyncio.create_task(stop.wait())
+            waiters: set[asyncio.Task[Any]] = {stopper}
+            if web_task is not None:
+                waiters.add(web_task)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if web_task is not None and web_task.done():
+                # The web server ended on its own: that is a failure of the daemon.
+                exit_code = 1
+                problem = web_task.exception() if not web_task.cancelled() else None
+                log.error("web server stopped: %s", _one_line(problem) if problem else "exited")
+        finally:
+            stop.set()
+            await daemon.stop_gracefully()
+            if web_server is not None and web_task is not None and not web_task.done():
+                web_server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(web_task, timeout=10)
+            if sock is not None:
+                sock.close()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        return exit_code
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the web socket before anything runs, so a taken port is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise DaemonStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("received %s: stopping (no new claims; in-flight sends finish)", sig.name)
+    stop.set()
+
+
+def _make_web_server(ctx: AppContext) -> Any:
+    """A uvicorn server for the web app on DIGESTD_LISTEN, or None if the web part is absent."""
+    try:
+        from digestd.web import create_app
+    except ImportError:
+        log.warning("web endpoints not available in this build; running the scheduler only")
+        return None
+    import uvicorn
+
+    class _EmbeddedServer(uvicorn.Server):
+        # The daemon owns SIGTERM/SIGINT: uvicorn must not install (and later re-raise) its own.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=ctx.settings.listen_host,
+        port=ctx.settings.listen_port,
+        log_level=ctx.settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    return _EmbeddedServer(config)
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return not task.cancelled() and task.exception() is not None
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
+    logging.getLogger("digestd").setLevel(level.upper())
+    # APScheduler logs "Running job"/"executed successfully" for every run; our one line
+    # per run says more, so keep only its warnings (missed runs, skipped instances).
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}"
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def _count(report: Any, name: str) -> int:
+    value = getattr(report, name, 0)
+    if isinstance(value, list | tuple | set | dict):
+        return len(value)
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _summarize(report: Any) -> str:
+    """`key=value` pairs from a report dataclass's scalar fields, for the one-line job log."""
+    fields = getattr(report, "__dataclass_fields__", None)
+    if not fields:
+        return f"result={report!r}"
+    parts = []
+    for name in fields:
+        value = getattr(report, name)
+        if isinstance(value, bool | int | float | str) or value is None:
+            parts.append(f"{name}={value}")
+        elif isinstance(value, list | tuple | set | dict):
+            parts.append(f"{name}={len(value)}")
+    return " ".join(parts)
+
+
+def _summarize_fetch(reports: list[Any]) -> str:
+    """Sources fetched, how many failed, entries added: one line for the ingest job."""
+    failed = sum(1 for r in reports if getattr(r, "error", None))
+    new = sum(_count(r, "new") for r in reports)
+    updated = sum(_count(r, "updated") for r in reports)
+    return f"sources={len(reports)} failed={failed} new_entries={new} updated_entries={updated}"

@@ -1,0 +1,239 @@
+"""Digest bodies: rendered once per profile with placeholders, personalized per subscriber.
+
+Jinja2 renders (autoescaped HTML, plain text), css-inline moves the stylesheet into style
+attributes (keeping @media rules for phones), and the per-subscriber values (address and
+signed links) are left as placeholders carrying a random per-render marker, so that
+`personalize` is a few `str.replace` calls and feed text can never forge a placeholder.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from html import escape as html_escape
+from typing import Any
+
+import css_inline
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from digestd.config import Settings
+from digestd.mailer import one_line
+from digestd.paths import data_dir
+from digestd.select import Pick, Profile
+
+FORMATS = ("html", "text")
+SLOTS = ("email", "unsubscribe_url", "preferences_url")
+MAX_AUTHORS = 3
+EXCERPT_MAX_CHARS = 420
+EXCERPT_MAX_SENTENCES = 3
+# Gmail clips a message body above 102 KB; renders are checked against a margin below it.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+# Sentence ends for a 2–3 sentence excerpt. A regex suffices for abstracts (no abbreviation
+# dictionary needed at this precision; a full sentence tokenizer would be a large dependency).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_SAFE_URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DigestBody:
+    """One rendered digest for a profile; `text`/`html` hold per-subscriber placeholders."""
+
+    subject: str
+    text: str
+    html: str | None
+    entry_ids: tuple[int, ...]
+    marker: str
+
+    def placeholder(self, slot: str) -> str:
+        return _placeholder(self.marker, slot)
+
+
+@dataclass(frozen=True)
+class PersonalDigest:
+    """A digest for one subscriber, ready for `mailer.compose`."""
+
+    subject: str
+    text: str
+    html: str | None
+
+
+def _placeholder(marker: str, slot: str) -> str:
+    # Only [a-z0-9_-]: autoescaping and CSS inlining leave it untouched.
+    return f"--{marker}-{slot}--"
+
+
+def shorten_authors(authors: Sequence[str], limit: int = MAX_AUTHORS) -> str:
+    """ "A, B, C et al." when there are more than `limit` authors."""
+    names = [" ".join(a.split()) for a in authors if a and a.strip()]
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + " et al."
+    return ", ".join(names)
+
+
+def excerpt(summary: str, max_chars: int = EXCERPT_MAX_CHARS) -> str:
+    """The first 2–3 sentences of an abstract, cut at a word when still too long."""
+    text = " ".join((summary or "").split())
+    if not text:
+        return ""
+    sentences = _SENTENCE_END.split(text)
+    out = sentences[0]
+    for sentence in sentences[1:EXCERPT_MAX_SENTENCES]:
+        if len(out) >= 160 and len(out) + 1 + len(sentence) > max_chars:
+            break
+        out = f"{out} {sentence}"
+    if len(out) > max_chars:
+        cut = out[: max_chars - 1].rsplit(" ", 1)[0].rstrip(",;:-–— ")
+        out = cut + "…"
+    return out
+
+
+def safe_url(url: str | None) -> str | None:
+    """`url` when it is a plain http(s) link, else None (no javascript: or data: in email)."""
+    if not url:
+        return None
+    url = url.strip()
+    return url if _SAFE_URL.match(url) else None
+
+
+def subject_line(when: datetime, count: int) -> str:
+    """'Your papers digest — Thu 26 Nov 2026 · 7 papers' (one line, locale independent)."""
+    return one_line(f"Your papers digest — {date_label(when)} · {count_label(count)}")
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def date_label(when: datetime) -> str:
+    # Spelled out here rather than strftime("%a %b"), which follows the process locale.
+    return f"{_DAYS[when.weekday()]} {when.day} {_MONTHS[when.month - 1]} {when.year}"
+
+
+def count_label(n: int) -> str:
+    return f"{n} paper" if n == 1 else f"{n} papers"
+
+
+class Renderer:
+    """Renders digests from `templates/email/` (overridable via DIGESTD_TEMPLATES_DIR)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def env(self) -> Environment:
+        """The Jinja2 environment: the override directory first, then the shipped templates."""
+        loaders = []
+        if self.settings.templates_dir is not None:
+            loaders.append(FileSystemLoader(str(self.settings.templates_dir)))
+        loaders.append(FileSystemLoader(str(data_dir("templates"))))
+        return Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml")),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    @cached_property
+    def _inliner(self) -> css_inline.CSSInliner:
+        return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+    def inline_css(self, html: str) -> str:
+        """Move <style> rules into style attributes (email clients drop stylesheets)."""
+        return str(self._inliner.inline(html))
+
+    def render_html(self, name: str, **context: Any) -> str:
+        """Render an HTML email template (e.g. one extending email/layout.html), CSS inlined."""
+        context.setdefault("from_address", self.settings.from_address)
+        return self.inline_css(self.env.get_template(name).render(**context))
+
+    def render_text(self, name: str, **context: Any) -> str:
+        """Render a plain-text template."""
+        context.setdefault("from_address", self.settings.from_address)
+        return self.env.get_template(name).render(**context)
+
+    def render_digest(
+        self, profile: Profile, picks: Sequence[Pick], *, when: datetime, fmt: str = "html"
+    ) -> DigestBody:
+        """Render one profile's digest once; per-subscriber values stay placeholders."""
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        papers = [_paper(p) for p in picks]
+        # A marker feed content already contains could be substituted by personalize;
+        # 64 random bits make that practically impossible, and we check anyway.
+        haystack = "\n".join(
+            f"{p.entry.title}\n{p.entry.summary}\n{p.entry.url}\n{p.entry.code_url}\n"
+            f"{' '.join(p.entry.authors or [])}\n{' '.join(p.entry.categories or [])}\n{p.reason}"
+            for p in picks
+        )
+        marker = secrets.token_hex(8)
+        while marker in haystack:
+            marker = secrets.token_hex(8)
+        context: dict[str, Any] = {
+            "title": subject_line(when, len(papers)),
+            "date_label": date_label(when),
+            "count_label": count_label(len(papers)),
+            "preheader": _preheader(papers),
+            "papers": papers,
+            "from_address": self.settings.from_address,
+            **{slot: _placeholder(marker, slot) for slot in SLOTS},
+        }
+        text = self.render_text("email/digest.txt", **context)
+        html = self.render_html("email/digest.html", **context) if fmt == "html" else None
+        return DigestBody(
+            subject=subject_line(when, len(papers)),
+            text=text,
+            html=html,
+            entry_ids=tuple(p.entry.id for p in picks if p.entry.id is not None),
+            marker=marker,
+        )
+
+    def personalize(
+        self, body: DigestBody, *, email: str, unsubscribe_url: str, preferences_url: str
+    ) -> PersonalDigest:
+        """Fill in one subscriber's address and signed links: string substitution only."""
+        values = {
+            "email": email,
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": preferences_url,
+        }
+        text = body.text
+        html = body.html
+        for slot, value in values.items():
+            ph = _placeholder(body.marker, slot)
+            text = text.replace(ph, value)
+            if html is not None:
+                html = html.replace(ph, html_escape(value, quote=True))
+        return PersonalDigest(subject=body.subject, text=text, html=html)
+
+
+def _paper(pick: Pick) -> dict[str, Any]:
+    entry = pick.entry
+    meta = []
+    authors = shorten_authors(entry.authors or [])
+    if authors:
+        meta.append(authors)
+    cats = [c for c in (entry.categories or []) if c and c.strip()]
+    if cats:
+        meta.append(", ".join(cats[:4]))
+    return {
+        "title": " ".join((entry.title or "(untitled)").split()),
+        "url": safe_url(entry.url),
+        "meta": " · ".join(meta),
+        "excerpt": excerpt(entry.summary or ""),
+        "upvotes": entry.upvotes or 0,
+        "reason": pick.reason,
+        "code_url": safe_url(entry.code_url),
+    }
+
+
+def _preheader(papers: list[dict[str, Any]]) -> str:
+    titles = [p["title"] for p in papers[:3]]
+    text = " · ".join(titles)
+    return text if len(text) <= 140 else text[:139].rsplit(" ", 1)[0] + "…"

@@ -1,0 +1,110 @@
+"""Test data for digests: the seed papers as Entry rows, subscribers, sent deliveries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from digestd.models import Delivery, DeliveryEntry, Entry, Source, Subscriber
+
+REPO = Path(__file__).resolve().parents[2]
+SEED_FEED = REPO / "seeds" / "trending-papers.json"
+
+
+def load_seed_entries(
+    session: Session, now: datetime, *, source_name: str = "Trending"
+) -> list[Entry]:
+    """The 61 seed papers as entries ingested at `now` (a stand-in for the JSON Feed ingest,
+    kept to the fields selection reads so these tests do not depend on ingestion)."""
+    feed = json.loads(SEED_FEED.read_text(encoding="utf-8"))
+    source = Source(
+        url="file://seeds/trending-papers.json", kind="jsonfeed", name=source_name, created_at=now
+    )
+    session.add(source)
+    session.flush()
+    entries = []
+    for item in feed["items"]:
+        paper: dict[str, Any] = item.get("_paper", {})
+        entry = Entry(
+            source_id=source.id,
+            canonical_key=item["id"],
+            url=item["url"],
+            title=item["title"],
+            summary=item.get("content_text", ""),
+            authors=[a["name"] for a in item.get("authors", [])],
+            categories=list(item.get("tags", [])),
+            code_url=paper.get("code_url"),
+            upvotes=int(paper.get("upvotes", 0)),
+            published_at=now,
+            ingested_at=now,
+        )
+        session.add(entry)
+        entries.append(entry)
+    session.flush()
+    return entries
+
+
+def seed_entries(now: datetime) -> list[Entry]:
+    """The seed papers as unsaved Entry objects with ids 1..61 (for database-free ranking)."""
+    feed = json.loads(SEED_FEED.read_text(encoding="utf-8"))
+    out = []
+    for n, item in enumerate(feed["items"], start=1):
+        paper: dict[str, Any] = item.get("_paper", {})
+        out.append(
+            Entry(
+                id=n,
+                canonical_key=item["id"],
+                url=item["url"],
+                title=item["title"],
+                summary=item.get("content_text", ""),
+                authors=[a["name"] for a in item.get("authors", [])],
+                categories=list(item.get("tags", [])),
+                code_url=paper.get("code_url"),
+                upvotes=int(paper.get("upvotes", 0)),
+                published_at=now,
+                ingested_at=now,
+            )
+        )
+    return out
+
+
+def add_subscriber(session: Session, email: str, now: datetime, **prefs: Any) -> Subscriber:
+    """An active subscriber with the given preference columns."""
+    sub = Subscriber(email=email, status="active", created_at=now, confirmed_at=now, **prefs)
+    session.add(sub)
+    session.flush()
+    return sub
+
+
+def record_sent(
+    session: Session,
+    sub: Subscriber,
+    entries: list[Entry],
+    *,
+    period: str,
+    window_start: datetime,
+    window_end: datetime,
+    status: str = "sent",
+) -> Delivery:
+    """A delivery as the sender records it: the window and the entries it carried, in rank order."""
+    delivery = Delivery(
+        subscriber_id=sub.id,  # type: ignore[arg-type]
+        period=period,
+        status=status,
+        window_start=window_start,
+        window_end=window_end,
+        message_id=f"<{sub.id}.{period}@test>",
+        created_at=window_end,
+        sent_at=window_end if status == "sent" else None,
+        entry_count=len(entries),
+    )
+    session.add(delivery)
+    session.flush()
+    for rank, entry in enumerate(entries):
+        session.add(DeliveryEntry(delivery_id=delivery.id, entry_id=entry.id, rank=rank))  # type: ignore[arg-type]
+    session.flush()
+    return delivery

@@ -231,6 +231,10 @@ class Selector:
     def entries(self) -> list[Entry]:
         return [d.entry for d in self._docs]
 
+    def window_size(self, profile: Profile) -> int:
+        """How many loaded entries fall in the profile's window."""
+        return len(self._window(profile.window_start, profile.window_end).docs)
+
     # -- per window statistics (IDF is over the window, so a batch ranks like a single run)
 
     def _window(self, start: datetime, end: datetime) -> _Window:
@@ -435,13 +439,31 @@ def select_for_profiles(
     return {k: selector.select(p, exclude.get(k, frozenset())) for k, p in unique.items()}
 
 
-def select_for_subscriber(
-    session: Session, sub: Subscriber, now: datetime
-) -> tuple[Profile, list[Pick]]:
+@dataclass(frozen=True)
+class SubscriberSelection:
+    """One subscriber's next digest: its profile, picks, and why it is empty when it is."""
+
+    profile: Profile
+    picks: list[Pick]
+    empty_reason: str | None
+
+
+def skip_reason(selector: Selector, profile: Profile) -> str:
+    """Why a profile got no picks: nothing new in its window, or nothing new matching."""
+    if not selector.window_size(profile):
+        return "no new papers since the previous digest"
+    if parse_query(profile.topics).include or profile.categories:
+        return "no new paper matches the topics or categories"
+    return "every new paper was already sent"
+
+
+def select_for_subscriber(session: Session, sub: Subscriber, now: datetime) -> SubscriberSelection:
     """What one subscriber would get now (used by preview): window, history, ranking."""
     assert sub.id is not None
     previous = previous_window_ends(session, [sub.id])[sub.id]
     start, end = default_window(sub, now, previous)
     profile = Profile.for_subscriber(sub, start, end)
     sent = sent_entry_ids(session, [sub.id], since=start)[sub.id]
-    return profile, select_for_profile(session, profile, exclude_entry_ids=sent)
+    selector = Selector.load(session, start, end)
+    picks = selector.select(profile, sent)
+    return SubscriberSelection(profile, picks, None if picks else skip_reason(selector, profile))

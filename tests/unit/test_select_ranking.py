@@ -68,3 +68,86 @@ def test_relevant_papers_rank_first(
     top3 = titles(selector, topics)[:3]
     for title in expected_in_top3:
         assert title in top3, f"{title!r} not in top 3 for {topics!r}: {top3}"
+
+
+def test_excluded_words_and_phrases_remove_papers(selector: Selector) -> None:
+    safety = "On the Role of Attention Heads in Large Language Model Safety"
+    assert safety in titles(selector, '"attention heads"', 61)
+    assert safety not in titles(selector, '"attention heads" -safety', 61)
+    razor = "RazorAttention: Efficient KV Cache Compression Through Retrieval Heads"
+    assert razor in titles(selector, "retrieval heads", 61)
+    assert razor not in titles(selector, 'retrieval heads -"kv cache"', 61)
+    # an exclusion alone keeps the trending list minus the excluded papers
+    trending_minus = titles(selector, "-safety", 61)
+    assert safety not in trending_minus and len(trending_minus) > 40
+
+
+def test_accents_and_case_do_not_matter(selector: Selector) -> None:
+    etude = titles(selector, "etude cognitive")
+    assert etude[0].startswith("Étude cognitive des processus")
+    assert titles(selector, "ÉTUDE COGNITIVE") == etude
+    assert titles(selector, "KV CACHE") == titles(selector, "kv cache")
+    assert titles(selector, "ragnarok")[0].startswith("Ragnarök")
+
+
+def test_no_topics_gives_trending_order(selector: Selector) -> None:
+    feed_order = [e.title for e in sorted(seed_entries(NOW), key=lambda e: -e.upvotes)]
+    assert titles(selector, "", 10) == feed_order[:10]
+    profile = Profile("", (), 3, NOW - timedelta(days=1), NOW)
+    assert [p.reason for p in selector.select(profile)] == [
+        "trending · 132 upvotes",
+        "trending · 130 upvotes",
+        "trending · 128 upvotes",
+    ]
+
+
+def test_trending_ties_go_to_the_newer_paper() -> None:
+    a, b = seed_entries(NOW)[:2]
+    a.upvotes = b.upvotes = 7
+    a.published_at = NOW - timedelta(hours=5)
+    b.published_at = NOW - timedelta(hours=1)
+    sel = Selector([a, b])
+    assert [p.entry.id for p in sel.select(Profile("", (), 5, NOW - timedelta(days=1), NOW))] == [
+        b.id,
+        a.id,
+    ]
+
+
+def test_reason_names_matches_and_upvotes(selector: Selector) -> None:
+    profile = Profile('"KV cache"', (), 3, NOW - timedelta(days=1), NOW)
+    top = selector.select(profile)[0]
+    assert top.entry.title.startswith("RazorAttention")
+    assert top.reason == "matches: KV cache · 84 upvotes"
+    assert 0 < top.score <= 1
+
+
+def test_nothing_matching_gives_nothing(selector: Selector) -> None:
+    assert titles(selector, "quantum chromodynamics lattice") == []
+
+
+def test_categories_filter_by_arxiv_category_or_source_name() -> None:
+    e1, e2, e3 = seed_entries(NOW)[:3]
+    e1.categories, e2.categories, e3.categories = ["cs.CV"], ["cs.CL", "cs.LG"], ["stat.ML"]
+    e3.source_id = 9
+    sel = Selector([e1, e2, e3], {e3.id or 0: ["Hugging Face Daily"]})
+
+    def ids(cats: tuple[str, ...]) -> list[int | None]:
+        profile = Profile("", cats, 10, NOW - timedelta(days=1), NOW)
+        return sorted(p.entry.id for p in sel.select(profile))
+
+    assert ids(("cs.cl",)) == [e2.id]
+    assert ids(("cs",)) == [e1.id, e2.id]
+    assert ids(("hugging face daily",)) == [e3.id]
+    assert ids(("cs.CV", "stat.ML")) == [e1.id, e3.id]
+    assert ids(("math.AG",)) == []
+
+
+def test_window_and_exclusions_limit_candidates(selector: Selector) -> None:
+    entries = seed_entries(NOW)
+    old, new = entries[0], entries[1]
+    old.ingested_at = NOW - timedelta(days=3)
+    sel = Selector([old, new])
+    profile = Profile("", (), 10, NOW - timedelta(days=1), NOW)
+    assert [p.entry.id for p in sel.select(profile)] == [new.id]
+    assert sel.select(profile, frozenset({new.id or 0})) == []
+    assert sel.window_size(profile) == 1

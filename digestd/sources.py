@@ -1,0 +1,180 @@
+"""Sources: adding, listing, removing, which are due, and recording each fetch's health.
+
+Services never commit: the caller owns the transaction (`session_scope`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from sqlmodel import Session, col, or_, select
+
+from digestd.models import SOURCE_KINDS, Source
+
+MAX_BACKOFF = timedelta(days=1)
+STATUSES = ("ok", "partial", "not_modified", "error")
+
+
+class InvalidSource(ValueError):
+    """Bad source input; the message is one line saying what is wrong."""
+
+
+def normalize_location(raw: str) -> str:
+    """An http(s) URL as given, or a local path / file:// URL as an absolute file:// URL."""
+    value = (raw or "").strip()
+    if not value:
+        raise InvalidSource("source URL or path is empty")
+    if any(c in value for c in "\r\n\t"):
+        raise InvalidSource("source URL must be on one line")
+    if value.lower().startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise InvalidSource(f"URL has no host: {value}")
+        if len(value) > 2048:
+            raise InvalidSource("URL is longer than 2048 characters")
+        return value
+    if value.lower().startswith("file://"):
+        path = Path(unquote(urlsplit(value).path))
+    elif "://" in value:
+        scheme = value.split("://", 1)[0]
+        raise InvalidSource(f"unsupported URL scheme {scheme!r} (use http, https, file or a path)")
+    else:
+        path = Path(value).expanduser()
+    path = path.resolve()
+    if not path.is_file():
+        raise InvalidSource(f"no such file: {path}")
+    return path.as_uri()
+
+
+def validate_kind(kind: str | None) -> str:
+    """The kind, lower-cased, if it is one we can parse."""
+    value = (kind or "auto").strip().lower()
+    if value not in SOURCE_KINDS:
+        raise InvalidSource(f"unknown kind {kind!r} (choose from {', '.join(SOURCE_KINDS)})")
+    return value
+
+
+def get_by_url(session: Session, url: str) -> Source | None:
+    return session.exec(select(Source).where(Source.url == url)).first()
+
+
+def add_source(
+    session: Session, location: str, *, now: datetime, name: str = "", kind: str | None = None
+) -> Source:
+    """A new enabled source, due at once; InvalidSource if the input is bad or already there."""
+    url = normalize_location(location)
+    kind = validate_kind(kind)
+    existing = get_by_url(session, url)
+    if existing is not None:
+        raise InvalidSource(f"source already exists: #{existing.id} {url}")
+    name = " ".join((name or "").split())[:200] or _default_name(url)
+    source = Source(url=url, kind=kind, name=name, created_at=now, next_fetch_at=now)
+    session.add(source)
+    session.flush()
+    return source
+
+
+def ensure_source(session: Session, location: str, *, now: datetime) -> Source:
+    """The source for `location`, added if it is not there yet (demo and `ingest_file`)."""
+    url = normalize_location(location)
+    return get_by_url(session, url) or add_source(session, url, now=now)
+
+
+def _default_name(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path)).name
+    return (parts.hostname or "") + parts.path.rstrip("/")
+
+
+def list_sources(session: Session) -> list[Source]:
+    return list(session.exec(select(Source).order_by(col(Source.id))))
+
+
+def get_sources(session: Session, ids: Sequence[int]) -> list[Source]:
+    """The sources with these ids, in id order; InvalidSource naming any that do not exist."""
+    wanted = sorted(set(ids))
+    found = list(
+        session.exec(select(Source).where(col(Source.id).in_(wanted)).order_by(col(Source.id)))
+    )
+    missing = sorted(set(wanted) - {s.id for s in found})
+    if missing:
+        raise InvalidSource(f"no source with id {', '.join(map(str, missing))}")
+    return found
+
+
+def due_sources(session: Session, now: datetime) -> list[Source]:
+    """Enabled sources whose next fetch time has come (or was never set)."""
+    query = (
+        select(Source)
+        .where(Source.enabled == True)  # noqa: E712 - SQL expression
+        .where(or_(col(Source.next_fetch_at).is_(None), col(Source.next_fetch_at) <= now))
+        .order_by(col(Source.id))
+    )
+    return list(session.exec(query))
+
+
+def enabled_sources(session: Session) -> list[Source]:
+    query = select(Source).where(Source.enabled == True).order_by(col(Source.id))  # noqa: E712
+    return list(session.exec(query))
+
+
+def remove_source(session: Session, source_id: int) -> Source:
+    """Delete a source; its entries stay (they may have been mailed), its guid records go."""
+    source = session.get(Source, source_id)
+    if source is None:
+        raise InvalidSource(f"no source with id {source_id}")
+    session.delete(source)
+    session.flush()
+    return source
+
+
+def interval(source: Source, default_minutes: int) -> timedelta:
+    return timedelta(minutes=source.interval_minutes or default_minutes)
+
+
+def backoff_delay(failures: int, base: timedelta) -> timedelta:
+    """base × 2^failures, capped at a day: a broken feed is retried less and less often."""
+    return min(base * (2 ** min(failures, 16)), MAX_BACKOFF)
+
+
+def record_success(
+    source: Source,
+    *,
+    status: str,
+    now: datetime,
+    counts: dict[str, int],
+    duration_ms: int,
+    default_interval_minutes: int,
+    etag: str | None,
+    last_modified: str | None,
+    note: str | None = None,
+) -> None:
+    """A fetch that worked (ok, partial or not modified): health reset, next fetch scheduled."""
+    source.last_status = status
+    source.last_fetch_at = now
+    source.last_error = note
+    source.last_duration_ms = duration_ms
+    source.last_counts = dict(counts)
+    source.failures = 0
+    source.next_fetch_at = now + interval(source, default_interval_minutes)
+    if etag is not None or last_modified is not None:
+        source.etag = (etag or "")[:512] or None
+        source.last_modified = (last_modified or "")[:128] or None
+
+
+def record_failure(
+    source: Source, *, now: datetime, error: str, duration_ms: int, default_interval_minutes: int
+) -> None:
+    """A failed fetch: counted, explained, and the next attempt pushed out exponentially."""
+    source.last_status = "error"
+    source.last_fetch_at = now
+    source.last_error = error
+    source.last_duration_ms = duration_ms
+    source.last_counts = {"new": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+    source.failures = (source.failures or 0) + 1
+    base = interval(source, default_interval_minutes)
+    source.next_fetch_at = now + backoff_delay(source.failures, base)

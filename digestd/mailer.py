@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
+from datetime import datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from types import TracebackType
 
 import aiosmtplib
@@ -69,6 +71,53 @@ def compose(
     return msg
 
 
+def list_id(from_address: str) -> str:
+    """The List-Id (RFC 2919) of this installation's digest: `digestd <digest.DOMAIN>`."""
+    _, addr = parseaddr(from_address)
+    domain = addr.rpartition("@")[2].strip().lower() or "localhost"
+    return f"Research paper digest <digest.{domain}>"
+
+
+def unsubscribe_mailto(from_address: str) -> str:
+    """The mailto: half of List-Unsubscribe (the sender's address, subject "unsubscribe")."""
+    _, addr = parseaddr(from_address)
+    return f"mailto:{addr}?subject=unsubscribe"
+
+
+def build_digest_message(
+    *,
+    sender: str,
+    to_email: str,
+    to_name: str = "",
+    subject: str,
+    text: str,
+    html: str | None,
+    message_id: str,
+    unsubscribe_url: str,
+    when: datetime,
+) -> EmailMessage:
+    """One personal digest: multipart/alternative (or text only), with RFC 8058 one-click
+    unsubscribe headers. Every header value is flattened to one line, and the recipient is
+    set through `Address`, so nothing from a feed or a profile can add or split a header."""
+    msg = EmailMessage()
+    msg["From"] = one_line(sender)
+    msg["To"] = Address(display_name=one_line(to_name), addr_spec=one_line(to_email))
+    msg["Subject"] = one_line(subject)
+    msg["Date"] = formatdate(when.timestamp(), localtime=False, usegmt=True)
+    msg["Message-ID"] = one_line(message_id)
+    msg["MIME-Version"] = "1.0"
+    msg["List-Id"] = one_line(list_id(sender))
+    msg["List-Unsubscribe"] = (
+        f"<{one_line(unsubscribe_url)}>, <{one_line(unsubscribe_mailto(sender))}>"
+    )
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
 def _classify(exc: BaseException) -> SendError:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         first = exc.recipients[0]
@@ -95,8 +144,11 @@ class SmtpPool:
         *,
         max_connections: int | None = None,
         rate: float | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        # The system's trust store unless told otherwise (tests pass one trusting their CA).
+        self._tls_context = tls_context
         self.size = max_connections or settings.smtp_max_connections
         rate = rate if rate is not None else settings.smtp_rate
         self._limiter = AsyncLimiter(rate, 1.0) if rate else None
@@ -118,7 +170,9 @@ class SmtpPool:
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
-        tls_context = ssl.create_default_context() if s.smtp_tls != "none" else None
+        tls_context = None
+        if s.smtp_tls != "none":
+            tls_context = self._tls_context or ssl.create_default_context()
         return aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
@@ -136,15 +190,20 @@ class SmtpPool:
             await self._limiter.acquire()
         client = await self._idle.get()
         try:
-            if client is None or not client.is_connected:
-                client = self._new_client()
-                await client.connect()
-                self.connections_opened += 1
-            errors, reply = await client.send_message(message)
-            if errors:
-                code, text = next(iter(errors.values()))
-                raise _classify(aiosmtplib.SMTPRecipientRefused(code, text, ""))
-            return reply
+            reused = client is not None and client.is_connected
+            try:
+                client = await self._ready(client)
+                return await self._transmit(client, message)
+            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
+                if not reused:
+                    raise
+                # Most often a kept-open connection the server closed while idle (its
+                # timeout): one immediate try on a fresh connection saves a retry minutes
+                # later. Only a drop in the instant after the server took the data could
+                # duplicate, and the copy carries the same Message-ID.
+                await self._quietly_close(client)  # type: ignore[arg-type]
+                client = await self._ready(None)
+                return await self._transmit(client, message)
         except SendError:
             raise
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
@@ -156,6 +215,23 @@ class SmtpPool:
             raise error from None
         finally:
             self._idle.put_nowait(client)
+
+    async def _ready(self, client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP:
+        """An open connection: the given one, or a new one (TLS and AUTH as configured)."""
+        if client is not None and client.is_connected:
+            return client
+        client = self._new_client()
+        await client.connect()
+        self.connections_opened += 1
+        return client
+
+    @staticmethod
+    async def _transmit(client: aiosmtplib.SMTP, message: EmailMessage) -> str:
+        errors, reply = await client.send_message(message)
+        if errors:
+            code, text = next(iter(errors.values()))
+            raise _classify(aiosmtplib.SMTPRecipientRefused(code, text, ""))
+        return reply
 
     @staticmethod
     async def _quietly_close(client: aiosmtplib.SMTP) -> None:

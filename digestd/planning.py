@@ -107,18 +107,22 @@ def due_period(
     now: datetime,
     *,
     last_due_at: datetime | None,
+    since: datetime | None = None,
     force: bool = False,
 ) -> DuePeriod | None:
     """The period to plan now, or None when the subscriber's latest period is already planned.
 
     `last_due_at` is the due instant of the subscriber's newest delivery: comparing instants
     (not keys) means a digest sent early by send-now is not followed by a plan for the
-    period before it.
+    period before it. `since` (when the subscriber became active) keeps a new subscriber
+    from getting a "missed" digest for a period that ended before they joined.
     """
     if force:
         return current_period(frequency, timezone, now)
     latest = latest_period(frequency, send_hour, send_weekday, timezone, now)
     if last_due_at is not None and last_due_at >= latest.due_at:
+        return None
+    if since is not None and latest.due_at < since:
         return None
     return latest
 

@@ -50,8 +50,8 @@ class RecordingHandler:
         if self.fault is not None:
             reply = self.fault(address, len(self.messages))
             if reply == "DROP":
-                assert session.transport is not None
-                session.transport.close()
+                assert server.transport is not None
+                server.transport.close()
                 return "421 4.4.2 connection dropped"
             if reply:
                 return reply

@@ -95,3 +95,14 @@ def test_first_window_covers_one_period() -> None:
     now = utc(2026, 11, 26, 8)
     assert window("weekly", now, None) == (now - timedelta(days=7), now)
     assert window("daily", now, None) == (now - timedelta(days=1), now)
+
+
+def test_a_new_subscriber_is_not_owed_a_period_that_ended_before_they_joined() -> None:
+    now = utc(2026, 11, 26, 10)
+    joined = utc(2026, 11, 26, 9)
+    # Hour 20: yesterday's 20:00 passed before they joined; today's has not come yet.
+    assert due_period("daily", 20, 0, "UTC", now, last_due_at=None, since=joined) is None
+    at_eight = due_period(
+        "daily", 20, 0, "UTC", utc(2026, 11, 26, 20), last_due_at=None, since=joined
+    )
+    assert at_eight is not None and at_eight.period == "2026-11-26"

@@ -1,0 +1,86 @@
+"""A rendered digest in real headless Chromium: fits a phone and a desktop, every title shows."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digestd.config import Settings
+from digestd.render import Renderer
+from digestd.select import Profile, Selector
+from tests.conftest import skip_or_fail
+from tests.support.digests import seed_entries
+
+pytestmark = pytest.mark.browser
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("DIGESTD_TEST_CHROMIUM") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        skip_or_fail(f"headless Chromium not found at {path} (set DIGESTD_TEST_CHROMIUM)")
+    return path
+
+
+def digest_html() -> tuple[str, list[str]]:
+    entries = seed_entries(NOW)
+    # make the page hard to fit: many authors, categories and an unbreakable long token
+    entries[0].authors = [f"Author {i}" for i in range(12)]
+    entries[0].categories = ["cs.CV", "cs.LG", "cs.AI"]
+    entries[1].title += " " + "Supercalifragilistic" * 6
+    profile = Profile("", (), 12, NOW - timedelta(days=1), NOW)
+    picks = Selector(entries).select(profile)
+    r = Renderer(Settings(from_address="Papers Digest <papers@example.org>"))
+    body = r.render_digest(profile, picks, when=NOW, fmt="html")
+    mail = r.personalize(
+        body,
+        email="ada@example.org",
+        unsubscribe_url="https://digest.example.org/unsubscribe/" + "T" * 120,
+        preferences_url="https://digest.example.org/preferences/" + "P" * 120,
+    )
+    assert mail.html is not None
+    return mail.html, [" ".join(p.entry.title.split()) for p in picks]
+
+
+@pytest.mark.parametrize("width", [375, 800])
+def test_digest_fits_the_screen_and_shows_every_title(width: int) -> None:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    html, titles = digest_html()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            # loopback only: the email must not need the network at all
+            page.route("**/*", lambda route: route.abort())
+            page.set_content(html, wait_until="load")
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            inner_width = page.evaluate("window.innerWidth")
+            assert scroll_width <= inner_width, f"horizontal scroll at {width}px"
+            links = page.locator("h2 a")
+            assert links.count() == len(titles)
+            for i, title in enumerate(titles):
+                link = links.nth(i)
+                assert " ".join(link.inner_text().split()) == title
+                assert link.is_visible()
+                box = link.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+            page.screenshot(path=str(ARTIFACTS / f"digest-{width}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / f"digest-{width}.png").stat().st_size > 10_000

@@ -1,7 +1,427 @@
-"""`digestd subscribers …`."""
+"""`digestd subscribers …`: the admins' daily tool for people and their preferences."""
 
 from __future__ import annotations
 
-import typer
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
-app = typer.Typer(help="subscribers (not built yet).", no_args_is_help=True)
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from digestd.cli.common import console, err_console, fail, get_context, print_json
+from digestd.db import session_scope
+from digestd.models import SUBSCRIBER_STATUSES, Event, Subscriber
+from digestd.subscriber_csv import ImportRejected, export_csv, import_csv
+from digestd.subscribers import (
+    WEEKDAYS,
+    InvalidInput,
+    Preferences,
+    SubscriberExists,
+    add_subscriber,
+    forget,
+    get_by_email,
+    set_status,
+    subscriber_dict,
+    update_preferences,
+)
+
+app = typer.Typer(help="Manage subscribers and their preferences.", no_args_is_help=True)
+
+RECENT_EVENTS = 20
+
+# Options shared by `add` and `update`. Values arrive as text and are validated by the
+# service, so a bad value gives one line and exit 1 (not click's multi-line usage error).
+NameOpt = typer.Option(None, "--name", help="Display name.")
+TopicsOpt = typer.Option(
+    None, "--topics", help='Topics to match, e.g. \'"KV cache" retrieval -survey\' ("" clears).'
+)
+CategoriesOpt = typer.Option(
+    None, "--categories", help='Comma-separated categories, e.g. cs.CL,cs.LG ("" clears).'
+)
+FrequencyOpt = typer.Option(None, "--frequency", help="daily or weekly.")
+HourOpt = typer.Option(None, "--hour", help="Local hour to send, 0-23.")
+WeekdayOpt = typer.Option(None, "--weekday", help="Day for weekly digests: mon..sun.")
+TimezoneOpt = typer.Option(None, "--timezone", help="IANA time zone, e.g. Europe/Berlin.")
+MaxItemsOpt = typer.Option(None, "--max-items", help="Papers per digest, 1-100.")
+FormatOpt = typer.Option(None, "--format", help="html or text.")
+JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
+
+
+def _changes(**given: Any) -> dict[str, Any]:
+    """The preference fields that were given on the command line (None means not given)."""
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _find(session: Session, email: str) -> Subscriber:
+    try:
+        sub = get_by_email(session, email)
+    except InvalidInput as exc:
+        fail(str(exc))
+    if sub is None:
+        fail(f"no subscriber {email.strip()!r}")
+    return sub
+
+
+def _weekday_label(sub: Subscriber) -> str:
+    return f"weekly {WEEKDAYS[sub.send_weekday]}" if sub.frequency == "weekly" else "daily"
+
+
+@app.command("add")
+def add_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The address to subscribe."),
+    name: str | None = NameOpt,
+    topics: str | None = TopicsOpt,
+    categories: str | None = CategoriesOpt,
+    frequency: str | None = FrequencyOpt,
+    hour: str | None = HourOpt,
+    weekday: str | None = WeekdayOpt,
+    timezone: str | None = TimezoneOpt,
+    max_items: str | None = MaxItemsOpt,
+    fmt: str | None = FormatOpt,
+    confirmed: bool = typer.Option(
+        False,
+        "--confirmed",
+        help="The person has already agreed: make them active now (needed to re-add an "
+        "unsubscribed address).",
+    ),
+) -> None:
+    """Subscribe an address (pending until confirmed, or active with --confirmed)."""
+    app_ctx = get_context(ctx)
+    changes = _changes(
+        name=name,
+        topics=topics,
+        categories=categories,
+        frequency=frequency,
+        send_hour=hour,
+        send_weekday=weekday,
+        timezone=timezone,
+        max_items=max_items,
+        format=fmt,
+    )
+    status = "active" if confirmed else "pending"
+    now = app_ctx.now()
+    try:
+        with session_scope(app_ctx.engine) as session:
+            try:
+                prefs = Preferences(**changes)
+                sub = add_subscriber(
+                    session, email, prefs, status=status, actor=app_ctx.actor, now=now
+                )
+                verb = "added"
+            except SubscriberExists as exc:
+                sub = exc.subscriber
+                if sub.status not in ("unsubscribed", "bounced"):
+                    fail(f"{exc}; use `digestd subscribers update` to change it")
+                if not confirmed:
+                    # Never switch an unsubscribed address back on by accident.
+                    fail(
+                        f"{sub.email} is {sub.status}; add --confirmed to subscribe it again "
+                        "(only with the person's consent)"
+                    )
+                update_preferences(session, sub, changes, actor=app_ctx.actor, now=now)
+                set_status(session, sub, "active", actor=app_ctx.actor, now=now, reason="re-added")
+                verb = "re-subscribed"
+            result = subscriber_dict(sub)
+    except InvalidInput as exc:
+        fail(str(exc))
+    console.print(
+        f"{verb} {escape(result['email'])} (id {result['id']}, status {result['status']})",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    status: str | None = typer.Option(
+        None, "--status", help=f"Only this status: {', '.join(SUBSCRIBER_STATUSES)}."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List subscribers, oldest first."""
+    app_ctx = get_context(ctx)
+    if status is not None and status.strip().lower() not in SUBSCRIBER_STATUSES:
+        fail(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}")
+    with session_scope(app_ctx.engine) as session:
+        stmt = select(Subscriber).order_by(col(Subscriber.id))
+        if status:
+            stmt = stmt.where(Subscriber.status == status.strip().lower())
+        subs = [subscriber_dict(sub) for sub in session.exec(stmt)]
+    if as_json:
+        print_json(subs)
+        return
+    table = Table(title=f"{len(subs)} subscriber{'s' if len(subs) != 1 else ''}")
+    for header in ("id", "email", "name", "status", "schedule", "timezone", "max", "format"):
+        table.add_column(header, overflow="fold")
+    table.add_column("categories", overflow="fold")
+    table.add_column("topics", overflow="fold")
+    for s in subs:
+        schedule = f"{s['frequency']}" + (
+            f" {s['send_weekday']}" if s["frequency"] == "weekly" else ""
+        )
+        table.add_row(
+            str(s["id"]),
+            escape(s["email"]),
+            escape(s["name"]),
+            s["status"],
+            f"{schedule} {s['send_hour']:02d}:00",
+            s["timezone"],
+            str(s["max_items"]),
+            s["format"],
+            escape(",".join(s["categories"])),
+            escape(s["topics"]),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Show one subscriber with their recent audit events."""
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        sub = _find(session, email)
+        data = subscriber_dict(sub)
+        rows = session.exec(
+            select(Event)
+            .where(Event.subscriber_id == sub.id)
+            .order_by(col(Event.created_at).desc(), col(Event.id).desc())
+            .limit(RECENT_EVENTS)
+        ).all()
+        events = [
+            {
+                "action": e.action,
+                "actor": e.actor,
+                "at": e.created_at.isoformat(),
+                "detail": e.detail,
+            }
+            for e in rows
+        ]
+    if as_json:
+        print_json({"subscriber": data, "events": events})
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        shown = ",".join(value) if isinstance(value, list) else ("" if value is None else value)
+        table.add_row(key, escape(str(shown)))
+    console.print(table)
+    history = Table(title=f"recent events (newest first, up to {RECENT_EVENTS})")
+    for header in ("at", "action", "actor", "detail"):
+        history.add_column(header, overflow="fold")
+    for e in events:
+        detail = json.dumps(e["detail"], sort_keys=True, ensure_ascii=False)
+        history.add_row(e["at"], e["action"], escape(e["actor"]), escape(detail))
+    console.print(history)
+
+
+@app.command("update")
+def update_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    name: str | None = NameOpt,
+    topics: str | None = TopicsOpt,
+    categories: str | None = CategoriesOpt,
+    frequency: str | None = FrequencyOpt,
+    hour: str | None = HourOpt,
+    weekday: str | None = WeekdayOpt,
+    timezone: str | None = TimezoneOpt,
+    max_items: str | None = MaxItemsOpt,
+    fmt: str | None = FormatOpt,
+) -> None:
+    """Change preferences; only the options given are changed."""
+    app_ctx = get_context(ctx)
+    changes = _changes(
+        name=name,
+        topics=topics,
+        categories=categories,
+        frequency=frequency,
+        send_hour=hour,
+        send_weekday=weekday,
+        timezone=timezone,
+        max_items=max_items,
+        format=fmt,
+    )
+    if not changes:
+        fail("nothing to update: give at least one option (see --help)")
+    try:
+        with session_scope(app_ctx.engine) as session:
+            sub = _find(session, email)
+            diff = update_preferences(session, sub, changes, actor=app_ctx.actor, now=app_ctx.now())
+            shown = sub.email
+    except InvalidInput as exc:
+        fail(str(exc))
+    if not diff:
+        console.print(f"{escape(shown)}: nothing changed", highlight=False)
+        return
+    summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in diff.items())
+    console.print(f"updated {escape(shown)}: {escape(summary)}", highlight=False)
+
+
+def _change_status(
+    ctx: typer.Context, email: str, status: str, allowed_from: tuple[str, ...]
+) -> None:
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        sub = _find(session, email)
+        target = status
+        if status == "active" and sub.confirmed_at is None:
+            target = "pending"  # resuming must not skip the double opt-in
+        if sub.status == target:
+            console.print(f"{escape(sub.email)} is already {target}", highlight=False)
+            return
+        if sub.status not in allowed_from:
+            fail(f"{sub.email} is {sub.status}; cannot change it to {status}")
+        set_status(session, sub, target, actor=app_ctx.actor, now=app_ctx.now())
+        shown = sub.email
+    console.print(f"{escape(shown)} is now {target}", highlight=False)
+
+
+@app.command("suspend")
+def suspend_cmd(
+    ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
+) -> None:
+    """Stop sending to a subscriber for now (resume undoes it)."""
+    _change_status(ctx, email, "suspended", ("active", "pending"))
+
+
+@app.command("resume")
+def resume_cmd(
+    ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
+) -> None:
+    """Undo suspend: active again (pending if they never confirmed)."""
+    _change_status(ctx, email, "active", ("suspended",))
+
+
+@app.command("remove")
+def remove_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The subscriber's address."),
+    forget_: bool = typer.Option(
+        False,
+        "--forget",
+        help="Delete the personal data (record, deliveries, history); keeps one anonymous "
+        "audit event. The address could then be added again.",
+    ),
+) -> None:
+    """Unsubscribe (the record stays so the address is never mailed again), or --forget it."""
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        sub = _find(session, email)
+        shown = sub.email
+        if forget_:
+            event = forget(session, sub, actor=app_ctx.actor, now=app_ctx.now())
+            counts = event.detail
+            message = (
+                f"forgot {escape(shown)}: deleted the subscriber, "
+                f"{counts['deliveries_deleted']} deliveries and {counts['events_deleted']} events"
+            )
+        elif set_status(
+            session, sub, "unsubscribed", actor=app_ctx.actor, now=app_ctx.now(), reason="admin"
+        ):
+            message = f"unsubscribed {escape(shown)} (kept so it is not mailed again)"
+        else:
+            message = f"{escape(shown)} is already unsubscribed"
+    console.print(message, highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV with the columns of `export`."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
+    update_existing: bool = typer.Option(
+        False, "--update-existing", help="Update known addresses instead of rejecting them."
+    ),
+) -> None:
+    """Import subscribers from CSV: all rows or none; every bad row is listed by line."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    app_ctx = get_context(ctx)
+    total = file.stat().st_size
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,  # no bar in pipes, logs and tests
+    )
+    task = progress.add_task("import", total=total)
+    try:
+        with progress, session_scope(app_ctx.engine) as session:
+            report = import_csv(
+                session,
+                file,
+                actor=app_ctx.actor,
+                now=app_ctx.now(),
+                update_existing=update_existing,
+                dry_run=dry_run,
+                batch_size=app_ctx.settings.batch_size if app_ctx.settings.batch_size > 1 else 1000,
+                on_bytes=lambda n: progress.advance(task, n),
+            )
+    except ImportRejected as exc:
+        for line in exc.report.errors:
+            err_console.print(f"{file}: {line}", highlight=False, markup=False, soft_wrap=True)
+        fail(f"{file}: {exc}")
+    except OSError as exc:
+        fail(f"{file}: {exc.strerror or exc}")
+    prefix = "dry run, nothing written: would add" if dry_run else "added"
+    console.print(
+        f"{prefix} {report.added}, "
+        f"{'would update' if dry_run else 'updated'} {report.updated}, "
+        f"unchanged {report.unchanged} ({report.rows} rows in {report.seconds:.2f}s, "
+        f"{report.rows_per_second:,.0f} rows/s)",
+        highlight=False,
+    )
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    file: Path | None = typer.Argument(None, help="Write here instead of stdout."),
+    status: str | None = typer.Option(None, "--status", help="Only this status."),
+) -> None:
+    """Export subscribers as CSV (the import format); stdout unless FILE is given."""
+    app_ctx = get_context(ctx)
+    if status is not None and status.strip().lower() not in SUBSCRIBER_STATUSES:
+        fail(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}")
+    wanted = status.strip().lower() if status else None
+    with session_scope(app_ctx.engine) as session:
+        if file is None:
+            export_csv(session, sys.stdout, status=wanted)
+            return
+        # Write next to the target and rename: a failed export never leaves half a file.
+        directory = file.resolve().parent
+        if not directory.is_dir():
+            fail(f"{file}: directory {directory} does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                count = export_csv(session, out, status=wanted)
+            os.replace(tmp, file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    console.print(f"exported {count} subscribers to {escape(str(file))}", highlight=False)

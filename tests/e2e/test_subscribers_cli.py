@@ -1,0 +1,314 @@
+"""`digestd subscribers …` end to end: the real CLI app on a real SQLite file and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.models import Delivery, DeliveryEntry, Entry
+from tests.support.subscribers import Invoke, json_of, make_invoke
+
+DOCUMENTED_FIELDS = {
+    "id",
+    "email",
+    "name",
+    "status",
+    "topics",
+    "categories",
+    "frequency",
+    "send_hour",
+    "send_weekday",
+    "timezone",
+    "max_items",
+    "format",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "bounce_count",
+}
+
+
+@pytest.fixture
+def invoke(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
+    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+    yield make_invoke(db_url)
+
+
+def _show(invoke: Invoke, email: str) -> dict:
+    return json_of(invoke("subscribers", "show", email, "--json"))
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_add_then_list_and_show(invoke: Invoke) -> None:
+    result = invoke(
+        "subscribers",
+        "add",
+        "Ada.Lovelace@Example.ORG",
+        "--name",
+        "Ada",
+        "--topics",
+        '"KV cache" retrieval -survey',
+        "--categories",
+        "cs.CL, cs.LG",
+        "--frequency",
+        "weekly",
+        "--weekday",
+        "fri",
+        "--hour",
+        "7",
+        "--timezone",
+        "europe/berlin",
+        "--max-items",
+        "5",
+        "--format",
+        "text",
+        "--confirmed",
+    )
+    assert result.exit_code == 0, result.output
+    assert "added ada.lovelace@example.org" in result.stdout
+    assert invoke("subscribers", "add", "bob@example.org").exit_code == 0
+
+    listed = json_of(invoke("subscribers", "list", "--json"))
+    assert [s["email"] for s in listed] == ["ada.lovelace@example.org", "bob@example.org"]
+    ada = listed[0]
+    assert set(ada) == DOCUMENTED_FIELDS
+    assert {k: ada[k] for k in DOCUMENTED_FIELDS - {"id", "created_at", "confirmed_at"}} == {
+        "email": "ada.lovelace@example.org",
+        "name": "Ada",
+        "status": "active",
+        "topics": '"KV cache" retrieval -survey',
+        "categories": ["cs.CL", "cs.LG"],
+        "frequency": "weekly",
+        "send_hour": 7,
+        "send_weekday": "fri",
+        "timezone": "Europe/Berlin",
+        "max_items": 5,
+        "format": "text",
+        "unsubscribed_at": None,
+        "bounce_count": 0,
+    }
+    assert ada["confirmed_at"] is not None
+    assert listed[1]["status"] == "pending" and listed[1]["confirmed_at"] is None
+    # stable JSON: keys sorted
+    raw = invoke("subscribers", "list", "--json").stdout
+    assert raw.index('"bounce_count"') < raw.index('"categories"') < raw.index('"email"')
+
+    pending = json_of(invoke("subscribers", "list", "--status", "pending", "--json"))
+    assert [s["email"] for s in pending] == ["bob@example.org"]
+
+    table = invoke("subscribers", "list").stdout
+    assert "2 subscribers" in table
+    assert "ada.lovelace@example.org" in table and "weekly fri 07:00" in table
+    assert "Europe/Berlin" in table
+
+    shown = _show(invoke, "ADA.LOVELACE@example.org")
+    assert shown["subscriber"]["email"] == "ada.lovelace@example.org"
+    [event] = shown["events"]
+    assert event["action"] == "subscriber.added"
+    assert event["actor"] == "cli:subscribers add"
+    assert event["detail"]["status"] == "active"
+    human = invoke("subscribers", "show", "ada.lovelace@example.org").stdout
+    assert "recent events" in human and "subscriber.added" in human
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["not-an-email"], "is not a valid email address"),
+        (["c@example.org", "--hour", "24"], "hour must be between 0 and 23"),
+        (["c@example.org", "--hour", "seven"], "hour must be a whole number"),
+        (["c@example.org", "--timezone", "Mars/Base"], "unknown time zone 'Mars/Base'"),
+        (["c@example.org", "--categories", "cs CL"], "category 'cs CL' is not valid"),
+        (["c@example.org", "--frequency", "hourly"], "frequency must be one of daily, weekly"),
+        (["c@example.org", "--weekday", "funday"], "weekday must be one of"),
+        (["c@example.org", "--max-items", "0"], "max items must be between 1 and 100"),
+        (["c@example.org", "--format", "pdf"], "format must be one of html, text"),
+    ],
+)
+def test_add_bad_input_one_line_nothing_stored(
+    invoke: Invoke, args: list[str], reason: str
+) -> None:
+    line = _one_error_line(invoke("subscribers", "add", *args))
+    assert reason in line
+    assert json_of(invoke("subscribers", "list", "--json")) == []
+
+
+def test_existing_and_unsubscribed_addresses_are_not_silently_reactivated(invoke: Invoke) -> None:
+    assert invoke("subscribers", "add", "d@example.org", "--confirmed").exit_code == 0
+    line = _one_error_line(invoke("subscribers", "add", "D@example.org"))
+    assert "already exists (status active)" in line and "subscribers update" in line
+
+    assert invoke("subscribers", "remove", "d@example.org").exit_code == 0
+    line = _one_error_line(invoke("subscribers", "add", "d@example.org", "--hour", "9"))
+    assert "d@example.org is unsubscribed; add --confirmed" in line
+    sub = _show(invoke, "d@example.org")["subscriber"]
+    assert (sub["status"], sub["send_hour"]) == ("unsubscribed", 8)
+
+    result = invoke("subscribers", "add", "d@example.org", "--hour", "9", "--confirmed")
+    assert result.exit_code == 0 and "re-subscribed" in result.stdout
+    shown = _show(invoke, "d@example.org")
+    assert (shown["subscriber"]["status"], shown["subscriber"]["send_hour"]) == ("active", 9)
+    assert shown["subscriber"]["unsubscribed_at"] is None
+    assert shown["events"][0]["detail"] == {
+        "from": "unsubscribed",
+        "to": "active",
+        "reason": "re-added",
+    }
+
+
+def test_update_changes_only_given_options_and_audits(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "e@example.org", "--categories", "cs.CL", "--confirmed")
+    result = invoke("subscribers", "update", "e@example.org", "--hour", "18", "--categories", "")
+    assert result.exit_code == 0, result.output
+    assert "send_hour 8 → 18" in result.stdout
+    shown = _show(invoke, "e@example.org")
+    assert (shown["subscriber"]["send_hour"], shown["subscriber"]["categories"]) == (18, [])
+    assert shown["subscriber"]["timezone"] == "UTC"  # untouched
+    latest = shown["events"][0]
+    assert latest["action"] == "subscriber.updated"
+    assert latest["actor"] == "cli:subscribers update"
+    assert latest["detail"] == {"changes": {"send_hour": [8, 18], "categories": [["cs.CL"], []]}}
+
+    assert (
+        "nothing changed" in invoke("subscribers", "update", "e@example.org", "--hour", "18").stdout
+    )
+    assert len(_show(invoke, "e@example.org")["events"]) == 2
+    assert "nothing to update" in _one_error_line(invoke("subscribers", "update", "e@example.org"))
+    assert "no subscriber 'x@example.org'" in _one_error_line(
+        invoke("subscribers", "update", "x@example.org", "--hour", "1")
+    )
+    assert "unknown time zone" in _one_error_line(
+        invoke("subscribers", "update", "e@example.org", "--timezone", "Nowhere/Town")
+    )
+    assert _show(invoke, "e@example.org")["subscriber"]["timezone"] == "UTC"
+
+
+def test_suspend_resume(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "f@example.org", "--confirmed")
+    invoke("subscribers", "add", "g@example.org")  # pending: never confirmed
+    assert "now suspended" in invoke("subscribers", "suspend", "f@example.org").stdout
+    assert _show(invoke, "f@example.org")["subscriber"]["status"] == "suspended"
+    assert "now active" in invoke("subscribers", "resume", "f@example.org").stdout
+    events = _show(invoke, "f@example.org")["events"]
+    assert [(e["actor"], e["detail"]["to"]) for e in events[:2]] == [
+        ("cli:subscribers resume", "active"),
+        ("cli:subscribers suspend", "suspended"),
+    ]
+    # resuming never skips the double opt-in
+    invoke("subscribers", "suspend", "g@example.org")
+    assert "now pending" in invoke("subscribers", "resume", "g@example.org").stdout
+    # an unsubscribed person is not suspended/resumed back into mailing
+    invoke("subscribers", "remove", "g@example.org")
+    assert "is unsubscribed; cannot change it to suspended" in _one_error_line(
+        invoke("subscribers", "suspend", "g@example.org")
+    )
+    assert "no subscriber" in _one_error_line(invoke("subscribers", "resume", "nobody@example.org"))
+
+
+def test_remove_keeps_the_record_as_unsubscribed(invoke: Invoke) -> None:
+    invoke("subscribers", "add", "h@example.org", "--confirmed")
+    result = invoke("subscribers", "remove", "H@example.org")
+    assert result.exit_code == 0 and "unsubscribed h@example.org" in result.stdout
+    shown = _show(invoke, "h@example.org")
+    assert shown["subscriber"]["status"] == "unsubscribed"
+    assert shown["subscriber"]["unsubscribed_at"] is not None
+    assert shown["events"][0]["detail"] == {
+        "from": "active",
+        "to": "unsubscribed",
+        "reason": "admin",
+    }
+    assert shown["events"][0]["actor"] == "cli:subscribers remove"
+    assert "already unsubscribed" in invoke("subscribers", "remove", "h@example.org").stdout
+    listed = json_of(invoke("subscribers", "list", "--status", "unsubscribed", "--json"))
+    assert [s["email"] for s in listed] == ["h@example.org"]
+
+
+def _all_rows_text(db_url: str) -> str:
+    """Every value of every table, as one string: where personal data could hide."""
+    engine = sa.create_engine(db_url)
+    parts = []
+    with engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                parts.append(repr(tuple(row)))
+    engine.dispose()
+    return "\n".join(parts)
+
+
+def test_remove_forget_leaves_no_personal_data(invoke: Invoke, db_url: str) -> None:
+    invoke("subscribers", "add", "keep@example.org", "--confirmed")
+    invoke(
+        "subscribers", "add", "forget.me@example.org", "--name", "Forgettable Person",
+        "--topics", "my secret hobby", "--confirmed",
+    )  # fmt: skip
+    invoke("subscribers", "update", "forget.me@example.org", "--name", "F. Person")
+    invoke("subscribers", "suspend", "forget.me@example.org")
+    forget_id = _show(invoke, "forget.me@example.org")["subscriber"]["id"]
+    keep_id = _show(invoke, "keep@example.org")["subscriber"]["id"]
+    # a delivery with its entries, as the sending part will have written
+    ctx = AppContext(settings=Settings(database_url=db_url))
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    with session_scope(ctx.engine) as s:
+        entry = Entry(
+            canonical_key="arxiv:2611.00001", title="A paper", published_at=now, ingested_at=now
+        )
+        s.add(entry)
+        s.flush()
+        for sid in (forget_id, keep_id):
+            d = Delivery(
+                subscriber_id=sid, period="2026-11-26", message_id=f"<{sid}@digestd>",
+                error="550 forget.me@example.org mailbox full" if sid == forget_id else None,
+                created_at=now,
+            )  # fmt: skip
+            s.add(d)
+            s.flush()
+            s.add(DeliveryEntry(delivery_id=d.id, entry_id=entry.id))
+    ctx.dispose()
+    assert "forget.me@example.org" in _all_rows_text(db_url)
+
+    result = invoke("subscribers", "remove", "forget.me@example.org", "--forget")
+    assert result.exit_code == 0, result.output
+    assert "1 deliveries and 3 events" in result.stdout
+
+    everything = _all_rows_text(db_url)
+    for personal in ("forget.me", "Forgettable", "F. Person", "secret hobby"):
+        assert personal not in everything
+    assert "keep@example.org" in everything and f"<{keep_id}@digestd>" in everything
+    assert "no subscriber" in _one_error_line(
+        invoke("subscribers", "show", "forget.me@example.org")
+    )
+    # the anonymous audit line
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT subscriber_id, actor FROM event WHERE action = 'subscriber.forgotten'")
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(None, "cli:subscribers remove")]
+    # forgotten means gone: the address may subscribe again from scratch
+    assert invoke("subscribers", "add", "forget.me@example.org").exit_code == 0
+
+
+def test_show_and_list_bad_input(invoke: Invoke) -> None:
+    assert "no subscriber 'nobody@example.org'" in _one_error_line(
+        invoke("subscribers", "show", "nobody@example.org")
+    )
+    assert "is not a valid email address" in _one_error_line(invoke("subscribers", "show", "nope"))
+    assert "--status must be one of" in _one_error_line(
+        invoke("subscribers", "list", "--status", "gone")
+    )

@@ -1,9 +1,33 @@
-"""`digestd web`."""
+"""`digestd web`: the subscription web alone (the daemon `digestd run` embeds the same app)."""
 
 from __future__ import annotations
 
+import logging
+
 import typer
+
+from digestd.cli.common import console, fail, get_context
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+
+    @app.command("web")
+    def web(ctx: typer.Context) -> None:
+        """Serve the subscribe / confirm / unsubscribe / preferences pages on DIGESTD_LISTEN."""
+        from digestd.web.server import ServeError, run
+
+        context = get_context(ctx, actor="web")
+        logging.basicConfig(
+            level=context.settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
+        console.print(
+            f"digestd web listening on http://{context.settings.listen} "
+            f"(links point to {context.settings.base_url}); Ctrl-C stops it",
+            highlight=False,
+        )
+        try:
+            run(context)
+        except ServeError as exc:
+            fail(str(exc))

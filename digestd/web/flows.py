@@ -1,0 +1,202 @@
+"""What each page does to the database: one transaction per request, owned here.
+
+These functions are synchronous (SQLAlchemy sessions); the routes run them in
+the thread pool. Services (`digestd.subscribers`) never commit; `session_scope`
+commits each flow as a whole or rolls it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from digestd import subscribers as subs
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.models import Subscriber
+from digestd.web import links
+from digestd.web.mail import ConfirmationMail
+from digestd.web.ratelimit import CONFIRMATION_SENT, confirmation_mails_sent
+
+ACTOR = "web"
+CONFIRMATION_FAILED = "confirmation_failed"
+# Statuses where the address is already in (a new sign-up only sends a "manage here" mail).
+SUBSCRIBED = ("active", "suspended")
+
+
+@dataclass(frozen=True)
+class Page:
+    """A subscriber as a page shows it, with fresh tokens for the page's own forms."""
+
+    sub: Subscriber
+    preferences_token: str
+    unsubscribe_token: str
+    changed: bool = False
+
+
+def _page(ctx: AppContext, sub: Subscriber, changed: bool = False) -> Page:
+    key = ctx.secret_key
+    return Page(
+        sub=sub,
+        preferences_token=links.token_of(key, "preferences", sub),
+        unsubscribe_token=links.token_of(key, "unsubscribe", sub),
+        changed=changed,
+    )
+
+
+def request_subscription(
+    ctx: AppContext, email: str, prefs: subs.Preferences, *, mails_per_day: int
+) -> ConfirmationMail | None:
+    """Record a sign-up and say which mail to send (None: this address had its share today).
+
+    The caller answers the same way whatever this returns, so a response never tells
+    whether an address was known.
+    """
+    for attempt in range(2):
+        try:
+            return _request_subscription(ctx, email, prefs, mails_per_day)
+        except IntegrityError:
+            # Two sign-ups for one new address raced on the unique email; the second
+            # attempt finds the row the other one created.
+            if attempt == 1:
+                raise
+    return None  # pragma: no cover - the loop returns or raises
+
+
+def _request_subscription(
+    ctx: AppContext, email: str, prefs: subs.Preferences, mails_per_day: int
+) -> ConfirmationMail | None:
+    now = ctx.now()
+    key, base = ctx.secret_key, ctx.settings.base_url
+    with session_scope(ctx.engine) as session:
+        sub = subs.get_by_email(session, email)
+        if sub is None:
+            sub = subs.add_subscriber(session, email, prefs, status="pending", actor=ACTOR, now=now)
+        elif sub.status not in SUBSCRIBED:
+            # Pending, unsubscribed or bounced: the newest form wins, and only a click on
+            # the confirmation link (proof the mailbox is theirs) makes it active again.
+            subs.update_preferences(session, sub, prefs.as_dict(), actor=ACTOR, now=now)
+            subs.set_status(session, sub, "pending", actor=ACTOR, now=now, reason="subscribe form")
+        assert sub.id is not None
+        # Concurrent requests for one address may both pass this count; the cap is for
+        # abuse (a handful a day), so an occasional extra mail is acceptable.
+        if confirmation_mails_sent(session, sub.id, now) >= mails_per_day:
+            return None
+        kind = "already" if sub.status in SUBSCRIBED else "confirm"
+        subs.record_event(session, sub.id, CONFIRMATION_SENT, actor=ACTOR, now=now, kind=kind)
+        if kind == "confirm":
+            return ConfirmationMail(
+                kind=kind,
+                to=sub.email,
+                subscriber_id=sub.id,
+                confirm_url=links.url(base, key, "confirm", sub),
+            )
+        return ConfirmationMail(
+            kind=kind,
+            to=sub.email,
+            subscriber_id=sub.id,
+            preferences_url=links.url(base, key, "preferences", sub),
+            unsubscribe_url=links.url(base, key, "unsubscribe", sub),
+        )
+
+
+def record_send_failure(ctx: AppContext, subscriber_id: int) -> None:
+    """Note that a confirmation mail could not be handed to the SMTP server."""
+    with session_scope(ctx.engine) as session:
+        if session.get(Subscriber, subscriber_id) is not None:
+            subs.record_event(
+                session, subscriber_id, CONFIRMATION_FAILED, actor=ACTOR, now=ctx.now()
+            )
+
+
+def confirm(ctx: AppContext, token: str) -> Page:
+    """Activate a pending subscriber from their confirmation link (active ones just see it)."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        sub = links.resolve(session, ctx.secret_key, "confirm", token, now)
+        if sub.status in ("unsubscribed", "bounced"):
+            raise links.LinkError(
+                410,
+                "This confirmation link belongs to a subscription that has ended. "
+                "Please subscribe again.",
+            )
+        changed = False
+        if sub.status == "pending":
+            changed = subs.set_status(
+                session, sub, "active", actor=ACTOR, now=now, reason="confirmed by link"
+            )
+        return _page(ctx, sub, changed)
+
+
+def show(ctx: AppContext, purpose: str, token: str) -> Page:
+    """The subscriber behind a link, without changing anything."""
+    with session_scope(ctx.engine) as session:
+        sub = links.resolve(session, ctx.secret_key, purpose, token, ctx.now())
+        return _page(ctx, sub)
+
+
+def unsubscribe(ctx: AppContext, token: str, *, how: str) -> Page:
+    """Stop all mail at once (RFC 8058); unsubscribing twice is fine."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        sub = links.resolve(session, ctx.secret_key, "unsubscribe", token, now)
+        changed = subs.set_status(session, sub, "unsubscribed", actor=ACTOR, now=now, reason=how)
+        return _page(ctx, sub, changed)
+
+
+def save_preferences(ctx: AppContext, token: str, prefs: subs.Preferences) -> Page:
+    """Store new preferences from the preference center."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        sub = links.resolve(session, ctx.secret_key, "preferences", token, now)
+        diff = subs.update_preferences(session, sub, prefs.as_dict(), actor=ACTOR, now=now)
+        return _page(ctx, sub, bool(diff))
+
+
+def set_paused(ctx: AppContext, token: str, paused: bool) -> tuple[Page, str | None]:
+    """Pause (suspend) or resume; the second value is a message when that is not possible."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        sub = links.resolve(session, ctx.secret_key, "preferences", token, now)
+        wanted, allowed_from = ("suspended", "active") if paused else ("active", "suspended")
+        if sub.status == wanted:
+            return _page(ctx, sub), None
+        if sub.status != allowed_from:
+            return _page(ctx, sub), _why_not(sub.status)
+        reason = "paused by subscriber" if paused else "resumed by subscriber"
+        subs.set_status(session, sub, wanted, actor=ACTOR, now=now, reason=reason)
+        return _page(ctx, sub, True), None
+
+
+def _why_not(status: str) -> str:
+    if status == "pending":
+        return "Please confirm your address first (see the email we sent)."
+    return "This subscription has ended. Please subscribe again from the home page."
+
+
+def forget(ctx: AppContext, token: str) -> None:
+    """Delete the person's data for good (same as `subscribers remove --forget`)."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        sub = links.resolve(session, ctx.secret_key, "preferences", token, now)
+        subs.forget(session, sub, actor=ACTOR, now=now)
+
+
+def database_ok(ctx: AppContext) -> tuple[bool, str]:
+    """Whether the database answers a trivial query (for /healthz)."""
+    from sqlalchemy import text
+
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not reachable" here
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        return False, first[:200]
+    return True, "ok"
+
+
+def view(sub: Subscriber) -> dict[str, Any]:
+    """The subscriber's preferences as plain values (JSON answers, form pre-fill)."""
+    return subs.Preferences.of(sub).as_dict()

@@ -1,0 +1,246 @@
+"""The pages behind signed links: confirm, unsubscribe (RFC 8058), preference center."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from digestd.subscribers import Preferences
+from digestd.web import flows, forms
+from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
+from digestd.web.links import LinkError
+from digestd.web.responses import error, render, state
+
+router = APIRouter()
+
+_FORM_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "action": {
+                            "type": "string",
+                            "enum": ["save", "pause", "resume", "forget"],
+                        },
+                        FORM_TOKEN_FIELD: {"type": "string"},
+                        "confirm_forget": {"type": "string"},
+                        "topics": {"type": "string"},
+                        "categories": {"type": "array", "items": {"type": "string"}},
+                        "frequency": {"type": "string"},
+                        "send_hour": {"type": "string"},
+                        "send_weekday": {"type": "string"},
+                        "timezone": {"type": "string"},
+                        "max_items": {"type": "string"},
+                        "format": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+_ONE_CLICK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["List-Unsubscribe"],
+                    "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+                }
+            }
+        },
+    }
+}
+
+
+def _link_error(request: Request, exc: LinkError) -> Response:
+    return error(request, exc.status, exc.message)
+
+
+def _prefs_page(
+    request: Request,
+    page: flows.Page,
+    status: int = 200,
+    *,
+    notice: str = "",
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    prefs = Preferences.of(page.sub)
+    shown = forms.prefs_values(prefs)
+    shown.update(values or {})
+    return render(
+        request,
+        "preferences.html",
+        status,
+        sub=page.sub,
+        page=page,
+        notice=notice,
+        values=shown,
+        errors=errors or {},
+        categories=forms.COMMON_CATEGORIES,
+        timezones=forms.COMMON_TIMEZONES,
+        weekdays=forms.WEEKDAY_NAMES,
+    )
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _limited(request: Request) -> Response | None:
+    wait = state(request).limiter.hit("post", _client(request))
+    if wait is None:
+        return None
+    return error(
+        request,
+        429,
+        "Too many requests from your network. Please try again in a minute.",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+@router.get("/confirm/{token}", summary="Confirm a subscription", response_class=Response)
+async def confirm(request: Request, token: str) -> Response:
+    """Activate the subscriber the confirmation link was sent to, then show their preferences."""
+    try:
+        page = await run_in_threadpool(flows.confirm, state(request).ctx, token)
+    except LinkError as exc:
+        return _link_error(request, exc)
+    notice = (
+        "Your subscription is confirmed. Your first digest arrives at the hour you chose."
+        if page.changed
+        else "Your subscription was already confirmed."
+    )
+    return _prefs_page(request, page, notice=notice)
+
+
+@router.get("/unsubscribe/{token}", summary="Unsubscribe page", response_class=Response)
+async def unsubscribe_page(request: Request, token: str) -> Response:
+    """A page with one button; GET never changes anything (mail scanners follow links)."""
+    try:
+        page = await run_in_threadpool(flows.show, state(request).ctx, "unsubscribe", token)
+    except LinkError as exc:
+        return _link_error(request, exc)
+    return render(request, "unsubscribe.html", sub=page.sub, token=token)
+
+
+@router.post(
+    "/unsubscribe/{token}",
+    summary="One-click unsubscribe (RFC 8058)",
+    response_class=Response,
+    openapi_extra=_ONE_CLICK_BODY,
+)
+async def unsubscribe(request: Request, token: str) -> Response:
+    """Unsubscribe at once: 200, no login, no redirect. Mail providers post here directly,
+    so there is no cross-site check: the signed token is the authorization."""
+    limited = _limited(request)
+    if limited is not None:
+        return limited
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form()
+        except Exception as exc:
+            if getattr(exc, "status_code", None) == 413:
+                raise
+            return error(request, 400, "The form data could not be read.")
+        value = form.get("List-Unsubscribe")
+    else:
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        value = (parse_qs(raw).get("List-Unsubscribe") or [None])[0]
+    if value != "One-Click":
+        return error(request, 400, "Expected the body List-Unsubscribe=One-Click (RFC 8058).")
+    try:
+        page = await run_in_threadpool(
+            flows.unsubscribe, state(request).ctx, token, how="one-click"
+        )
+    except LinkError as exc:
+        return _link_error(request, exc)
+    return render(request, "unsubscribed.html", sub=page.sub, changed=page.changed)
+
+
+@router.get("/preferences/{token}", summary="Preference center", response_class=Response)
+async def preferences_page(request: Request, token: str) -> Response:
+    """Show the subscriber's preferences in an editable form."""
+    try:
+        page = await run_in_threadpool(flows.show, state(request).ctx, "preferences", token)
+    except LinkError as exc:
+        return _link_error(request, exc)
+    return _prefs_page(request, page)
+
+
+@router.post(
+    "/preferences/{token}",
+    summary="Change preferences, pause, resume or delete my data",
+    response_class=Response,
+    openapi_extra=_FORM_BODY,
+)
+async def preferences(request: Request, token: str) -> Response:
+    """Apply one action of the preference center (a same-site form with a valid form token)."""
+    web = state(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return error(request, 415, "Send the preferences form (form-encoded).")
+    if not same_origin(request, web.ctx.settings.base_url):
+        return error(request, 403, "This form was sent from another site and was refused.")
+    limited = _limited(request)
+    if limited is not None:
+        return limited
+    try:
+        form = await request.form()
+    except Exception as exc:
+        if getattr(exc, "status_code", None) == 413:
+            raise
+        return error(request, 400, "The form data could not be read.")
+    ctx = web.ctx
+    try:
+        page = await run_in_threadpool(flows.show, ctx, "preferences", token)
+    except LinkError as exc:
+        return _link_error(request, exc)
+    if not form_token_valid(
+        ctx.secret_key, "preferences", form.get(FORM_TOKEN_FIELD), ctx.now().timestamp()
+    ):
+        message = "This page had expired. Please make your change again."
+        return _prefs_page(request, page, 403, errors={"form": message})
+
+    action = form.get("action", "save")
+    try:
+        if action == "save":
+            data = forms.from_form(form)
+            data.pop("email", None)
+            data.pop("name", None)
+            parsed = forms.validate(data, base=Preferences.of(page.sub), need_email=False)
+            if not parsed.ok:
+                return _prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
+            assert parsed.prefs is not None
+            page = await run_in_threadpool(flows.save_preferences, ctx, token, parsed.prefs)
+            notice = "Your preferences are saved." if page.changed else "Nothing changed."
+            return _prefs_page(request, page, notice=notice)
+        if action in ("pause", "resume"):
+            page, problem = await run_in_threadpool(flows.set_paused, ctx, token, action == "pause")
+            if problem:
+                return _prefs_page(request, page, 409, errors={"form": problem})
+            notice = (
+                "Your digest is paused. Resume it here whenever you like."
+                if action == "pause"
+                else "Your digest is back on."
+            )
+            return _prefs_page(request, page, notice=notice)
+        if action == "forget":
+            if form.get("confirm_forget") != "yes":
+                message = "Tick the box to confirm that everything should be deleted."
+                return _prefs_page(request, page, 422, errors={"confirm_forget": message})
+            await run_in_threadpool(flows.forget, ctx, token)
+            return render(request, "forgotten.html")
+    except LinkError as exc:
+        return _link_error(request, exc)
+    return _prefs_page(request, page, 400, errors={"form": "Unknown action."})

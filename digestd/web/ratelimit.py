@@ -1,0 +1,70 @@
+"""Abuse limits for the subscription web.
+
+Per client address: the `limits` library, in memory, per process (a client that
+spreads over replicas gets at most N times the limit, which is fine for abuse
+control). Per email address: counted from `confirmation_sent` Event rows of the
+last 24 hours, so the cap holds across processes and replicas and survives a restart.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlmodel import Session, col, func, select
+
+from digestd.models import Event
+
+CONFIRMATION_SENT = "confirmation_sent"
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    """How much one client / one address may ask for (limits' "N/period;M/period" syntax)."""
+
+    subscribe_per_client: str = "5/minute;20/hour"
+    posts_per_client: str = "60/minute"
+    mails_per_email_per_day: int = 3
+
+
+class ClientLimiter:
+    """Moving-window limits per client address, kept in this process's memory."""
+
+    def __init__(self, limits: WebLimits) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._buckets: dict[str, list[RateLimitItem]] = {
+            "subscribe": parse_many(limits.subscribe_per_client),
+            "post": parse_many(limits.posts_per_client),
+        }
+
+    def hit(self, bucket: str, client: str) -> int | None:
+        """Count one request; None when allowed, else the seconds to wait before retrying."""
+        items = self._buckets[bucket]
+        # Test every window first so a refused request does not use up the others.
+        for item in items:
+            if not self._limiter.test(item, bucket, client):
+                reset = self._limiter.get_window_stats(item, bucket, client).reset_time
+                return max(1, math.ceil(reset - time.time()))
+        for item in items:
+            self._limiter.hit(item, bucket, client)
+        return None
+
+
+def confirmation_mails_sent(session: Session, subscriber_id: int, now: datetime) -> int:
+    """How many confirmation/manage mails went to this subscriber in the last 24 hours."""
+    since = now - timedelta(hours=24)
+    stmt = (
+        select(func.count())
+        .select_from(Event)
+        .where(
+            Event.subscriber_id == subscriber_id,
+            Event.action == CONFIRMATION_SENT,
+            col(Event.created_at) >= since,
+        )
+    )
+    return int(session.exec(stmt).one())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
 from digestd.ingest.types import ParseResult, RawItem
 
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
 ARXIV_API_MARKERS = ("arxiv.org/api/", "arxiv query:", "arxiv search results")
 
 
@@ -50,7 +52,11 @@ def _is_html(detail: Any) -> bool:
     return "html" in str((detail or {}).get("type") or "text/html")
 
 
-def _item(entry: Any) -> RawItem:
+def _looks_like_html(text: str) -> bool:
+    return bool(_TAG.search(text))
+
+
+def _item(entry: Any, atom: bool) -> RawItem:
     links = [str(link.get("href") or "") for link in entry.get("links", []) if link.get("href")]
     pdf = next(
         (
@@ -76,7 +82,10 @@ def _item(entry: Any) -> RawItem:
     return RawItem(
         guid=str(entry.get("id") or ""),
         title=str(entry.get("title") or ""),
-        title_is_html=_is_html(entry.get("title_detail")),
+        # Atom says what a title is (type="text" means literal brackets); RSS does not, and
+        # feeds put escaped markup in titles, so an RSS title that looks like HTML is HTML.
+        title_is_html=_is_html(entry.get("title_detail"))
+        or (not atom and _looks_like_html(str(entry.get("title") or ""))),
         link=str(entry.get("link") or ""),
         links=links,
         summary=str(summary or ""),
@@ -113,9 +122,10 @@ def items_from_feed(doc: Any, kind: str) -> ParseResult:
                 return result
     if damaged:
         result.warning = f"feed is not well-formed ({reason}); kept what parsed"
+    atom = str(doc.get("version", "")).startswith("atom")
     for n, entry in enumerate(entries, 1):
         try:
-            result.items.append(_item(entry))
+            result.items.append(_item(entry, atom))
         except (TypeError, ValueError, AttributeError) as exc:
             result.rejected.append(f"item {n}: unreadable ({exc})")
     return result

@@ -183,7 +183,7 @@ def _records(
     except (csv.Error, UnicodeDecodeError) as exc:
         errors.append(f"line 1: cannot read the header ({_reason(exc)})")
         return
-    if header is None:
+    if not header:
         errors.append("line 1: the file is empty (expected a header: " + ",".join(COLUMNS) + ")")
         return
     names = [h.strip().lower() for h in header]
@@ -216,6 +216,11 @@ def _records(
             yield start, None, f"{len(cells)} fields, expected {len(names)}"
             continue
         yield start, dict(zip(names, cells, strict=True)), None
+
+
+def _line_number(error: str) -> int:
+    number = error.removeprefix("line ").split(":", 1)[0]
+    return int(number) if number.isdigit() else 0
 
 
 def _reason(exc: BaseException) -> str:
@@ -272,6 +277,8 @@ def import_csv(
         flush()
     report.seconds = time.perf_counter() - started
     if report.errors:
+        # Rows already in the database are found per batch, after later rows' own errors.
+        report.errors.sort(key=_line_number)
         raise ImportRejected(report)
     return report
 

@@ -1,0 +1,201 @@
+"""`digestd subscribers import/export`: all-or-nothing, bad rows by line, exact round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from digestd.paths import data_dir
+from digestd.subscriber_csv import COLUMNS
+from tests.support.subscribers import Invoke, json_of, make_invoke
+
+HEADER = ",".join(COLUMNS)
+SEEDS = data_dir("seeds") / "subscribers.csv"
+
+
+@pytest.fixture
+def invoke(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    monkeypatch.chdir(tmp_path)
+    # Batches of 2 rows: the bad rows below come after batches were already written,
+    # so "nothing imported" really proves the rollback.
+    return make_invoke(db_url, DIGESTD_BATCH_SIZE="2")
+
+
+def _write(path: Path, *lines: str) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _counts(db_url: str) -> tuple[int, int]:
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        subs = conn.execute(sa.text("SELECT count(*) FROM subscriber")).scalar_one()
+        events = conn.execute(sa.text("SELECT count(*) FROM event")).scalar_one()
+    engine.dispose()
+    return subs, events
+
+
+def test_import_seeds_then_export_round_trips_exactly(
+    invoke: Invoke, tmp_path: Path, sqlite_url: str, db_url: str
+) -> None:
+    result = invoke("subscribers", "import", str(SEEDS))
+    assert result.exit_code == 0, result.output
+    assert "added 6" in result.stdout and "rows/s" in result.stdout
+    # every preference the CSV cannot hold by default, plus quoting and non-ASCII
+    invoke(
+        "subscribers", "add", "zoë@example.org", "--name", 'Zoë "Z" O\'Neil, PhD',
+        "--topics", '"diffusion models", video', "--categories", "cs.CV,eess.IV",
+        "--frequency", "weekly", "--weekday", "sun", "--hour", "23",
+        "--timezone", "Pacific/Chatham", "--max-items", "100", "--format", "text", "--confirmed",
+    )  # fmt: skip
+    invoke("subscribers", "add", "pending@example.org")
+    invoke("subscribers", "add", "gone@example.org", "--confirmed")
+    invoke("subscribers", "remove", "gone@example.org")
+    invoke("subscribers", "add", "paused@example.org", "--confirmed")
+    invoke("subscribers", "suspend", "paused@example.org")
+
+    first = invoke("subscribers", "export")
+    assert first.exit_code == 0
+    exported = first.stdout
+    assert exported.splitlines()[0] == HEADER
+    assert len(exported.splitlines()) == 1 + 10
+    assert 'zoë@example.org,"Zoë ""Z"" O\'Neil, PhD","""diffusion models"", video",' in exported
+    assert '"cs.CV,eess.IV",weekly:sun,23,Pacific/Chatham,100,text,active' in exported
+    assert "maria@example.org,María Multitask" in exported
+    assert "gone@example.org,,,,daily,8,UTC,10,html,unsubscribed" in exported
+
+    # into a fresh database, then out again: identical
+    path = tmp_path / "export.csv"
+    assert invoke("subscribers", "export", str(path)).exit_code == 0
+    assert path.read_text(encoding="utf-8") == exported
+    other = tmp_path / "other"
+    other.mkdir()
+    # (a fresh SQLite file: on the PostgreSQL run this also crosses backends)
+    fresh_invoke = make_invoke(f"sqlite:///{other / 'fresh.db'}")
+    result = fresh_invoke("subscribers", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert fresh_invoke("subscribers", "export").stdout == exported
+    # and importing the export over itself changes nothing
+    result = invoke("subscribers", "import", str(path), "--update-existing")
+    assert result.exit_code == 0, result.output
+    assert "updated 0, unchanged 10" in result.stdout
+    assert invoke("subscribers", "export").stdout == exported
+
+    # --status filter
+    only = invoke("subscribers", "export", "--status", "unsubscribed").stdout.splitlines()
+    assert only == [HEADER, "gone@example.org,,,,daily,8,UTC,10,html,unsubscribed"]
+
+
+def test_bad_rows_import_nothing_and_are_all_listed(
+    invoke: Invoke, tmp_path: Path, db_url: str
+) -> None:
+    invoke("subscribers", "add", "old@example.org", "--confirmed")
+    before = _counts(db_url)
+    path = _write(
+        tmp_path / "people.csv",
+        HEADER,
+        "one@example.org,One,,,daily,8,UTC,10,html,active",  # line 2
+        "two@example.org,Two,,cs.CL,daily,8,UTC,10,html,active",  # 3
+        "three@example.org,Three,,,weekly:wed,8,UTC,10,html,pending",  # 4
+        "four@example.org,Four,,,daily,8,UTC,10,html,active",  # 5
+        "not-an-address,,,,daily,8,UTC,10,html,active",  # 6
+        "five@example.org,,,,daily,24,UTC,10,html,active",  # 7
+        "six@example.org,,,,daily,8,Mars/Base,10,html,active",  # 8
+        "TWO@example.org,,,,daily,8,UTC,10,html,active",  # 9 duplicate of line 3
+        "old@example.org,,,,daily,8,UTC,10,html,active",  # 10 exists already
+        "seven@example.org,,,,daily,8,UTC,10",  # 11 short row
+        'eight@example.org,"two',  # 12-13: a quoted name spanning two lines
+        'lines",,,daily,8,UTC,10,html,active',
+        "nine@example.org,,,,daily,8,UTC,10,html,deleted",  # 14
+        "ten@example.org,,,,daily:tue,8,UTC,10,html,active",  # 15
+        "eleven@example.org,,,,daily,8,UTC,10,html,active",  # 16 fine
+    )
+    result = invoke("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    expected = [
+        "line 6: 'not-an-address' is not a valid email address",
+        "line 7: hour must be between 0 and 23, got 24",
+        "line 8: unknown time zone 'Mars/Base'",
+        "line 9: two@example.org repeats line 3",
+        "line 10: old@example.org already exists (use --update-existing to update it)",
+        "line 11: 8 fields, expected 10",
+        "line 12: name must be on one line",
+        "line 14: status must be one of pending, active, unsubscribed, bounced, suspended",
+        "line 15: frequency 'daily:tue': only weekly takes a day",
+    ]
+    assert len(errors) == len(expected) + 1
+    for line, want in zip(errors, expected, strict=False):
+        assert line.startswith(f"{path}: {want}"), (line, want)
+    assert errors[-1] == f"error: {path}: 9 bad rows: nothing imported"
+    assert _counts(db_url) == before  # no subscriber, no event written
+
+    # --update-existing turns the known address into an update, the rest still fail
+    result = invoke("subscribers", "import", str(path), "--update-existing")
+    assert result.exit_code == 1 and "8 bad rows" in result.stderr
+    assert _counts(db_url) == before
+
+
+def test_header_and_file_problems(invoke: Invoke, tmp_path: Path) -> None:
+    wrong = _write(tmp_path / "wrong.csv", "email,name,hour", "a@example.org,A,8")
+    result = invoke("subscribers", "import", str(wrong))
+    assert result.exit_code == 1
+    assert f"{wrong}: line 1: header must be {HEADER} (missing topics,categories" in result.stderr
+    empty = _write(tmp_path / "empty.csv", "")
+    assert "line 1: the file is empty" in invoke("subscribers", "import", str(empty)).stderr
+    binary = tmp_path / "latin1.csv"
+    binary.write_bytes(
+        (HEADER + "\n").encode()
+        + "ana@example.org,Ana Mü,,,daily,8,UTC,10,html,active\n".encode("latin-1")
+    )
+    result = invoke("subscribers", "import", str(binary))
+    assert result.exit_code == 1 and "not valid UTF-8 text" in result.stderr
+    missing = invoke("subscribers", "import", str(tmp_path / "nope.csv"))
+    assert missing.exit_code == 1 and "nope.csv: no such file" in missing.stderr
+    assert json_of(invoke("subscribers", "list", "--json")) == []
+
+
+def test_dry_run_writes_nothing(invoke: Invoke, db_url: str) -> None:
+    result = invoke("subscribers", "import", str(SEEDS), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run, nothing written: would add 6" in result.stdout
+    assert _counts(db_url) == (0, 0)
+
+
+def test_update_existing_updates_audits_and_never_resubscribes(
+    invoke: Invoke, tmp_path: Path, db_url: str
+) -> None:
+    assert invoke("subscribers", "import", str(SEEDS)).exit_code == 0
+    invoke("subscribers", "remove", "tom@example.org")
+    changed = _write(
+        tmp_path / "changed.csv",
+        HEADER,
+        "ada@example.org,Ada Interp,,cs.LG,daily,9,Europe/Berlin,5,html,suspended",
+        "new@example.org,,,,daily,8,UTC,10,html,",  # empty status: active
+    )
+    result = invoke("subscribers", "import", str(changed), "--update-existing")
+    assert result.exit_code == 0, result.output
+    assert "added 1, updated 1, unchanged 0" in result.stdout
+    ada = json_of(invoke("subscribers", "show", "ada@example.org", "--json"))
+    assert (ada["subscriber"]["send_hour"], ada["subscriber"]["status"]) == (9, "suspended")
+    assert ada["subscriber"]["topics"] == ""
+    actions = [(e["action"], e["actor"]) for e in ada["events"]]
+    assert ("subscriber.updated", "cli:subscribers import") in actions
+    assert ("subscriber.status", "cli:subscribers import") in actions
+    assert (
+        json_of(invoke("subscribers", "show", "new@example.org", "--json"))["subscriber"]["status"]
+        == "active"
+    )
+
+    back = _write(
+        tmp_path / "back.csv", HEADER, "tom@example.org,Tom,,,weekly,10,UTC,5,html,active"
+    )
+    result = invoke("subscribers", "import", str(back), "--update-existing")
+    assert result.exit_code == 1
+    assert (
+        "line 2: tom@example.org is unsubscribed; an import does not change that" in result.stderr
+    )
+    tom = json_of(invoke("subscribers", "show", "tom@example.org", "--json"))["subscriber"]
+    assert tom["status"] == "unsubscribed"

@@ -221,7 +221,18 @@ class SmtpPool:
         if client is not None and client.is_connected:
             return client
         client = self._new_client()
-        await client.connect()
+        try:
+            await client.connect()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            # Connecting, TLS and AUTH problems are ours (or the server's), never the
+            # recipient's: even a 5xx here must not fail deliveries, only delay them.
+            client.close()
+            error = _classify(exc)
+            code = f"{error.code} " if error.code else ""
+            raise TemporarySendError(
+                f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port}: {code}{error.reply}",
+                error.code,
+            ) from None
         self.connections_opened += 1
         return client
 

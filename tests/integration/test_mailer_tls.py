@@ -1,0 +1,184 @@
+"""SmtpPool against real aiosmtpd servers: STARTTLS with AUTH, implicit TLS, plain;
+a certificate we do not trust is refused; connections are reused, never one per message."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult
+
+from digestd.config import Settings
+from digestd.mailer import SmtpPool, TemporarySendError, build_digest_message
+from tests.support.smtp import RecordingHandler, free_port
+
+x509 = pytest.importorskip("cryptography.x509")
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+USER, PASSWORD = "mailer", "s3cret-pass"
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+
+@dataclass
+class Cert:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> Cert:
+    """A self-signed certificate for 127.0.0.1, made here (no files shipped)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    c, k = folder / "cert.pem", folder / "key.pem"
+    c.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return Cert(c, k)
+
+
+def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
+    return AuthResult(success=ok, handled=False)
+
+
+def start_server(mode: str, cert: Cert) -> tuple[Controller, RecordingHandler, int]:
+    handler = RecordingHandler()
+    port = free_port()
+    tls = cert.server_context()
+
+    class _Controller(Controller):
+        def factory(self) -> SMTP:
+            with handler.lock:
+                handler.connections += 1
+            return SMTP(
+                self.handler,
+                hostname="localhost",
+                tls_context=tls if mode == "starttls" else None,
+                require_starttls=mode == "starttls",
+                authenticator=authenticator,
+                auth_required=True,
+                # aiosmtpd only knows about TLS it started itself (STARTTLS); under
+                # implicit TLS the whole connection is encrypted already.
+                auth_require_tls=mode == "starttls",
+            )
+
+    controller = _Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=tls if mode == "tls" else None,
+    )
+    controller.start()
+    return controller, handler, port
+
+
+@pytest.fixture(params=["starttls", "tls"])
+def secure_server(
+    request: pytest.FixtureRequest, cert: Cert
+) -> Iterator[tuple[str, RecordingHandler, int]]:
+    controller, handler, port = start_server(request.param, cert)
+    yield request.param, handler, port
+    controller.stop()
+
+
+def message(i: int):
+    return build_digest_message(
+        sender="digestd <digest@example.net>",
+        to_email=f"r{i}@example.org",
+        subject=f"Digest {i}",
+        text="hello",
+        html="<p>hello</p>",
+        message_id=f"<m{i}@example.net>",
+        unsubscribe_url="https://example.net/unsubscribe/t",
+        when=dt.datetime(2026, 11, 26, tzinfo=dt.UTC),
+    )
+
+
+async def test_tls_modes_with_auth_deliver_over_reused_connections(
+    secure_server: tuple[str, RecordingHandler, int], cert: Cert
+) -> None:
+    mode, handler, port = secure_server
+    settings = Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_tls=mode,
+        smtp_username=USER,
+        smtp_password=PASSWORD,
+        smtp_max_connections=2,
+        smtp_timeout=10,
+    )
+    before = handler.connections
+    async with SmtpPool(settings, tls_context=cert.client_context()) as pool:
+        await asyncio.gather(*(pool.send(message(i)) for i in range(10)))
+    assert sorted(m.recipients[0] for m in handler.messages) == sorted(
+        f"r{i}@example.org" for i in range(10)
+    )
+    assert handler.connections - before <= 2
+    assert handler.messages[0].message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_wrong_password_is_refused(
+    secure_server: tuple[str, RecordingHandler, int], cert: Cert
+) -> None:
+    mode, handler, port = secure_server
+    settings = Settings(
+        smtp_port=port, smtp_tls=mode, smtp_username=USER, smtp_password="wrong-password"
+    )
+    async with SmtpPool(settings, tls_context=cert.client_context()) as pool:
+        # A login problem delays deliveries (temporary), it never fails them.
+        with pytest.raises(TemporarySendError) as caught:
+            await pool.send(message(0))
+    assert "535" in caught.value.reply
+    assert handler.messages == []
+
+
+async def test_an_untrusted_certificate_is_not_accepted(cert: Cert) -> None:
+    controller, handler, port = start_server("tls", cert)
+    try:
+        settings = Settings(smtp_port=port, smtp_tls="tls", smtp_timeout=5)
+        async with SmtpPool(settings) as pool:  # system trust store: our cert is unknown
+            with pytest.raises(TemporarySendError):
+                await pool.send(message(0))
+        assert handler.messages == []
+    finally:
+        controller.stop()

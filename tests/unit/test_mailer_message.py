@@ -1,0 +1,66 @@
+"""Digest messages as bytes on the wire: every required header, both parts, and nothing a
+feed or a profile contains can add or split a header."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+from digestd.mailer import PermanentSendError, build_digest_message
+
+
+def wire(**overrides):
+    args = {
+        "sender": "Paper Digest <digest@example.net>",
+        "to_email": "ada@example.org",
+        "to_name": "Ada",
+        "subject": "Your papers for 26 Nov 2026: 5 papers",
+        "text": "Hello\nUnsubscribe: https://example.net/unsubscribe/TOKEN",
+        "html": "<p>Hello — ünïcødé</p>",
+        "message_id": "<digest.2026-11-26.1.abc@example.net>",
+        "unsubscribe_url": "https://example.net/unsubscribe/TOKEN",
+        "when": datetime(2026, 11, 26, 7, tzinfo=UTC),
+    }
+    args.update(overrides)
+    raw = build_digest_message(**args).as_bytes()
+    return raw, message_from_bytes(raw, policy=policy.default)
+
+
+def test_every_required_header_and_both_parts() -> None:
+    _, msg = wire()
+    assert msg["From"] == "Paper Digest <digest@example.net>"
+    assert msg["To"] == "Ada <ada@example.org>"
+    assert msg["Subject"] == "Your papers for 26 Nov 2026: 5 papers"
+    assert msg["Date"].datetime == datetime(2026, 11, 26, 7, tzinfo=UTC)
+    assert msg["Message-ID"] == "<digest.2026-11-26.1.abc@example.net>"
+    assert msg["List-Id"] == "Research paper digest <digest.example.net>"
+    assert msg["List-Unsubscribe"] == (
+        "<https://example.net/unsubscribe/TOKEN>, <mailto:digest@example.net?subject=unsubscribe>"
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg.get_body(("plain",)).get_content().startswith("Hello")
+    assert "ünïcødé" in msg.get_body(("html",)).get_content()
+
+
+def test_text_format_is_a_single_plain_part() -> None:
+    _, msg = wire(html=None)
+    assert msg.get_content_type() == "text/plain" and not msg.is_multipart()
+
+
+def test_line_breaks_in_values_cannot_inject_headers() -> None:
+    raw, msg = wire(
+        subject="Great paper\r\nBcc: victim@example.org\nX-Evil: 1",
+        to_name="Mallory\r\nCc: other@example.org",
+        unsubscribe_url="https://example.net/unsubscribe/T\r\nX-Evil: 2",
+    )
+    assert msg["Bcc"] is None and msg["Cc"] is None and msg["X-Evil"] is None
+    assert "victim@example.org" in msg["Subject"]  # kept as text, on one logical line
+    assert b"\nBcc:" not in raw and b"\nX-Evil:" not in raw
+    assert [a.addr_spec for a in msg["To"].addresses] == ["ada@example.org"]
+
+
+def test_only_550_class_5_1_x_replies_count_as_bad_addresses() -> None:
+    assert PermanentSendError("5.1.1 <x@example.org>: no such user", 550).is_bad_address
+    assert not PermanentSendError("5.7.1 message refused as spam", 550).is_bad_address
+    assert not PermanentSendError("5.2.2 mailbox full", 552).is_bad_address

@@ -1,0 +1,84 @@
+"""`digestd preview EMAIL` run as an admin would: the real command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.tokens import read_token
+from tests.support.cli import run_cli
+from tests.support.digests import add_subscriber, load_seed_entries
+
+SECRET = "preview-test-secret-0123456789"
+
+
+@pytest.fixture
+def env(sqlite_url: str) -> dict[str, str]:
+    # The command reads the real clock, so the data is placed relative to it.
+    now = datetime.now(UTC)
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    ctx.migrate()
+    with session_scope(ctx.engine) as s:
+        load_seed_entries(s, now - timedelta(hours=2))
+        add_subscriber(s, "kenji@example.org", now, topics='"KV cache" long-context', max_items=3)
+        add_subscriber(s, "zed@example.org", now, topics="quantum chromodynamics")
+    ctx.dispose()
+    return {
+        "DIGESTD_DATABASE_URL": sqlite_url,
+        "DIGESTD_SECRET_KEY": SECRET,
+        "DIGESTD_BASE_URL": "https://digest.example.org",
+    }
+
+
+def test_preview_json_lists_picks_in_rank_order(env: dict[str, str]) -> None:
+    res = run_cli("preview", "Kenji@Example.org", "--format", "json", env=env)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["subscriber"]["email"] == "kenji@example.org"
+    start = datetime.fromisoformat(doc["window"]["start"])
+    end = datetime.fromisoformat(doc["window"]["end"])
+    assert end - start == timedelta(days=1)  # first daily digest: the last day
+    titles = [e["title"] for e in doc["entries"]]
+    assert len(titles) == 3
+    assert set(titles[:2]) == {
+        "DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads",
+        "RazorAttention: Efficient KV Cache Compression Through Retrieval Heads",
+    }
+    scores = [e["score"] for e in doc["entries"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(e["reason"].startswith("matches: ") and e["url"] for e in doc["entries"])
+
+
+def test_preview_html_to_file_has_working_signed_links(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "kenji.html"
+    res = run_cli("preview", "kenji@example.org", "--format", "html", "--out", str(out), env=env)
+    assert res.returncode == 0, res.stderr
+    html = out.read_text(encoding="utf-8")
+    assert "RazorAttention: Efficient KV Cache Compression Through Retrieval Heads" in html
+    token = re.search(r'href="https://digest\.example\.org/unsubscribe/([^"]+)"', html)
+    assert token is not None
+    assert read_token(SECRET, "unsubscribe", token.group(1)).subscriber_id == 1
+    text = run_cli("preview", "kenji@example.org", env=env)
+    assert text.returncode == 0
+    assert text.stdout.startswith("Subject: Your papers digest — ")
+    assert "Unsubscribe: https://digest.example.org/unsubscribe/" in text.stdout
+
+
+def test_preview_unknown_or_nothing_matching(env: dict[str, str]) -> None:
+    unknown = run_cli("preview", "nobody@example.org", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines() == [
+        "error: no subscriber with address nobody@example.org"
+    ]
+    nothing = run_cli("preview", "zed@example.org", env=env)
+    assert nothing.returncode == 0
+    assert nothing.stdout.strip() == (
+        "Nothing to send to zed@example.org now: no new paper matches the topics or categories."
+    )

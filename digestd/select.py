@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -50,7 +51,7 @@ class Profile:
     window_start: datetime
     window_end: datetime
 
-    @property
+    @cached_property
     def key(self) -> str:
         """A stable hash of everything that decides the selection."""
         raw = json.dumps(
@@ -165,6 +166,7 @@ class _Doc:
 class _Window:
     docs: list[int]
     members: frozenset[int]
+    entry_ids: frozenset[int]
     avg_title: float
     avg_body: float
     max_log_upvotes: float
@@ -245,6 +247,7 @@ class Selector:
             win = _Window(
                 docs=docs,
                 members=frozenset(docs),
+                entry_ids=frozenset(self._docs[i].entry.id or 0 for i in docs),
                 avg_title=sum(len(self._docs[i].title) for i in docs) / n or 1.0,
                 avg_body=sum(len(self._docs[i].body) for i in docs) / n or 1.0,
                 max_log_upvotes=max(
@@ -282,8 +285,11 @@ class Selector:
     ) -> list[Pick]:
         """The ranked picks for `profile`, leaving out entries in `exclude_entry_ids`."""
         win = self._window(profile.window_start, profile.window_end)
-        window_ids = {self._docs[i].entry.id for i in win.docs}
-        relevant_exclusions = frozenset(exclude_entry_ids) & window_ids
+        # Only exclusions inside the window change the answer, so subscribers whose history
+        # does not touch this window share one memoized ranking.
+        relevant_exclusions = (
+            win.entry_ids.intersection(exclude_entry_ids) if exclude_entry_ids else frozenset()
+        )
         memo_key = (profile.key, relevant_exclusions)
         cached = self._memo.get(memo_key)
         if cached is None:
@@ -342,7 +348,7 @@ class Selector:
         n = max(len(win.docs), 1)
         relevance: dict[int, float] = {}
         matched: dict[int, list[tuple[float, Clause]]] = {}
-        for clause in query.include:
+        for clause, is_bonus in _scoring_clauses(query):
             hits = self._clause_hits(clause.tokens)
             df = self._df(win, clause.tokens)
             if not df:
@@ -358,7 +364,8 @@ class Selector:
                 ) + counts[1] / (1 - B + B * len(doc.body) / win.avg_body)
                 part = idf * tf * (K1 + 1) / (K1 + tf)
                 relevance[i] = relevance.get(i, 0.0) + part
-                matched.setdefault(i, []).append((part, clause))
+                if not is_bonus:
+                    matched.setdefault(i, []).append((part, clause))
         if not relevance:
             return []
         best = max(relevance.values())
@@ -385,12 +392,45 @@ class Selector:
         picks = []
         for score, i in scored[: profile.max_items]:
             doc = self._docs[i]
-            labels = [c.label for _, c in sorted(matched[i], key=lambda pc: -pc[0])][:3]
-            reason = "matches: " + ", ".join(labels)
+            reason = "matches: " + ", ".join(_match_labels(query, matched[i]))
             if (doc.entry.upvotes or 0) > 0:
                 reason += f" · {_upvotes(doc.entry.upvotes)}"
             picks.append(Pick(entry=doc.entry, score=round(score, 4), reason=reason))
         return picks
+
+
+def _scoring_clauses(query: TopicQuery) -> list[tuple[Clause, bool]]:
+    """The query's clauses, plus each run of unquoted words as a phrase (a bonus clause):
+    `mechanistic interpretability` scores higher where the words stand together."""
+    out = [(c, False) for c in query.include]
+    runs: dict[int, list[Clause]] = {}
+    for clause in query.include:
+        runs.setdefault(clause.group, []).append(clause)
+    for run in runs.values():
+        if len(run) > 1:
+            tokens = tuple(t for c in run for t in c.tokens)
+            out.append((Clause(" ".join(c.label for c in run), tokens, True, run[0].group), True))
+    return out
+
+
+def _match_labels(
+    query: TopicQuery, matched: list[tuple[float, Clause]], limit: int = 3
+) -> list[str]:
+    """Matched clauses, strongest first; a run of unquoted words that all matched is one."""
+    hit = {c for _, c in matched}
+    members: dict[int, list[Clause]] = {}
+    for clause in query.include:
+        members.setdefault(clause.group, []).append(clause)
+    labels: list[str] = []
+    for _, clause in sorted(matched, key=lambda pc: -pc[0]):
+        group = members[clause.group]
+        if len(group) > 1 and all(c in hit for c in group):
+            label = " ".join(c.label for c in group)
+        else:
+            label = clause.label
+        if label not in labels:
+            labels.append(label)
+    return labels[:limit]
 
 
 def _positions(tokens: list[str], term: str) -> list[int]:

@@ -60,6 +60,9 @@ class Clause:
     label: str  # as the subscriber wrote it, for the "matches: …" reason
     tokens: tuple[str, ...]
     phrase: bool
+    # Consecutive unquoted words share a group: `mechanistic interpretability` is reported
+    # as one match when both words match.
+    group: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def parse_query(raw: str) -> TopicQuery:
     include: list[Clause] = []
     exclude: list[Clause] = []
     seen: set[tuple[bool, tuple[str, ...]]] = set()
+    group, previous_bare = 0, False
     for match in _CLAUSE.finditer(raw or ""):
         neg_q, quoted, bare = match.group(1), match.group(2), match.group(3)
         if bare is not None:
@@ -103,8 +107,12 @@ def parse_query(raw: str) -> TopicQuery:
         if key in seen:
             continue
         seen.add(key)
+        bare_word = not quoted_phrase and not negative
+        if not (bare_word and previous_bare):
+            group += 1
+        previous_bare = bare_word
         label = " ".join(text.split())
-        clause = Clause(label=label, tokens=tokens, phrase=len(tokens) > 1)
+        clause = Clause(label=label, tokens=tokens, phrase=len(tokens) > 1, group=group)
         (exclude if negative else include).append(clause)
     return TopicQuery(include=tuple(include), exclude=tuple(exclude))
 

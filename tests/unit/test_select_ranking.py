@@ -151,3 +151,10 @@ def test_window_and_exclusions_limit_candidates(selector: Selector) -> None:
     assert [p.entry.id for p in sel.select(profile)] == [new.id]
     assert sel.select(profile, frozenset({new.id or 0})) == []
     assert sel.window_size(profile) == 1
+
+
+def test_unquoted_words_standing_together_rank_and_read_as_one_match(selector: Selector) -> None:
+    profile = Profile("multi-task learning", (), 3, NOW - timedelta(days=1), NOW)
+    picks = selector.select(profile)
+    assert any("Multi-Task Learning in NLP" in p.entry.title for p in picks)
+    assert picks[0].reason.startswith("matches: multi-task learning · ")

@@ -53,4 +53,4 @@ def _xml(body: bytes, headers: Mapping[str, str], kind: str) -> ParseResult:
     doc = parse_xml(body, headers)
     if kind == "auto":
         kind = "arxiv_api" if is_arxiv_api(doc) else "rss"
-    return items_from_feed(doc, kind)
+    return items_from_feed(doc, kind, body)

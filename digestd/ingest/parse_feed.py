@@ -99,7 +99,16 @@ def _item(entry: Any, atom: bool) -> RawItem:
     )
 
 
-def items_from_feed(doc: Any, kind: str) -> ParseResult:
+def _ends_early(bozo: Any, body: bytes) -> bool:
+    """True when the XML error sits on the document's last lines: a cut-off download."""
+    line = getattr(bozo, "getLineNumber", lambda: None)()
+    if not (isinstance(line, int) and line >= body.rstrip().count(b"\n")):
+        return False
+    last = max(body.rfind(b"<item"), body.rfind(b"<entry"))
+    return last < 0 or not re.search(rb"</(?:\w+:)?(?:item|entry)>", body[last:])
+
+
+def items_from_feed(doc: Any, kind: str, body: bytes = b"") -> ParseResult:
     """Raw items of a feedparser result; an unusable document becomes `error`."""
     result = ParseResult(kind=kind)
     entries = doc.get("entries", [])
@@ -122,6 +131,11 @@ def items_from_feed(doc: Any, kind: str) -> ParseResult:
                 return result
     if damaged:
         result.warning = f"feed is not well-formed ({reason}); kept what parsed"
+        if _ends_early(bozo, body) and entries:
+            # The last item of a cut-off document is cut off too: keep it out rather
+            # than store a truncated abstract that a later complete fetch won't repair.
+            entries = entries[:-1]
+            result.rejected.append(f"item {len(entries) + 1}: cut off where the document ends")
     atom = str(doc.get("version", "")).startswith("atom")
     for n, entry in enumerate(entries, 1):
         try:

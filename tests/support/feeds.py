@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import gzip as gzip_lib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 HOLD_LIMIT_SECONDS = 10.0  # a held response is released at the latest after this
 
@@ -46,6 +49,8 @@ class FeedServer:
         self.replies: dict[str, Reply] = {}
         self.requests: list[Request] = []
         self.not_modified = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._holds: list[threading.Event] = []
         server = self
@@ -61,7 +66,9 @@ class FeedServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base(self) -> str:
@@ -83,6 +90,16 @@ class FeedServer:
             return [r for r in self.requests if r.path == path]
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer(handler)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
             self.requests.append(Request(handler.path, dict(handler.headers.items())))
             reply = self.replies.get(handler.path)
@@ -154,3 +171,34 @@ def feed_server() -> Iterator[FeedServer]:
         yield server
     finally:
         server.stop()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+
+
+def fixture_bytes(rel: str) -> bytes:
+    """A copied real-world feed from tests/fixtures/ingest/."""
+    return (FIXTURES / rel).read_bytes()
+
+
+@contextmanager
+def ingest_context(db_url: str, clock: Callable[[], datetime], **settings: Any) -> Iterator[Any]:
+    """A migrated AppContext for ingestion tests, with small fetch limits by default."""
+    from digestd.config import Settings
+    from digestd.context import AppContext
+
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "secret_key": "test-secret-key-0123456789",
+        "fetch_timeout": 2.0,
+        "fetch_max_bytes": 1024 * 1024,
+        "fetch_concurrency": 4,
+        "fetch_interval_minutes": 60,
+    }
+    values.update(settings)
+    ctx = AppContext(settings=Settings(**values), clock=clock, actor="test")
+    ctx.migrate()
+    try:
+        yield ctx
+    finally:
+        ctx.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,6 @@ def _emit(out: Path | None, *, text: str | None = None, doc: dict[str, Any] | No
         else:
             typer.echo(text, nl=not (text or "").endswith("\n"))
         return
-    import json
-
     payload = (
         json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         if doc is not None

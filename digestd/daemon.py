@@ -132,6 +132,7 @@ class Daemon:
             },
         )
         self._running: set[asyncio.Task[Any]] = set()
+        self._last_beat = time.monotonic()
 
     # -- jobs: each logs exactly one line per run ---------------------------------------
 
@@ -158,8 +159,14 @@ class Daemon:
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
         finally:
+            self._last_beat = time.monotonic()
             if task is not None:
                 self._running.discard(task)
+
+    def alive(self) -> bool:
+        """For /healthz: the scheduler runs and a job finished recently (plan runs each minute)."""
+        recent = time.monotonic() - self._last_beat < 5 * MINUTE
+        return bool(self.scheduler.running) and not self.stop.is_set() and recent
 
     async def ingest(self) -> None:
         async def body() -> str:
@@ -284,8 +291,7 @@ async def run_forever(
     _configure_logging(ctx.settings.log_level)
     stop = stop_event or asyncio.Event()
     with single_process_lock(ctx.settings.database_url):
-        sock = _bind(ctx.settings.listen_host, ctx.settings.listen_port) if web else None
-        web_server = _make_web_server(ctx) if sock is not None else None
+        sock = _bind_web(ctx) if web else None
         daemon = Daemon(ctx, stop, worker_id or default_worker_id())
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
@@ -293,14 +299,21 @@ async def run_forever(
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, _on_signal, stop, sig)
                 installed.append(sig)
+        # The web keeps answering (health says the scheduler stopped) until the jobs are
+        # done, so it has its own stop, set last.
+        web_stop = asyncio.Event()
         web_task: asyncio.Task[None] | None = None
         exit_code = 0
         try:
-            if web_server is not None and sock is not None:
-                web_task = asyncio.create_task(web_server.serve(sockets=[sock]))
+            if sock is not None:
+                from digestd.web import serve
+
+                web_task = asyncio.create_task(
+                    serve(ctx, stop_event=web_stop, scheduler_heartbeat=daemon.alive, sock=sock)
+                )
             daemon.schedule()
             daemon.scheduler.start()
-            where = sock.getsockname() if sock is not None and web_server is not None else None
+            where = sock.getsockname() if sock is not None else None
             log.info(
                 "digestd running worker=%s database=%s web=%s lease_seconds=%d",
                 daemon.worker_id,
@@ -315,72 +328,36 @@ async def run_forever(
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             if web_task is not None and web_task.done():
-                # The web server ended on its own: that is a failure of the daemon.
+                # The web server ended on its own: the daemon stops and says why.
                 exit_code = 1
                 problem = web_task.exception() if not web_task.cancelled() else None
                 log.error("web server stopped: %s", _one_line(problem) if problem else "exited")
         finally:
             stop.set()
             await daemon.stop_gracefully()
-            if web_server is not None and web_task is not None and not web_task.done():
-                web_server.should_exit = True
+            web_stop.set()
+            if web_task is not None and not web_task.done():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(web_task, timeout=10)
-            if sock is not None:
-                sock.close()
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return exit_code
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the web socket before anything runs, so a taken port is one clear line."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def _bind_web(ctx: AppContext) -> socket.socket:
+    """Bind DIGESTD_LISTEN before any job runs, so a taken port is one clear line."""
+    from digestd.web.server import ServeError, bind
+
     try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise DaemonStartError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
-    return sock
+        return bind(ctx.settings.listen_host, ctx.settings.listen_port)
+    except ServeError as exc:
+        raise DaemonStartError(str(exc)) from None
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     if not stop.is_set():
         log.info("received %s: stopping (no new claims; in-flight sends finish)", sig.name)
     stop.set()
-
-
-def _make_web_server(ctx: AppContext) -> Any:
-    """A uvicorn server for the web app on DIGESTD_LISTEN, or None if the web part is absent."""
-    try:
-        from digestd.web import create_app
-    except ImportError:
-        log.warning("web endpoints not available in this build; running the scheduler only")
-        return None
-    import uvicorn
-
-    class _EmbeddedServer(uvicorn.Server):
-        # The daemon owns SIGTERM/SIGINT: uvicorn must not install (and later re-raise) its own.
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    config = uvicorn.Config(
-        create_app(ctx),
-        host=ctx.settings.listen_host,
-        port=ctx.settings.listen_port,
-        log_level=ctx.settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-    )
-    return _EmbeddedServer(config)
-
-
-def _failed(task: asyncio.Task[Any]) -> bool:
-    return not task.cancelled() and task.exception() is not None
 
 
 def _configure_logging(level: str) -> None:

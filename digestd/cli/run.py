@@ -1,9 +1,136 @@
-"""`digestd run`."""
+"""`digestd run --once` (ingest, plan, send, exit: for cron and tests) and `digestd send-now`.
+
+The long-running `digestd run` (the scheduler) belongs to the daemon; until it is wired in
+here, `digestd run` without `--once` says so and exits.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+from typing import TYPE_CHECKING
+
 import typer
+
+from digestd.cli.common import console, fail, first_line, get_context, print_json
+from digestd.context import AppContext
+from digestd.outbox import PlanReport, plan_due
+
+if TYPE_CHECKING:
+    from digestd.sending import SendReport
+
+
+def worker_id() -> str:
+    """host:pid, so deliveries held by a process are traceable to it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _summary(plan: PlanReport, sent: SendReport, fetched: str | None = None) -> str:
+    parts = [fetched] if fetched else []
+    parts.append(f"planned {plan.planned} new deliveries ({plan.existing} already planned)")
+    parts.append(
+        f"sent {sent.sent}, retry later {sent.retry}, failed {sent.failed}, skipped {sent.skipped}"
+    )
+    if sent.bounced:
+        parts.append(f"{sent.bounced} subscriber(s) marked bounced")
+    return "; ".join(parts)
+
+
+def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) -> dict:
+    out = {"plan": plan.__dict__, "send": sent.__dict__}
+    if fetch is not None:
+        out["ingest"] = fetch
+    return out
+
+
+async def _once(app: AppContext, ingest: bool) -> tuple[dict | None, PlanReport, SendReport]:
+    from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
+
+    fetch = None
+    if ingest:
+        from digestd.ingest import fetch_sources
+
+        reports = await fetch_sources(app, only_due=True)
+        fetch = {
+            "sources": len(reports),
+            "failed": sum(1 for r in reports if getattr(r, "error", None)),
+            "new_entries": sum(int(getattr(r, "new", 0) or 0) for r in reports),
+        }
+    plan = await asyncio.to_thread(plan_due, app)
+    sent = await send_due(app, worker_id=worker_id())
+    return fetch, plan, sent
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `run` and `send-now` to the root app."""
+
+    @app.command("run")
+    def run(
+        ctx: typer.Context,
+        once: bool = typer.Option(
+            False, "--once", help="Ingest due sources, plan, send what is due, then exit."
+        ),
+        no_ingest: bool = typer.Option(False, "--no-ingest", help="Skip fetching sources."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Run digestd: with --once a single pass (for cron); without, the daemon."""
+        if not once:
+            from digestd.daemon import DaemonStartError, run_forever
+
+            try:
+                raise typer.Exit(asyncio.run(run_forever(get_context(ctx))))
+            except DaemonStartError as exc:
+                fail(str(exc))
+        context = get_context(ctx)
+        try:
+            fetch, plan, sent = asyncio.run(_once(context, ingest=not no_ingest))
+        except Exception as exc:
+            fail(f"run --once: {first_line(exc)}")
+        if as_json:
+            print_json(_report_dict(plan, sent, fetch))
+            return
+        fetched = None
+        if fetch is not None:
+            fetched = (
+                f"fetched {fetch['sources']} source(s), {fetch['new_entries']} new entries"
+                + (f", {fetch['failed']} failed" if fetch["failed"] else "")
+            )
+        console.print(_summary(plan, sent, fetched), highlight=False)
+
+    @app.command("send-now")
+    def send_now(
+        ctx: typer.Context,
+        emails: list[str] = typer.Argument(None, help="Addresses to send to now."),
+        all_: bool = typer.Option(False, "--all", help="Every active subscriber."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Plan and send the current period's digest now, regardless of the hour."""
+        if bool(emails) == all_:
+            fail("give one or more EMAIL addresses, or --all (not both)")
+        context = get_context(ctx)
+        wanted = None
+        if emails:
+            from digestd.subscribers import InvalidInput, normalize_email
+
+            try:
+                wanted = [normalize_email(e) for e in emails]
+            except InvalidInput as exc:
+                fail(str(exc))
+
+        async def go() -> tuple[PlanReport, SendReport]:
+            from digestd.sending import send_due
+
+            plan = await asyncio.to_thread(plan_due, context, force=True, emails=wanted)
+            return plan, await send_due(context, worker_id=worker_id())
+
+        try:
+            plan, sent = asyncio.run(go())
+        except Exception as exc:
+            fail(f"send-now: {first_line(exc)}")
+        if as_json:
+            print_json(_report_dict(plan, sent))
+        else:
+            console.print(_summary(plan, sent), highlight=False)
+        if plan.unknown:
+            fail(f"no active subscriber with address: {', '.join(plan.unknown)}")

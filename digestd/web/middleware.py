@@ -21,14 +21,16 @@ class BodyTooLarge(HTTPException):
 
 
 class SecurityHeaders:
-    """Adds CSP, no-sniff, no-referrer (links carry tokens), framing and caching headers."""
+    """Adds CSP, no-sniff, referrer (links carry tokens), framing and caching headers."""
 
     def __init__(self, app: ASGIApp, *, https: bool) -> None:
         self.app = app
         self.headers: list[tuple[bytes, bytes]] = [
             (b"content-security-policy", CSP.encode()),
             (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"no-referrer"),
+            # Not "no-referrer": with it Chromium sends `Origin: null` on our own form posts,
+            # which the cross-site check must refuse. Same-origin keeps tokens on this site.
+            (b"referrer-policy", b"same-origin"),
             (b"x-frame-options", b"DENY"),
             (b"cross-origin-opener-policy", b"same-origin"),
             (b"cross-origin-resource-policy", b"same-origin"),

@@ -78,7 +78,7 @@ async def test_security_headers_on_pages_errors_and_static(web: WebHarness) -> N
     for response in responses:
         assert response.headers["content-security-policy"] == CSP
         assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-frame-options"] == "DENY"
     assert "'unsafe-inline'" not in CSP and "frame-ancestors 'none'" in CSP
     assert responses[0].headers["cache-control"] == "no-store"

@@ -149,7 +149,8 @@ def normalize(item: RawItem, now: datetime) -> NormalizedEntry:
             categories.insert(0, legacy.group(3))
 
     raw_summary = _ANNOUNCE_PREFIX.sub("", item.summary, count=1)
-    if item.summary_is_html:
+    # Markup-free "HTML" (arXiv's descriptions) skips the HTML parsers: same result, faster.
+    if item.summary_is_html and ("<" in raw_summary or "&" in raw_summary):
         summary = html_to_text(raw_summary)
         summary_html = sanitize_html(raw_summary)
     else:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from digestd.ingest.types import NormalizedEntry, StoreCounts
@@ -41,8 +42,9 @@ def _merge_batch(items: Iterable[NormalizedEntry]) -> tuple[list[NormalizedEntry
     return list(by_key.values()), folded
 
 
-def _new_entry(item: NormalizedEntry, source_id: int, now: datetime) -> Entry:
-    return Entry(
+def _new_entry(item: NormalizedEntry, source_id: int, now: datetime) -> dict[str, Any]:
+    # Plain rows for a Core INSERT: building thousands of ORM objects costs more than the SQL.
+    return dict(
         source_id=source_id,
         canonical_key=item.canonical_key,
         version=item.version or 1,
@@ -59,6 +61,7 @@ def _new_entry(item: NormalizedEntry, source_id: int, now: datetime) -> Entry:
         ingested_at=now,
         upvotes=item.upvotes or 0,
         comments=item.comments or 0,
+        updated_at=None,
     )
 
 
@@ -119,41 +122,47 @@ def upsert_entries(
         )
         known_guids.update(session.exec(query))
 
-    pending: list[tuple[Entry, NormalizedEntry]] = []
-    versions: list[tuple[Entry, NormalizedEntry]] = []
+    ids: dict[str, int] = {}
+    new_rows: list[dict[str, Any]] = []
+    versions: list[dict[str, Any]] = []
     for item in unique:
         entry = existing.get(item.canonical_key)
         if entry is None:
-            entry = _new_entry(item, source_id, now)
-            session.add(entry)
+            new_rows.append(_new_entry(item, source_id, now))
             counts.new += 1
+            continue
+        ids[entry.canonical_key] = entry.id  # type: ignore[assignment]
+        changed, new_version = _merge(entry, item, now)
+        if changed:
+            counts.updated += 1
         else:
-            changed, new_version = _merge(entry, item, now)
-            if changed:
-                counts.updated += 1
-            else:
-                counts.unchanged += 1
-            if new_version:
-                versions.append((entry, item))
-        pending.append((entry, item))
-    session.flush()  # ids for the new entries, in one batched INSERT … RETURNING
+            counts.unchanged += 1
+        if new_version:
+            versions.append(
+                {"entry_id": entry.id, "version": entry.version, "title": entry.title,
+                 "recorded_at": now}
+            )  # fmt: skip
+    session.flush()  # the merged entries' UPDATEs
+    for chunk in _chunks(new_rows):
+        # One batched INSERT … RETURNING per chunk (SQLAlchemy "insertmanyvalues").
+        returned = session.execute(
+            insert(Entry).returning(col(Entry.id), col(Entry.canonical_key)), list(chunk)
+        )
+        ids.update({key: entry_id for entry_id, key in returned})
 
-    by_key = {entry.canonical_key: entry for entry, _ in pending}
-    rows = []
+    links = []
     for item in items:  # every guid of the batch, including folded duplicates
         if item.guid in known_guids:
             continue
         known_guids.add(item.guid)
-        entry = by_key[item.canonical_key]
-        rows.append(
-            EntrySource(entry_id=entry.id, source_id=source_id, guid=item.guid, seen_at=now)
-        )
-    rows += [
-        EntryVersion(entry_id=e.id, version=e.version, title=e.title, recorded_at=now)  # type: ignore[arg-type]
-        for e, _ in versions
-    ]
-    session.add_all(rows)
-    session.flush()
+        links.append(
+            {"entry_id": ids[item.canonical_key], "source_id": source_id, "guid": item.guid,
+             "seen_at": now}
+        )  # fmt: skip
+    for chunk in _chunks(links):
+        session.execute(insert(EntrySource), list(chunk))
+    if versions:
+        session.execute(insert(EntryVersion), versions)
     return counts
 
 

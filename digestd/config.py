@@ -36,7 +36,7 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_max_connections: int = 4
     smtp_rate: float | None = None
-    from_address: str = "digestd <digest@localhost>"
+    from_address: str = "digestd <digest@example.org>"
     base_url: str = "http://127.0.0.1:8025"
     secret_key: str | None = field(default=None, repr=False)
     listen: str = "127.0.0.1:8025"

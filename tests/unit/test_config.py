@@ -64,3 +64,14 @@ def test_secrets_are_never_echoed() -> None:
     assert "hunter2" not in repr(s)
     assert "hunter2" not in str(s.redacted())
     assert "k" * 32 not in str(s.redacted())
+
+
+def test_every_default_passes_its_own_validation() -> None:
+    from digestd.config import PARSERS, Settings
+
+    defaults = Settings()
+    for var, (name, parse) in PARSERS.items():
+        value = getattr(defaults, name)
+        if value is None:
+            continue
+        assert parse(str(value)) is not None, var

@@ -13,7 +13,7 @@ from sqlmodel import Session, create_engine
 
 from digestd.paths import data_dir
 
-SQLITE_BUSY_TIMEOUT_MS = 15000
+SQLITE_BUSY_TIMEOUT_MS = 30000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -96,6 +96,15 @@ def _sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
+def _email_message(message: str) -> str:
+    # The service quotes the input first ("'x@' is not a valid ..."); on a page the input
+    # is right above the message, so lead with what is wrong.
+    _, sep, reason = message.partition(" is not a valid email address: ")
+    if sep:
+        return f"This is not a valid email address: {reason}"
+    return _sentence(message)
+
+
 def from_form(form: FormData) -> dict[str, Any]:
     """Raw values of a submitted form: category checkboxes plus the free-text extra ones."""
     data: dict[str, Any] = {}
@@ -149,7 +158,7 @@ def validate(
         try:
             out.email = normalize_email(str(data.get("email", "")))
         except InvalidInput as exc:
-            out.errors["email"] = _sentence(str(exc))
+            out.errors["email"] = _email_message(str(exc))
     changes = {k: v for k, v in data.items() if k in PREFERENCE_FIELDS and k not in out.errors}
     for name, value in changes.items():
         try:

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from jinja2 import TemplateNotFound
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from digestd import __version__
@@ -43,6 +44,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            # Read (or create, first run) the secret key now, off the loop, rather than
+            # inside the first page render.
+            await run_in_threadpool(lambda: ctx.secret_key)
+        except Exception as exc:  # the database may be down at start; /healthz will say so
+            log.warning("secret key not loaded at start: %s", exc)
         yield
         await sender.close()
 

@@ -1,7 +1,6 @@
 """`digestd run --once` (ingest, plan, send, exit: for cron and tests) and `digestd send-now`.
 
-The long-running `digestd run` (the scheduler) belongs to the daemon; until it is wired in
-here, `digestd run` without `--once` says so and exits.
+Without `--once`, `digestd run` is the long-running daemon (`digestd.daemon.run_forever`).
 """
 
 from __future__ import annotations

@@ -55,12 +55,6 @@ def test_run_once_sends_what_is_due_and_nothing_on_the_second_run(
     assert len(smtp_server.messages) == 2
 
 
-def test_run_without_once_says_what_to_use(tmp_path: Path) -> None:
-    result = run_cli("run", env={"DIGESTD_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
-    assert result.returncode == 1
-    assert "--once" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-
-
 def test_send_now_ignores_the_hour_for_the_given_addresses(
     tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:

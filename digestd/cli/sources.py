@@ -181,6 +181,7 @@ def _report_dict(report: FetchReport) -> dict[str, Any]:
         "rejected": report.rejected,
         "duration_ms": report.duration_ms,
         "error": report.error,
+        "note": report.note,
         "next_fetch_at": report.next_fetch_at.isoformat() if report.next_fetch_at else None,
     }
 
@@ -204,6 +205,6 @@ def _print_reports(reports: list[FetchReport]) -> None:
             str(r.unchanged),
             str(r.rejected),
             str(r.duration_ms),
-            escape((r.error or "")[:160]),
+            escape((r.error or r.note or "")[:160]),
         )
     console.print(table)

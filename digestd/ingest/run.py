@@ -206,7 +206,7 @@ def _save_entries(
                     rejected=len(rejected),
                     duration_ms=duration,
                     bytes=len(fetched.body),
-                    error=note,
+                    note=note,
                     reasons=notes,
                     next_fetch_at=source.next_fetch_at,
                 )

@@ -99,7 +99,8 @@ class FetchReport:
     rejected: int = 0
     duration_ms: int = 0
     bytes: int = 0
-    error: str | None = None
+    error: str | None = None  # why the fetch failed (status "error" only)
+    note: str | None = None  # what was rejected or damaged (status "partial")
     reasons: list[str] = field(default_factory=list)
     next_fetch_at: datetime | None = None
 

@@ -180,6 +180,7 @@ def test_a_truncated_feed_keeps_what_parsed_soundly(ctx: Any, server: FeedServer
     sid = add(ctx, server.serve("/cut", Reply(body=cut)))
     [report] = asyncio.run(fetch_sources(ctx))
     assert (report.status, report.new, report.rejected) == ("partial", 3, 1)
+    assert report.error is None and "item 4: cut off" in (report.note or "")
     row = source(ctx, sid)
     assert row.failures == 0 and row.last_counts == {
         "new": 3, "updated": 0, "unchanged": 0, "rejected": 1

@@ -5,12 +5,14 @@ Public entry points live in `digestd.ingest.run`: `fetch_sources` and `ingest_fi
 
 from __future__ import annotations
 
+from typing import Any
+
 from digestd.ingest.types import FetchReport
 
 __all__ = ["FetchReport", "fetch_sources", "ingest_file"]
 
 
-def __getattr__(name: str):  # lazy: keep `import digestd.ingest` cheap (no httpx/feedparser)
+def __getattr__(name: str) -> Any:  # lazy: keep `import digestd.ingest` cheap (no httpx/feedparser)
     if name in ("fetch_sources", "ingest_file"):
         from digestd.ingest import run
 

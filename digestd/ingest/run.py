@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from digestd import sources as source_service
@@ -104,7 +105,9 @@ async def ingest_file(ctx: AppContext, path_or_url: str) -> FetchReport:
     return report
 
 
-async def _run_one(ctx: AppContext, client, job: _Job, write_lock: asyncio.Lock) -> FetchReport:  # type: ignore[no-untyped-def]
+async def _run_one(
+    ctx: AppContext, client: httpx.AsyncClient, job: _Job, write_lock: asyncio.Lock
+) -> FetchReport:
     started = time.perf_counter()
 
     def elapsed() -> int:

@@ -8,7 +8,6 @@ commits each flow as a whole or rolls it back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -195,8 +194,3 @@ def database_ok(ctx: AppContext) -> tuple[bool, str]:
         first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
         return False, first[:200]
     return True, "ok"
-
-
-def view(sub: Subscriber) -> dict[str, Any]:
-    """The subscriber's preferences as plain values (JSON answers, form pre-fill)."""
-    return subs.Preferences.of(sub).as_dict()

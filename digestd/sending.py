@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,8 +73,19 @@ def _short(exc: BaseException) -> str:
     return text[:500]
 
 
+# Rendered bodies are kept for a whole send pass, not one batch: subscribers of one profile
+# are spread over many claim batches, and a per-batch cache rendered ~9x too often in
+# benchmarks/bench_delivery.py (1000 profiles, batches of 500). Bounded (LRU) for memory.
+BODY_CACHE_SIZE = 1024
+BodyCache = OrderedDict[tuple[str, str, tuple[int, ...]], DigestBody]
+
+
 def _prepare(
-    ctx: AppContext, renderer: Renderer, claims: list[Claim], report: SendReport
+    ctx: AppContext,
+    renderer: Renderer,
+    claims: list[Claim],
+    report: SendReport,
+    bodies: BodyCache | None = None,
 ) -> tuple[list[_Job], list[Outcome]]:
     """Load the batch's subscribers, select per profile and render once per distinct digest."""
     done: list[Outcome] = []
@@ -105,13 +117,15 @@ def _prepare(
             selector.select(p, history.get(s.id, frozenset()))  # type: ignore[arg-type]
             for _, s, p in wanted
         ]
-    bodies: dict[tuple[str, str, tuple[int, ...]], DigestBody] = {}
+    bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
             done.append(Outcome(c, "skipped", EMPTY_REASON))
             continue
         key = (profile.key, sub.format, tuple(p.entry.id or 0 for p in picks))
         body = bodies.get(key)
+        if body is not None:
+            bodies.move_to_end(key)
         if body is None:
             try:
                 body = renderer.render_digest(profile, picks, when=c.window_end, fmt=sub.format)
@@ -120,6 +134,8 @@ def _prepare(
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
                 continue
             bodies[key] = body
+            if len(bodies) > BODY_CACHE_SIZE:
+                bodies.popitem(last=False)
             report.renders += 1
         jobs.append(_Job(c, sub, body))
     return jobs, done
@@ -200,6 +216,7 @@ async def send_due(
     """
     report = SendReport()
     renderer = Renderer(ctx.settings)
+    bodies: BodyCache = OrderedDict()
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings)
     batch = limit or ctx.settings.batch_size
@@ -219,7 +236,9 @@ async def send_due(
             if not claims:
                 break
             report.claimed += len(claims)
-            jobs, outcomes = await asyncio.to_thread(_prepare, ctx, renderer, claims, report)
+            jobs, outcomes = await asyncio.to_thread(
+                _prepare, ctx, renderer, claims, report, bodies
+            )
             outcomes += await _send_jobs(ctx, smtp, renderer, jobs, stop)
             with session_scope(ctx.engine) as session:
                 bounced = record_outcomes(

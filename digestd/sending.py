@@ -86,6 +86,7 @@ def _prepare(
     claims: list[Claim],
     report: SendReport,
     bodies: BodyCache | None = None,
+    loaded: list[tuple[datetime, datetime, Selector]] | None = None,
 ) -> tuple[list[_Job], list[Outcome]]:
     """Load the batch's subscribers, select per profile and render once per distinct digest."""
     done: list[Outcome] = []
@@ -111,7 +112,16 @@ def _prepare(
         end = max(p.window_end for _, _, p in wanted)
         # One load of the entries for the whole batch; the selector memoizes equal
         # (profile, already-sent) inputs, so subscribers sharing a profile share the ranking.
-        selector = Selector.load(session, start, end)
+        # Deliveries planned in one pass share their window end, so consecutive batches can
+        # reuse the entries already loaded (a selector ranks each profile over its own
+        # window, so one loaded over a wider range gives the same answer). Only the
+        # latest is kept.
+        loaded = [] if loaded is None else loaded
+        if loaded and loaded[0][0] <= start and end <= loaded[0][1]:
+            selector = loaded[0][2]
+        else:
+            selector = Selector.load(session, start, end)
+            loaded[:] = [(start, end, selector)]
         history = sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)  # type: ignore[misc]
         picks_of: list[list[Pick]] = [
             selector.select(p, history.get(s.id, frozenset()))  # type: ignore[arg-type]
@@ -217,6 +227,7 @@ async def send_due(
     report = SendReport()
     renderer = Renderer(ctx.settings)
     bodies: BodyCache = OrderedDict()
+    loaded: list[tuple[datetime, datetime, Selector]] = []
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings)
     batch = limit or ctx.settings.batch_size
@@ -237,7 +248,7 @@ async def send_due(
                 break
             report.claimed += len(claims)
             jobs, outcomes = await asyncio.to_thread(
-                _prepare, ctx, renderer, claims, report, bodies
+                _prepare, ctx, renderer, claims, report, bodies, loaded
             )
             outcomes += await _send_jobs(ctx, smtp, renderer, jobs, stop)
             with session_scope(ctx.engine) as session:

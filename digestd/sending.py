@@ -157,12 +157,13 @@ async def _send_jobs(
     renderer: Renderer,
     jobs: list[_Job],
     stop: StopSignal | None,
-) -> list[Outcome]:
-    """Personalize and send with `pool.size` concurrent senders; one Outcome per job."""
+    outcomes: list[Outcome],
+) -> None:
+    """Personalize and send with `pool.size` concurrent senders; appends one Outcome per job
+    to `outcomes` as each finishes (so a cancelled pass still knows what was sent)."""
     s = ctx.settings
     secret = ctx.secret_key
     now = ctx.now()
-    outcomes: list[Outcome] = []
     queue: Iterator[_Job] = iter(jobs)
 
     async def sender() -> None:
@@ -208,7 +209,6 @@ async def _send_jobs(
                 outcomes.append(Outcome(c, "sent", None, entry_ids=job.body.entry_ids))
 
     await asyncio.gather(*(sender() for _ in range(max(1, min(pool.size, len(jobs))))))
-    return outcomes
 
 
 async def send_due(
@@ -250,7 +250,17 @@ async def send_due(
             jobs, outcomes = await asyncio.to_thread(
                 _prepare, ctx, renderer, claims, report, bodies, loaded
             )
-            outcomes += await _send_jobs(ctx, smtp, renderer, jobs, stop)
+            try:
+                await _send_jobs(ctx, smtp, renderer, jobs, stop, outcomes)
+            except asyncio.CancelledError:
+                # Cancelled mid-batch (a hard stop): record what the server already accepted
+                # before giving up, so it is not sent again; the rest stays `sending` under
+                # this worker until released (at once by a graceful stop, or lease expiry).
+                with session_scope(ctx.engine) as session:
+                    record_outcomes(
+                        session, outcomes, worker_id=worker_id, now=ctx.now(), actor=ctx.actor
+                    )
+                raise
             with session_scope(ctx.engine) as session:
                 bounced = record_outcomes(
                     session, outcomes, worker_id=worker_id, now=ctx.now(), actor=ctx.actor

@@ -251,7 +251,10 @@ class Daemon:
 
     async def stop_gracefully(self) -> None:
         """Stop claiming, let in-flight work finish (bounded), hand back what is still held."""
-        self.scheduler.shutdown(wait=False)
+        # pause, not shutdown: AsyncIOExecutor.shutdown() cancels running jobs at once, which
+        # would abandon messages already handed to SMTP. Shut down once they are done.
+        if self.scheduler.running:
+            self.scheduler.pause()
         grace = min(self.ctx.settings.smtp_timeout, MAX_STOP_GRACE_SECONDS)
         pending = {t for t in self._running if not t.done()}
         if pending:
@@ -260,6 +263,8 @@ class Daemon:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         released = await asyncio.to_thread(self.release_own_leases)
         log.info(
             "stopped worker=%s cancelled_jobs=%d released_leases=%d",

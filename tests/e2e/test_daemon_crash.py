@@ -111,6 +111,22 @@ def test_sigterm_mid_send_exits_zero_and_leaves_nothing_in_sending(
     assert 0 < statuses.get("sent", 0) < TOTAL, statuses
     # What the server accepted is exactly what is recorded sent: nothing sent twice or lost.
     received = [m.message["Message-ID"] for m in smtp_server.messages]
-    assert len(received) == len(set(received)) == statuses["sent"]
+    assert len(received) == len(set(received)) == statuses["sent"], daemon.output
     assert set(received) <= set(planned)
     assert "stopped worker=" in daemon.output
+
+    # What was handed back is claimable at once: a restart sends the rest, each once.
+    smtp_server.set_fault(None)
+    again = DaemonProcess(env)
+    try:
+        wait_until(
+            lambda: delivery_statuses(url) == {"sent": TOTAL},
+            timeout=90,
+            what=f"the remaining deliveries sent after a restart ({statuses})",
+        )
+        again.signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0, again.output
+    finally:
+        again.stop()
+    received = [m.message["Message-ID"] for m in smtp_server.messages]
+    assert sorted(received) == sorted(planned), "after a clean stop nothing is sent twice"

@@ -39,6 +39,7 @@ ADDED = "subscriber.added"
 UPDATED = "subscriber.updated"
 STATUS = "subscriber.status"
 FORGOTTEN = "subscriber.forgotten"
+LINKS_REVOKED = "subscriber.links_revoked"
 
 
 class InvalidInput(ValueError):
@@ -295,6 +296,14 @@ def set_status(
         detail["reason"] = reason
     record_event(session, sub.id, STATUS, actor=actor, now=now, **detail)
     return True
+
+
+def revoke_links(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> int:
+    """Invalidate every signed link handed out so far; returns the new token version."""
+    sub.token_version += 1
+    session.add(sub)
+    record_event(session, sub.id, LINKS_REVOKED, actor=actor, now=now, version=sub.token_version)
+    return sub.token_version
 
 
 def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> Event:

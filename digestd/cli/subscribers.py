@@ -34,6 +34,7 @@ from digestd.subscribers import (
     add_subscriber,
     forget,
     get_by_email,
+    revoke_links,
     set_status,
     subscriber_dict,
     update_preferences,
@@ -310,6 +311,19 @@ def resume_cmd(
 ) -> None:
     """Undo suspend: active again (pending if they never confirmed)."""
     _change_status(ctx, email, "active", ("suspended",))
+
+
+@app.command("revoke-links")
+def revoke_links_cmd(
+    ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
+) -> None:
+    """Invalidate every confirm/unsubscribe/preferences link mailed so far (e.g. a leaked mail)."""
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        sub = _find(session, email)
+        version = revoke_links(session, sub, actor=app_ctx.actor, now=app_ctx.now())
+        shown = sub.email
+    console.print(f"every earlier link of {escape(shown)} is revoked (version {version})")
 
 
 @app.command("remove")

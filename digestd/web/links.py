@@ -1,4 +1,4 @@
-"""Signed links as the web sees them: resolve a token to its subscriber, mint links, revoke."""
+"""Signed links as the web sees them: resolve a token to its subscriber and mint links."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from sqlmodel import Session
 
 from digestd import tokens
 from digestd.models import Subscriber
-from digestd.subscribers import record_event
 
 MAX_TOKEN_LENGTH = 512
-LINKS_REVOKED = "subscriber.links_revoked"
 
 
 class LinkError(Exception):
@@ -57,11 +55,3 @@ def token_of(secret_key: str, purpose: str, sub: Subscriber) -> str:
     """Just the token part, for building form actions on our own pages."""
     assert sub.id is not None
     return tokens.make_token(secret_key, purpose, sub.id, sub.token_version)
-
-
-def revoke_links(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> int:
-    """Invalidate every link handed out so far (admin action); returns the new version."""
-    sub.token_version += 1
-    session.add(sub)
-    record_event(session, sub.id, LINKS_REVOKED, actor=actor, now=now, version=sub.token_version)
-    return sub.token_version

@@ -312,3 +312,28 @@ def test_show_and_list_bad_input(invoke: Invoke) -> None:
     assert "--status must be one of" in _one_error_line(
         invoke("subscribers", "list", "--status", "gone")
     )
+
+
+def test_revoke_links_makes_every_earlier_link_invalid(invoke: Invoke, db_url: str) -> None:
+    from digestd import tokens
+    from digestd.context import AppContext as Ctx
+
+    invoke("subscribers", "add", "r@example.org", "--confirmed")
+    shown = _show(invoke, "r@example.org")["subscriber"]
+    ctx = Ctx(settings=Settings(database_url=db_url, secret_key="s" * 32))
+    try:
+        old = tokens.make_token(ctx.secret_key, "unsubscribe", shown["id"], 1)
+        assert "revoked" in invoke("subscribers", "revoke-links", "r@example.org").stdout
+        with session_scope(ctx.engine) as session:
+            from digestd.models import Subscriber
+
+            row = session.get(Subscriber, shown["id"])
+            assert row is not None
+            claims = tokens.read_token(ctx.secret_key, "unsubscribe", old)
+            # the signature still verifies, but the version no longer matches: revoked
+            assert claims.token_version != row.token_version
+    finally:
+        ctx.dispose()
+    events = _show(invoke, "r@example.org")["events"]
+    assert events[0]["action"] == "subscriber.links_revoked"
+    assert "no subscriber" in _one_error_line(invoke("subscribers", "revoke-links", "x@example.org"))

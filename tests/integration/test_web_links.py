@@ -9,8 +9,7 @@ import pytest
 
 from digestd.db import session_scope
 from digestd.models import Subscriber
-from digestd.subscribers import FORGOTTEN, Preferences, add_subscriber, get_by_email
-from digestd.web.links import revoke_links
+from digestd.subscribers import FORGOTTEN, Preferences, add_subscriber, get_by_email, revoke_links
 from tests.support.web import (
     BASE_URL,
     WebHarness,

@@ -336,4 +336,6 @@ def test_revoke_links_makes_every_earlier_link_invalid(invoke: Invoke, db_url: s
         ctx.dispose()
     events = _show(invoke, "r@example.org")["events"]
     assert events[0]["action"] == "subscriber.links_revoked"
-    assert "no subscriber" in _one_error_line(invoke("subscribers", "revoke-links", "x@example.org"))
+    assert "no subscriber" in _one_error_line(
+        invoke("subscribers", "revoke-links", "x@example.org")
+    )

@@ -27,7 +27,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -109,6 +111,167 @@ async def floor(port: int, count: int, size: int, connections: int) -> float:
     return time.perf_counter() - started
 
 
+# ---- the end-to-end run ------------------------------------------------------------------
+
+TOPICS = [
+    "diffusion",
+    "language model",
+    "vision",
+    "reinforcement learning",
+    "fine-tuning",
+    "3D",
+    "video",
+    "agent",
+    "reasoning",
+    "retrieval",
+    "benchmark",
+    "segmentation",
+    "transformer",
+    "multimodal",
+    "graph",
+    "robot",
+    "speech",
+    "code",
+    "efficient",
+    "alignment",
+]
+CATEGORIES = ["cs.CV", "cs.CL", "cs.LG", "cs.AI", "cs.RO", "stat.ML", "cs.IR", "eess.AS", "cs.SE"]
+
+
+def profile_columns(j: int) -> dict[str, object]:
+    """The j-th distinct preference profile (topics × category × size)."""
+    cat = (j // len(TOPICS)) % (len(CATEGORIES) + 1)
+    return {
+        "topics": TOPICS[j % len(TOPICS)],
+        "categories": [] if cat == len(CATEGORIES) else [CATEGORIES[cat]],
+        "max_items": 5 + (j // (len(TOPICS) * (len(CATEGORIES) + 1))) % 11,
+    }
+
+
+def write_feed(path: Path, entries: int, now: datetime) -> None:
+    """A JSON Feed of `entries` papers made from the seed papers (unique ids, tags, upvotes)."""
+    seed = json.loads((REPO / "seeds" / "trending-papers.json").read_text(encoding="utf-8"))
+    base = seed["items"]
+    items = []
+    for i in range(entries):
+        src = base[i % len(base)]
+        round_ = i // len(base)
+        items.append(
+            {
+                "id": f"bench:{i}",
+                "url": f"https://example.org/papers/{i}",
+                "title": src["title"] + (f" (part {round_ + 1})" if round_ else ""),
+                "content_text": src.get("content_text", ""),
+                "date_published": (now - timedelta(minutes=i + 5)).isoformat(),
+                "authors": [{"name": f"Author {i % 97}"}, {"name": f"Author {i % 89}"}],
+                "tags": [CATEGORIES[i % len(CATEGORIES)], CATEGORIES[(i * 7) % len(CATEGORIES)]],
+                "_paper": {"upvotes": (i * 37) % 400, "code_url": f"https://github.com/x/{i}"},
+            }
+        )
+    feed = {"version": "https://jsonfeed.org/version/1.1", "title": "bench", "items": items}
+    path.write_text(json.dumps(feed), encoding="utf-8")
+
+
+def add_subscribers(ctx: Any, count: int, profiles: int, now: datetime) -> None:
+    """`count` active subscribers, round-robin over `profiles` profiles (streamed inserts)."""
+    from sqlalchemy import insert
+
+    from digestd.db import session_scope
+    from digestd.models import Subscriber
+
+    chunk = 5000
+    for first in range(0, count, chunk):
+        rows = [
+            {
+                "email": f"reader{i:07d}@example.org",
+                "name": "",
+                "status": "active",
+                "frequency": "daily",
+                "send_hour": 0,
+                "send_weekday": 0,
+                "timezone": "UTC",
+                "format": "html",
+                "created_at": now,
+                "confirmed_at": now,
+                "bounce_count": 0,
+                "token_version": 1,
+                **profile_columns(i % profiles),
+            }
+            for i in range(first, min(first + chunk, count))
+        ]
+        with session_scope(ctx.engine) as session:
+            session.execute(insert(Subscriber), rows)
+
+
+def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, float | int | str]:
+    """Setup (untimed), then ingest → plan → select/render/send (timed) into the sink."""
+    from digestd.config import Settings
+    from digestd.context import AppContext
+    from digestd.ingest import ingest_file
+    from digestd.models import utcnow
+    from digestd.outbox import plan_due
+    from digestd.sending import send_due
+
+    url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+    settings = Settings(
+        database_url=url,
+        smtp_port=sink.port,
+        smtp_max_connections=args.connections,
+        secret_key="bench-secret-key-0123456789",
+        base_url="https://digest.example.org",
+        from_address="digestd <digest@example.org>",
+    )
+    ctx = AppContext(settings=settings, actor="bench")
+    ctx.migrate()
+    now = utcnow()
+    started = time.perf_counter()
+    add_subscribers(ctx, args.subscribers, args.profiles, now)
+    feed = tmp / "feed.json"
+    write_feed(feed, args.entries, now)
+    setup_s = time.perf_counter() - started
+    print(f"setup: {args.subscribers} subscribers, {args.entries} papers in {setup_s:.1f}s")
+
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    sink.command("reset")
+    t0 = time.perf_counter()
+    ingested = ingest_file(ctx, str(feed))
+    if asyncio.iscoroutine(ingested):  # the ingest service may be async
+        ingested = asyncio.run(ingested)
+    t1 = time.perf_counter()
+    plan = plan_due(ctx, force=True)
+    t2 = time.perf_counter()
+    report = asyncio.run(send_due(ctx, worker_id="bench"))
+    t3 = time.perf_counter()
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats.print_stats(25)
+    messages, size = sink.command("count")
+    ctx.dispose()
+    assert plan.planned == args.subscribers, plan
+    assert messages == report.sent, (messages, report)
+    total = t3 - t0
+    return {
+        "messages": messages,
+        "avg_message_bytes": size // max(1, messages),
+        "renders": report.renders,
+        "skipped_empty": report.skipped,
+        "ingest_seconds": round(t1 - t0, 2),
+        "plan_seconds": round(t2 - t1, 2),
+        "send_seconds": round(t3 - t2, 2),
+        "e2e_seconds": round(total, 2),
+        "e2e_msgs_per_s": round(messages / total, 1),
+    }
+
+
 # ---- report ------------------------------------------------------------------------------
 
 
@@ -146,6 +309,7 @@ def main() -> None:
     parser.add_argument("--floor-only", action="store_true", help="measure only the floor")
     parser.add_argument("--message-size", type=int, default=20000, help="floor-only size")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--profile", default=None, help="write a cProfile of the timed run here")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
@@ -155,8 +319,6 @@ def main() -> None:
         count, size = args.subscribers, args.message_size
         if not args.floor_only:
             with tempfile.TemporaryDirectory(prefix="digestd-bench-") as tmp:
-                from benchmarks.pipeline import end_to_end  # type: ignore[import-not-found]
-
                 e2e = end_to_end(args, sink, Path(tmp))
             figures.update(e2e)
             count = int(e2e["messages"])

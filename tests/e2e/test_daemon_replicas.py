@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.cli import run_cli
@@ -65,7 +66,12 @@ def test_second_daemon_on_same_sqlite_file_is_refused_with_one_line(
     env = daemon_env(url, smtp_server.port)
     first = DaemonProcess(env)
     try:
-        first.wait_for_line(r"digestd running", timeout=60)
+        running = first.wait_for_line(r"digestd running .* web=(http://\S+)", timeout=60)
+        # The web endpoints live in the daemon's loop and report its scheduler.
+        web = re.search(r"web=(http://\S+)", running).group(1)  # type: ignore[union-attr]
+        health = httpx.get(f"{web}/healthz", timeout=10)
+        assert health.status_code == 200, health.text
+        assert health.json()["scheduler"] == "alive"
         second = run_cli("run", env=env, timeout=60)
         assert second.returncode == 1
         lines = second.stderr.strip().splitlines()

@@ -6,7 +6,8 @@ import asyncio
 import ssl
 from collections.abc import Mapping
 from datetime import datetime
-from email.headerregistry import Address
+from email import policy as email_policy
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from types import TracebackType
@@ -71,6 +72,29 @@ def compose(
     return msg
 
 
+class _UrlListHeader(UnstructuredHeader):
+    """List-Unsubscribe (RFC 2369): `<url>, <mailto:…>` written as is.
+
+    The email package folds long unstructured headers by RFC 2047-encoding any word longer
+    than a line (a signed URL always is), and mail providers do not decode encoded words
+    there, so the one-click unsubscribe would silently vanish. RFC 2369 allows folding only
+    between entries; an entry itself stays whole (the hard limit is 998 characters)."""
+
+    def fold(self, *, policy: email_policy.Policy) -> str:
+        value = str(self)
+        if not value.isascii() or len(self.name) + 2 + len(value) > 998:
+            return super().fold(policy=policy)
+        entries = [e.strip() for e in value.split(",")]
+        return f"{self.name}: " + f",{policy.linesep} ".join(entries) + policy.linesep
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)
+# The header class is bound when the header is set, so any policy that later writes the
+# message (aiosmtplib uses policy.SMTP) keeps List-Unsubscribe intact.
+DIGEST_POLICY = email_policy.default.clone(header_factory=_HEADERS)
+
+
 def list_id(from_address: str) -> str:
     """The List-Id (RFC 2919) of this installation's digest: `digestd <digest.DOMAIN>`."""
     _, addr = parseaddr(from_address)
@@ -99,7 +123,7 @@ def build_digest_message(
     """One personal digest: multipart/alternative (or text only), with RFC 8058 one-click
     unsubscribe headers. Every header value is flattened to one line, and the recipient is
     set through `Address`, so nothing from a feed or a profile can add or split a header."""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=DIGEST_POLICY)
     msg["From"] = one_line(sender)
     msg["To"] = Address(display_name=one_line(to_name), addr_spec=one_line(to_email))
     msg["Subject"] = one_line(subject)

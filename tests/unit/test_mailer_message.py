@@ -64,3 +64,35 @@ def test_only_550_class_5_1_x_replies_count_as_bad_addresses() -> None:
     assert PermanentSendError("5.1.1 <x@example.org>: no such user", 550).is_bad_address
     assert not PermanentSendError("5.7.1 message refused as spam", 550).is_bad_address
     assert not PermanentSendError("5.2.2 mailbox full", 552).is_bad_address
+
+
+def test_list_unsubscribe_stays_plain_on_the_wire_with_a_real_length_url() -> None:
+    # A real signed link makes the header longer than 78 characters; the email package
+    # would then RFC 2047-encode the URL (=?utf-8?q?=3Chttps...), which mail providers
+    # do not decode, so their unsubscribe button (RFC 8058) would not appear.
+    from aiosmtplib.email import flatten_message
+
+    url = "https://digest.example.org/unsubscribe/WzEsMV0.awiqlQ.eFvK_s9_7INN5cMEB8An5d1ZZ-c"
+    args = {
+        "sender": "Paper Digest <digest@example.net>",
+        "to_email": "ada@example.org",
+        "subject": "Your papers digest — Thu 26 Nov 2026 · 5 papers",
+        "text": "Hello",
+        "html": "<p>Hello</p>",
+        "message_id": "<digest.2026-11-26.1.abc@example.net>",
+        "unsubscribe_url": url,
+        "when": datetime(2026, 11, 26, 7, tzinfo=UTC),
+    }
+    msg = build_digest_message(**args)
+    # Folded only between the two entries, as RFC 2369 allows; each URL stays whole.
+    expected = (
+        f"List-Unsubscribe: <{url}>,\r\n <mailto:digest@example.net?subject=unsubscribe>\r\n"
+    ).encode()
+    for raw in (flatten_message(msg), msg.as_bytes(policy=policy.SMTP)):  # what aiosmtplib sends
+        assert expected in raw
+        assert b"=?utf-8?q?=3Chttp" not in raw
+        parsed = message_from_bytes(raw, policy=policy.default)
+        https, mailto = [u.strip(" <>") for u in parsed["List-Unsubscribe"].split(",")]
+        assert (https, mailto) == (url, "mailto:digest@example.net?subject=unsubscribe")
+        assert parsed["Subject"] == args["subject"]
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -18,7 +18,15 @@ from html import escape as html_escape
 from typing import Any
 
 import css_inline
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    select_autoescape,
+)
 
 from digestd.config import Settings
 from digestd.mailer import one_line
@@ -150,6 +158,27 @@ def count_label(n: int) -> str:
     return f"{n} paper" if n == 1 else f"{n} papers"
 
 
+class TemplateProblem(Exception):
+    """A template that does not load or render (usually an override in DIGESTD_TEMPLATES_DIR):
+    one line naming the file and, where known, the line."""
+
+
+def _template_problem(name: str, exc: TemplateError) -> TemplateProblem:
+    where = name
+    if isinstance(exc, TemplateSyntaxError):
+        where = f"{exc.filename or name} line {exc.lineno}"
+    else:
+        # Jinja rewrites tracebacks so template frames carry the template's file and line;
+        # the innermost one is where rendering failed (maybe an extended layout).
+        tb = exc.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.endswith((".html", ".htm", ".txt", ".xml")):
+                where = f"{filename} line {tb.tb_lineno}"
+            tb = tb.tb_next
+    return TemplateProblem(f"template {where}: {one_line(exc.message or type(exc).__name__)}")
+
+
 class Renderer:
     """Renders digests from `templates/email/` (overridable via DIGESTD_TEMPLATES_DIR)."""
 
@@ -183,12 +212,19 @@ class Renderer:
     def render_html(self, name: str, **context: Any) -> str:
         """Render an HTML email template (e.g. one extending email/layout.html), CSS inlined."""
         context.setdefault("from_address", self.settings.from_address)
-        return self.inline_css(self.env.get_template(name).render(**context))
+        try:
+            rendered = self.env.get_template(name).render(**context)
+        except TemplateError as exc:
+            raise _template_problem(name, exc) from exc
+        return self.inline_css(rendered)
 
     def render_text(self, name: str, **context: Any) -> str:
         """Render a plain-text template."""
         context.setdefault("from_address", self.settings.from_address)
-        return self.env.get_template(name).render(**context)
+        try:
+            return self.env.get_template(name).render(**context)
+        except TemplateError as exc:
+            raise _template_problem(name, exc) from exc
 
     def render_digest(
         self, profile: Profile, picks: Sequence[Pick], *, when: datetime, fmt: str = "html"

@@ -29,7 +29,7 @@ from digestd.mailer import (
 from digestd.models import Subscriber
 from digestd.outbox import Claim, Outcome, claim_batch, record_outcomes, release_expired
 from digestd.outbox import temporary_failure as _temporary
-from digestd.render import DigestBody, Renderer
+from digestd.render import DigestBody, Renderer, TemplateProblem
 from digestd.select import Pick, Profile, Selector, sent_entry_ids
 from digestd.tokens import link
 
@@ -139,6 +139,10 @@ def _prepare(
         if body is None:
             try:
                 body = renderer.render_digest(profile, picks, when=c.window_end, fmt=sub.format)
+            except TemplateProblem as exc:  # an admin's template: one line, retried later
+                log.error("render failed for delivery %s: %s", c.id, exc)
+                done.append(_temporary(c, f"render failed: {_short(exc)}"))
+                continue
             except Exception as exc:  # a template error must not lose the batch
                 log.exception("render failed for delivery %s", c.id)
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))

@@ -11,7 +11,7 @@ import typer
 from digestd.cli.common import fail, get_context, print_json
 from digestd.db import session_scope
 from digestd.planning import zone
-from digestd.render import Renderer
+from digestd.render import Renderer, TemplateProblem
 from digestd.select import select_for_subscriber
 from digestd.subscribers import InvalidInput, get_by_email, subscriber_dict
 from digestd.tokens import link
@@ -79,9 +79,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Nothing to send to {sub_info['email']} now: {chosen.empty_reason}.")
             return
         renderer = Renderer(app_ctx.settings)
-        body = renderer.render_digest(
-            profile, picks, when=local_now, fmt="html" if fmt == "html" else "text"
-        )
+        try:
+            body = renderer.render_digest(
+                profile, picks, when=local_now, fmt="html" if fmt == "html" else "text"
+            )
+        except TemplateProblem as exc:
+            fail(str(exc))
         base, secret = app_ctx.settings.base_url, app_ctx.secret_key
         assert sub_id is not None
         mail = renderer.personalize(

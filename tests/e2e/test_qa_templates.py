@@ -1,0 +1,75 @@
+"""QA: a broken override template (DIGESTD_TEMPLATES_DIR) is one clear line naming the file,
+never a traceback, and a digest that could not be rendered is kept for a retry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.models import Delivery
+from tests.support.cli import run_cli
+from tests.support.digests import add_subscriber, load_seed_entries
+
+BROKEN = {
+    "syntax": ("{% for p in papers %}{{ p.title }\n", "line 1", "unexpected '}'"),
+    "undefined": ("{{ nosuch.attr }}\n", "email/digest.txt", "'nosuch' is undefined"),
+}
+
+
+@pytest.fixture
+def env(sqlite_url: str) -> dict[str, str]:
+    now = datetime.now(UTC)
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    ctx.migrate()
+    with session_scope(ctx.engine) as s:
+        load_seed_entries(s, now - timedelta(hours=2))
+        add_subscriber(s, "kenji@example.org", now, topics='"KV cache" long-context', max_items=3)
+    ctx.dispose()
+    return {"DIGESTD_DATABASE_URL": sqlite_url, "DIGESTD_SECRET_KEY": "qa-template-secret-0123456"}
+
+
+def _templates(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "tpl" / "email").mkdir(parents=True)
+    path = tmp_path / "tpl" / "email" / "digest.txt"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_preview_with_a_broken_template_is_one_line(
+    env: dict[str, str], tmp_path: Path, kind: str
+) -> None:
+    body, where, what = BROKEN[kind]
+    path = _templates(tmp_path, body)
+    res = run_cli(
+        "preview", "kenji@example.org", env={**env, "DIGESTD_TEMPLATES_DIR": str(path.parents[1])}
+    )
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: template ") and where in lines[0] and what in lines[0]
+    if kind == "syntax":
+        assert str(path) in lines[0]
+
+
+def test_send_now_with_a_broken_template_logs_one_line_and_keeps_the_delivery(
+    env: dict[str, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    path = _templates(tmp_path, BROKEN["syntax"][0])
+    res = run_cli(
+        "send-now", "kenji@example.org", env={**env, "DIGESTD_TEMPLATES_DIR": str(path.parents[1])}
+    )
+    assert "Traceback" not in res.stderr, res.stderr
+    assert str(path) in res.stderr and "unexpected '}'" in res.stderr
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    with session_scope(ctx.engine) as s:
+        (delivery,) = s.exec(select(Delivery)).all()
+        assert delivery.status == "retry" and "unexpected '}'" in (delivery.error or "")
+    ctx.dispose()

@@ -54,11 +54,14 @@ class SendReport:
     released: int = 0  # expired leases of dead workers handed back before sending
     bounced: int = 0  # subscribers newly marked bounced
     renders: int = 0  # digest bodies rendered (per profile and paper list, not per subscriber)
+    problem: str | None = None  # the first retry/failure reason, so an admin sees why
 
     def add(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
             if o.status in ("sent", "retry", "failed", "skipped"):
                 setattr(self, o.status, getattr(self, o.status) + 1)
+            if o.status in ("retry", "failed") and o.error and self.problem is None:
+                self.problem = o.error
 
 
 @dataclass

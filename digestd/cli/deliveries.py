@@ -73,7 +73,7 @@ def retry_cmd(
     console.print(f"rescheduled {count} {what} deliveries", highlight=False)
     if no_send or count == 0:
         return
-    from digestd.cli.run import worker_id
+    from digestd.cli.run import echo_problem, worker_id
     from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     try:
@@ -85,3 +85,4 @@ def retry_cmd(
         f"skipped {report.skipped}",
         highlight=False,
     )
+    echo_problem(report)

@@ -36,6 +36,12 @@ def _summary(plan: PlanReport, sent: SendReport, fetched: str | None = None) -> 
     return "; ".join(parts)
 
 
+def echo_problem(sent: SendReport) -> None:
+    """One stderr line with why deliveries were put off or failed (the SMTP server's words)."""
+    if sent.problem:
+        typer.echo(f"problem: {sent.problem}", err=True)
+
+
 def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) -> dict:
     out = {"plan": plan.__dict__, "send": sent.__dict__}
     if fetch is not None:
@@ -96,6 +102,7 @@ def register(app: typer.Typer) -> None:
                 + (f", {fetch['failed']} failed" if fetch["failed"] else "")
             )
         console.print(_summary(plan, sent, fetched), highlight=False)
+        echo_problem(sent)
 
     @app.command("send-now")
     def send_now(
@@ -131,5 +138,6 @@ def register(app: typer.Typer) -> None:
             print_json(_report_dict(plan, sent))
         else:
             console.print(_summary(plan, sent), highlight=False)
+            echo_problem(sent)
         if plan.unknown:
             fail(f"no active subscriber with address: {', '.join(plan.unknown)}")

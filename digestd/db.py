@@ -21,7 +21,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         db_path = make_url(url).database
         if db_path and db_path != ":memory:":
-            Path(db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            parent = Path(db_path).expanduser().parent
+            # A typo in the path must not quietly start an empty database elsewhere.
+            if not parent.is_dir():
+                raise FileNotFoundError(f"directory {parent} does not exist")
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

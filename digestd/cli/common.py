@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date, datetime
 from typing import Any, NoReturn
 
 import typer
@@ -65,7 +66,15 @@ def redact_url(url: str) -> str:
         return "<database url>"
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
 def print_json(data: Any) -> None:
     """Stable JSON for scripts: sorted keys, ISO timestamps, one document on stdout."""
-    sys.stdout.write(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False, indent=2))
+    sys.stdout.write(
+        json.dumps(data, sort_keys=True, default=_json_default, ensure_ascii=False, indent=2)
+    )
     sys.stdout.write("\n")

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+try:
+    # Typer vendors its own copy of Click; its exceptions are not `click.*` ones.
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older Typer uses Click itself
+    from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from digestd import __version__
 from digestd.cli import db, deliveries, demo, entries, preview, run, sources, subscribers, web
@@ -41,5 +49,22 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors are one line and exit 1, like any bad input."""
+    try:
+        code = app(standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        # `digestd subscribers` alone: show that group's help, as a user would expect.
+        exc.show()
+        code = 0
+    except click_exc.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message}{where}", file=sys.stderr)
+        code = 1
+    except click_exc.ClickException as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        code = 1
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from digestd.config import Settings
 from digestd.render import Renderer
 from digestd.select import Profile, Selector
-from tests.conftest import skip_or_fail
+from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 from tests.support.digests import seed_entries
 
 pytestmark = pytest.mark.browser
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def chromium_path() -> str:
-    path = os.environ.get("DIGESTD_TEST_CHROMIUM") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        skip_or_fail(f"headless Chromium not found at {path} (set DIGESTD_TEST_CHROMIUM)")
-    return path
 
 
 def digest_html() -> tuple[str, list[str]]:

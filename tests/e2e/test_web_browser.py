@@ -6,18 +6,16 @@ unsubscribe with the page's one-click button. Screenshots go to test-artifacts/w
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from digestd.context import AppContext
-from tests.conftest import skip_or_fail
+from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
+from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import (
-    BROWSER_ARGS,
     html_part,
     link_in,
     running_web,
@@ -27,8 +25,7 @@ from tests.support.web import (
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-CHROMIUM = os.environ.get("DIGESTD_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = BROWSER_ARTIFACTS / "web"
 
 # Every visible form control must have a label a screen reader can announce.
 UNLABELLED_JS = """() => [
@@ -38,12 +35,10 @@ UNLABELLED_JS = """() => [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        skip_or_fail(f"Chromium not found at {CHROMIUM} (set DIGESTD_TEST_CHROMIUM)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

@@ -25,14 +25,6 @@ from digestd.web.server import bind, serve
 from tests.support.smtp import Received, SmtpTestServer
 
 URL_RE = re.compile(r"https?://[^\s<>\"']+")
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def web_context(ctx: AppContext, smtp: SmtpTestServer, base_url: str) -> AppContext:

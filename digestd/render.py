@@ -68,6 +68,14 @@ class DigestBody:
     def _html_parts(self) -> list[str] | None:
         return None if self.html is None else _split(self.html, self.marker)
 
+    def slot_parts(self) -> list[tuple[str, list[str]]]:
+        """(MIME subtype, [literal, slot, literal, …]) per part: text, then HTML if any.
+        Values for the slots come from `slot_values` (escaped per subtype)."""
+        out = [("plain", self._text_parts)]
+        if self._html_parts is not None:
+            out.append(("html", self._html_parts))
+        return out
+
 
 @dataclass(frozen=True)
 class PersonalDigest:
@@ -266,17 +274,21 @@ class Renderer:
         self, body: DigestBody, *, email: str, unsubscribe_url: str, preferences_url: str
     ) -> PersonalDigest:
         """Fill in one subscriber's address and signed links: string substitution only."""
-        values = {
-            "email": email,
-            "unsubscribe_url": unsubscribe_url,
-            "preferences_url": preferences_url,
-        }
-        text = _fill(body._text_parts, values)
+        values = slot_values(
+            email=email, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+        )
+        text = _fill(body._text_parts, values["plain"])
         html_parts = body._html_parts
-        html = None
-        if html_parts is not None:
-            html = _fill(html_parts, {k: html_escape(v, quote=True) for k, v in values.items()})
+        html = None if html_parts is None else _fill(html_parts, values["html"])
         return PersonalDigest(subject=body.subject, text=text, html=html)
+
+
+def slot_values(
+    *, email: str, unsubscribe_url: str, preferences_url: str
+) -> dict[str, dict[str, str]]:
+    """One subscriber's slot values per MIME subtype, escaped for it (HTML-escaped in HTML)."""
+    plain = {"email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
+    return {"plain": plain, "html": {k: html_escape(v, quote=True) for k, v in plain.items()}}
 
 
 def _paper(pick: Pick) -> dict[str, Any]:

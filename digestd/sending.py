@@ -8,28 +8,34 @@ statements per batch (never one per subscriber), and SMTP concurrency equals the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from email.message import EmailMessage
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.mailer import (
+    DigestTemplate,
     PermanentSendError,
+    SlotPart,
     SmtpPool,
     TemporarySendError,
     build_digest_message,
+    build_digest_template,
+    format_date,
     one_line,
 )
 from digestd.models import Subscriber
 from digestd.outbox import Claim, Outcome, claim_batch, record_outcomes, release_expired
 from digestd.outbox import temporary_failure as _temporary
-from digestd.render import DigestBody, Renderer, TemplateProblem
+from digestd.render import Renderer, TemplateProblem, slot_values
 from digestd.select import Pick, Profile, Selector, sent_entry_ids
 from digestd.tokens import link
 
@@ -64,11 +70,34 @@ class SendReport:
                 self.problem = o.error
 
 
+@dataclass(frozen=True)
+class _Digest:
+    """One rendered digest ready to send: its message with holes for the subscriber's values
+    (built once, see mailer.DigestTemplate), and what is needed to render it again for the
+    rare subscriber the fast path declines (a non-ASCII address)."""
+
+    template: DigestTemplate
+    entry_ids: tuple[int, ...]
+    profile: Profile
+    picks: tuple[Pick, ...]
+    when: datetime
+    fmt: str
+
+
 @dataclass
 class _Job:
     claim: Claim
-    sub: Subscriber
-    body: DigestBody
+    sub: Any  # a Core row of SUBSCRIBER_COLUMNS (no ORM objects in the hot loop)
+    digest: _Digest
+
+
+@dataclass
+class _Batch:
+    """One claimed batch: jobs to send, and outcomes decided already (then the sends')."""
+
+    claims: list[Claim]
+    jobs: list[_Job] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 def _short(exc: BaseException) -> str:
@@ -76,11 +105,42 @@ def _short(exc: BaseException) -> str:
     return text[:500]
 
 
-# Rendered bodies are kept for a whole send pass, not one batch: subscribers of one profile
+# Rendered digests are kept for a whole send pass, not one batch: subscribers of one profile
 # are spread over many claim batches, and a per-batch cache rendered ~9x too often in
-# benchmarks/bench_delivery.py (1000 profiles, batches of 500). Bounded (LRU) for memory.
+# benchmarks/bench_delivery.py (1000 profiles, batches of 500). Bounded (LRU) for memory;
+# an entry holds only the message template (≈ the message's size), not the rendered text.
 BODY_CACHE_SIZE = 1024
-BodyCache = OrderedDict[tuple[str, str, tuple[int, ...]], DigestBody]
+BodyCache = OrderedDict[tuple[str, str, tuple[int, ...]], _Digest]
+
+# What sending reads of a subscriber: plain rows, not ORM objects (cheaper per subscriber).
+SUBSCRIBER_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.name,
+    Subscriber.status,
+    Subscriber.format,
+    Subscriber.topics,
+    Subscriber.categories,
+    Subscriber.max_items,
+    Subscriber.token_version,
+)
+
+
+def _digest(
+    ctx: AppContext,
+    renderer: Renderer,
+    profile: Profile,
+    picks: list[Pick],
+    when: datetime,
+    fmt: str,
+) -> _Digest:
+    body = renderer.render_digest(profile, picks, when=when, fmt=fmt)
+    template = build_digest_template(
+        sender=ctx.settings.from_address,
+        subject=body.subject,
+        parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
+    )
+    return _Digest(template, body.entry_ids, profile, tuple(picks), when, fmt)
 
 
 def _prepare(
@@ -90,17 +150,20 @@ def _prepare(
     report: SendReport,
     bodies: BodyCache | None = None,
     loaded: list[tuple[datetime, datetime, Selector]] | None = None,
-) -> tuple[list[_Job], list[Outcome]]:
+) -> _Batch:
     """Load the batch's subscribers, select per profile and render once per distinct digest."""
-    done: list[Outcome] = []
-    jobs: list[_Job] = []
+    batch = _Batch(claims)
+    done = batch.outcomes
     with session_scope(ctx.engine) as session:
         ids = sorted({c.subscriber_id for c in claims})
         subs = {
-            s.id: s
-            for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))  # type: ignore[union-attr]
+            row.id: row
+            for row in session.execute(
+                select(*SUBSCRIBER_COLUMNS).where(Subscriber.id.in_(ids))  # type: ignore[union-attr]
+            )
         }
-        wanted: list[tuple[Claim, Subscriber, Profile]] = []
+        wanted: list[tuple[Claim, Any, Profile]] = []
+        profiles: dict[tuple[Any, ...], Profile] = {}  # equal preferences share one Profile
         for c in claims:
             sub = subs.get(c.subscriber_id)
             if sub is None or sub.status != "active":
@@ -108,9 +171,20 @@ def _prepare(
                 status = sub.status if sub is not None else "gone"
                 done.append(Outcome(c, "skipped", f"subscriber is {status}"))
                 continue
-            wanted.append((c, sub, Profile.for_subscriber(sub, c.window_start, c.window_end)))
+            cats = sub.categories
+            pkey = (
+                str(sub.topics),
+                tuple(cats) if isinstance(cats, list) else cats,
+                sub.max_items,
+                c.window_start,
+                c.window_end,
+            )
+            profile = profiles.get(pkey)
+            if profile is None:
+                profile = profiles[pkey] = Profile.for_subscriber(sub, c.window_start, c.window_end)
+            wanted.append((c, sub, profile))
         if not wanted:
-            return jobs, done
+            return batch
         start = min(p.window_start for _, _, p in wanted)
         end = max(p.window_end for _, _, p in wanted)
         # One load of the entries for the whole batch; the selector memoizes equal
@@ -125,10 +199,9 @@ def _prepare(
         else:
             selector = Selector.load(session, start, end)
             loaded[:] = [(start, end, selector)]
-        history = sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)  # type: ignore[misc]
+        history = sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)
         picks_of: list[list[Pick]] = [
-            selector.select(p, history.get(s.id, frozenset()))  # type: ignore[arg-type]
-            for _, s, p in wanted
+            selector.select(p, history.get(s.id, frozenset())) for _, s, p in wanted
         ]
     bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
@@ -136,12 +209,12 @@ def _prepare(
             done.append(Outcome(c, "skipped", EMPTY_REASON))
             continue
         key = (profile.key, sub.format, tuple(p.entry.id or 0 for p in picks))
-        body = bodies.get(key)
-        if body is not None:
+        digest = bodies.get(key)
+        if digest is not None:
             bodies.move_to_end(key)
-        if body is None:
+        else:
             try:
-                body = renderer.render_digest(profile, picks, when=c.window_end, fmt=sub.format)
+                digest = _digest(ctx, renderer, profile, picks, c.window_end, sub.format)
             except TemplateProblem as exc:  # an admin's template: one line, retried later
                 log.error("render failed for delivery %s: %s", c.id, exc)
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
@@ -150,12 +223,40 @@ def _prepare(
                 log.exception("render failed for delivery %s", c.id)
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
                 continue
-            bodies[key] = body
+            bodies[key] = digest
             if len(bodies) > BODY_CACHE_SIZE:
                 bodies.popitem(last=False)
             report.renders += 1
-        jobs.append(_Job(c, sub, body))
-    return jobs, done
+        batch.jobs.append(_Job(c, sub, digest))
+    return batch
+
+
+def _reference_message(
+    ctx: AppContext,
+    renderer: Renderer,
+    job: _Job,
+    unsubscribe: str,
+    preferences: str,
+    when: datetime,
+) -> EmailMessage:
+    """The message built by the email package from a fresh render: for what the fast path
+    declines (a non-ASCII address needs SMTPUTF8, which `send_message` negotiates)."""
+    d, sub = job.digest, job.sub
+    body = renderer.render_digest(d.profile, list(d.picks), when=d.when, fmt=d.fmt)
+    personal = renderer.personalize(
+        body, email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+    )
+    return build_digest_message(
+        sender=ctx.settings.from_address,
+        to_email=sub.email,
+        to_name=sub.name or "",
+        subject=personal.subject,
+        text=personal.text,
+        html=personal.html,
+        message_id=job.claim.message_id,
+        unsubscribe_url=unsubscribe,
+        when=when,
+    )
 
 
 async def _send_jobs(
@@ -171,6 +272,7 @@ async def _send_jobs(
     s = ctx.settings
     secret = ctx.secret_key
     now = ctx.now()
+    date = format_date(now)  # one Date per batch: formatting it per message costs as much
     queue: Iterator[_Job] = iter(jobs)
 
     async def sender() -> None:
@@ -182,26 +284,26 @@ async def _send_jobs(
                 outcomes.append(Outcome(c, "pending", None))
                 continue
             try:
-                unsubscribe = link(s.base_url, secret, "unsubscribe", sub.id, sub.token_version)  # type: ignore[arg-type]
-                preferences = link(s.base_url, secret, "preferences", sub.id, sub.token_version)  # type: ignore[arg-type]
-                personal = renderer.personalize(
-                    job.body,
-                    email=sub.email,
-                    unsubscribe_url=unsubscribe,
-                    preferences_url=preferences,
-                )
-                message = build_digest_message(
-                    sender=s.from_address,
+                unsubscribe = link(s.base_url, secret, "unsubscribe", sub.id, sub.token_version)
+                preferences = link(s.base_url, secret, "preferences", sub.id, sub.token_version)
+                template = job.digest.template
+                data = template.fill(
                     to_email=sub.email,
-                    to_name=sub.name,
-                    subject=personal.subject,
-                    text=personal.text,
-                    html=personal.html,
+                    to_name=sub.name or "",
                     message_id=c.message_id,
                     unsubscribe_url=unsubscribe,
-                    when=now,
+                    date=date,
+                    values=slot_values(
+                        email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+                    ),
                 )
-                await pool.send(message)
+                if data is not None:
+                    await pool.send_bytes(template.sender, one_line(sub.email), data)
+                else:
+                    message = await asyncio.to_thread(
+                        _reference_message, ctx, renderer, job, unsubscribe, preferences, now
+                    )
+                    await pool.send(message)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
                 outcomes.append(
@@ -213,9 +315,45 @@ async def _send_jobs(
                 log.exception("sending delivery %s failed", c.id)
                 outcomes.append(_temporary(c, f"error: {_short(exc)}"))
             else:
-                outcomes.append(Outcome(c, "sent", None, entry_ids=job.body.entry_ids))
+                outcomes.append(Outcome(c, "sent", None, entry_ids=job.digest.entry_ids))
 
     await asyncio.gather(*(sender() for _ in range(max(1, min(pool.size, len(jobs))))))
+
+
+def _claim_and_prepare(
+    ctx: AppContext,
+    renderer: Renderer,
+    report: SendReport,
+    bodies: BodyCache,
+    loaded: list[tuple[datetime, datetime, Selector]],
+    worker_id: str,
+    limit: int,
+) -> _Batch | None:
+    """Claim the next batch (its own committed transaction) and prepare it; None: none due.
+    Runs in a worker thread: the event loop keeps sending (and serving the web) meanwhile."""
+    with session_scope(ctx.engine) as session:
+        claims = claim_batch(
+            session,
+            worker_id=worker_id,
+            limit=limit,
+            now=ctx.now(),
+            lease_seconds=ctx.settings.lease_seconds,
+        )
+    if not claims:
+        return None
+    return _prepare(ctx, renderer, claims, report, bodies, loaded)
+
+
+def _record(ctx: AppContext, outcomes: list[Outcome], worker_id: str) -> list[int]:
+    with session_scope(ctx.engine) as session:
+        return record_outcomes(
+            session, outcomes, worker_id=worker_id, now=ctx.now(), actor=ctx.actor
+        )
+
+
+def _release(ctx: AppContext) -> int:
+    with session_scope(ctx.engine) as session:
+        return release_expired(session, ctx.now())
 
 
 async def send_due(
@@ -228,8 +366,14 @@ async def send_due(
 ) -> SendReport:
     """Send every delivery that is due, batch by batch, until none is left or `stop` is set.
 
-    Terminates: each claimed row leaves the claimable set (sent, failed, skipped, or retry
-    with a later `next_attempt_at`) before the next claim.
+    Pipelined: while batch N is on the wire, batch N+1 is claimed and prepared and batch
+    N-1 recorded, each in a worker thread (database work never blocks the event loop, which
+    the web server shares). Every claimed row is recorded (sent, failed, skipped, retry, or
+    handed back as pending when a stop came first) or, if the process dies, released when
+    its lease expires.
+
+    Terminates: each claimed row leaves the claimable set (`sending`, then sent, failed,
+    skipped, or retry with a later `next_attempt_at`) before the next claim.
     """
     report = SendReport()
     renderer = Renderer(ctx.settings)
@@ -237,44 +381,83 @@ async def send_due(
     loaded: list[tuple[datetime, datetime, Selector]] = []
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings)
-    batch = limit or ctx.settings.batch_size
-    try:
-        with session_scope(ctx.engine) as session:
-            report.released = release_expired(session, ctx.now())
-        while stop is None or not stop.is_set():
-            now: datetime = ctx.now()
-            with session_scope(ctx.engine) as session:
-                claims = claim_batch(
-                    session,
-                    worker_id=worker_id,
-                    limit=batch,
-                    now=now,
-                    lease_seconds=ctx.settings.lease_seconds,
-                )
-            if not claims:
-                break
-            report.claimed += len(claims)
-            jobs, outcomes = await asyncio.to_thread(
-                _prepare, ctx, renderer, claims, report, bodies, loaded
+    size = limit or ctx.settings.batch_size
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    def claim_next() -> asyncio.Task[_Batch | None]:
+        return asyncio.ensure_future(
+            asyncio.to_thread(
+                _claim_and_prepare, ctx, renderer, report, bodies, loaded, worker_id, size
             )
-            try:
-                await _send_jobs(ctx, smtp, renderer, jobs, stop, outcomes)
-            except asyncio.CancelledError:
-                # Cancelled mid-batch (a hard stop): record what the server already accepted
-                # before giving up, so it is not sent again; the rest stays `sending` under
-                # this worker until released (at once by a graceful stop, or lease expiry).
-                with session_scope(ctx.engine) as session:
-                    record_outcomes(
-                        session, outcomes, worker_id=worker_id, now=ctx.now(), actor=ctx.actor
-                    )
-                raise
-            with session_scope(ctx.engine) as session:
-                bounced = record_outcomes(
-                    session, outcomes, worker_id=worker_id, now=ctx.now(), actor=ctx.actor
-                )
-            report.add(outcomes)
-            report.bounced += len(bounced)
+        )
+
+    # Thread work is awaited through shield(): cancelling this pass must not cancel the
+    # wait on a thread that keeps running (a claim or a record), or its result is lost.
+    upcoming: asyncio.Task[_Batch | None] | None = None  # claim + prepare of the next batch
+    recording: asyncio.Task[list[int]] | None = None  # record of the previous batch
+    current: _Batch | None = None  # on the wire
+    try:
+        report.released = await asyncio.to_thread(_release, ctx)
+        upcoming = None if stopped() else claim_next()
+        while upcoming is not None:
+            current = await asyncio.shield(upcoming)
+            upcoming = None
+            if current is None:
+                break
+            report.claimed += len(current.claims)
+            if not stopped():
+                upcoming = claim_next()
+            await _send_jobs(ctx, smtp, renderer, current.jobs, stop, current.outcomes)
+            if recording is not None:
+                report.bounced += len(await asyncio.shield(recording))
+            recording = asyncio.ensure_future(
+                asyncio.to_thread(_record, ctx, current.outcomes, worker_id)
+            )
+            report.add(current.outcomes)
+            current = None
+        if recording is not None:
+            report.bounced += len(await asyncio.shield(recording))
+            recording = None
+    except asyncio.CancelledError:
+        # A hard stop. What the server already accepted is recorded before giving up, so
+        # it is not sent again: the previous batch's record is waited for, this batch's
+        # sent ones are written here. Its unattempted rest stays `sending` under this worker
+        # until released (at once by a graceful stop, or at lease expiry). A batch claimed
+        # ahead and not started is handed back at once.
+        await _settle(ctx, worker_id, recording, current, upcoming)
+        raise
+    except BaseException:
+        # Not a stop but a failure (say, the database went away): try the same bookkeeping
+        # (if it fails too, the leases bring the rows back) and report the failure.
+        with contextlib.suppress(Exception):
+            await _settle(ctx, worker_id, recording, current, upcoming)
+        raise
     finally:
         if owned:
             await smtp.close()
     return report
+
+
+async def _settle(
+    ctx: AppContext,
+    worker_id: str,
+    recording: asyncio.Future[list[int]] | None,
+    current: _Batch | None,
+    upcoming: asyncio.Future[_Batch | None] | None,
+) -> None:
+    """Finish the bookkeeping of an interrupted pass (see send_due's except clauses)."""
+    if recording is not None:
+        with contextlib.suppress(Exception):
+            await recording
+    if current is not None and current.outcomes:
+        # In the loop thread, not a worker: it must happen even if we are cancelled again.
+        _record(ctx, current.outcomes, worker_id)
+    if upcoming is not None:
+        ahead = None
+        with contextlib.suppress(Exception):
+            ahead = await upcoming
+        if ahead is not None:
+            ahead.outcomes.extend(Outcome(j.claim, "pending", None) for j in ahead.jobs)
+            _record(ctx, ahead.outcomes, worker_id)

@@ -238,6 +238,7 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
         profiler = cProfile.Profile()
         profiler.enable()
     sink.command("reset")
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     ingested = ingest_file(ctx, str(feed))
     if asyncio.iscoroutine(ingested):  # the ingest service may be async
@@ -247,6 +248,7 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
     t2 = time.perf_counter()
     report = asyncio.run(send_due(ctx, worker_id="bench"))
     t3 = time.perf_counter()
+    cpu3 = cpu_seconds()
     if profiler is not None:
         import pstats
 
@@ -269,10 +271,19 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
         "send_seconds": round(t3 - t2, 2),
         "e2e_seconds": round(total, 2),
         "e2e_msgs_per_s": round(messages / total, 1),
+        # CPU of this process (all threads) per message: near e2e_seconds/messages means
+        # this process, not the network or the sink, is what limits the rate.
+        "e2e_cpu_ms_per_msg": round((cpu3 - cpu0) * 1000 / max(1, messages), 3),
     }
 
 
 # ---- report ------------------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -324,12 +335,15 @@ def main() -> None:
             count = int(e2e["messages"])
             size = int(e2e["avg_message_bytes"])
         sink.command("reset")
+        cpu0 = cpu_seconds()
         seconds = asyncio.run(floor(sink.port, count, size, args.connections))
+        floor_cpu = cpu_seconds() - cpu0
         got, _ = sink.command("count")
         assert got == count, f"floor: sink received {got} of {count}"
         figures["floor_messages"] = count
         figures["floor_seconds"] = round(seconds, 2)
         figures["floor_msgs_per_s"] = round(count / seconds, 1)
+        figures["floor_cpu_ms_per_msg"] = round(floor_cpu * 1000 / max(1, count), 3)
         if "e2e_msgs_per_s" in figures:
             figures["ratio"] = round(
                 float(figures["e2e_msgs_per_s"]) / float(figures["floor_msgs_per_s"]), 3

@@ -14,6 +14,7 @@ from email import policy as email_policy
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from functools import lru_cache
 from types import TracebackType
 
 import aiosmtplib
@@ -291,30 +292,11 @@ def build_digest_template(
 ) -> DigestTemplate:
     """Build the shared part of a digest once (email package) and flatten it to bytes with
     holes for the per-subscriber headers and slot values. `parts`: text, then maybe HTML."""
-    msg = EmailMessage(policy=DIGEST_POLICY)
-    msg["From"] = one_line(sender)
-    msg["Subject"] = one_line(subject)
-    msg["MIME-Version"] = "1.0"
-    msg["List-Id"] = one_line(list_id(sender))
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["Auto-Submitted"] = "auto-generated"
-    # Each part's payload is a random sentinel line, replaced below by the part's encoded
-    # body: the email package writes the MIME structure, headers and boundaries.
-    sentinels = [f"digestd{secrets.token_hex(16)}" for _ in parts]
-    for i, (part, sentinel) in enumerate(zip(parts, sentinels, strict=True)):
-        add = msg.set_content if i == 0 else msg.add_alternative
-        add(sentinel, subtype=part.subtype, charset="utf-8", cte="quoted-printable")
-    flat = msg.as_bytes(policy=DIGEST_POLICY.clone(linesep="\r\n"))
-    pieces: list[bytes | tuple[str, str]] = []
-    rest = flat
-    for part, sentinel in zip(parts, sentinels, strict=True):
-        token = sentinel.encode("ascii") + b"\r\n"
-        if rest.count(token) != 1:
-            raise ValueError("digest template: a part's sentinel is not unique")
-        before, rest = rest.split(token)
-        pieces.append(before)
+    skeleton = _skeleton(sender, subject, tuple(p.subtype for p in parts))
+    pieces: list[bytes | tuple[str, str]] = [skeleton[0]]
+    for part, after in zip(parts, skeleton[1:], strict=True):
         pieces.extend(_encoded_body(part))
-    pieces.append(rest)
+        pieces.append(after)
     merged: list[bytes | tuple[str, str]] = []
     for piece in pieces:  # adjacent literals as one bytes object: fewer joins per message
         if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
@@ -327,6 +309,39 @@ def build_digest_template(
         pieces=tuple(merged),
         size=sum(len(p) for p in merged if isinstance(p, bytes)),
     )
+
+
+@lru_cache(maxsize=64)
+def _skeleton(sender: str, subject: str, subtypes: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The shared headers and MIME structure, split where each part's body goes.
+
+    Digests differ in subject (date, count) and format only, so the email package's ≈2 ms
+    are paid per distinct (subject, format), not per render. Sharing a multipart boundary
+    between messages is safe: it is `===…==`, and quoted-printable text never holds "=="
+    (every "=" starts an escape or a soft line break)."""
+    msg = EmailMessage(policy=DIGEST_POLICY)
+    msg["From"] = one_line(sender)
+    msg["Subject"] = one_line(subject)
+    msg["MIME-Version"] = "1.0"
+    msg["List-Id"] = one_line(list_id(sender))
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Auto-Submitted"] = "auto-generated"
+    # Each part's payload is a random sentinel line, cut out below: the email package
+    # writes the MIME structure, headers and boundaries, the bodies go in its place.
+    sentinels = [f"digestd{secrets.token_hex(16)}" for _ in subtypes]
+    for i, (subtype, sentinel) in enumerate(zip(subtypes, sentinels, strict=True)):
+        add = msg.set_content if i == 0 else msg.add_alternative
+        add(sentinel, subtype=subtype, charset="utf-8", cte="quoted-printable")
+    rest = msg.as_bytes(policy=DIGEST_POLICY.clone(linesep="\r\n"))
+    out: list[bytes] = []
+    for sentinel in sentinels:
+        token = sentinel.encode("ascii") + b"\r\n"
+        if rest.count(token) != 1:
+            raise ValueError("digest template: a part's sentinel is not unique")
+        before, rest = rest.split(token)
+        out.append(before)
+    out.append(rest)
+    return tuple(out)
 
 
 def _encoded_body(part: SlotPart) -> list[bytes | tuple[str, str]]:

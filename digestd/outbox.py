@@ -194,12 +194,14 @@ def plan_due(
             if rows:
                 # executemany: SQLAlchemy batches it as multi-row INSERTs ("insertmanyvalues")
                 # without compiling one giant statement per batch.
+                # On the Core table: the ORM bulk-insert layer cost ~15% of planning.
+                table = Delivery.__table__  # type: ignore[attr-defined]
                 stmt = (
-                    _insert(session)(Delivery)
+                    _insert(session)(table)
                     .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-                    .returning(Delivery.id)
+                    .returning(table.c.id)
                 )
-                inserted = len(session.execute(stmt, rows).all())
+                inserted = len(session.connection().execute(stmt, rows).all())
                 report.planned += inserted
                 report.existing += len(rows) - inserted
     if wanted is not None:

@@ -1,0 +1,63 @@
+"""Pipelined sending (the next batch is claimed while one is on the wire): a stop in the
+middle of a pass leaves nothing claimed, and the next pass sends the rest, each once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlmodel import select
+
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.mailer import SmtpPool
+from digestd.models import Delivery
+from digestd.outbox import plan_due
+from digestd.sending import send_due
+from tests.support.digests import add_subscriber
+from tests.support.sending import add_papers
+from tests.support.smtp import SmtpTestServer
+
+
+async def test_stop_mid_pass_hands_back_the_batch_claimed_ahead(
+    app: AppContext, clock, smtp_server: SmtpTestServer
+) -> None:
+    app.settings = Settings(**{**app.settings.__dict__, "smtp_port": smtp_server.port})
+    now = clock()
+    with session_scope(app.engine) as s:
+        add_papers(s, now - timedelta(hours=1))
+        for i in range(12):
+            add_subscriber(s, f"s{i}@example.org", now - timedelta(days=3))
+    assert plan_due(app).planned == 12
+
+    stop = threading.Event()
+
+    def stop_after_four(_rcpt: str, received: int) -> str | None:
+        if received >= 3:  # the 4th message is being accepted: ask the pass to stop
+            stop.set()
+        return None
+
+    smtp_server.set_fault(stop_after_four)
+    async with SmtpPool(app.settings, max_connections=1) as pool:
+        report = await send_due(app, worker_id="w1", stop=stop, pool=pool, limit=3)
+
+    with session_scope(app.engine) as s:
+        rows = list(s.exec(select(Delivery)))
+    received = [m.message["Message-ID"] for m in smtp_server.messages]
+    sent = {d.message_id for d in rows if d.status == "sent"}
+    assert sent == set(received) and len(received) == len(sent) == report.sent >= 4
+    # Nothing is left claimed: the rest of the batch on the wire and the batch claimed
+    # ahead of it are pending again, claimable at once by the next pass.
+    assert {d.status for d in rows if d.message_id not in sent} == {"pending"}
+    assert all(d.claimed_by is None for d in rows)
+    # The batch claimed ahead (3 rows) plus the unsent rest of the batch on the wire were
+    # claimed (an attempt counted) and handed back without being sent.
+    handed_back = [d for d in rows if d.status == "pending" and d.attempts >= 1]
+    assert len(handed_back) >= 3
+
+    smtp_server.set_fault(None)
+    again = await send_due(app, worker_id="w2")
+    assert again.sent == 12 - len(sent)
+    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    assert len(ids) == len(set(ids)) == 12

@@ -206,7 +206,6 @@ class DigestTemplate:
     mailto: str  # the mailto: entry of List-Unsubscribe
     # bytes are written as they are; (subtype, slot) pieces take that slot's encoded value.
     pieces: tuple[bytes | tuple[str, str], ...]
-    size: int  # bytes of the literal pieces (for sizing only)
 
     def fill(
         self,
@@ -307,7 +306,6 @@ def build_digest_template(
         sender=parseaddr(sender)[1],
         mailto=one_line(unsubscribe_mailto(sender)),
         pieces=tuple(merged),
-        size=sum(len(p) for p in merged if isinstance(p, bytes)),
     )
 
 

@@ -1,8 +1,11 @@
-"""Sending what the outbox holds: claim a batch, select and render once per profile,
-personalize per subscriber, send over one shared SMTP pool, record the batch's results.
+"""Sending what the outbox holds: claim a batch, select and render once per profile (and
+build its MIME once), fill in each subscriber's values, send over one shared SMTP pool,
+record the batch's results. Batches are pipelined: the next is claimed and prepared and the
+previous recorded, in worker threads, while one is on the wire.
 
-Memory is bounded by the batch size (DIGESTD_BATCH_SIZE), database work is a few
-statements per batch (never one per subscriber), and SMTP concurrency equals the pool size.
+Memory is bounded by the batch size (DIGESTD_BATCH_SIZE, at most three batches in flight)
+and the digest cache; database work is a few statements per batch (never one per
+subscriber), and SMTP concurrency equals the pool size.
 """
 
 from __future__ import annotations

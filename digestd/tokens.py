@@ -8,6 +8,7 @@ bumped `Subscriber.token_version` revokes every link handed out before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -29,7 +30,10 @@ class TokenClaims:
     token_version: int
 
 
+@lru_cache(maxsize=64)
 def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
+    # Cached: building a serializer (key derivation setup) costs about as much as signing,
+    # and a send pass signs two links per message with the same (secret, purpose).
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     return URLSafeTimedSerializer(secret_key, salt=f"digestd.{purpose}")

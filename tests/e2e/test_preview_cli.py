@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
 from digestd.tokens import read_token
 from tests.support.cli import run_cli
-from tests.support.digests import add_subscriber, load_seed_entries
+from tests.support.digests import KENJI, seed_database
 
 SECRET = "preview-test-secret-0123456789"
 
@@ -22,14 +19,11 @@ SECRET = "preview-test-secret-0123456789"
 @pytest.fixture
 def env(sqlite_url: str) -> dict[str, str]:
     # The command reads the real clock, so the data is placed relative to it.
-    now = datetime.now(UTC)
-    ctx = AppContext(Settings(database_url=sqlite_url))
-    ctx.migrate()
-    with session_scope(ctx.engine) as s:
-        load_seed_entries(s, now - timedelta(hours=2))
-        add_subscriber(s, "kenji@example.org", now, topics='"KV cache" long-context', max_items=3)
-        add_subscriber(s, "zed@example.org", now, topics="quantum chromodynamics")
-    ctx.dispose()
+    seed_database(
+        sqlite_url,
+        datetime.now(UTC),
+        {"kenji@example.org": KENJI, "zed@example.org": {"topics": "quantum chromodynamics"}},
+    )
     return {
         "DIGESTD_DATABASE_URL": sqlite_url,
         "DIGESTD_SECRET_KEY": SECRET,

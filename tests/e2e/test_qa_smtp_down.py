@@ -4,7 +4,7 @@ naming the server, and keep the delivery for a retry (nothing is lost)."""
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlmodel import select
 
@@ -13,7 +13,7 @@ from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Delivery
 from tests.support.cli import run_cli
-from tests.support.digests import add_subscriber, load_seed_entries
+from tests.support.digests import KENJI, seed_database
 
 
 def _closed_port() -> int:
@@ -25,12 +25,7 @@ def _closed_port() -> int:
 def test_send_now_with_smtp_down_names_the_server_and_keeps_the_delivery(
     sqlite_url: str, smtp_server
 ) -> None:
-    now = datetime.now(UTC)
-    ctx = AppContext(Settings(database_url=sqlite_url))
-    ctx.migrate()
-    with session_scope(ctx.engine) as s:
-        load_seed_entries(s, now - timedelta(hours=2))
-        add_subscriber(s, "kenji@example.org", now, topics='"KV cache" long-context', max_items=3)
+    seed_database(sqlite_url, datetime.now(UTC), {"kenji@example.org": KENJI})
     port = _closed_port()
     env = {"DIGESTD_DATABASE_URL": sqlite_url, "DIGESTD_SMTP_PORT": str(port)}
 
@@ -42,13 +37,14 @@ def test_send_now_with_smtp_down_names_the_server_and_keeps_the_delivery(
     problem = [line for line in out.splitlines() if f"127.0.0.1:{port}" in line]
     assert len(problem) == 1, out
 
+    ctx = AppContext(Settings(database_url=sqlite_url))
     with session_scope(ctx.engine) as s:
         (delivery,) = s.exec(select(Delivery)).all()
         assert delivery.status == "retry"
+    ctx.dispose()
 
     # The server is back: the same delivery goes out, and the summary has no problem line.
     res = run_cli("deliveries", "retry", env={**env, "DIGESTD_SMTP_PORT": str(smtp_server.port)})
     assert res.returncode == 0, res.stderr
     assert "sent 1" in res.stdout and "127.0.0.1" not in res.stdout
     assert [m.message["To"] for m in smtp_server.messages] == ["kenji@example.org"]
-    ctx.dispose()

@@ -3,7 +3,7 @@ never a traceback, and a digest that could not be rendered is kept for a retry."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Delivery
 from tests.support.cli import run_cli
-from tests.support.digests import add_subscriber, load_seed_entries
+from tests.support.digests import KENJI, seed_database
 
 BROKEN = {
     "syntax": ("{% for p in papers %}{{ p.title }\n", "line 1", "unexpected '}'"),
@@ -24,13 +24,7 @@ BROKEN = {
 
 @pytest.fixture
 def env(sqlite_url: str) -> dict[str, str]:
-    now = datetime.now(UTC)
-    ctx = AppContext(Settings(database_url=sqlite_url))
-    ctx.migrate()
-    with session_scope(ctx.engine) as s:
-        load_seed_entries(s, now - timedelta(hours=2))
-        add_subscriber(s, "kenji@example.org", now, topics='"KV cache" long-context', max_items=3)
-    ctx.dispose()
+    seed_database(sqlite_url, datetime.now(UTC), {"kenji@example.org": KENJI})
     return {"DIGESTD_DATABASE_URL": sqlite_url, "DIGESTD_SECRET_KEY": "qa-template-secret-0123456"}
 
 

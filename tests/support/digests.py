@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
 
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.db import session_scope
 from digestd.models import Delivery, DeliveryEntry, Entry, Source, Subscriber
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_FEED = REPO / "seeds" / "trending-papers.json"
+
+# A reader the seed papers match: three KV-cache / long-context papers.
+KENJI = {"topics": '"KV cache" long-context', "max_items": 3}
 
 
 def load_seed_entries(
@@ -20,56 +26,56 @@ def load_seed_entries(
 ) -> list[Entry]:
     """The 61 seed papers as entries ingested at `now` (a stand-in for the JSON Feed ingest,
     kept to the fields selection reads so these tests do not depend on ingestion)."""
-    feed = json.loads(SEED_FEED.read_text(encoding="utf-8"))
     source = Source(
         url="file://seeds/trending-papers.json", kind="jsonfeed", name=source_name, created_at=now
     )
     session.add(source)
     session.flush()
-    entries = []
-    for item in feed["items"]:
-        paper: dict[str, Any] = item.get("_paper", {})
-        entry = Entry(
-            source_id=source.id,
-            canonical_key=item["id"],
-            url=item["url"],
-            title=item["title"],
-            summary=item.get("content_text", ""),
-            authors=[a["name"] for a in item.get("authors", [])],
-            categories=list(item.get("tags", [])),
-            code_url=paper.get("code_url"),
-            upvotes=int(paper.get("upvotes", 0)),
-            published_at=now,
-            ingested_at=now,
-        )
-        session.add(entry)
-        entries.append(entry)
+    entries = [_entry(item, now, source_id=source.id) for item in _seed_items()]
+    session.add_all(entries)
     session.flush()
     return entries
 
 
 def seed_entries(now: datetime) -> list[Entry]:
     """The seed papers as unsaved Entry objects with ids 1..61 (for database-free ranking)."""
-    feed = json.loads(SEED_FEED.read_text(encoding="utf-8"))
-    out = []
-    for n, item in enumerate(feed["items"], start=1):
-        paper: dict[str, Any] = item.get("_paper", {})
-        out.append(
-            Entry(
-                id=n,
-                canonical_key=item["id"],
-                url=item["url"],
-                title=item["title"],
-                summary=item.get("content_text", ""),
-                authors=[a["name"] for a in item.get("authors", [])],
-                categories=list(item.get("tags", [])),
-                code_url=paper.get("code_url"),
-                upvotes=int(paper.get("upvotes", 0)),
-                published_at=now,
-                ingested_at=now,
-            )
-        )
-    return out
+    return [_entry(item, now, id=n) for n, item in enumerate(_seed_items(), start=1)]
+
+
+def _seed_items() -> list[dict[str, Any]]:
+    return json.loads(SEED_FEED.read_text(encoding="utf-8"))["items"]
+
+
+def _entry(item: dict[str, Any], now: datetime, **fields: Any) -> Entry:
+    """One seed feed item as an Entry published and ingested at `now`."""
+    paper: dict[str, Any] = item.get("_paper", {})
+    return Entry(
+        canonical_key=item["id"],
+        url=item["url"],
+        title=item["title"],
+        summary=item.get("content_text", ""),
+        authors=[a["name"] for a in item.get("authors", [])],
+        categories=list(item.get("tags", [])),
+        code_url=paper.get("code_url"),
+        upvotes=int(paper.get("upvotes", 0)),
+        published_at=now,
+        ingested_at=now,
+        **fields,
+    )
+
+
+def seed_database(database_url: str, now: datetime, subscribers: dict[str, dict[str, Any]]) -> None:
+    """A migrated database with the seed papers published two hours before `now` and the given
+    active subscribers (address -> preference columns), for tests that run the real command."""
+    ctx = AppContext(Settings(database_url=database_url))
+    try:
+        ctx.migrate()
+        with session_scope(ctx.engine) as s:
+            load_seed_entries(s, now - timedelta(hours=2))
+            for email, prefs in subscribers.items():
+                add_subscriber(s, email, now, **prefs)
+    finally:
+        ctx.dispose()
 
 
 def add_subscriber(session: Session, email: str, now: datetime, **prefs: Any) -> Subscriber:

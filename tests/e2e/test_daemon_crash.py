@@ -35,46 +35,69 @@ def _notify_at(server: SmtpTestServer, count: int) -> threading.Event:
     return reached
 
 
-def test_sigkill_mid_send_then_restart_sends_everything_once(
-    tmp_path: Path, smtp_server: SmtpTestServer
-) -> None:
+def _seeded(
+    tmp_path: Path, server: SmtpTestServer, **extra: str
+) -> tuple[str, dict[str, str], dict[str, str]]:
+    """A database with TOTAL due deliveries, the planned Message-IDs and the daemon's env
+    (sending slowly enough that a signal lands in the middle of the run)."""
     url = f"sqlite:///{tmp_path / 'digestd.db'}"
     planned = seed_due_deliveries(url, TOTAL)
     env = daemon_env(
         url,
-        smtp_server.port,
-        DIGESTD_LEASE_SECONDS="2",
+        server.port,
         DIGESTD_BATCH_SIZE=str(CLAIM_BATCH),
-        # Slow enough that the kill lands in the middle of the run.
         DIGESTD_SMTP_RATE="40",
+        **extra,
     )
+    return url, planned, env
 
-    mid_send = _notify_at(smtp_server, 30)
-    first = DaemonProcess(env)
+
+def _signal_mid_send(
+    env: dict[str, str], server: SmtpTestServer, *, after: int, sig: signal.Signals, code: int
+) -> str:
+    """Run the daemon until the server has accepted `after` messages, send it `sig`, check it
+    exits with `code`, and return its output."""
+    mid_send = _notify_at(server, after)
+    daemon = DaemonProcess(env)
     try:
-        assert mid_send.wait(timeout=60), first.output
-        first.signal(signal.SIGKILL)
-        assert first.wait(timeout=10) == -signal.SIGKILL
+        assert mid_send.wait(timeout=60), daemon.output
+        daemon.signal(sig)
+        assert daemon.wait(timeout=30) == code, daemon.output
     finally:
-        first.stop()
-    smtp_server.set_fault(None)
+        daemon.stop()
+    server.set_fault(None)
+    return daemon.output
+
+
+def _restart_until_all_sent(env: dict[str, str], url: str, what: str, *, line: str = "") -> None:
+    """Start the daemon again, wait until every delivery is sent (and `line` was logged),
+    then stop it with SIGTERM, which must exit 0."""
+    daemon = DaemonProcess(env)
+    try:
+        wait_until(lambda: delivery_statuses(url) == {"sent": TOTAL}, timeout=90, what=what)
+        if line:
+            daemon.wait_for_line(line)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0, daemon.output
+    finally:
+        daemon.stop()
+
+
+def test_sigkill_mid_send_then_restart_sends_everything_once(
+    tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
+    url, planned, env = _seeded(tmp_path, smtp_server, DIGESTD_LEASE_SECONDS="2")
+    _signal_mid_send(env, smtp_server, after=30, sig=signal.SIGKILL, code=-signal.SIGKILL)
     at_kill = delivery_statuses(url)
     assert at_kill.get("sent", 0) < TOTAL, f"the kill came too late to test anything: {at_kill}"
 
-    second = DaemonProcess(env)
-    try:
-        wait_until(
-            lambda: delivery_statuses(url) == {"sent": TOTAL},
-            timeout=90,
-            what=f"all {TOTAL} deliveries sent after the restart",
-        )
+    _restart_until_all_sent(
+        env,
+        url,
+        f"all {TOTAL} deliveries sent after the restart",
         # It was the lease running out that brought the killed worker's claims back.
-        if at_kill.get("sending"):
-            second.wait_for_line(r"job=housekeeping released_expired_leases=[1-9]")
-        second.signal(signal.SIGTERM)
-        assert second.wait(timeout=30) == 0, second.output
-    finally:
-        second.stop()
+        line=r"job=housekeeping released_expired_leases=[1-9]" if at_kill.get("sending") else "",
+    )
 
     received = Counter(m.message["Message-ID"] for m in smtp_server.messages)
     assert set(received) == set(planned), "a planned digest never arrived, or a stray one did"
@@ -88,22 +111,8 @@ def test_sigkill_mid_send_then_restart_sends_everything_once(
 def test_sigterm_mid_send_exits_zero_and_leaves_nothing_in_sending(
     tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
-    planned = seed_due_deliveries(url, TOTAL)
-    env = daemon_env(
-        url,
-        smtp_server.port,
-        DIGESTD_BATCH_SIZE=str(CLAIM_BATCH),
-        DIGESTD_SMTP_RATE="40",
-    )
-    mid_send = _notify_at(smtp_server, 20)
-    daemon = DaemonProcess(env)
-    try:
-        assert mid_send.wait(timeout=60), daemon.output
-        daemon.signal(signal.SIGTERM)
-        assert daemon.wait(timeout=30) == 0, daemon.output
-    finally:
-        daemon.stop()
+    url, planned, env = _seeded(tmp_path, smtp_server)
+    output = _signal_mid_send(env, smtp_server, after=20, sig=signal.SIGTERM, code=0)
 
     statuses = delivery_statuses(url)
     assert "sending" not in statuses, statuses
@@ -111,22 +120,11 @@ def test_sigterm_mid_send_exits_zero_and_leaves_nothing_in_sending(
     assert 0 < statuses.get("sent", 0) < TOTAL, statuses
     # What the server accepted is exactly what is recorded sent: nothing sent twice or lost.
     received = [m.message["Message-ID"] for m in smtp_server.messages]
-    assert len(received) == len(set(received)) == statuses["sent"], daemon.output
+    assert len(received) == len(set(received)) == statuses["sent"], output
     assert set(received) <= set(planned)
-    assert "stopped worker=" in daemon.output
+    assert "stopped worker=" in output
 
     # What was handed back is claimable at once: a restart sends the rest, each once.
-    smtp_server.set_fault(None)
-    again = DaemonProcess(env)
-    try:
-        wait_until(
-            lambda: delivery_statuses(url) == {"sent": TOTAL},
-            timeout=90,
-            what=f"the remaining deliveries sent after a restart ({statuses})",
-        )
-        again.signal(signal.SIGTERM)
-        assert again.wait(timeout=30) == 0, again.output
-    finally:
-        again.stop()
+    _restart_until_all_sent(env, url, f"the remaining deliveries sent after a restart ({statuses})")
     received = [m.message["Message-ID"] for m in smtp_server.messages]
     assert sorted(received) == sorted(planned), "after a clean stop nothing is sent twice"

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from digestd import __version__
 from digestd.context import AppContext
 from digestd.web import health, pages, subscribe
+from digestd.web.links import LinkError
 from digestd.web.mail import ConfirmationSender
 from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders
 from digestd.web.ratelimit import ClientLimiter, WebLimits
@@ -97,6 +98,11 @@ def create_app(
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed here."
         return error(request, exc.status_code, _sentence(message), headers=exc.headers)
+
+    @app.exception_handler(LinkError)
+    async def link_error(request: Request, exc: LinkError) -> Response:
+        # A signed link that cannot be used (tampered, expired, revoked, gone), from any route.
+        return error(request, exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -12,8 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from digestd.subscribers import Preferences
 from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
-from digestd.web.links import LinkError
-from digestd.web.responses import error, render, state
+from digestd.web.responses import error, read_form, render, state
 
 router = APIRouter()
 
@@ -59,10 +58,6 @@ _ONE_CLICK_BODY = {
         },
     }
 }
-
-
-def _link_error(request: Request, exc: LinkError) -> Response:
-    return error(request, exc.status, exc.message)
 
 
 def _prefs_page(
@@ -111,10 +106,7 @@ def _limited(request: Request) -> Response | None:
 @router.get("/confirm/{token}", summary="Confirm a subscription", response_class=Response)
 async def confirm(request: Request, token: str) -> Response:
     """Activate the subscriber the confirmation link was sent to, then show their preferences."""
-    try:
-        page = await run_in_threadpool(flows.confirm, state(request).ctx, token)
-    except LinkError as exc:
-        return _link_error(request, exc)
+    page = await run_in_threadpool(flows.confirm, state(request).ctx, token)
     notice = (
         "Your subscription is confirmed. Your first digest arrives at the hour you chose."
         if page.changed
@@ -126,10 +118,7 @@ async def confirm(request: Request, token: str) -> Response:
 @router.get("/unsubscribe/{token}", summary="Unsubscribe page", response_class=Response)
 async def unsubscribe_page(request: Request, token: str) -> Response:
     """A page with one button; GET never changes anything (mail scanners follow links)."""
-    try:
-        page = await run_in_threadpool(flows.show, state(request).ctx, "unsubscribe", token)
-    except LinkError as exc:
-        return _link_error(request, exc)
+    page = await run_in_threadpool(flows.show, state(request).ctx, "unsubscribe", token)
     return render(request, "unsubscribe.html", sub=page.sub, token=token)
 
 
@@ -147,34 +136,21 @@ async def unsubscribe(request: Request, token: str) -> Response:
         return limited
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        try:
-            form = await request.form()
-        except Exception as exc:
-            if getattr(exc, "status_code", None) == 413:
-                raise
-            return error(request, 400, "The form data could not be read.")
+        form = await read_form(request)
         value = form.get("List-Unsubscribe")
     else:
         raw = (await request.body()).decode("utf-8", errors="replace")
         value = (parse_qs(raw).get("List-Unsubscribe") or [None])[0]
     if value != "One-Click":
         return error(request, 400, "Expected the body List-Unsubscribe=One-Click (RFC 8058).")
-    try:
-        page = await run_in_threadpool(
-            flows.unsubscribe, state(request).ctx, token, how="one-click"
-        )
-    except LinkError as exc:
-        return _link_error(request, exc)
+    page = await run_in_threadpool(flows.unsubscribe, state(request).ctx, token, how="one-click")
     return render(request, "unsubscribed.html", sub=page.sub, changed=page.changed)
 
 
 @router.get("/preferences/{token}", summary="Preference center", response_class=Response)
 async def preferences_page(request: Request, token: str) -> Response:
     """Show the subscriber's preferences in an editable form."""
-    try:
-        page = await run_in_threadpool(flows.show, state(request).ctx, "preferences", token)
-    except LinkError as exc:
-        return _link_error(request, exc)
+    page = await run_in_threadpool(flows.show, state(request).ctx, "preferences", token)
     return _prefs_page(request, page)
 
 
@@ -195,17 +171,9 @@ async def preferences(request: Request, token: str) -> Response:
     limited = _limited(request)
     if limited is not None:
         return limited
-    try:
-        form = await request.form()
-    except Exception as exc:
-        if getattr(exc, "status_code", None) == 413:
-            raise
-        return error(request, 400, "The form data could not be read.")
+    form = await read_form(request)
     ctx = web.ctx
-    try:
-        page = await run_in_threadpool(flows.show, ctx, "preferences", token)
-    except LinkError as exc:
-        return _link_error(request, exc)
+    page = await run_in_threadpool(flows.show, ctx, "preferences", token)
     if not form_token_valid(
         ctx.secret_key, "preferences", form.get(FORM_TOKEN_FIELD), ctx.now().timestamp()
     ):
@@ -213,34 +181,31 @@ async def preferences(request: Request, token: str) -> Response:
         return _prefs_page(request, page, 403, errors={"form": message})
 
     action = form.get("action", "save")
-    try:
-        if action == "save":
-            data = forms.from_form(form)
-            data.pop("email", None)
-            data.pop("name", None)
-            parsed = forms.validate(data, base=Preferences.of(page.sub), need_email=False)
-            if not parsed.ok:
-                return _prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
-            assert parsed.prefs is not None
-            page = await run_in_threadpool(flows.save_preferences, ctx, token, parsed.prefs)
-            notice = "Your preferences are saved." if page.changed else "Nothing changed."
-            return _prefs_page(request, page, notice=notice)
-        if action in ("pause", "resume"):
-            page, problem = await run_in_threadpool(flows.set_paused, ctx, token, action == "pause")
-            if problem:
-                return _prefs_page(request, page, 409, errors={"form": problem})
-            notice = (
-                "Your digest is paused. Resume it here whenever you like."
-                if action == "pause"
-                else "Your digest is back on."
-            )
-            return _prefs_page(request, page, notice=notice)
-        if action == "forget":
-            if form.get("confirm_forget") != "yes":
-                message = "Tick the box to confirm that everything should be deleted."
-                return _prefs_page(request, page, 422, errors={"confirm_forget": message})
-            await run_in_threadpool(flows.forget, ctx, token)
-            return render(request, "forgotten.html")
-    except LinkError as exc:
-        return _link_error(request, exc)
+    if action == "save":
+        data = forms.from_form(form)
+        data.pop("email", None)
+        data.pop("name", None)
+        parsed = forms.validate(data, base=Preferences.of(page.sub), need_email=False)
+        if not parsed.ok:
+            return _prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
+        assert parsed.prefs is not None
+        page = await run_in_threadpool(flows.save_preferences, ctx, token, parsed.prefs)
+        notice = "Your preferences are saved." if page.changed else "Nothing changed."
+        return _prefs_page(request, page, notice=notice)
+    if action in ("pause", "resume"):
+        page, problem = await run_in_threadpool(flows.set_paused, ctx, token, action == "pause")
+        if problem:
+            return _prefs_page(request, page, 409, errors={"form": problem})
+        notice = (
+            "Your digest is paused. Resume it here whenever you like."
+            if action == "pause"
+            else "Your digest is back on."
+        )
+        return _prefs_page(request, page, notice=notice)
+    if action == "forget":
+        if form.get("confirm_forget") != "yes":
+            message = "Tick the box to confirm that everything should be deleted."
+            return _prefs_page(request, page, 422, errors={"confirm_forget": message})
+        await run_in_threadpool(flows.forget, ctx, token)
+        return render(request, "forgotten.html")
     return _prefs_page(request, page, 400, errors={"form": "Unknown action."})

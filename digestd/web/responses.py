@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from digestd.web.csrf import make_form_token
@@ -25,6 +27,16 @@ def wants_json(request: Request) -> bool:
         return True
     accept = request.headers.get("accept", "").lower()
     return "application/json" in accept and "text/html" not in accept
+
+
+async def read_form(request: Request) -> FormData:
+    """The posted form; a body that cannot be parsed is a 400 page, a too-large one stays 413."""
+    try:
+        return await request.form()
+    except Exception as exc:  # python-multipart raises several types for broken bodies
+        if getattr(exc, "status_code", None) == 413:
+            raise
+        raise HTTPException(400, "The form data could not be read.") from None
 
 
 def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
 from digestd.web.mail import ConfirmationMail
-from digestd.web.responses import error, render, state
+from digestd.web.responses import error, read_form, render, state
 from digestd.web.state import WebState
 
 router = APIRouter()
@@ -148,12 +148,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
             return error(request, 400, f"The body is not valid JSON: {str(exc)[:120]}")
         data, type_errors = forms.check_json(body, forms.SUBSCRIBE_FIELDS)
     else:
-        try:
-            form = await request.form()
-        except Exception as exc:  # python-multipart raises several types for broken bodies
-            if getattr(exc, "status_code", None) == 413:
-                raise
-            return error(request, 400, "The form data could not be read.")
+        form = await read_form(request)
         data, type_errors = forms.from_form(form), {}
         token = form.get(FORM_TOKEN_FIELD)
         if not form_token_valid(web.ctx.secret_key, "subscribe", token, web.ctx.now().timestamp()):

@@ -119,6 +119,18 @@ async def test_oversized_form_gets_a_page_not_a_crash(web: WebHarness) -> None:
     assert response.status_code == 413 and "Too much data" in response.text
 
 
+@pytest.mark.parametrize("path", ["/subscribe", "/preferences/x", "/unsubscribe/x"])
+async def test_a_broken_multipart_body_is_one_clear_400(web: WebHarness, path: str) -> None:
+    async with web.client() as client:
+        response = await client.post(
+            path,
+            content=b"topics=x",
+            headers={"Content-Type": "multipart/form-data"},  # no boundary: unreadable
+        )
+    assert response.status_code == 400
+    assert "The form data could not be read." in response.text
+
+
 # ---- schemathesis ------------------------------------------------------------------------
 
 

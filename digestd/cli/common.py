@@ -9,9 +9,12 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from sqlmodel import Session
 
 from digestd.config import ConfigError, load_settings
 from digestd.context import AppContext
+from digestd.models import Subscriber
+from digestd.subscribers import InvalidInput, get_by_email
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,6 +51,22 @@ def get_context(
             fail(f"database {redact_url(app.settings.database_url)}: {first_line(exc)}")
         app._migrated = True  # type: ignore[attr-defined]
     return app
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber:
+    """The subscriber with this address, or one line and exit 1 (bad address or unknown)."""
+    try:
+        sub = get_by_email(session, email)
+    except InvalidInput as exc:
+        fail(str(exc))
+    if sub is None:
+        fail(f"no subscriber {email.strip()!r}")
+    return sub
+
+
+def short_time(value: datetime | None) -> str:
+    """A timestamp for tables, to the minute; "-" for none."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def first_line(exc: BaseException) -> str:

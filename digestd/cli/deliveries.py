@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from datetime import datetime
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from digestd.cli.common import console, fail, first_line, get_context, print_json
+from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
 from digestd.db import session_scope
 from digestd.models import DELIVERY_STATUSES
 from digestd.outbox import list_deliveries, retry_now
 
 app = typer.Typer(help="Inspect and retry digest deliveries.", no_args_is_help=True)
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 @app.command("list")
@@ -51,7 +46,7 @@ def list_cmd(
             r.status,
             str(r.attempts),
             str(r.entry_count),
-            _when(when),
+            short_time(when),
             escape(r.error or ""),
         )
     console.print(table)

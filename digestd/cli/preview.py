@@ -8,12 +8,12 @@ from typing import Any
 
 import typer
 
-from digestd.cli.common import fail, get_context, print_json
+from digestd.cli.common import fail, find_subscriber, get_context, print_json
 from digestd.db import session_scope
 from digestd.planning import zone
 from digestd.render import Renderer, TemplateProblem
 from digestd.select import select_for_subscriber
-from digestd.subscribers import InvalidInput, get_by_email, subscriber_dict
+from digestd.subscribers import subscriber_dict
 from digestd.tokens import link
 
 FORMATS = ("html", "text", "json")
@@ -38,12 +38,7 @@ def register(app: typer.Typer) -> None:
         app_ctx = get_context(ctx)
         now = app_ctx.now()
         with session_scope(app_ctx.engine) as session:
-            try:
-                sub = get_by_email(session, email)
-            except InvalidInput as exc:
-                fail(str(exc))
-            if sub is None:
-                fail(f"no subscriber with address {email.strip()}")
+            sub = find_subscriber(session, email)
             chosen = select_for_subscriber(session, sub, now)
             sub_info = subscriber_dict(sub)
             sub_id, token_version = sub.id, sub.token_version

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from digestd.cli.common import console, err_console, fail, get_context, print_json
+from digestd.cli.common import console, err_console, fail, get_context, print_json, short_time
 from digestd.db import session_scope
 from digestd.ingest.types import FetchReport
 from digestd.models import SOURCE_KINDS, Source
@@ -22,8 +22,8 @@ app = typer.Typer(help="Manage feed sources and fetch them.", no_args_is_help=Tr
 JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+def _short(iso: str | None) -> str:
+    return short_time(datetime.fromisoformat(iso) if iso else None)
 
 
 def _source_id(raw: str) -> int:
@@ -96,10 +96,10 @@ def list_(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
             escape(row["name"]),
             row["kind"],
             f"[{style}]{status}[/{style}]" if style else status,
-            _when(datetime.fromisoformat(row["last_fetch_at"]) if row["last_fetch_at"] else None),
+            _short(row["last_fetch_at"]),
             "/".join(str(counts.get(k, 0)) for k in ("new", "updated", "unchanged", "rejected")),
             str(row["failures"]),
-            _when(datetime.fromisoformat(row["next_fetch_at"]) if row["next_fetch_at"] else None),
+            _short(row["next_fetch_at"]),
             escape((row["last_error"] or "")[:120]),
         )
     console.print(table)

@@ -20,20 +20,25 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from digestd.cli.common import console, err_console, fail, get_context, print_json
+from digestd.cli.common import (
+    console,
+    err_console,
+    fail,
+    find_subscriber,
+    get_context,
+    print_json,
+)
 from digestd.db import session_scope
 from digestd.models import SUBSCRIBER_STATUSES, Event, Subscriber
 from digestd.subscriber_csv import ImportRejected, export_csv, import_csv
 from digestd.subscribers import (
-    WEEKDAYS,
     InvalidInput,
     Preferences,
     SubscriberExists,
     add_subscriber,
     forget,
-    get_by_email,
     revoke_links,
     set_status,
     subscriber_dict,
@@ -62,23 +67,19 @@ FormatOpt = typer.Option(None, "--format", help="html or text.")
 JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
 
 
+def _status_filter(status: str | None) -> str | None:
+    """The --status option as a known status (None: all), or one line and exit 1."""
+    if status is None:
+        return None
+    wanted = status.strip().lower()
+    if wanted not in SUBSCRIBER_STATUSES:
+        fail(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}")
+    return wanted
+
+
 def _changes(**given: Any) -> dict[str, Any]:
     """The preference fields that were given on the command line (None means not given)."""
     return {name: value for name, value in given.items() if value is not None}
-
-
-def _find(session: Session, email: str) -> Subscriber:
-    try:
-        sub = get_by_email(session, email)
-    except InvalidInput as exc:
-        fail(str(exc))
-    if sub is None:
-        fail(f"no subscriber {email.strip()!r}")
-    return sub
-
-
-def _weekday_label(sub: Subscriber) -> str:
-    return f"weekly {WEEKDAYS[sub.send_weekday]}" if sub.frequency == "weekly" else "daily"
 
 
 @app.command("add")
@@ -155,13 +156,12 @@ def list_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """List subscribers, oldest first."""
+    wanted = _status_filter(status)
     app_ctx = get_context(ctx)
-    if status is not None and status.strip().lower() not in SUBSCRIBER_STATUSES:
-        fail(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}")
     with session_scope(app_ctx.engine) as session:
         stmt = select(Subscriber).order_by(col(Subscriber.id))
-        if status:
-            stmt = stmt.where(Subscriber.status == status.strip().lower())
+        if wanted:
+            stmt = stmt.where(Subscriber.status == wanted)
         subs = [subscriber_dict(sub) for sub in session.exec(stmt)]
     if as_json:
         print_json(subs)
@@ -199,7 +199,7 @@ def show_cmd(
     """Show one subscriber with their recent audit events."""
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        sub = _find(session, email)
+        sub = find_subscriber(session, email)
         data = subscriber_dict(sub)
         rows = session.exec(
             select(Event)
@@ -266,7 +266,7 @@ def update_cmd(
         fail("nothing to update: give at least one option (see --help)")
     try:
         with session_scope(app_ctx.engine) as session:
-            sub = _find(session, email)
+            sub = find_subscriber(session, email)
             diff = update_preferences(session, sub, changes, actor=app_ctx.actor, now=app_ctx.now())
             shown = sub.email
     except InvalidInput as exc:
@@ -283,7 +283,7 @@ def _change_status(
 ) -> None:
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        sub = _find(session, email)
+        sub = find_subscriber(session, email)
         target = status
         if status == "active" and sub.confirmed_at is None:
             target = "pending"  # resuming must not skip the double opt-in
@@ -320,7 +320,7 @@ def revoke_links_cmd(
     """Invalidate every confirm/unsubscribe/preferences link mailed so far (e.g. a leaked mail)."""
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        sub = _find(session, email)
+        sub = find_subscriber(session, email)
         version = revoke_links(session, sub, actor=app_ctx.actor, now=app_ctx.now())
         shown = sub.email
     console.print(f"every earlier link of {escape(shown)} is revoked (version {version})")
@@ -340,7 +340,7 @@ def remove_cmd(
     """Unsubscribe (the record stays so the address is never mailed again), or --forget it."""
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        sub = _find(session, email)
+        sub = find_subscriber(session, email)
         shown = sub.email
         if forget_:
             event = forget(session, sub, actor=app_ctx.actor, now=app_ctx.now())
@@ -418,10 +418,8 @@ def export_cmd(
     status: str | None = typer.Option(None, "--status", help="Only this status."),
 ) -> None:
     """Export subscribers as CSV (the import format); stdout unless FILE is given."""
+    wanted = _status_filter(status)
     app_ctx = get_context(ctx)
-    if status is not None and status.strip().lower() not in SUBSCRIBER_STATUSES:
-        fail(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}")
-    wanted = status.strip().lower() if status else None
     with session_scope(app_ctx.engine) as session:
         if file is None:
             export_csv(session, sys.stdout, status=wanted)

@@ -68,9 +68,7 @@ def test_preview_html_to_file_has_working_signed_links(env: dict[str, str], tmp_
 def test_preview_unknown_or_nothing_matching(env: dict[str, str]) -> None:
     unknown = run_cli("preview", "nobody@example.org", env=env)
     assert unknown.returncode == 1
-    assert unknown.stderr.strip().splitlines() == [
-        "error: no subscriber with address nobody@example.org"
-    ]
+    assert unknown.stderr.strip().splitlines() == ["error: no subscriber 'nobody@example.org'"]
     nothing = run_cli("preview", "zed@example.org", env=env)
     assert nothing.returncode == 0
     assert nothing.stdout.strip() == (

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -113,37 +114,33 @@ async def _run_one(
     def elapsed() -> int:
         return int((time.perf_counter() - started) * 1000)
 
+    async def save(write: Callable[..., FetchReport], *args: Any) -> FetchReport:
+        # Every write of this job goes through the shared lock (one writer), off the loop.
+        async with write_lock:
+            return await asyncio.to_thread(write, ctx, job, *args)
+
+    async def failed(error: str) -> FetchReport:
+        return await save(_save_failure, error, elapsed())
+
     try:
         fetched = await fetch(
             client, job.url, settings=ctx.settings, etag=job.etag, last_modified=job.last_modified
         )
     except FetchError as exc:
-        async with write_lock:
-            return await asyncio.to_thread(_save_failure, ctx, job, str(exc), elapsed())
+        return await failed(str(exc))
     except Exception as exc:  # an unexpected bug must still end up as this source's failure
         log.exception("fetching source %s failed", job.id)
-        async with write_lock:
-            return await asyncio.to_thread(
-                _save_failure, ctx, job, f"internal error: {type(exc).__name__}: {exc}", elapsed()
-            )
+        return await failed(f"internal error: {type(exc).__name__}: {exc}")
     if fetched.not_modified:
-        async with write_lock:
-            return await asyncio.to_thread(_save_not_modified, ctx, job, fetched, elapsed())
+        return await save(_save_not_modified, fetched, elapsed())
     try:
         parsed, entries, rejected = await asyncio.to_thread(_parse, ctx, job, fetched)
     except Exception as exc:  # parsers are defensive; this is the last line of defence
         log.exception("parsing source %s failed", job.id)
-        async with write_lock:
-            return await asyncio.to_thread(
-                _save_failure, ctx, job, f"could not parse: {type(exc).__name__}", elapsed()
-            )
+        return await failed(f"could not parse: {type(exc).__name__}")
     if parsed.error:
-        async with write_lock:
-            return await asyncio.to_thread(_save_failure, ctx, job, parsed.error, elapsed())
-    async with write_lock:
-        return await asyncio.to_thread(
-            _save_entries, ctx, job, fetched, parsed, entries, rejected, started
-        )
+        return await failed(parsed.error)
+    return await save(_save_entries, fetched, parsed, entries, rejected, started)
 
 
 def _parse(

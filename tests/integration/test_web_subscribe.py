@@ -43,6 +43,14 @@ async def subscribe_form(web: WebHarness, fields: dict, **headers: str) -> httpx
         return await client.post("/subscribe", data=fields, headers=headers)
 
 
+def _set_status(web: WebHarness, email: str, status: str) -> None:
+    """Put a known subscriber in `status`, as an admin or one of their links would."""
+    with session_scope(web.ctx.engine) as session:
+        sub = get_by_email(session, email)
+        assert sub is not None
+        set_status(session, sub, status, actor="test", now=web.ctx.now())
+
+
 async def test_json_signup_stores_pending_and_mails_a_signed_confirm_link(web: WebHarness) -> None:
     response = await subscribe_json(web, GOOD)
     assert response.status_code == 202
@@ -221,10 +229,7 @@ async def test_answers_do_not_reveal_whether_an_address_is_known(web: WebHarness
         ("gone@example.org", "unsubscribed"),
     ):
         await answer(email)
-        with session_scope(web.ctx.engine) as session:
-            sub = get_by_email(session, email)
-            assert sub is not None
-            set_status(session, sub, status, actor="test", now=web.ctx.now())
+        _set_status(web, email, status)
     for email in (
         "pending@example.org",
         "active@example.org",
@@ -242,10 +247,7 @@ async def test_answers_do_not_reveal_whether_an_address_is_known(web: WebHarness
 
 async def test_active_address_gets_a_manage_mail_not_a_new_subscriber(web: WebHarness) -> None:
     await subscribe_json(web, GOOD)
-    with session_scope(web.ctx.engine) as session:
-        sub = get_by_email(session, GOOD["email"])
-        assert sub is not None
-        set_status(session, sub, "active", actor="test", now=web.ctx.now())
+    _set_status(web, GOOD["email"], "active")
     response = await subscribe_json(web, {**GOOD, "frequency": "daily", "send_hour": 3})
     assert response.status_code == 202
     again = subscriber(web.ctx, GOOD["email"])
@@ -260,10 +262,7 @@ async def test_active_address_gets_a_manage_mail_not_a_new_subscriber(web: WebHa
 
 async def test_resubscribing_after_unsubscribe_needs_confirmation_again(web: WebHarness) -> None:
     await subscribe_json(web, GOOD)
-    with session_scope(web.ctx.engine) as session:
-        sub = get_by_email(session, GOOD["email"])
-        assert sub is not None
-        set_status(session, sub, "unsubscribed", actor="test", now=web.ctx.now())
+    _set_status(web, GOOD["email"], "unsubscribed")
     await subscribe_json(web, {**GOOD, "send_hour": 9})
     sub = subscriber(web.ctx, GOOD["email"])
     assert sub is not None and sub.status == "pending" and sub.send_hour == 9

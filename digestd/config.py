@@ -7,9 +7,10 @@ and the result is passed down inside an `AppContext`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 from email_validator import EmailNotValidError, validate_email
@@ -75,12 +76,12 @@ class Settings:
 
 
 # variable name -> (field name, parser). Parsers raise ValueError with a short reason.
-def _int(lo: int, hi: int):
-    def parse(raw: str) -> int:
+def _ranged(convert: Callable[[str], Any], what: str, lo: float, hi: float) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError:
-            raise ValueError(f"must be a whole number, got {raw!r}") from None
+            raise ValueError(f"must be {what}, got {raw!r}") from None
         if not lo <= value <= hi:
             raise ValueError(f"must be between {lo} and {hi}, got {value}")
         return value
@@ -88,17 +89,12 @@ def _int(lo: int, hi: int):
     return parse
 
 
-def _float(lo: float, hi: float):
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"must be a number, got {raw!r}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, got {value}")
-        return value
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    return _ranged(int, "a whole number", lo, hi)
 
-    return parse
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    return _ranged(float, "a number", lo, hi)
 
 
 def _optional_rate(raw: str) -> float | None:

@@ -34,6 +34,8 @@ def test_postgres_url_is_normalized_to_psycopg3() -> None:
     [
         ("DIGESTD_SMTP_PORT", "abc", "DIGESTD_SMTP_PORT must be a whole number"),
         ("DIGESTD_SMTP_PORT", "70000", "DIGESTD_SMTP_PORT must be between 1 and 65535"),
+        ("DIGESTD_FETCH_TIMEOUT", "soon", "DIGESTD_FETCH_TIMEOUT must be a number, got 'soon'"),
+        ("DIGESTD_FETCH_TIMEOUT", "900", "DIGESTD_FETCH_TIMEOUT must be between 0.1 and 600"),
         ("DIGESTD_SMTP_TLS", "ssl", "DIGESTD_SMTP_TLS must be one of none, starttls, tls"),
         ("DIGESTD_DATABASE_URL", "mysql://x", "DIGESTD_DATABASE_URL must be sqlite"),
         ("DIGESTD_FROM", "not an address", "DIGESTD_FROM is not a valid address"),

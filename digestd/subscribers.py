@@ -211,7 +211,10 @@ def record_event(
 
 def get_by_email(session: Session, email: str) -> Subscriber | None:
     """The subscriber with this address (normalized first), or None."""
-    normalized = normalize_email(email)
+    return _by_normalized_email(session, normalize_email(email))
+
+
+def _by_normalized_email(session: Session, normalized: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email == normalized)).first()
 
 
@@ -228,7 +231,7 @@ def add_subscriber(
     normalized = normalize_email(email)
     clean = prefs.validated()
     status = _choice(status, "status", SUBSCRIBER_STATUSES)
-    existing = get_by_email(session, normalized)
+    existing = _by_normalized_email(session, normalized)
     if existing is not None:
         raise SubscriberExists(existing)
     sub = Subscriber(email=normalized, status=status, created_at=now, **clean.as_dict())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -14,6 +14,14 @@ from sqlmodel import Session, create_engine
 from digestd.paths import data_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30000
+T = TypeVar("T")
+
+
+def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`values` in slices of `size`: IN lists and multi-row inserts stay below every
+    backend's bound-parameter limit (itertools.batched needs Python 3.12)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -22,6 +22,7 @@ from functools import cached_property
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from digestd.db import chunks
 from digestd.models import Delivery, DeliveryEntry, Entry, EntrySource, Source, Subscriber
 from digestd.textsearch import Clause, TopicQuery, count_phrase, fold, parse_query, tokenize
 
@@ -100,7 +101,7 @@ def previous_window_ends(
     """End of each subscriber's last sent or skipped digest window (None: never had one)."""
     ids = list(dict.fromkeys(subscriber_ids))
     out: dict[int, datetime | None] = dict.fromkeys(ids)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, IN_CHUNK):
         rows = session.exec(
             select(Delivery.subscriber_id, func.max(Delivery.window_end))
             .where(Delivery.subscriber_id.in_(chunk))  # type: ignore[attr-defined]
@@ -128,7 +129,7 @@ def sent_entry_ids(
     those ingested after `since` (the only ones a window from `since` could offer again)."""
     ids = list(dict.fromkeys(subscriber_ids))
     found: dict[int, set[int]] = {i: set() for i in ids}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, IN_CHUNK):
         stmt = (
             select(Delivery.subscriber_id, DeliveryEntry.entry_id)
             .join(DeliveryEntry, DeliveryEntry.delivery_id == Delivery.id)  # type: ignore[arg-type]
@@ -142,11 +143,6 @@ def sent_entry_ids(
         for sub_id, entry_id in session.exec(stmt).all():
             found[sub_id].add(entry_id)
     return {k: frozenset(v) for k, v in found.items()}
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), IN_CHUNK):
-        yield ids[i : i + IN_CHUNK]
 
 
 # ---- the index ---------------------------------------------------------------------------

@@ -8,23 +8,18 @@ ingested_at) does not offer a revised paper as new again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from digestd.db import chunks
 from digestd.ingest.types import NormalizedEntry, StoreCounts
 from digestd.models import Entry, EntrySource, EntryVersion
 
 CHUNK = 500  # bound on IN (...) lists: SQLite and PostgreSQL both take this comfortably
-T = TypeVar("T")
-
-
-def _chunks(values: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _merge_batch(items: Iterable[NormalizedEntry]) -> tuple[list[NormalizedEntry], int]:
@@ -110,13 +105,13 @@ def upsert_entries(
     counts = StoreCounts(unchanged=folded)
     keys = [i.canonical_key for i in unique]
     existing: dict[str, Entry] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys, CHUNK):
         for entry in session.exec(select(Entry).where(col(Entry.canonical_key).in_(chunk))):
             existing[entry.canonical_key] = entry
 
     guids = sorted({i.guid for i in items})
     known_guids: set[str] = set()
-    for chunk in _chunks(guids):
+    for chunk in chunks(guids, CHUNK):
         query = select(EntrySource.guid).where(
             EntrySource.source_id == source_id, col(EntrySource.guid).in_(chunk)
         )
@@ -143,7 +138,7 @@ def upsert_entries(
                  "recorded_at": now}
             )  # fmt: skip
     session.flush()  # the merged entries' UPDATEs
-    for chunk in _chunks(new_rows):
+    for chunk in chunks(new_rows, CHUNK):
         # One batched INSERT … RETURNING per chunk (SQLAlchemy "insertmanyvalues").
         returned = session.execute(
             insert(Entry).returning(col(Entry.id), col(Entry.canonical_key)), list(chunk)
@@ -159,7 +154,7 @@ def upsert_entries(
             {"entry_id": ids[item.canonical_key], "source_id": source_id, "guid": item.guid,
              "seen_at": now}
         )  # fmt: skip
-    for chunk in _chunks(links):
+    for chunk in chunks(links, CHUNK):
         session.execute(insert(EntrySource), list(chunk))
     if versions:
         session.execute(insert(EntryVersion), versions)

@@ -30,7 +30,6 @@ import os
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +40,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.db import redact_url, session_scope
+from digestd.leases import new_worker_id, release_worker
 
 log = logging.getLogger("digestd.daemon")
 
@@ -109,11 +109,6 @@ def single_process_lock(database_url: str) -> Iterator[Path | None]:
 
 
 # ---- the daemon ----------------------------------------------------------------------------
-
-
-def default_worker_id() -> str:
-    """host:pid:random — unique per process, readable in `deliveries list` and logs."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Daemon:
@@ -275,8 +270,6 @@ class Daemon:
 
     def release_own_leases(self) -> int:
         """Deliveries this worker claimed but did not finish go back to pending at once."""
-        from digestd.leases import release_worker
-
         with session_scope(self.ctx.engine) as session:
             return release_worker(session, self.worker_id, self.ctx.now())
 
@@ -297,7 +290,7 @@ async def run_forever(
     stop = stop_event or asyncio.Event()
     with single_process_lock(ctx.settings.database_url):
         sock = _bind_web(ctx) if web else None
-        daemon = Daemon(ctx, stop, worker_id or default_worker_id())
+        daemon = Daemon(ctx, stop, worker_id or new_worker_id())
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -322,7 +315,7 @@ async def run_forever(
             log.info(
                 "digestd running worker=%s database=%s web=%s lease_seconds=%d",
                 daemon.worker_id,
-                _redact(ctx.settings.database_url),
+                redact_url(ctx.settings.database_url),
                 f"http://{where[0]}:{where[1]}" if where else "off",
                 ctx.settings.lease_seconds,
             )
@@ -385,13 +378,6 @@ def _ms(started: float) -> int:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text.splitlines()[0]}"
-
-
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<database url>"
 
 
 def _count(report: Any, name: str) -> int:

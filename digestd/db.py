@@ -24,6 +24,14 @@ def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield values[start : start + size]
 
 
+def redact_url(url: str) -> str:
+    """A database URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the pragmas this project relies on (WAL, foreign keys, busy timeout)."""
     if url.startswith("sqlite"):

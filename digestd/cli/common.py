@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from digestd.config import ConfigError, load_settings
 from digestd.context import AppContext
+from digestd.db import redact_url
 from digestd.models import Subscriber
 from digestd.subscribers import InvalidInput, get_by_email
 
@@ -73,16 +74,6 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (drivers add multi-line detail)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def redact_url(url: str) -> str:
-    """A database URL with any password masked, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<database url>"
 
 
 def _json_default(value: Any) -> Any:

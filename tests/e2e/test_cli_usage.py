@@ -50,6 +50,17 @@ def test_mistyped_database_directory_is_refused_and_nothing_is_created(tmp_path:
     assert not missing.parent.exists()
 
 
+def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the connection is refused at once.
+    url = "postgresql+psycopg://bot:hunter2-secret@127.0.0.1:1/digest?connect_timeout=2"
+    result = run_cli("subscribers", "list", env={"DIGESTD_DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "database postgresql+psycopg://bot:***@127.0.0.1:1/digest" in lines[0]
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_json_timestamps_are_iso_8601(tmp_path: Path) -> None:
     from tests.support.smtp import free_port
 

@@ -7,12 +7,21 @@ next run wait for the lease to run out.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import Session
 
 from digestd.models import Delivery
+
+
+def new_worker_id() -> str:
+    """host:pid:random: who holds a claim, unique per process and run, readable in
+    `deliveries list` and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def release_worker(session: Session, worker_id: str, now: datetime) -> int:

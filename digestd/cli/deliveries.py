@@ -11,6 +11,7 @@ from rich.table import Table
 
 from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
 from digestd.db import session_scope
+from digestd.leases import new_worker_id
 from digestd.models import DELIVERY_STATUSES
 from digestd.outbox import list_deliveries, retry_now
 
@@ -68,11 +69,11 @@ def retry_cmd(
     console.print(f"rescheduled {count} {what} deliveries", highlight=False)
     if no_send or count == 0:
         return
-    from digestd.cli.run import echo_problem, worker_id
+    from digestd.cli.run import echo_problem
     from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     try:
-        report = asyncio.run(send_due(app_ctx, worker_id=worker_id()))
+        report = asyncio.run(send_due(app_ctx, worker_id=new_worker_id()))
     except Exception as exc:
         fail(f"deliveries retry: {first_line(exc)}")
     console.print(

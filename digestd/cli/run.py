@@ -6,23 +6,17 @@ Without `--once`, `digestd run` is the long-running daemon (`digestd.daemon.run_
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from typing import TYPE_CHECKING
 
 import typer
 
 from digestd.cli.common import console, fail, first_line, get_context, print_json
 from digestd.context import AppContext
+from digestd.leases import new_worker_id
 from digestd.outbox import PlanReport, plan_due
 
 if TYPE_CHECKING:
     from digestd.sending import SendReport
-
-
-def worker_id() -> str:
-    """host:pid, so deliveries held by a process are traceable to it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _summary(plan: PlanReport, sent: SendReport, fetched: str | None = None) -> str:
@@ -63,7 +57,7 @@ async def _once(app: AppContext, ingest: bool) -> tuple[dict | None, PlanReport,
             "new_entries": sum(int(getattr(r, "new", 0) or 0) for r in reports),
         }
     plan = await asyncio.to_thread(plan_due, app)
-    sent = await send_due(app, worker_id=worker_id())
+    sent = await send_due(app, worker_id=new_worker_id())
     return fetch, plan, sent
 
 
@@ -128,7 +122,7 @@ def register(app: typer.Typer) -> None:
             from digestd.sending import send_due
 
             plan = await asyncio.to_thread(plan_due, context, force=True, emails=wanted)
-            return plan, await send_due(context, worker_id=worker_id())
+            return plan, await send_due(context, worker_id=new_worker_id())
 
         try:
             plan, sent = asyncio.run(go())

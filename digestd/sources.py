@@ -15,7 +15,6 @@ from sqlmodel import Session, col, or_, select
 from digestd.models import SOURCE_KINDS, Source
 
 MAX_BACKOFF = timedelta(days=1)
-STATUSES = ("ok", "partial", "not_modified", "error")
 
 
 class InvalidSource(ValueError):

@@ -11,7 +11,6 @@ from digestd.ingest.parse_hf import items_from_hf, looks_like_hf
 from digestd.ingest.parse_jsonfeed import items_from_jsonfeed, looks_like_jsonfeed
 from digestd.ingest.types import ParseResult
 
-XML_KINDS = ("rss", "arxiv_api")
 JSON_KINDS = ("hf_daily", "jsonfeed")
 
 

@@ -40,10 +40,11 @@ from digestd.outbox import Claim, Outcome, claim_batch, record_outcomes, release
 from digestd.outbox import temporary_failure as _temporary
 from digestd.render import Renderer, TemplateProblem, slot_values
 from digestd.select import Pick, Profile, Selector, sent_entry_ids
-from digestd.tokens import link
+from digestd.tokens import links
 
 log = logging.getLogger(__name__)
 
+LINK_PURPOSES = ("unsubscribe", "preferences")  # the signed links each digest carries
 EMPTY_REASON = "empty digest: no new papers matched in this window"
 
 
@@ -287,8 +288,9 @@ async def _send_jobs(
                 outcomes.append(Outcome(c, "pending", None))
                 continue
             try:
-                unsubscribe = link(s.base_url, secret, "unsubscribe", sub.id, sub.token_version)
-                preferences = link(s.base_url, secret, "preferences", sub.id, sub.token_version)
+                unsubscribe, preferences = links(
+                    s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
+                )
                 template = job.digest.template
                 data = template.fill(
                     to_email=sub.email,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 PURPOSES = {
     # purpose -> max age in seconds
@@ -30,13 +30,33 @@ class TokenClaims:
     token_version: int
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous' timestamp signer, deriving its signing key once instead of per token
+    (a hash of salt and secret, the same every time). Verification with an explicit key
+    (`unsign`) is unchanged."""
+
+    _key: bytes | None = None
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:
+            return super().derive_key(secret_key)
+        if self._key is None:
+            self._key = super().derive_key()
+        return self._key
+
+
 @lru_cache(maxsize=64)
 def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
     # Cached: building a serializer (key derivation setup) costs about as much as signing,
     # and a send pass signs two links per message with the same (secret, purpose).
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    return URLSafeTimedSerializer(secret_key, salt=f"digestd.{purpose}")
+    return URLSafeTimedSerializer(secret_key, salt=f"digestd.{purpose}", signer=_Signer)
+
+
+@lru_cache(maxsize=64)
+def _signer(secret_key: str, purpose: str) -> TimestampSigner:
+    return _serializer(secret_key, purpose).make_signer()
 
 
 def make_token(secret_key: str, purpose: str, subscriber_id: int, token_version: int) -> str:
@@ -67,6 +87,20 @@ def read_token(
     ):
         raise TokenError("link is not valid")
     return TokenClaims(subscriber_id=payload[0], token_version=payload[1])
+
+
+def links(
+    base_url: str, secret_key: str, purposes: tuple[str, ...], subscriber_id: int, version: int
+) -> list[str]:
+    """`link` for several purposes of one subscriber (a digest carries unsubscribe and
+    preferences): the payload is encoded once and only signed per purpose. Each token is
+    what `make_token` gives for that purpose (same payload, salt and signer)."""
+    payload = _serializer(secret_key, purposes[0]).dump_payload([subscriber_id, version])
+    base = base_url.rstrip("/")
+    return [
+        f"{base}/{purpose}/{_signer(secret_key, purpose).sign(payload).decode()}"
+        for purpose in purposes
+    ]
 
 
 def link(base_url: str, secret_key: str, purpose: str, subscriber_id: int, version: int) -> str:

@@ -36,6 +36,7 @@ from digestd.subscribers import (
     Preferences,
     normalize_email,
     parse_weekday,
+    preference_diff,
 )
 
 COLUMNS = (
@@ -329,7 +330,7 @@ def _apply_batch(
                 f"line {row.line}: {row.email} is {sub.status}; an import does not change that"
             )
             continue
-        changes = _diff(sub, row)
+        changes = preference_diff(sub, row.prefs)
         if not changes and row.status == sub.status:
             report.unchanged += 1
             continue
@@ -379,15 +380,6 @@ def _apply_batch(
         conn.execute(stmt, updates)
     if events:
         conn.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
-
-
-def _diff(sub: Subscriber, row: _Row) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for name in PREFERENCE_FIELDS:
-        old, new = getattr(sub, name), getattr(row.prefs, name)
-        if old != new:
-            out[name] = [list(old) if isinstance(old, list) else old, new]
-    return out
 
 
 def _event(sub_id: int | None, action: str, actor: str, now: datetime, detail: dict) -> dict:

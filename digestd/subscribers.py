@@ -245,6 +245,16 @@ def add_subscriber(
     return sub
 
 
+def preference_diff(current: Subscriber | Preferences, wanted: Preferences) -> dict[str, list[Any]]:
+    """{field: [old, new]} for each preference that differs (the detail of an update event)."""
+    diff: dict[str, list[Any]] = {}
+    for name in PREFERENCE_FIELDS:
+        old, new = getattr(current, name), getattr(wanted, name)
+        if old != new:
+            diff[name] = [list(old) if isinstance(old, list) else old, new]
+    return diff
+
+
 def update_preferences(
     session: Session,
     sub: Subscriber,
@@ -257,14 +267,10 @@ def update_preferences(
     unknown = sorted(set(changes) - set(PREFERENCE_FIELDS))
     if unknown:
         raise InvalidInput(f"unknown preference {unknown[0]!r}")
-    current = Preferences.of(sub)
-    wanted = replace(current, **changes).validated()
-    diff: dict[str, list[Any]] = {}
-    for name in PREFERENCE_FIELDS:
-        old, new = getattr(current, name), getattr(wanted, name)
-        if old != new:
-            diff[name] = [list(old) if isinstance(old, list) else old, new]
-            setattr(sub, name, new)
+    wanted = replace(Preferences.of(sub), **changes).validated()
+    diff = preference_diff(sub, wanted)
+    for name, (_, new) in diff.items():
+        setattr(sub, name, new)
     if diff:
         session.add(sub)
         record_event(session, sub.id, UPDATED, actor=actor, now=now, changes=diff)

@@ -63,12 +63,16 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     def redacted(self) -> dict[str, object]:
-        """The settings as a dict with secrets masked, for logs and `config show`."""
+        """The settings as a dict with secrets masked, for logs and `digestd config show`."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = "********"
+            elif f.name == "database_url":
+                from sqlalchemy.engine import make_url
+
+                value = make_url(str(value)).render_as_string(hide_password=True)
             elif isinstance(value, Path):
                 value = str(value)
             out[f.name] = value

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.db import chunks, session_scope
 from digestd.models import Delivery, DeliveryEntry, Event, Subscriber
 from digestd.planning import due_period, window
 
@@ -321,11 +321,6 @@ def temporary_failure(claim: Claim, reply: str) -> Outcome:
     return Outcome(claim, "retry", reply)
 
 
-def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 def _executemany_raw(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
     """Run a Core statement for many rows through the driver's own executemany.
 
@@ -409,7 +404,7 @@ def record_outcomes(
 
     # A delivered message proves the address works: consecutive-bounce count starts over.
     delivered = sorted({o.claim.subscriber_id for o in outcomes if o.status == "sent"})
-    for chunk in _chunks(delivered):
+    for chunk in chunks(delivered, IN_CHUNK):
         session.execute(
             update(Subscriber)
             .where(Subscriber.id.in_(chunk), Subscriber.bounce_count > 0)  # type: ignore[union-attr]
@@ -418,7 +413,7 @@ def record_outcomes(
         )
     bounced_ids = sorted({o.claim.subscriber_id for o in outcomes if o.bad_address})
     newly_bounced: list[int] = []
-    for chunk in _chunks(bounced_ids):
+    for chunk in chunks(bounced_ids, IN_CHUNK):
         session.execute(
             update(Subscriber)
             .where(Subscriber.id.in_(chunk))  # type: ignore[union-attr]

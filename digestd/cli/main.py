@@ -13,7 +13,18 @@ except ImportError:  # pragma: no cover - older Typer uses Click itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from digestd import __version__
-from digestd.cli import db, deliveries, demo, entries, preview, run, sources, subscribers, web
+from digestd.cli import (
+    db,
+    deliveries,
+    demo,
+    entries,
+    preview,
+    run,
+    settings,
+    sources,
+    subscribers,
+    web,
+)
 
 app = typer.Typer(
     name="digestd",
@@ -23,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(settings.app, name="config")
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(sources.app, name="sources")
 app.add_typer(entries.app, name="entries")

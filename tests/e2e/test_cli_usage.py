@@ -82,3 +82,26 @@ def test_json_timestamps_are_iso_8601(tmp_path: Path) -> None:
     assert stamps
     for value in stamps:
         assert "T" in value and value.endswith("+00:00"), value
+
+
+def test_config_show_masks_every_secret(tmp_path: Path) -> None:
+    env = {
+        "DIGESTD_DATABASE_URL": "postgresql://digestd:db-pass-42@db.example.org:5432/digestd",
+        "DIGESTD_SMTP_USERNAME": "mailer",
+        "DIGESTD_SMTP_PASSWORD": "smtp-pass-42",
+        "DIGESTD_SECRET_KEY": "secret-key-42-0123456789",
+        "DIGESTD_SMTP_PORT": "2525",
+    }
+    result = run_cli("config", "show", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["smtp_port"] == 2525
+    assert shown["smtp_username"] == "mailer"
+    assert "db.example.org" in shown["database_url"]
+    assert "42" not in result.stdout.replace("2525", "")
+    bad = run_cli("config", "show", env={"DIGESTD_SMTP_TLS": "ssl"}, cwd=tmp_path)
+    assert bad.returncode == 1
+    assert (
+        bad.stderr.strip()
+        == "error: DIGESTD_SMTP_TLS must be one of none, starttls, tls, got 'ssl'"
+    )

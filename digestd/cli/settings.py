@@ -1,0 +1,28 @@
+"""`digestd config show`: the settings in force, secrets masked."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from digestd.cli.common import console, get_context, print_json
+from digestd.config import PARSERS
+
+app = typer.Typer(help="Settings (DIGESTD_* variables and .env).", no_args_is_help=True)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the settings as JSON."),
+) -> None:
+    """Show every setting in force (environment over .env over defaults); secrets masked."""
+    values = get_context(ctx, migrate=False).settings.redacted()
+    if as_json:
+        print_json(values)
+        return
+    table = Table("variable", "value")
+    for var, (name, _parse) in PARSERS.items():
+        value = values.get(name)
+        table.add_row(var, "" if value is None else str(value))
+    console.print(table)

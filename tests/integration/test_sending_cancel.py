@@ -5,33 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import timedelta
 
 import pytest
 from sqlmodel import select
 
-from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.mailer import SmtpPool
 from digestd.models import Delivery
-from digestd.outbox import plan_due, release_expired
+from digestd.outbox import release_expired
 from digestd.sending import send_due
-from tests.support.digests import add_subscriber
-from tests.support.sending import add_papers
+from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 
 
 async def test_cancel_mid_batch_keeps_accepted_messages_recorded(
     app: AppContext, clock, smtp_server: SmtpTestServer
 ) -> None:
-    app.settings = Settings(**{**app.settings.__dict__, "smtp_port": smtp_server.port})
-    now = clock()
-    with session_scope(app.engine) as s:
-        add_papers(s, now - timedelta(hours=1))
-        for i in range(8):
-            add_subscriber(s, f"s{i}@example.org", now - timedelta(days=3))
-    assert plan_due(app).planned == 8
+    plan_digests(app, smtp_server.port, 8)
 
     three_in = threading.Event()
     release = threading.Event()

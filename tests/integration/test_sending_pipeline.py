@@ -4,32 +4,22 @@ middle of a pass leaves nothing claimed, and the next pass sends the rest, each 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 from sqlmodel import select
 
-from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.mailer import SmtpPool
 from digestd.models import Delivery
-from digestd.outbox import plan_due
 from digestd.sending import send_due
-from tests.support.digests import add_subscriber
-from tests.support.sending import add_papers
+from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 
 
 async def test_stop_mid_pass_hands_back_the_batch_claimed_ahead(
-    app: AppContext, clock, smtp_server: SmtpTestServer
+    app: AppContext, smtp_server: SmtpTestServer
 ) -> None:
-    app.settings = Settings(**{**app.settings.__dict__, "smtp_port": smtp_server.port})
-    now = clock()
-    with session_scope(app.engine) as s:
-        add_papers(s, now - timedelta(hours=1))
-        for i in range(12):
-            add_subscriber(s, f"s{i}@example.org", now - timedelta(days=3))
-    assert plan_due(app).planned == 12
+    plan_digests(app, smtp_server.port, 12)
 
     stop = threading.Event()
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.db import session_scope
 from digestd.models import Entry
+from digestd.outbox import plan_due
 
 TOPICS = ("language models", "retrieval", "interpretability", "diffusion", "robotics")
 
@@ -31,3 +35,16 @@ def add_papers(
     session.add_all(entries)
     session.flush()
     return entries
+
+
+def plan_digests(app: AppContext, smtp_port: int, count: int) -> None:
+    """Point `app` at the test SMTP server and plan one due digest for `count` subscribers."""
+    from tests.support.digests import add_subscriber
+
+    app.settings = Settings(**{**app.settings.__dict__, "smtp_port": smtp_port})
+    now = app.now()
+    with session_scope(app.engine) as s:
+        add_papers(s, now - timedelta(hours=1))
+        for i in range(count):
+            add_subscriber(s, f"s{i}@example.org", now - timedelta(days=3))
+    assert plan_due(app).planned == count

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from digestd.config import Settings
 from digestd.db import make_engine, session_scope, upgrade
+from digestd.metrics import Metrics
 from digestd.models import Meta, utcnow
 
 Clock = Callable[[], datetime]
@@ -28,6 +29,11 @@ class AppContext:
     @cached_property
     def engine(self) -> Engine:
         return make_engine(self.settings.database_url)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """This process's Prometheus metrics (its own registry; served on /metrics)."""
+        return Metrics()
 
     def now(self) -> datetime:
         """The current time as aware UTC, from the injected clock."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
-from collections.abc import Iterator
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -303,12 +304,15 @@ async def _send_jobs(
                     ),
                 )
                 if data is not None:
+                    started = time.perf_counter()
                     await pool.send_bytes(template.sender, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
                         _reference_message, ctx, renderer, job, unsubscribe, preferences, now
                     )
+                    started = time.perf_counter()
                     await pool.send(message)
+                ctx.metrics.smtp_transaction_done(time.perf_counter() - started)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
                 outcomes.append(
@@ -368,8 +372,11 @@ async def send_due(
     stop: StopSignal | None = None,
     pool: SmtpPool | None = None,
     limit: int | None = None,
+    progress: Callable[[SendReport], None] | None = None,
 ) -> SendReport:
     """Send every delivery that is due, batch by batch, until none is left or `stop` is set.
+
+    `progress(report)` is called after each batch is sent (for the CLI's progress bar).
 
     Pipelined: while batch N is on the wire, batch N+1 is claimed and prepared and batch
     N-1 recorded, each in a worker thread (database work never blocks the event loop, which
@@ -381,6 +388,7 @@ async def send_due(
     skipped, or retry with a later `next_attempt_at`) before the next claim.
     """
     report = SendReport()
+    started = time.perf_counter()
     renderer = Renderer(ctx.settings)
     bodies: BodyCache = OrderedDict()
     loaded: list[tuple[datetime, datetime, Selector]] = []
@@ -421,7 +429,10 @@ async def send_due(
                 asyncio.to_thread(_record, ctx, current.outcomes, worker_id)
             )
             report.add(current.outcomes)
+            _count(ctx, current.outcomes)
             current = None
+            if progress is not None:
+                progress(report)
         if recording is not None:
             report.bounced += len(await asyncio.shield(recording))
             recording = None
@@ -442,7 +453,21 @@ async def send_due(
     finally:
         if owned:
             await smtp.close()
+        if report.claimed:
+            ctx.metrics.send_pass_done(time.perf_counter() - started)
     return report
+
+
+def _count(ctx: AppContext, outcomes: list[Outcome]) -> None:
+    """Count a batch's outcomes on the process's metrics (a bad address is a bounce)."""
+    by_status = Counter(o.status for o in outcomes)
+    ctx.metrics.record_sends(
+        sent=by_status["sent"],
+        failed=by_status["failed"],
+        retried=by_status["retry"],
+        skipped=by_status["skipped"],
+        bounced=sum(1 for o in outcomes if o.bad_address),
+    )
 
 
 async def _settle(

@@ -92,6 +92,7 @@ async def fetch_sources(
         for done in asyncio.as_completed(tasks):
             report = await done
             reports.append(report)
+            ctx.metrics.fetched(report.source_id, report.status)
             if progress is not None:
                 progress(len(reports), len(jobs), report)
     return sorted(reports, key=lambda r: r.source_id)

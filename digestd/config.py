@@ -21,7 +21,8 @@ class ConfigError(ValueError):
 
 
 SMTP_TLS_MODES = ("none", "starttls", "tls")
-SECRET_FIELDS = frozenset({"smtp_password", "secret_key"})
+SECRET_FIELDS = frozenset({"smtp_password", "secret_key", "metrics_token"})
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class Settings:
     fetch_interval_minutes: int = 60
     batch_size: int = 500
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_token: str | None = field(default=None, repr=False)
+    dkim_selector: str | None = None
+    dns_server: str | None = None
 
     @property
     def listen_host(self) -> str:
@@ -175,6 +180,42 @@ def _secret(raw: str) -> str | None:
     return raw
 
 
+def dns_server_address(value: str) -> tuple[str, int]:
+    """(ip, port) of a DIGESTD_DNS_SERVER value: IP, IP:PORT or [IPv6]:PORT (port 53 default)."""
+    import ipaddress
+
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, "53"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"must be an IP address with an optional :PORT, got {value!r}") from None
+    return host, _int(1, 65535)(port)
+
+
+def _dns_server(raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    dns_server_address(raw)
+    return raw.strip()
+
+
+def _selector(raw: str) -> str | None:
+    value = raw.strip().lower()
+    if not value:
+        return None
+    if not all(label and label.replace("-", "").replace("_", "").isalnum()
+               for label in value.split(".")):  # fmt: skip
+        raise ValueError(f"must be a DNS label such as s1 or mail2026, got {raw!r}")
+    return value
+
+
 def _directory(raw: str) -> Path | None:
     if not raw:
         return None
@@ -206,6 +247,10 @@ PARSERS = {
     "DIGESTD_FETCH_INTERVAL_MINUTES": ("fetch_interval_minutes", _int(1, 10080)),
     "DIGESTD_BATCH_SIZE": ("batch_size", _int(1, 100000)),
     "DIGESTD_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
+    "DIGESTD_LOG_FORMAT": ("log_format", _choice(*LOG_FORMATS)),
+    "DIGESTD_METRICS_TOKEN": ("metrics_token", _secret),
+    "DIGESTD_DKIM_SELECTOR": ("dkim_selector", _selector),
+    "DIGESTD_DNS_SERVER": ("dns_server", _dns_server),
 }
 
 

@@ -31,7 +31,7 @@ from sqlmodel import Session
 
 from digestd.context import AppContext
 from digestd.db import chunks, session_scope
-from digestd.models import Delivery, DeliveryEntry, Event, Subscriber
+from digestd.models import DELIVERY_STATUSES, Delivery, DeliveryEntry, Event, Subscriber
 from digestd.planning import due_period, window
 
 # Retries: exponential backoff from RETRY_BASE, at most MAX_ATTEMPTS attempts in all.
@@ -531,3 +531,27 @@ async def send_due(ctx: AppContext, *, worker_id: str, stop: Any = None) -> Any:
     from digestd.sending import send_due as _send_due  # sending imports this module
 
     return await _send_due(ctx, worker_id=worker_id, stop=stop)
+
+
+# ---- figures for monitoring ------------------------------------------------------------
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Deliveries per status, every status present (zero when none): gauges and stats."""
+    counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+    rows = session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+    for status, n in rows:
+        counts[status] = int(n)
+    return counts
+
+
+def oldest_due(session: Session, now: datetime) -> datetime | None:
+    """When the longest-waiting claimable delivery became due (None: nothing is waiting).
+
+    A delivery due long ago and still unclaimed means sending is stuck or falling behind.
+    """
+    stmt = select(func.min(Delivery.next_attempt_at)).where(
+        Delivery.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
+        Delivery.next_attempt_at <= now,  # type: ignore[operator]
+    )
+    return _aware(session.execute(stmt).scalar())

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from digestd.models import (
     FORMATS,
@@ -363,3 +363,13 @@ def subscriber_dict(sub: Subscriber) -> dict[str, Any]:
         "unsubscribed_at": ts(sub.unsubscribed_at),
         "bounce_count": sub.bounce_count,
     }
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Subscribers per status, every status present (zero when none): gauges and stats."""
+    counts = dict.fromkeys(SUBSCRIBER_STATUSES, 0)
+    for status, n in session.execute(
+        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+    ):
+        counts[status] = int(n)
+    return counts

@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 from digestd.context import AppContext
 from digestd.db import redact_url, session_scope
 from digestd.leases import new_worker_id, release_worker
+from digestd.logs import configure_logging
 
 log = logging.getLogger("digestd.daemon")
 
@@ -131,8 +132,11 @@ class Daemon:
 
     # -- jobs: each logs exactly one line per run ---------------------------------------
 
-    async def _run_job(self, name: str, body: Callable[[], Awaitable[str]]) -> None:
-        """Run one job body; log one line (what it did, how long); never let it kill the loop."""
+    async def _run_job(self, name: str, body: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """Run one job body; log one line (what it did, how long); never let it kill the loop.
+
+        The body returns its counts; they are the line's `key=value` text and, in JSON
+        logs, fields of their own (with `job`, `worker` and `duration_ms`)."""
         if self.stop.is_set():
             return
         task = asyncio.current_task()
@@ -140,18 +144,24 @@ class Daemon:
             self._running.add(task)
         started = time.perf_counter()
         try:
-            summary = await body()
-            log.info("job=%s %s duration_ms=%d", name, summary, _ms(started))
+            counts = await body()
+            ms = _ms(started)
+            fields = {"job": name, "worker": self.worker_id, **counts, "duration_ms": ms}
+            log.info("job=%s %s duration_ms=%d", name, _pairs(counts), ms, extra=fields)
         except asyncio.CancelledError:
-            log.warning("job=%s cancelled by stop duration_ms=%d", name, _ms(started))
+            ms = _ms(started)
+            fields = {"job": name, "worker": self.worker_id, "duration_ms": ms}
+            log.warning("job=%s cancelled by stop duration_ms=%d", name, ms, extra=fields)
             raise
         except Exception as exc:  # a failing job is logged and retried on its next run
+            ms = _ms(started)
             log.error(
                 "job=%s failed error=%s duration_ms=%d",
                 name,
                 _one_line(exc),
-                _ms(started),
+                ms,
                 exc_info=log.isEnabledFor(logging.DEBUG),
+                extra={"job": name, "worker": self.worker_id, "duration_ms": ms},
             )
         finally:
             self._last_beat = time.monotonic()
@@ -164,7 +174,7 @@ class Daemon:
         return bool(self.scheduler.running) and not self.stop.is_set() and recent
 
     async def ingest(self) -> None:
-        async def body() -> str:
+        async def body() -> dict[str, Any]:
             from digestd.ingest import fetch_sources
 
             reports = await fetch_sources(self.ctx, only_due=True)
@@ -173,7 +183,7 @@ class Daemon:
         await self._run_job("ingest", body)
 
     async def plan(self) -> None:
-        async def body() -> str:
+        async def body() -> dict[str, Any]:
             from digestd.outbox import plan_due
 
             # Planning is synchronous database work: run it off the loop so the web
@@ -187,7 +197,7 @@ class Daemon:
         await self._run_job("plan", body)
 
     async def send(self) -> None:
-        async def body() -> str:
+        async def body() -> dict[str, Any]:
             from digestd.outbox import send_due
 
             # send_due claims batches until none is due or `stop` is set; a stop lets the
@@ -198,7 +208,7 @@ class Daemon:
         await self._run_job("send", body)
 
     async def housekeeping(self) -> None:
-        async def body() -> str:
+        async def body() -> dict[str, Any]:
             from digestd.outbox import release_expired
 
             def release() -> int:
@@ -208,7 +218,7 @@ class Daemon:
             released = await asyncio.to_thread(release)
             if released:
                 self.kick("send")
-            return f"released_expired_leases={released}"
+            return {"released_expired_leases": released}
 
         await self._run_job("housekeeping", body)
 
@@ -286,7 +296,7 @@ async def run_forever(
     Raises DaemonStartError (one-line message) when it cannot start: another daemon on the
     same SQLite file, or the listen address is taken.
     """
-    _configure_logging(ctx.settings.log_level)
+    configure_logging(ctx.settings)
     stop = stop_event or asyncio.Event()
     with single_process_lock(ctx.settings.database_url):
         sock = _bind_web(ctx) if web else None
@@ -358,19 +368,6 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def _configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
-    logging.getLogger("digestd").setLevel(level.upper())
-    # APScheduler logs "Running job"/"executed successfully" for every run; our one line
-    # per run says more, so keep only its warnings (missed runs, skipped instances).
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
 def _ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
@@ -390,24 +387,31 @@ def _count(report: Any, name: str) -> int:
         return 0
 
 
-def _summarize(report: Any) -> str:
-    """`key=value` pairs from a report dataclass's scalar fields, for the one-line job log."""
+def _summarize(report: Any) -> dict[str, Any]:
+    """A report dataclass's scalar fields (collections by their size), for the job log."""
     fields = getattr(report, "__dataclass_fields__", None)
     if not fields:
-        return f"result={report!r}"
-    parts = []
+        return {"result": repr(report)}
+    out: dict[str, Any] = {}
     for name in fields:
         value = getattr(report, name)
         if isinstance(value, bool | int | float | str) or value is None:
-            parts.append(f"{name}={value}")
+            out[name] = value
         elif isinstance(value, list | tuple | set | dict):
-            parts.append(f"{name}={len(value)}")
-    return " ".join(parts)
+            out[name] = len(value)
+    return out
 
 
-def _summarize_fetch(reports: list[Any]) -> str:
-    """Sources fetched, how many failed, entries added: one line for the ingest job."""
-    failed = sum(1 for r in reports if getattr(r, "error", None))
-    new = sum(_count(r, "new") for r in reports)
-    updated = sum(_count(r, "updated") for r in reports)
-    return f"sources={len(reports)} failed={failed} new_entries={new} updated_entries={updated}"
+def _summarize_fetch(reports: list[Any]) -> dict[str, Any]:
+    """Sources fetched, how many failed, entries added: the ingest job's counts."""
+    return {
+        "sources": len(reports),
+        "failed": sum(1 for r in reports if getattr(r, "error", None)),
+        "new_entries": sum(_count(r, "new") for r in reports),
+        "updated_entries": sum(_count(r, "updated") for r in reports),
+    }
+
+
+def _pairs(fields: dict[str, Any]) -> str:
+    """`key=value …` for the text log line."""
+    return " ".join(f"{k}={v}" for k, v in fields.items())

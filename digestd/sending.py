@@ -105,6 +105,11 @@ class _Batch:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
+def _ids(claim: Claim) -> dict[str, int]:
+    """Log fields naming a delivery and its subscriber (ids, never the address)."""
+    return {"delivery_id": claim.id, "subscriber_id": claim.subscriber_id}
+
+
 def _short(exc: BaseException) -> str:
     text = one_line(str(exc)) or type(exc).__name__
     return text[:500]
@@ -221,11 +226,11 @@ def _prepare(
             try:
                 digest = _digest(ctx, renderer, profile, picks, c.window_end, sub.format)
             except TemplateProblem as exc:  # an admin's template: one line, retried later
-                log.error("render failed for delivery %s: %s", c.id, exc)
+                log.error("render failed for delivery %s: %s", c.id, exc, extra=_ids(c))
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
                 continue
             except Exception as exc:  # a template error must not lose the batch
-                log.exception("render failed for delivery %s", c.id)
+                log.exception("render failed for delivery %s", c.id, extra=_ids(c))
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
                 continue
             bodies[key] = digest
@@ -321,7 +326,7 @@ async def _send_jobs(
             except TemporarySendError as exc:
                 outcomes.append(_temporary(c, one_line(exc.reply) or "temporary failure"))
             except Exception as exc:  # a bad address format, an encoding error: keep going
-                log.exception("sending delivery %s failed", c.id)
+                log.exception("sending delivery %s failed", c.id, extra=_ids(c))
                 outcomes.append(_temporary(c, f"error: {_short(exc)}"))
             else:
                 outcomes.append(Outcome(c, "sent", None, entry_ids=job.digest.entry_ids))

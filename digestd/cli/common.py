@@ -14,6 +14,7 @@ from sqlmodel import Session
 from digestd.config import ConfigError, load_settings
 from digestd.context import AppContext
 from digestd.db import redact_url
+from digestd.logs import configure_logging
 from digestd.models import Subscriber
 from digestd.subscribers import InvalidInput, get_by_email
 
@@ -37,6 +38,7 @@ def get_context(
             settings = load_settings()
         except ConfigError as exc:
             fail(str(exc))
+        configure_logging(settings)
         app = AppContext(settings=settings, actor=actor or f"cli:{ctx.command_path}")
         ctx.call_on_close(app.dispose)
         root.obj = app

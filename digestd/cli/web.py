@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 from digestd.cli.common import console, fail, get_context
@@ -17,11 +15,7 @@ def register(app: typer.Typer) -> None:
         """Serve the subscribe / confirm / unsubscribe / preferences pages on DIGESTD_LISTEN."""
         from digestd.web.server import ServeError, run
 
-        context = get_context(ctx, actor="web")
-        logging.basicConfig(
-            level=context.settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        context = get_context(ctx, actor="web")  # logging is configured there
         console.print(
             f"digestd web listening on http://{context.settings.listen} "
             f"(links point to {context.settings.base_url}); Ctrl-C stops it",

@@ -114,7 +114,9 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        # The route's template, not the path: paths carry signed tokens.
+        route = getattr(request.scope.get("route"), "path", "?")
+        log.exception("unexpected error on %s %s", request.method, route)
         return error(request, 500, "Something went wrong on our side. Please try again later.")
 
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)

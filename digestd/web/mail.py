@@ -73,7 +73,12 @@ class ConfirmationSender:
         try:
             await self._pool.send(message)
         except SendError as exc:
-            log.warning("confirmation mail to subscriber %s not sent: %s", mail.subscriber_id, exc)
+            log.warning(
+                "confirmation mail to subscriber %s not sent: %s",
+                mail.subscriber_id,
+                exc,
+                extra={"subscriber_id": mail.subscriber_id},
+            )
             return False
         return True
 

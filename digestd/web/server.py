@@ -65,6 +65,7 @@ async def serve(
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
+        log_config=None,  # no handlers of its own: its lines go through digestd's (JSON too)
         lifespan="on",
         access_log=False,
         server_header=False,

@@ -18,9 +18,7 @@ from tests.support.daemon import (
 from tests.support.smtp import SmtpTestServer
 
 
-def test_daemon_json_logs_parse_line_by_line(
-    tmp_path: Path, smtp_server: SmtpTestServer
-) -> None:
+def test_daemon_json_logs_parse_line_by_line(tmp_path: Path, smtp_server: SmtpTestServer) -> None:
     url = f"sqlite:///{tmp_path / 'digestd.db'}"
     planned = seed_due_deliveries(url, 3)
     refused = sorted(planned.values())[0]
@@ -31,9 +29,7 @@ def test_daemon_json_logs_parse_line_by_line(
     env = daemon_env(url, smtp_server.port, DIGESTD_LOG_FORMAT="json", DIGESTD_LOG_LEVEL="debug")
     daemon = DaemonProcess(env)
     try:
-        wait_until(
-            lambda: delivery_statuses(url) == {"sent": 2, "failed": 1}, 60, "the send pass"
-        )
+        wait_until(lambda: delivery_statuses(url) == {"sent": 2, "failed": 1}, 60, "the send pass")
         daemon.wait_for_line(r'"job": "send".*"sent": 2')
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0, daemon.output

@@ -545,13 +545,14 @@ def count_by_status(session: Session) -> dict[str, int]:
     return counts
 
 
-def oldest_due(session: Session, now: datetime) -> datetime | None:
-    """When the longest-waiting claimable delivery became due (None: nothing is waiting).
+def waiting(session: Session, now: datetime) -> tuple[int, datetime | None]:
+    """How many deliveries are due and claimable now, and since when the oldest has been.
 
-    A delivery due long ago and still unclaimed means sending is stuck or falling behind.
+    One due long ago and still unclaimed means sending is stuck or falling behind.
     """
-    stmt = select(func.min(Delivery.next_attempt_at)).where(
+    stmt = select(func.count(), func.min(Delivery.next_attempt_at)).where(
         Delivery.status.in_(CLAIMABLE),  # type: ignore[attr-defined]
         Delivery.next_attempt_at <= now,  # type: ignore[operator]
     )
-    return _aware(session.execute(stmt).scalar())
+    count, oldest = session.execute(stmt).one()
+    return int(count), _aware(oldest)

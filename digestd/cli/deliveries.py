@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
+from digestd.cli.progress import QuietOpt, SendProgress
 from digestd.db import session_scope
 from digestd.leases import new_worker_id
 from digestd.models import DELIVERY_STATUSES
@@ -60,6 +61,7 @@ def retry_cmd(
         False, "--failed", help="Retry only failed deliveries (with a fresh set of attempts)."
     ),
     no_send: bool = typer.Option(False, "--no-send", help="Only reschedule; do not send now."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Make waiting (or, with --failed, only failed) deliveries due now, and send them."""
     app_ctx = get_context(ctx)
@@ -73,7 +75,8 @@ def retry_cmd(
     from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     try:
-        report = asyncio.run(send_due(app_ctx, worker_id=new_worker_id()))
+        with SendProgress(app_ctx, quiet=quiet) as progress:
+            report = asyncio.run(send_due(app_ctx, worker_id=new_worker_id(), progress=progress))
     except Exception as exc:
         fail(f"deliveries retry: {first_line(exc)}")
     console.print(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from digestd.cli.common import console, fail, first_line, get_context, print_json
+from digestd.cli.progress import QuietOpt, SendProgress, progress_bar
 from digestd.context import AppContext
 from digestd.leases import new_worker_id
 from digestd.outbox import PlanReport, plan_due
@@ -43,21 +44,31 @@ def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) 
     return out
 
 
-async def _once(app: AppContext, ingest: bool) -> tuple[dict | None, PlanReport, SendReport]:
+async def _once(
+    app: AppContext, ingest: bool, quiet: bool = False
+) -> tuple[dict | None, PlanReport, SendReport]:
     from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     fetch = None
     if ingest:
         from digestd.ingest import fetch_sources
 
-        reports = await fetch_sources(app, only_due=True)
+        bar = progress_bar("fetching", quiet=quiet)
+        task = bar.add_task("fetch", total=None)
+        with bar:
+            reports = await fetch_sources(
+                app,
+                only_due=True,
+                progress=lambda n, total, _: bar.update(task, completed=n, total=total),
+            )
         fetch = {
             "sources": len(reports),
             "failed": sum(1 for r in reports if getattr(r, "error", None)),
             "new_entries": sum(int(getattr(r, "new", 0) or 0) for r in reports),
         }
     plan = await asyncio.to_thread(plan_due, app)
-    sent = await send_due(app, worker_id=new_worker_id())
+    with SendProgress(app, quiet=quiet) as progress:
+        sent = await send_due(app, worker_id=new_worker_id(), progress=progress)
     return fetch, plan, sent
 
 
@@ -72,6 +83,7 @@ def register(app: typer.Typer) -> None:
         ),
         no_ingest: bool = typer.Option(False, "--no-ingest", help="Skip fetching sources."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Run digestd: with --once a single pass (for cron); without, the daemon."""
         if not once:
@@ -83,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc))
         context = get_context(ctx)
         try:
-            fetch, plan, sent = asyncio.run(_once(context, ingest=not no_ingest))
+            fetch, plan, sent = asyncio.run(_once(context, ingest=not no_ingest, quiet=quiet))
         except Exception as exc:
             fail(f"run --once: {first_line(exc)}")
         if as_json:
@@ -104,6 +116,7 @@ def register(app: typer.Typer) -> None:
         emails: list[str] = typer.Argument(None, help="Addresses to send to now."),
         all_: bool = typer.Option(False, "--all", help="Every active subscriber."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Plan and send the current period's digest now, regardless of the hour."""
         if bool(emails) == all_:
@@ -122,7 +135,8 @@ def register(app: typer.Typer) -> None:
             from digestd.sending import send_due
 
             plan = await asyncio.to_thread(plan_due, context, force=True, emails=wanted)
-            return plan, await send_due(context, worker_id=new_worker_id())
+            with SendProgress(context, quiet=quiet) as progress:
+                return plan, await send_due(context, worker_id=new_worker_id(), progress=progress)
 
         try:
             plan, sent = asyncio.run(go())

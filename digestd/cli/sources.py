@@ -8,10 +8,11 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, TextColumn
 from rich.table import Table
 
 from digestd.cli.common import console, err_console, fail, get_context, print_json, short_time
+from digestd.cli.progress import QuietOpt, progress_bar
 from digestd.db import session_scope
 from digestd.ingest.types import FetchReport
 from digestd.models import SOURCE_KINDS, Source
@@ -124,6 +125,7 @@ def fetch(
     ctx: typer.Context,
     source_ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Default: all enabled."),
     as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Fetch sources now and print per-source counts; a failing feed is reported, not fatal."""
     from digestd.ingest.run import fetch_sources
@@ -137,15 +139,8 @@ def fetch(
         except InvalidSource as exc:
             fail(str(exc))
 
-    progress = Progress(
-        TextColumn("fetching"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json,
+    progress = progress_bar(
+        "fetching", MofNCompleteColumn(), TextColumn("{task.description}"), quiet=quiet
     )
     task = progress.add_task("", total=None)
 

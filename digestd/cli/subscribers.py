@@ -11,14 +11,7 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import DownloadColumn, MofNCompleteColumn
 from rich.table import Table
 from sqlmodel import col, select
 
@@ -30,6 +23,7 @@ from digestd.cli.common import (
     get_context,
     print_json,
 )
+from digestd.cli.progress import CountingWriter, QuietOpt, progress_bar
 from digestd.db import session_scope
 from digestd.models import SUBSCRIBER_STATUSES, Event, Subscriber
 from digestd.subscriber_csv import ImportRejected, export_csv, import_csv
@@ -38,6 +32,7 @@ from digestd.subscribers import (
     Preferences,
     SubscriberExists,
     add_subscriber,
+    count_by_status,
     forget,
     revoke_links,
     set_status,
@@ -366,22 +361,14 @@ def import_cmd(
     update_existing: bool = typer.Option(
         False, "--update-existing", help="Update known addresses instead of rejecting them."
     ),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Import subscribers from CSV: all rows or none; every bad row is listed by line."""
     if not file.is_file():
         fail(f"{file}: no such file")
     app_ctx = get_context(ctx)
     total = file.stat().st_size
-    progress = Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,  # no bar in pipes, logs and tests
-    )
+    progress = progress_bar("importing", DownloadColumn(), quiet=quiet)
     task = progress.add_task("import", total=total)
     try:
         with progress, session_scope(app_ctx.engine) as session:
@@ -416,13 +403,23 @@ def export_cmd(
     ctx: typer.Context,
     file: Path | None = typer.Argument(None, help="Write here instead of stdout."),
     status: str | None = typer.Option(None, "--status", help="Only this status."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Export subscribers as CSV (the import format); stdout unless FILE is given."""
     wanted = _status_filter(status)
     app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
+    progress = progress_bar("exporting", MofNCompleteColumn(), quiet=quiet)
+    with progress, session_scope(app_ctx.engine) as session:
+        if not progress.disable:
+            counts = count_by_status(session)
+            total = counts.get(wanted, 0) if wanted else sum(counts.values())
+            task = progress.add_task("export", total=total + 1)  # + the header line
+
+        def counted(out: Any) -> Any:
+            return out if progress.disable else CountingWriter(out, lambda: progress.advance(task))
+
         if file is None:
-            export_csv(session, sys.stdout, status=wanted)
+            export_csv(session, counted(sys.stdout), status=wanted)
             return
         # Write next to the target and rename: a failed export never leaves half a file.
         directory = file.resolve().parent
@@ -431,7 +428,7 @@ def export_cmd(
         fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                count = export_csv(session, out, status=wanted)
+                count = export_csv(session, counted(out), status=wanted)
             os.replace(tmp, file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

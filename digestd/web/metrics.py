@@ -64,7 +64,7 @@ class DatabaseFigures(Collector):
             with session_scope(self.ctx.engine) as session:
                 subs = subscribers.count_by_status(session)
                 deliveries = outbox.count_by_status(session)
-                oldest = outbox.oldest_due(session, now)
+                _, oldest = outbox.waiting(session, now)
         except Exception as exc:  # a scrape must answer even when the database does not
             log.warning("metrics: database unavailable: %s", str(exc).splitlines()[0])
             up.add_metric([], 0)

@@ -17,6 +17,7 @@ from digestd.cli import (
     db,
     deliveries,
     demo,
+    doctor,
     entries,
     preview,
     run,
@@ -43,6 +44,7 @@ preview.register(app)
 run.register(app)
 web.register(app)
 demo.register(app)
+doctor.register(app)
 
 
 def _version(value: bool) -> None:

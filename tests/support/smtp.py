@@ -10,7 +10,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 
 def free_port() -> int:
@@ -70,19 +70,49 @@ class RecordingHandler:
         return "250 2.0.0 queued"
 
 
-class SmtpTestServer:
-    """Starts aiosmtpd in its own thread; `messages` are what arrived."""
+@dataclass
+class AdvertisingHandler(RecordingHandler):
+    """A RecordingHandler whose EHLO reply also offers `advertise` (e.g. PIPELINING, which
+    aiosmtpd handles, reading commands in order, but does not announce)."""
 
-    def __init__(self) -> None:
-        self.handler = RecordingHandler()
+    advertise: tuple[str, ...] = ()
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when no hook is set
+        return [*responses[:-1], *(f"250-{word}" for word in self.advertise), responses[-1]]
+
+
+class SmtpTestServer:
+    """Starts aiosmtpd in its own thread; `messages` are what arrived.
+
+    `advertise` adds EHLO keywords; `auth` (user, password) makes it require AUTH (over
+    plain text: loopback only, for tests)."""
+
+    def __init__(
+        self, *, advertise: tuple[str, ...] = (), auth: tuple[str, str] | None = None
+    ) -> None:
+        self.handler = AdvertisingHandler(advertise=advertise) if advertise else RecordingHandler()
         self.port = free_port()
         handler = self.handler
+        extra: dict = {}
+        if auth is not None:
+            user, password = auth[0].encode(), auth[1].encode()
+
+            def check(server, session, envelope, mechanism, data) -> AuthResult:  # type: ignore[no-untyped-def]
+                ok = data.login == user and data.password == password
+                return AuthResult(success=ok, handled=False)
+
+            extra = {"authenticator": check, "auth_required": True, "auth_require_tls": False}
 
         class _Controller(Controller):
             def factory(self) -> SMTP:
                 with handler.lock:
                     handler.connections += 1
-                return SMTP(self.handler, hostname="localhost", data_size_limit=10 * 1024 * 1024)
+                return SMTP(
+                    self.handler, hostname="localhost", data_size_limit=10 * 1024 * 1024, **extra
+                )
 
         self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port)
 

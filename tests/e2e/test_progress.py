@@ -42,7 +42,7 @@ def test_send_now_shows_progress_on_a_terminal_only(
     assert "\x1b[" not in piped.stderr  # no cursor movement in a pipe
 
 
-def test_export_progress_and_quiet(env: dict[str, str], tmp_path: Path) -> None:
+def test_export_import_progress_and_quiet(env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "list.csv"
     code, screen = run_in_terminal("subscribers", "export", str(out), env=env)
     assert code == 0, screen
@@ -54,6 +54,13 @@ def test_export_progress_and_quiet(env: dict[str, str], tmp_path: Path) -> None:
     assert code == 0, screen
     assert "exporting" not in screen and BAR not in screen, screen
     assert "exported 12 subscribers" in screen
+
+    code, screen = run_in_terminal(
+        "subscribers", "import", str(out), "--dry-run", "--update-existing", env=env
+    )
+    assert code == 0, screen
+    assert "importing" in screen and BAR in screen, screen
+    assert "dry run, nothing written" in screen
 
     piped = run_cli("subscribers", "export", env=env)
     assert piped.returncode == 0 and piped.stderr == "", piped.stderr

@@ -10,20 +10,21 @@ Jobs (APScheduler 3.x AsyncIOScheduler, each `max_instances=1`, `coalesce=True`)
 
 Every job runs once immediately at start, so a restarted daemon resumes at once.
 
-Crash safety comes from the outbox, not from this loop: a claimed delivery carries a lease;
+Crash safety comes from the delivery store, not from this loop: a claimed delivery carries a lease;
 if this process dies, the lease expires and any worker (this one restarted, or a replica)
 claims it again with the same Message-ID. On SIGTERM/SIGINT we stop claiming, let in-flight
 sends finish for a bounded time, then hand back whatever this worker still holds.
 
 SQLite is single-process: a second daemon on the same file is refused (an fcntl lock on
 `<db>.lock`, released by the kernel even on SIGKILL). PostgreSQL allows many replicas;
-they share work through `SELECT … FOR UPDATE SKIP LOCKED` in the outbox.
+they share work through `SELECT … FOR UPDATE SKIP LOCKED` in `digestd.deliveries`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -33,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -41,8 +42,13 @@ from sqlalchemy.engine import make_url
 
 from digestd.context import AppContext
 from digestd.db import redact_url, session_scope
-from digestd.leases import new_worker_id, release_worker
+from digestd.deliveries import new_worker_id
 from digestd.logs import configure_logging
+
+if TYPE_CHECKING:
+    from digestd.ingest.types import FetchReport
+    from digestd.planning import PlanReport
+    from digestd.sending import SendReport
 
 log = logging.getLogger("digestd.daemon")
 
@@ -184,13 +190,12 @@ class Daemon:
 
     async def plan(self) -> None:
         async def body() -> dict[str, Any]:
-            from digestd.outbox import plan_due
+            from digestd.planning import plan_due
 
             # Planning is synchronous database work: run it off the loop so the web
             # endpoints and in-flight SMTP transactions keep moving.
             report = await asyncio.to_thread(plan_due, self.ctx)
-            planned = _count(report, "planned")
-            if planned:
+            if report.planned:
                 self.kick("send")
             return _summarize(report)
 
@@ -198,7 +203,7 @@ class Daemon:
 
     async def send(self) -> None:
         async def body() -> dict[str, Any]:
-            from digestd.outbox import send_due
+            from digestd.sending import send_due
 
             # send_due claims batches until none is due or `stop` is set; a stop lets the
             # messages already handed to SMTP finish, and returns.
@@ -209,11 +214,11 @@ class Daemon:
 
     async def housekeeping(self) -> None:
         async def body() -> dict[str, Any]:
-            from digestd.outbox import release_expired
+            from digestd import deliveries
 
             def release() -> int:
                 with session_scope(self.ctx.engine) as session:
-                    return int(release_expired(session, self.ctx.now()))
+                    return deliveries.release(session, self.ctx.now())
 
             released = await asyncio.to_thread(release)
             if released:
@@ -280,8 +285,10 @@ class Daemon:
 
     def release_own_leases(self) -> int:
         """Deliveries this worker claimed but did not finish go back to pending at once."""
+        from digestd import deliveries
+
         with session_scope(self.ctx.engine) as session:
-            return release_worker(session, self.worker_id, self.ctx.now())
+            return deliveries.release(session, self.ctx.now(), worker_id=self.worker_id)
 
 
 async def run_forever(
@@ -377,38 +384,22 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}"
 
 
-def _count(report: Any, name: str) -> int:
-    value = getattr(report, name, 0)
-    if isinstance(value, list | tuple | set | dict):
-        return len(value)
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _summarize(report: Any) -> dict[str, Any]:
-    """A report dataclass's scalar fields (collections by their size), for the job log."""
-    fields = getattr(report, "__dataclass_fields__", None)
-    if not fields:
-        return {"result": repr(report)}
+def _summarize(report: PlanReport | SendReport) -> dict[str, Any]:
+    """A report's scalar fields (lists by their length), for the one-line job log."""
     out: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(report, name)
-        if isinstance(value, bool | int | float | str) or value is None:
-            out[name] = value
-        elif isinstance(value, list | tuple | set | dict):
-            out[name] = len(value)
+    for f in dataclasses.fields(report):
+        value = getattr(report, f.name)
+        out[f.name] = len(value) if isinstance(value, list) else value
     return out
 
 
-def _summarize_fetch(reports: list[Any]) -> dict[str, Any]:
+def _summarize_fetch(reports: list[FetchReport]) -> dict[str, Any]:
     """Sources fetched, how many failed, entries added: the ingest job's counts."""
     return {
         "sources": len(reports),
-        "failed": sum(1 for r in reports if getattr(r, "error", None)),
-        "new_entries": sum(_count(r, "new") for r in reports),
-        "updated_entries": sum(_count(r, "updated") for r in reports),
+        "failed": sum(1 for r in reports if r.failed),
+        "new_entries": sum(r.new for r in reports),
+        "updated_entries": sum(r.updated for r in reports),
     }
 
 

@@ -69,7 +69,7 @@ class SendProgress:
 
     def __enter__(self) -> SendProgress:
         if not self.bar.disable:
-            from digestd.outbox import waiting
+            from digestd.deliveries import waiting
 
             with session_scope(self.ctx.engine) as session:
                 due, _ = waiting(session, self.ctx.now())

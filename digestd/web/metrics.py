@@ -18,17 +18,18 @@ from prometheus_client.registry import Collector
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digestd import outbox, subscribers
+from digestd import deliveries, subscribers
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.metrics import CONTENT_TYPE, Metrics
+from digestd.statuses import DeliveryStatus
 from digestd.web.responses import state
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
 # The queue states worth watching; sent/failed/skipped grow forever (see the counters).
-WAITING = ("pending", "retry", "sending")
+WAITING = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.SENDING)
 UNMATCHED = "unmatched"  # requests no route took (404s): one label, not one per path
 
 
@@ -63,8 +64,8 @@ class DatabaseFigures(Collector):
         try:
             with session_scope(self.ctx.engine) as session:
                 subs = subscribers.count_by_status(session)
-                deliveries = outbox.count_by_status(session)
-                _, oldest = outbox.waiting(session, now)
+                queue = deliveries.counts(session)
+                _, oldest = deliveries.waiting(session, now)
         except Exception as exc:  # a scrape must answer even when the database does not
             log.warning("metrics: database unavailable: %s", str(exc).splitlines()[0])
             up.add_metric([], 0)
@@ -72,11 +73,11 @@ class DatabaseFigures(Collector):
             return
         up.add_metric([], 1)
         yield up
-        for status, n in subs.items():
-            subs_gauge.add_metric([status], n)
+        for sub_status, n in subs.items():
+            subs_gauge.add_metric([sub_status.value], n)
         yield subs_gauge
         for status in WAITING:
-            deliveries_gauge.add_metric([status], deliveries.get(status, 0))
+            deliveries_gauge.add_metric([status.value], queue[status])
         yield deliveries_gauge
         oldest_gauge.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
         yield oldest_gauge

@@ -299,15 +299,12 @@ async def _send_jobs(
                     ),
                 )
                 if data is not None:
-                    started = time.perf_counter()
                     await pool.send_bytes(template.sender, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
                         _reference_message, ctx, renderer, job, unsubscribe, preferences, now
                     )
-                    started = time.perf_counter()
                     await pool.send(message)
-                ctx.metrics.smtp_transaction_done(time.perf_counter() - started)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
                 outcomes.append(
@@ -394,7 +391,7 @@ async def send_due(
     bodies: BodyCache = OrderedDict()
     loaded: list[tuple[datetime, datetime, Selector]] = []
     owned = pool is None
-    smtp = pool or SmtpPool(ctx.settings)
+    smtp = pool or SmtpPool(ctx.settings, on_transaction=ctx.metrics.smtp_transaction_done)
     size = limit or ctx.settings.batch_size
 
     def stopped() -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from types import TracebackType
 
@@ -63,8 +65,11 @@ class SmtpPool:
         max_connections: int | None = None,
         rate: float | None = None,
         tls_context: ssl.SSLContext | None = None,
+        on_transaction: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Told the seconds of each transaction (MAIL FROM to the reply to DATA): metrics.
+        self._on_transaction = on_transaction
         # The system's trust store unless told otherwise (tests pass one trusting their CA).
         self._tls_context = tls_context
         self.size = max_connections or settings.smtp_max_connections
@@ -118,7 +123,7 @@ class SmtpPool:
             reused = client is not None and client.is_connected
             try:
                 client = await self._ready(client)
-                return await self._transmit(client, message)
+                return await self._timed(client, message)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 if not reused:
                     raise
@@ -128,7 +133,7 @@ class SmtpPool:
                 # duplicate, and the copy carries the same Message-ID.
                 await self._quietly_close(client)  # type: ignore[arg-type]
                 client = await self._ready(None)
-                return await self._transmit(client, message)
+                return await self._timed(client, message)
         except SendError:
             raise
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
@@ -159,6 +164,16 @@ class SmtpPool:
                 error.code,
             ) from None
         return client
+
+    async def _timed(
+        self, client: aiosmtplib.SMTP, message: EmailMessage | tuple[str, str, bytes]
+    ) -> str:
+        started = time.perf_counter()
+        try:
+            return await self._transmit(client, message)
+        finally:
+            if self._on_transaction is not None:
+                self._on_transaction(time.perf_counter() - started)
 
     @staticmethod
     async def _transmit(

@@ -64,7 +64,7 @@ class DatabaseFigures(Collector):
         try:
             with session_scope(self.ctx.engine) as session:
                 subs = subscribers.count_by_status(session)
-                queue = deliveries.counts(session)
+                queue = deliveries.counts(session, only=WAITING)
                 _, oldest = deliveries.waiting(session, now)
         except Exception as exc:  # a scrape must answer even when the database does not
             log.warning("metrics: database unavailable: %s", str(exc).splitlines()[0])

@@ -92,7 +92,7 @@ class JsonLines(JsonFormatter):
         return self.scrub(super().format(record))
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (test runners swap it per command)."""
 
     def __init__(self) -> None:

@@ -729,7 +729,7 @@ def count_by_status(session: Session) -> dict[SubscriberStatus, int]:
     """Subscribers per status, every status present (zero when none): gauges and stats."""
     counts = dict.fromkeys(SubscriberStatus, 0)
     for status, n in session.execute(
-        select(Subscriber.status, func.count()).group_by(Subscriber.status)
+        select(col(Subscriber.status), func.count()).group_by(col(Subscriber.status))
     ):
         counts[SubscriberStatus(status)] = int(n)
     return counts

@@ -16,11 +16,12 @@ def register(app: typer.Typer) -> None:
         from digestd.web.server import ServeError, run
 
         context = get_context(ctx, actor="web")  # logging is configured there
-        console.print(
-            f"digestd web listening on http://{context.settings.listen} "
-            f"(links point to {context.settings.base_url}); Ctrl-C stops it",
-            highlight=False,
-        )
+        if context.settings.log_format != "json":  # else `run` logs it (as JSON)
+            console.print(
+                f"digestd web listening on http://{context.settings.listen} "
+                f"(links point to {context.settings.base_url}); Ctrl-C stops it",
+                highlight=False,
+            )
         try:
             run(context)
         except ServeError as exc:

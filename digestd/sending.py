@@ -70,7 +70,7 @@ class SendReport:
     unrecorded_peak: int = 0
     problem: str | None = None  # the first retry/failure reason, so an admin sees why
 
-    def add(self, outcomes: list[Outcome]) -> None:
+    def add(self, outcomes: Sequence[Outcome]) -> None:
         """Count recorded outcomes; keep the first retry/failure reason."""
         for o in outcomes:
             if o.status == D.SENT:

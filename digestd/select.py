@@ -1,4 +1,5 @@
-"""Which papers a digest carries: window, never-twice, topic relevance, popularity, freshness.
+"""Which papers a digest carries, within the window `digests` decided: never-twice, topic
+relevance, popularity, freshness.
 
 Work is per *profile* (topics, categories, size, window), not per subscriber: a `Selector`
 loads the entries of a time range once (three queries, whatever the number of subscribers)

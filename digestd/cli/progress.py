@@ -60,7 +60,7 @@ def progress_bar(label: str, *columns: ProgressColumn | str, quiet: bool = False
 
 class SendProgress:
     """A bar for a send pass: its total is what is due when sending starts (read only when a
-    bar is shown), it moves after each batch. Pass the instance as `send_due(progress=…)`."""
+    bar is shown); it moves as outcomes are recorded. Pass it as `send_due(progress=…)`."""
 
     def __init__(self, ctx: AppContext, *, quiet: bool = False) -> None:
         self.ctx = ctx
@@ -79,7 +79,8 @@ class SendProgress:
 
     def __call__(self, report: SendReport) -> None:
         if self.task is not None:
-            self.bar.update(self.task, completed=report.claimed)
+            done = report.sent + report.retry + report.failed + report.skipped
+            self.bar.update(self.task, completed=done)
 
     def __exit__(
         self,

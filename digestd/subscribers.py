@@ -726,11 +726,10 @@ def note_hard_bounces(
     return newly
 
 
-def count_by_status(session: Session) -> dict[SubscriberStatus, int]:
-    """Subscribers per status, every status present (zero when none): gauges and stats."""
-    counts = dict.fromkeys(SubscriberStatus, 0)
-    for status, n in session.execute(
-        select(col(Subscriber.status), func.count()).group_by(col(Subscriber.status))
-    ):
-        counts[SubscriberStatus(status)] = int(n)
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many subscribers are in each status (every status, zeros included)."""
+    counts = dict.fromkeys((str(s) for s in SubscriberStatus), 0)
+    stmt = select(Subscriber.status, func.count()).group_by(col(Subscriber.status))
+    for status, n in session.exec(stmt):
+        counts[status] = int(n)
     return counts

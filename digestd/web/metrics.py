@@ -74,7 +74,7 @@ class DatabaseFigures(Collector):
         up.add_metric([], 1)
         yield up
         for sub_status, n in subs.items():
-            subs_gauge.add_metric([sub_status.value], n)
+            subs_gauge.add_metric([str(sub_status)], n)
         yield subs_gauge
         for status in WAITING:
             deliveries_gauge.add_metric([status.value], queue[status])

@@ -22,6 +22,9 @@ class ConfigError(ValueError):
 
 SMTP_TLS_MODES = ("none", "starttls", "tls")
 SECRET_FIELDS = frozenset({"smtp_password", "secret_key"})
+# Settings that are URLs which may carry a password: only the password is masked.
+URL_WITH_PASSWORD_FIELDS = frozenset({"inbound_imap"})
+IMAP_TLS_MODES = ("tls", "starttls", "none")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,19 @@ class Settings:
     fetch_interval_minutes: int = 60
     batch_size: int = 500
     log_level: str = "INFO"
+    inbound_listen: str | None = None
+    inbound_max_bytes: int = 10 * 1024 * 1024
+    inbound_max_connections: int = 20
+    inbound_timeout: float = 60.0
+    inbound_imap: str | None = field(default=None, repr=False)
+    inbound_imap_interval_seconds: int = 60
+    inbound_imap_folder: str = "digestd-processed"
+    inbound_imap_batch: int = 100
+
+    @property
+    def imap(self) -> ImapTarget | None:
+        """DIGESTD_INBOUND_IMAP taken apart (already validated at load), or None when unset."""
+        return parse_imap_url(self.inbound_imap) if self.inbound_imap else None
 
     @property
     def listen_host(self) -> str:
@@ -69,6 +85,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = "********"
+            elif f.name in URL_WITH_PASSWORD_FIELDS and value:
+                value = mask_url_password(str(value))
             elif f.name == "database_url":
                 from sqlalchemy.engine import make_url
 
@@ -159,6 +177,95 @@ def _listen(raw: str) -> str:
     return f"{host}:{port}"
 
 
+def _optional_listen(raw: str) -> str | None:
+    return _listen(raw) if raw.strip() else None
+
+
+@dataclass(frozen=True)
+class ImapTarget:
+    """Where IMAP polling reads: server, login, mailbox and how the connection is protected."""
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    mailbox: str
+    tls: str  # one of IMAP_TLS_MODES
+
+    def describe(self) -> str:
+        """`user@host:port/mailbox (tls)` for logs: never the password."""
+        return f"{self.username}@{self.host}:{self.port}/{self.mailbox} ({self.tls})"
+
+
+def parse_imap_url(raw: str) -> ImapTarget:
+    """`imaps://user:password@host[:993][/MAILBOX]` (implicit TLS) or
+    `imap://user:password@host[:143][/MAILBOX][?tls=starttls|none]` (STARTTLS unless told
+    otherwise); ValueError with a reason that never contains the password."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be imaps://USER:PASSWORD@HOST[:PORT][/MAILBOX]") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("imap", "imaps"):
+        raise ValueError(
+            "must start with imaps:// (TLS) or imap:// (STARTTLS; ?tls=none for plain), "
+            f"got {scheme + '://' if scheme else 'no scheme'}"
+        )
+    if not parts.hostname:
+        raise ValueError("has no host (imaps://USER:PASSWORD@HOST[:PORT][/MAILBOX])")
+    if not parts.username or parts.password is None:
+        raise ValueError("needs a user and a password (imaps://USER:PASSWORD@HOST…)")
+    query = parse_qs(parts.query)
+    tls = "tls" if scheme == "imaps" else "starttls"
+    if "tls" in query:
+        tls = query["tls"][-1].lower()
+        if tls not in IMAP_TLS_MODES or (scheme == "imaps") != (tls == "tls"):
+            choices = "tls" if scheme == "imaps" else "starttls or none"
+            raise ValueError(f"?tls= must be {choices} for {scheme}://")
+    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+    return ImapTarget(
+        host=parts.hostname,
+        port=port or (993 if scheme == "imaps" else 143),
+        username=unquote(parts.username),
+        password=unquote(parts.password),
+        mailbox=mailbox,
+        tls=tls,
+    )
+
+
+def mask_url_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ********."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "********"
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:********@{hostport}"))
+
+
+def _imap_url(raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    parse_imap_url(raw)
+    return raw.strip()
+
+
+def _folder(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c in value for c in '\r\n"\\') or len(value) > 200:
+        raise ValueError(f"must be a mailbox name on one line, without quotes, got {raw!r}")
+    return value
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -206,6 +313,14 @@ PARSERS = {
     "DIGESTD_FETCH_INTERVAL_MINUTES": ("fetch_interval_minutes", _int(1, 10080)),
     "DIGESTD_BATCH_SIZE": ("batch_size", _int(1, 100000)),
     "DIGESTD_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
+    "DIGESTD_INBOUND_LISTEN": ("inbound_listen", _optional_listen),
+    "DIGESTD_INBOUND_MAX_BYTES": ("inbound_max_bytes", _int(1024, 1024**3)),
+    "DIGESTD_INBOUND_MAX_CONNECTIONS": ("inbound_max_connections", _int(1, 1000)),
+    "DIGESTD_INBOUND_TIMEOUT": ("inbound_timeout", _float(0.1, 3600)),
+    "DIGESTD_INBOUND_IMAP": ("inbound_imap", _imap_url),
+    "DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS": ("inbound_imap_interval_seconds", _int(5, 86400)),
+    "DIGESTD_INBOUND_IMAP_FOLDER": ("inbound_imap_folder", _folder),
+    "DIGESTD_INBOUND_IMAP_BATCH": ("inbound_imap_batch", _int(1, 10000)),
 }
 
 

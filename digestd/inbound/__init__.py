@@ -1,0 +1,1 @@
+"""Inbound mail: what comes back (bounces, complaints, unsubscribes, commands)."""

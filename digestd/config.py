@@ -227,6 +227,7 @@ def parse_imap_url(raw: str) -> ImapTarget:
             choices = "tls" if scheme == "imaps" else "starttls or none"
             raise ValueError(f"?tls= must be {choices} for {scheme}://")
     mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+    _folder(mailbox)
     return ImapTarget(
         host=parts.hostname,
         port=port or (993 if scheme == "imaps" else 143),
@@ -261,8 +262,8 @@ def _imap_url(raw: str) -> str | None:
 
 def _folder(raw: str) -> str:
     value = raw.strip()
-    if not value or any(c in value for c in '\r\n"\\') or len(value) > 200:
-        raise ValueError(f"must be a mailbox name on one line, without quotes, got {raw!r}")
+    if not value or not value.isascii() or any(c in value for c in '\r\n"\\*%') or len(value) > 200:
+        raise ValueError(f"must be an ASCII mailbox name without quotes, got {raw!r}")
     return value
 
 

@@ -7,6 +7,11 @@ Jobs (APScheduler 3.x AsyncIOScheduler, each `max_instances=1`, `coalesce=True`)
 - plan          every minute: one delivery per due (subscriber, period); idempotent.
 - send          claims due deliveries in batches until none is left or a stop is requested.
 - housekeeping  expired leases (a crashed or killed worker) go back to pending.
+- inbound-imap  (when DIGESTD_INBOUND_IMAP is set) every DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS:
+                one bounded poll of the mailbox that bounces and complaints arrive in.
+
+With DIGESTD_INBOUND_LISTEN set, the inbound SMTP listener (an MX for the bounce domain)
+runs on the same loop; it is bound before any job runs and stops first on SIGTERM.
 
 Every job runs once immediately at start, so a restarted daemon resumes at once.
 
@@ -33,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -42,6 +47,9 @@ from sqlalchemy.engine import make_url
 from digestd.context import AppContext
 from digestd.db import redact_url, session_scope
 from digestd.leases import new_worker_id, release_worker
+
+if TYPE_CHECKING:
+    from digestd.inbound.smtp_listener import InboundSmtpListener
 
 log = logging.getLogger("digestd.daemon")
 
@@ -197,6 +205,19 @@ class Daemon:
 
         await self._run_job("send", body)
 
+    async def inbound_imap(self) -> None:
+        async def body() -> str:
+            from digestd.inbound.imap_poll import poll_configured_mailbox
+
+            # imaplib and the recording are blocking: a worker thread; a stop request ends
+            # the poll between two messages.
+            report = await asyncio.to_thread(
+                poll_configured_mailbox, self.ctx, stop=self.stop.is_set
+            )
+            return report.summary()
+
+        await self._run_job("inbound-imap", body)
+
     async def housekeeping(self) -> None:
         async def body() -> str:
             from digestd.outbox import release_expired
@@ -235,6 +256,14 @@ class Daemon:
             # picked up at this pace; a plan or housekeeping run that finds work kicks it.
             ("send", self.send, 15),
         ]
+        if self.ctx.settings.imap is not None:
+            jobs.append(
+                (
+                    "inbound-imap",
+                    self.inbound_imap,
+                    float(self.ctx.settings.inbound_imap_interval_seconds),
+                )
+            )
         for offset, (job_id, func, every) in enumerate(jobs):
             self.scheduler.add_job(
                 func,
@@ -290,6 +319,12 @@ async def run_forever(
     stop = stop_event or asyncio.Event()
     with single_process_lock(ctx.settings.database_url):
         sock = _bind_web(ctx) if web else None
+        try:
+            listener = await _start_inbound_listener(ctx)
+        except DaemonStartError:
+            if sock is not None:
+                sock.close()
+            raise
         daemon = Daemon(ctx, stop, worker_id or new_worker_id())
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
@@ -312,12 +347,16 @@ async def run_forever(
             daemon.schedule()
             daemon.scheduler.start()
             where = sock.getsockname() if sock is not None else None
+            imap = ctx.settings.imap
             log.info(
-                "digestd running worker=%s database=%s web=%s lease_seconds=%d",
+                "digestd running worker=%s database=%s web=%s lease_seconds=%d "
+                "inbound_smtp=%s inbound_imap=%s",
                 daemon.worker_id,
                 redact_url(ctx.settings.database_url),
                 f"http://{where[0]}:{where[1]}" if where else "off",
                 ctx.settings.lease_seconds,
+                "{}:{}".format(*listener.address) if listener else "off",
+                imap.describe() if imap else "off",
             )
             stopper = asyncio.create_task(stop.wait())
             waiters: set[asyncio.Task[Any]] = {stopper}
@@ -332,6 +371,9 @@ async def run_forever(
                 log.error("web server stopped: %s", _one_line(problem) if problem else "exited")
         finally:
             stop.set()
+            if listener is not None:
+                # First: no new inbound mail; a message being recorded still gets its 250.
+                await listener.stop(grace=MAX_STOP_GRACE_SECONDS)
             await daemon.stop_gracefully()
             web_stop.set()
             if web_task is not None and not web_task.done():
@@ -340,6 +382,55 @@ async def run_forever(
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return exit_code
+
+
+async def _start_inbound_listener(ctx: AppContext) -> InboundSmtpListener | None:
+    """The inbound SMTP listener on DIGESTD_INBOUND_LISTEN, bound now (a taken port is one
+    clear line before any job runs); None when the setting is empty."""
+    if not ctx.settings.inbound_listen:
+        return None
+    from digestd.inbound.smtp_listener import ListenerError, listener_for, split_listen
+
+    listener = listener_for(ctx)
+    try:
+        await listener.start(*split_listen(ctx.settings.inbound_listen))
+    except ListenerError as exc:
+        raise DaemonStartError(str(exc)) from None
+    return listener
+
+
+async def run_inbound_listener(ctx: AppContext, *, stop_event: asyncio.Event | None = None) -> int:
+    """`digestd inbound --listen`: only the inbound SMTP listener, until SIGTERM/SIGINT.
+
+    Raises DaemonStartError (one line) when DIGESTD_INBOUND_LISTEN is unset or taken.
+    """
+    _configure_logging(ctx.settings.log_level)
+    if not ctx.settings.inbound_listen:
+        raise DaemonStartError(
+            "DIGESTD_INBOUND_LISTEN is not set (HOST:PORT for the inbound SMTP listener)"
+        )
+    stop = stop_event or asyncio.Event()
+    listener = await _start_inbound_listener(ctx)
+    assert listener is not None
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            installed.append(sig)
+    try:
+        log.info(
+            "digestd inbound listening inbound_smtp=%s:%s database=%s",
+            *listener.address,
+            redact_url(ctx.settings.database_url),
+        )
+        await stop.wait()
+    finally:
+        await listener.stop(grace=MAX_STOP_GRACE_SECONDS)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        log.info("inbound listener stopped")
+    return 0
 
 
 def _bind_web(ctx: AppContext) -> socket.socket:

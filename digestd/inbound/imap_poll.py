@@ -121,10 +121,12 @@ def poll_mailbox(
     limits: PollLimits | None = None,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> PollReport:
     """One bounded poll of the mailbox (see the module docstring); ImapPollError if the
     mailbox cannot be reached. An error from `handle` (the database is down) ends the poll
-    with that message left unhandled, for the next poll."""
+    with that message left unhandled, for the next poll. `stop()` true ends it between two
+    messages (the daemon is stopping)."""
     limits = limits or PollLimits()
     report = PollReport()
     with _session(target, limits.timeout, ssl_context) as conn:
@@ -145,6 +147,8 @@ def poll_mailbox(
         report.waiting = max(0, len(uids) - limits.batch)
         source = f"imap:{target.username}@{target.host}/{target.mailbox}"
         for uid in uids[: limits.batch]:
+            if stop is not None and stop():
+                break
             raw = _fetch(conn, uid, limits.max_bytes)
             if raw is None:  # expunged by someone else meanwhile
                 cursor.last_uid = uid
@@ -334,7 +338,10 @@ class MetaCursor:
 
 
 def poll_configured_mailbox(
-    ctx: AppContext, *, ssl_context: ssl.SSLContext | None = None
+    ctx: AppContext,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> PollReport:
     """One poll of DIGESTD_INBOUND_IMAP, each message recorded by process_message."""
     from digestd.inbound.process import process_message
@@ -363,6 +370,7 @@ def poll_configured_mailbox(
                 max_bytes=settings.inbound_max_bytes,
             ),
             ssl_context=ssl_context,
+            stop=stop,
         )
 
 

@@ -167,7 +167,6 @@ def bench(label: str, url: str, count: int, connections: int, tmp: Path) -> None
     import asyncio
 
     from digestd.inbound.addresses import verp_address
-
     from digestd.inbound.smtp_listener import listener_for
 
     t0 = time.perf_counter()

@@ -52,8 +52,12 @@ class Settings:
     fetch_interval_minutes: int = 60
     batch_size: int = 500
     log_level: str = "INFO"
-    inbound_listen: str | None = None
+    # Inbound mail (bounces, complaints, unsubscribes by mail, commands); see README.
+    bounce_address: str | None = None
+    bounce_soft_limit: int = 5
+    bounce_soft_reset_days: int = 7
     inbound_max_bytes: int = 10 * 1024 * 1024
+    inbound_listen: str | None = None
     inbound_max_connections: int = 20
     inbound_timeout: float = 60.0
     inbound_imap: str | None = field(default=None, repr=False)
@@ -267,6 +271,28 @@ def _folder(raw: str) -> str:
     return value
 
 
+# VERP and unsubscribe tokens add at most 28 characters after `+` (inbound.addresses).
+BOUNCE_LOCAL_MAX = 64 - 29
+
+
+def _bounce_address(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if "<" in value or " " in value:
+        raise ValueError(f"must be a bare address like bounces@bounce.example.org, got {raw!r}")
+    try:
+        validate_email(value, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"is not a valid address ({exc})") from None
+    local = value.rpartition("@")[0]
+    if "+" in local or len(local) > BOUNCE_LOCAL_MAX:
+        raise ValueError(
+            f"local part must have no '+' and at most {BOUNCE_LOCAL_MAX} characters, got {local!r}"
+        )
+    return value.lower()
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -314,8 +340,11 @@ PARSERS = {
     "DIGESTD_FETCH_INTERVAL_MINUTES": ("fetch_interval_minutes", _int(1, 10080)),
     "DIGESTD_BATCH_SIZE": ("batch_size", _int(1, 100000)),
     "DIGESTD_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
-    "DIGESTD_INBOUND_LISTEN": ("inbound_listen", _optional_listen),
+    "DIGESTD_BOUNCE_ADDRESS": ("bounce_address", _bounce_address),
+    "DIGESTD_BOUNCE_SOFT_LIMIT": ("bounce_soft_limit", _int(1, 1000)),
+    "DIGESTD_BOUNCE_SOFT_RESET_DAYS": ("bounce_soft_reset_days", _int(1, 365)),
     "DIGESTD_INBOUND_MAX_BYTES": ("inbound_max_bytes", _int(1024, 1024**3)),
+    "DIGESTD_INBOUND_LISTEN": ("inbound_listen", _optional_listen),
     "DIGESTD_INBOUND_MAX_CONNECTIONS": ("inbound_max_connections", _int(1, 1000)),
     "DIGESTD_INBOUND_TIMEOUT": ("inbound_timeout", _float(0.1, 3600)),
     "DIGESTD_INBOUND_IMAP": ("inbound_imap", _imap_url),

@@ -531,3 +531,51 @@ async def send_due(ctx: AppContext, *, worker_id: str, stop: Any = None) -> Any:
     from digestd.sending import send_due as _send_due  # sending imports this module
 
     return await _send_due(ctx, worker_id=worker_id, stop=stop)
+
+
+# ---- lookups for inbound mail (a bounce names its delivery) ---------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryRef:
+    """The little an inbound message needs to know about the delivery it names."""
+
+    id: int
+    subscriber_id: int
+    message_id: str
+
+
+def _ref(row: Any) -> DeliveryRef | None:
+    return DeliveryRef(row.id, row.subscriber_id, row.message_id) if row is not None else None
+
+
+def delivery_ref(session: Session, delivery_id: int) -> DeliveryRef | None:
+    """The delivery with this id (a VERP token names it), or None."""
+    stmt = select(Delivery.id, Delivery.subscriber_id, Delivery.message_id).where(
+        Delivery.id == delivery_id
+    )
+    return _ref(session.execute(stmt).first())
+
+
+def delivery_by_message_id(session: Session, message_id: str) -> DeliveryRef | None:
+    """The delivery that carried this Message-ID (fixed at planning, the same on retries)."""
+    value = message_id.strip()
+    if not value:
+        return None
+    if not value.startswith("<"):
+        value = f"<{value}>"
+    stmt = select(Delivery.id, Delivery.subscriber_id, Delivery.message_id).where(
+        Delivery.message_id == value
+    )
+    return _ref(session.execute(stmt.limit(1)).first())
+
+
+def latest_delivery_of(session: Session, subscriber_id: int) -> DeliveryRef | None:
+    """The subscriber's newest delivery that went out (a bounce naming only an address)."""
+    stmt = (
+        select(Delivery.id, Delivery.subscriber_id, Delivery.message_id)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == "sent")
+        .order_by(Delivery.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    return _ref(session.execute(stmt).first())

@@ -363,3 +363,94 @@ def subscriber_dict(sub: Subscriber) -> dict[str, Any]:
         "unsubscribed_at": ts(sub.unsubscribed_at),
         "bounce_count": sub.bounce_count,
     }
+
+
+# ---- transitions used by the inbound policy ----------------------------------------------
+# Minimal versions with the shapes of CONTRACT.md; the core branch replaces them with the
+# full set (one function per transition, TransitionError for illegal moves).
+
+
+class TransitionError(InvalidInput):
+    """A status change that is not allowed (one line saying why)."""
+
+
+def _transition(
+    session: Session,
+    sub: Subscriber,
+    to: str,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+    **extra: Any,
+) -> bool:
+    old = sub.status
+    if old == to:
+        return False
+    sub.status = to
+    if to == "unsubscribed":
+        sub.unsubscribed_at = now
+    elif to == "active":
+        sub.confirmed_at = sub.confirmed_at or now
+        sub.unsubscribed_at = None
+    session.add(sub)
+    detail: dict[str, Any] = {"from": old, "to": to, "reason": reason, **extra}
+    record_event(session, sub.id, STATUS, actor=actor, now=now, **detail)
+    return True
+
+
+def unsubscribe(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, way: str, reason: str = ""
+) -> bool:
+    """Stop all mail (→ unsubscribed); `way` says how (one-click, page, mail, admin, complaint)."""
+    if sub.status == "bounced":
+        return False
+    return _transition(session, sub, "unsubscribed", actor=actor, now=now, reason=reason, way=way)
+
+
+def bounce(
+    session: Session,
+    sub: Subscriber,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """The address does not work (→ bounced): nothing more is mailed until an admin lifts it."""
+    extra = {"bounce": detail} if detail else {}
+    return _transition(session, sub, "bounced", actor=actor, now=now, reason=reason, **extra)
+
+
+def complain(
+    session: Session,
+    sub: Subscriber,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """A spam complaint (→ unsubscribed, way "complaint"): suppressed until an admin lifts it."""
+    extra = {"complaint": detail} if detail else {}
+    return _transition(
+        session, sub, "unsubscribed", actor=actor, now=now, reason=reason, way="complaint", **extra
+    )
+
+
+def lift(session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = "") -> bool:
+    """An admin lifts a bounce (bounced → active)."""
+    if sub.status != "bounced":
+        raise TransitionError(f"{sub.email} is {sub.status}, not bounced: nothing to lift")
+    return _transition(session, sub, "active", actor=actor, now=now, reason=reason or "lifted")
+
+
+def latest_event(session: Session, sub_id: int | None, actions: tuple[str, ...]) -> Event | None:
+    """The newest audit event of these actions for a subscriber (suppression checks)."""
+    stmt = (
+        select(Event)
+        .where(Event.subscriber_id == sub_id, col(Event.action).in_(actions))
+        .order_by(col(Event.id).desc())
+        .limit(1)
+    )
+    return session.exec(stmt).first()

@@ -416,7 +416,9 @@ async def run_inbound_listener(ctx: AppContext, *, stop_event: asyncio.Event | N
     installed: list[signal.Signals] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            loop.add_signal_handler(
+                sig, _on_signal, stop, sig, "no new mail; messages being recorded finish"
+            )
             installed.append(sig)
     try:
         log.info(
@@ -443,9 +445,13 @@ def _bind_web(ctx: AppContext) -> socket.socket:
         raise DaemonStartError(str(exc)) from None
 
 
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+def _on_signal(
+    stop: asyncio.Event,
+    sig: signal.Signals,
+    what: str = "no new claims; in-flight sends finish",
+) -> None:
     if not stop.is_set():
-        log.info("received %s: stopping (no new claims; in-flight sends finish)", sig.name)
+        log.info("received %s: stopping (%s)", sig.name, what)
     stop.set()
 
 
@@ -460,6 +466,9 @@ def _configure_logging(level: str) -> None:
     # APScheduler logs "Running job"/"executed successfully" for every run; our one line
     # per run says more, so keep only its warnings (missed runs, skipped instances).
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # aiosmtpd (the inbound listener) logs every SMTP command at INFO; the listener logs
+    # one line per message itself.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _ms(started: float) -> int:

@@ -47,7 +47,9 @@ app = typer.Typer(
         "Bounces, complaints, unsubscribes and commands that come back by mail.\n\n"
         "digestd inbound [FILE|-]... [--dry-run] [--json] [--mail-from ADDR] [--rcpt-to ADDR]:"
         " record and act on messages from files or standard input (exit 0 once recorded).\n\n"
-        "digestd inbound list [--kind K] [--json]: what came in."
+        "digestd inbound list [--kind K] [--json]: what came in.\n\n"
+        "digestd inbound --listen: only the inbound SMTP listener on DIGESTD_INBOUND_LISTEN"
+        " (digestd run serves it too), until SIGTERM."
     ),
 )
 
@@ -62,8 +64,16 @@ def process_cmd(
     rcpt_to: list[str] = typer.Option(
         None, "--rcpt-to", help="Envelope recipient (MTA pipe); repeatable."
     ),
+    listen: bool = typer.Option(
+        False,
+        "--listen",
+        help="Serve only the inbound SMTP listener on DIGESTD_INBOUND_LISTEN until SIGTERM.",
+    ),
 ) -> None:
     """Record and act on inbound messages from files or standard input."""
+    if listen:
+        _serve_listener(ctx, files, dry_run or as_json or bool(mail_from or rcpt_to))
+        return
     from digestd.inbound.process import process_message  # on use: keeps --help quick
 
     app_ctx = get_context(ctx)
@@ -151,3 +161,18 @@ def _parse_time(value: str | None) -> Any:
     from datetime import datetime
 
     return datetime.fromisoformat(value) if value else None
+
+
+def _serve_listener(ctx: typer.Context, files: list[str] | None, other_options: bool) -> None:
+    """`digestd inbound --listen`: the SMTP listener alone (e.g. next to `digestd run --once`
+    from cron, or as its own service); exits 0 on SIGTERM/SIGINT."""
+    import asyncio
+
+    from digestd.daemon import DaemonStartError, run_inbound_listener
+
+    if files or other_options:
+        fail("--listen takes no FILE and no --dry-run/--json/--mail-from/--rcpt-to")
+    try:
+        raise typer.Exit(asyncio.run(run_inbound_listener(get_context(ctx))))
+    except DaemonStartError as exc:
+        fail(str(exc))

@@ -152,6 +152,10 @@ class _ListenerSMTP(SMTP):
     """aiosmtpd's SMTP with a connection cap, a session cap and a busy-aware idle timeout."""
 
     def __init__(self, handler: _InboundHandler, sessions: _Sessions, **kwargs: Any) -> None:
+        # RFC 5321 caps a line at 1000 octets, but bounces quote whatever came before them
+        # and some MTAs send longer lines; refusing one (500) would lose the bounce for
+        # good. Lines are bounded by the message size instead. Read by SMTP.__init__.
+        self.line_length_limit = handler.limits.max_bytes + 2
         super().__init__(handler, **kwargs)
         self._sessions = sessions
         self._limits = handler.limits

@@ -348,7 +348,7 @@ PARSERS = {
     "DIGESTD_INBOUND_MAX_CONNECTIONS": ("inbound_max_connections", _int(1, 1000)),
     "DIGESTD_INBOUND_TIMEOUT": ("inbound_timeout", _float(0.1, 3600)),
     "DIGESTD_INBOUND_IMAP": ("inbound_imap", _imap_url),
-    "DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS": ("inbound_imap_interval_seconds", _int(5, 86400)),
+    "DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS": ("inbound_imap_interval_seconds", _int(1, 86400)),
     "DIGESTD_INBOUND_IMAP_FOLDER": ("inbound_imap_folder", _folder),
     "DIGESTD_INBOUND_IMAP_BATCH": ("inbound_imap_batch", _int(1, 10000)),
 }

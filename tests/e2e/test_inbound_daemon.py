@@ -1,0 +1,173 @@
+"""`digestd run` with the inbound transports configured: the SMTP listener and IMAP
+polling (a real Dovecot) feed the real processing; SIGTERM stops both and exits 0.
+
+Also `digestd inbound --listen` alone, and a taken listener port as one line at start."""
+
+from __future__ import annotations
+
+import re
+import signal
+import smtplib
+import socket
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from digestd.config import Settings
+from digestd.context import AppContext
+from digestd.inbound.addresses import verp_address
+from tests.support.bounces import dsn
+from tests.support.daemon import (
+    SECRET,
+    DaemonProcess,
+    daemon_env,
+    seed_due_deliveries,
+    wait_until,
+)
+from tests.support.dovecot import DovecotServer
+from tests.support.smtp import SmtpTestServer
+
+BOUNCE = "bounces@bounce.example.org"
+
+
+def subscriber_status(url: str) -> dict[str, str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(text("SELECT email, status FROM subscriber")).all())  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+def inbound_sources(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT kind, source FROM inbound ORDER BY id")).all()
+            return [(k, s) for k, s in rows]
+    finally:
+        engine.dispose()
+
+
+def delivery_ids(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT s.email, d.id FROM delivery d "
+                    "JOIN subscriber s ON s.id = d.subscriber_id"
+                )
+            ).all()
+            return {e: int(i) for e, i in rows}
+    finally:
+        engine.dispose()
+
+
+def verp(url: str, delivery_id: int) -> str:
+    settings = Settings(database_url=url, secret_key=SECRET, bounce_address=BOUNCE)
+    return verp_address(settings, SECRET, delivery_id)
+
+
+def subjects(messages: list[bytes]) -> list[str]:
+    return [str(BytesHeaderParser().parsebytes(m)["Subject"]) for m in messages]
+
+
+def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
+    tmp_path: Path, smtp_server: SmtpTestServer, dovecot: DovecotServer
+) -> None:
+    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    seed_due_deliveries(url, 3)
+    ids = delivery_ids(url)
+    by_smtp, by_imap, untouched = sorted(ids)
+    user = dovecot.new_user()
+    # Waiting in the mailbox before the daemon starts: its first poll runs at once.
+    user.append(dsn(to=verp(url, ids[by_imap]), failed_recipient=by_imap, status="5.1.1"))
+    user.append(b"From: someone@example.net\r\nSubject: hello there\r\n\r\nJust saying hi.\r\n")
+    env = daemon_env(
+        url,
+        smtp_server.port,
+        DIGESTD_BOUNCE_ADDRESS=BOUNCE,
+        DIGESTD_INBOUND_LISTEN="127.0.0.1:0",
+        DIGESTD_INBOUND_IMAP=user.url(tls="none"),
+        DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS="3600",
+    )
+    daemon = DaemonProcess(env)
+    try:
+        line = daemon.wait_for_line(r"digestd running .*inbound_smtp=127\.0\.0\.1:\d+")
+        port = int(re.search(r"inbound_smtp=127\.0\.0\.1:(\d+)", line).group(1))  # type: ignore[union-attr]
+        assert f"inbound_imap={user.name}@127.0.0.1" in line and user.password not in line
+
+        # IMAP: the DSN is handled and filed; the greeting stays in the inbox, unread.
+        wait_until(lambda: subscriber_status(url)[by_imap] == "bounced", 30, "the IMAP DSN handled")
+        daemon.wait_for_line(r"job=inbound-imap handled=2 moved=1 left=1")
+        assert subjects(user.messages("digestd-processed")) == [
+            "Undelivered Mail Returned to Sender"
+        ]
+        assert subjects(user.messages()) == ["hello there"]
+
+        # SMTP: a DSN delivered to the listener bounces its subscriber.
+        rcpt = verp(url, ids[by_smtp])
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            refused = client.sendmail("", [rcpt], dsn(to=rcpt, failed_recipient=by_smtp))
+            assert refused == {}
+            client.mail("")
+            code, _ = client.rcpt("victim@example.com")
+            assert code == 550  # and nothing is relayed
+        assert subscriber_status(url)[by_smtp] == "bounced"
+        assert subscriber_status(url)[untouched] == "active"
+        kinds = [(k, s.split(":")[0]) for k, s in inbound_sources(url)]
+        assert sorted(kinds) == [("bounce", "imap"), ("bounce", "smtp"), ("unrecognized", "imap")]
+
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0, daemon.output
+    finally:
+        daemon.stop()
+    assert "stopped worker=" in daemon.output
+    assert "Traceback" not in daemon.output
+    # The listener is gone with the daemon.
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        raise AssertionError("the inbound listener still accepts connections")
+    except OSError:
+        pass
+
+
+def test_inbound_listen_alone_records_and_stops_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    seed_due_deliveries(url, 1)
+    [(email, delivery_id)] = delivery_ids(url).items()
+    env = daemon_env(url, 9, DIGESTD_BOUNCE_ADDRESS=BOUNCE, DIGESTD_INBOUND_LISTEN="127.0.0.1:0")
+    listener = DaemonProcess(env, "--listen", command=("inbound",))
+    try:
+        line = listener.wait_for_line(r"digestd inbound listening inbound_smtp=127\.0\.0\.1:\d+")
+        port = int(line.rsplit("inbound_smtp=127.0.0.1:", 1)[1].split()[0])
+        rcpt = verp(url, delivery_id)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            assert client.sendmail("", [rcpt], dsn(to=rcpt, failed_recipient=email)) == {}
+        assert subscriber_status(url)[email] == "bounced"
+        listener.signal(signal.SIGTERM)
+        assert listener.wait(timeout=30) == 0, listener.output
+    finally:
+        listener.stop()
+    assert "inbound listener stopped" in listener.output
+
+
+def test_a_taken_inbound_port_is_one_line_at_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    AppContext(Settings(database_url=url)).migrate()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = daemon_env(url, 9, DIGESTD_INBOUND_LISTEN=f"127.0.0.1:{port}")
+        daemon = DaemonProcess(env)
+        try:
+            assert daemon.wait(timeout=60) == 1
+        finally:
+            daemon.stop()
+    assert f"cannot listen for inbound mail on 127.0.0.1:{port} (DIGESTD_INBOUND_LISTEN)" in (
+        daemon.output
+    )
+    assert "Traceback" not in daemon.output

@@ -163,11 +163,13 @@ def recorded(ctx: Any) -> tuple[Counter[str], int]:
     return kinds, int(bounced)
 
 
-def bench(label: str, url: str, count: int, connections: int, tmp: Path) -> None:
+def bench(
+    label: str, url: str, count: int, connections: int, tmp: Path, *, floor: bool = False
+) -> None:
     import asyncio
 
     from digestd.inbound.addresses import verp_address
-    from digestd.inbound.smtp_listener import listener_for
+    from digestd.inbound.smtp_listener import InboundSmtpListener, listener_for
 
     t0 = time.perf_counter()
     ctx, ids = setup(url, count)
@@ -186,6 +188,13 @@ def bench(label: str, url: str, count: int, connections: int, tmp: Path) -> None
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     listener = listener_for(ctx)
+    if floor:
+        # The transport alone: the same listener and limits, a handler that records nothing.
+        listener = InboundSmtpListener(
+            lambda raw, mail_from, rcpt_to, source: _Nothing(),
+            lambda address: True,
+            listener.limits,
+        )
     _, port = asyncio.run_coroutine_threadsafe(listener.start("127.0.0.1", 0), loop).result(30)
 
     load_before = os.getloadavg()
@@ -203,9 +212,17 @@ def bench(label: str, url: str, count: int, connections: int, tmp: Path) -> None
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
 
+    seconds = result["seconds"]
+    if floor:
+        print(
+            f"{label}: {count / seconds:,.1f} messages/s ({seconds:.2f} s), "
+            f"CPU {1000 * (cpu1 - cpu0) / count:.2f} ms/message (listener only, no processing); "
+            f"load average {load_before[0]:.1f} → {load_after[0]:.1f}"
+        )
+        ctx.dispose()
+        return
     kinds, bounced = recorded(ctx)
     total = sum(kinds.values())
-    seconds = result["seconds"]
     print(f"{label}: sent {count} over {connections} connections; replies {result['codes']}")
     print(f"{label}: recorded {total} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
     print(f"{label}: subscribers marked bounced: {bounced}")
@@ -216,6 +233,11 @@ def bench(label: str, url: str, count: int, connections: int, tmp: Path) -> None
     )
     assert total == count, (total, count)
     ctx.dispose()
+
+
+class _Nothing:
+    kind = "unrecognized"
+    recorded_id = None
 
 
 def _postgres_url(base: str) -> tuple[str, Any]:
@@ -242,6 +264,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--postgres", action="store_true", help="also on DIGESTD_TEST_POSTGRES_URL")
+    parser.add_argument(
+        "--floor", action="store_true", help="also the listener alone (a handler doing nothing)"
+    )
     parser.add_argument("--client", nargs=3, metavar=("PORT", "JOBS", "CONNECTIONS"))
     args = parser.parse_args()
     if args.client:
@@ -250,6 +275,9 @@ def main() -> None:
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.floor:
+            url = f"sqlite:///{tmp}/floor.db"
+            bench("floor", url, args.messages, args.connections, Path(tmp), floor=True)
         bench("sqlite", f"sqlite:///{tmp}/bench.db", args.messages, args.connections, Path(tmp))
         base = os.environ.get("DIGESTD_TEST_POSTGRES_URL")
         if args.postgres and base:

@@ -495,7 +495,7 @@ def _generic_bounce(parsed: Parsed, message: Message) -> Reading:
     for match in _ADDRESS.finditer(text):
         address = match.group(0).strip(".")
         lowered = address.lower()
-        if lowered in own or _NOT_RECIPIENT.match(address):
+        if lowered in own or _NOT_RECIPIENT.match(address) or not _plausible(address):
             continue
         if lowered not in [a.lower() for a in in_text]:
             in_text.append(address)

@@ -109,7 +109,7 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [
             r"|we do not relay|relay not allowed",
         ),
         ("securityerror", r"\b(spf|dkim|dmarc)\b|authenticat|not authori[sz]ed to send"),
-        ("spamdetected", r"\bspam|junk mail|bulk mail|unsolicited"),
+        ("spamdetected", r"\bspam\b|\bspamm|junk mail|bulk mail|unsolicited"),
         ("virusdetected", r"\bvirus|malware"),
         (
             "blocked",

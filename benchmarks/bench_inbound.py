@@ -8,7 +8,7 @@
 2. The listener (`listener_for`, exactly what `digestd run` serves) runs in this process on
    127.0.0.1, random port, on its own asyncio loop.
 3. A client process (this script with --client, so its CPU is not charged here) sends the
-   corpora of ../shared/fixtures/bounces/ (flufl.bounce's and Sisimai's samples), repeated to
+   corpora of tests/fixtures/bounces/ (flufl.bounce's and Sisimai's samples), repeated to
    N messages, each to a fresh VERP address (one delivery each), over C SMTP connections.
 4. Timed: from the client's first connection to its last 250. Printed: messages/s, this
    process's CPU (every thread) per message, and what was recorded (kinds, subscribers
@@ -34,17 +34,16 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The corpora as copied into the tests (from ../shared/fixtures/bounces/).
 CORPORA = [
-    REPO.parent / "shared" / "fixtures" / "bounces" / "flufl-bounce",
-    REPO.parent / "shared" / "fixtures" / "bounces" / "sisimai",
-    Path("/work/shared/fixtures/bounces/flufl-bounce"),
-    Path("/work/shared/fixtures/bounces/sisimai"),
+    REPO / "tests" / "fixtures" / "bounces" / "flufl-bounce",
+    REPO / "tests" / "fixtures" / "bounces" / "sisimai",
 ]
 BOUNCE_ADDRESS = "bounces@bounce.example.org"
 
 
 def corpus() -> list[Path]:
-    """Every sample message of the two corpora (one copy of each, whichever path exists)."""
+    """Every sample message of the two corpora."""
     files: dict[str, Path] = {}
     for folder in CORPORA:
         if folder.is_dir():
@@ -52,7 +51,7 @@ def corpus() -> list[Path]:
                 if path.suffix in (".txt", ".eml"):
                     files.setdefault(f"{folder.name}/{path.name}", path)
     if not files:
-        sys.exit("no corpus found (../shared/fixtures/bounces/)")
+        sys.exit("no corpus found (tests/fixtures/bounces/)")
     return list(files.values())
 
 

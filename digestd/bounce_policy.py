@@ -109,7 +109,7 @@ _PHRASES: list[tuple[str, re.Pattern[str]]] = [
             r"|we do not relay|relay not allowed",
         ),
         ("securityerror", r"\b(spf|dkim|dmarc)\b|authenticat|not authori[sz]ed to send"),
-        ("spamdetected", r"\bspam|junk mail|bulk mail|unsolicited"),
+        ("spamdetected", r"\bspam\b|\bspamm|junk mail|bulk mail|unsolicited"),
         ("virusdetected", r"\bvirus|malware"),
         (
             "blocked",
@@ -207,7 +207,10 @@ def read_failure(status: str = "", diagnostic: str = "", action: str = "failed")
     the user does not exist (servers use 5.2.x and 5.7.1 loosely for both).
     """
     action = (action or "failed").strip().lower()
-    status = (status or "").strip() or status_in(diagnostic)
+    status = (status or "").strip()
+    said_status = status_in(diagnostic)
+    if not status or (status.endswith(".0.0") and said_status[:1] == status[:1]):
+        status = said_status or status  # the diagnostic's code is the more specific one
     if action in ("delivered", "relayed", "expanded"):
         return Failure(NONE, "delivered", status)
     if action == "delayed":

@@ -418,8 +418,9 @@ def bounce(
     detail: dict[str, Any] | None = None,
 ) -> bool:
     """The address does not work (→ bounced): nothing more is mailed until an admin lifts it."""
-    extra = {"bounce": detail} if detail else {}
-    return _transition(session, sub, "bounced", actor=actor, now=now, reason=reason, **extra)
+    return _transition(
+        session, sub, "bounced", actor=actor, now=now, reason=reason, **(detail or {})
+    )
 
 
 def complain(
@@ -432,9 +433,17 @@ def complain(
     detail: dict[str, Any] | None = None,
 ) -> bool:
     """A spam complaint (→ unsubscribed, way "complaint"): suppressed until an admin lifts it."""
-    extra = {"complaint": detail} if detail else {}
+    if sub.status == "bounced":
+        return False
     return _transition(
-        session, sub, "unsubscribed", actor=actor, now=now, reason=reason, way="complaint", **extra
+        session,
+        sub,
+        "unsubscribed",
+        actor=actor,
+        now=now,
+        reason=reason,
+        way="complaint",
+        **(detail or {}),
     )
 
 

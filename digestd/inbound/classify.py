@@ -11,6 +11,7 @@ Order matters and is deliberate:
 from __future__ import annotations
 
 import email
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -158,6 +159,30 @@ def _original(message: Message) -> tuple[str, list[str]]:
             to = [header_text(inner, "To")] if inner.get("To") else []
             if mid or to:
                 return mid.strip(), to
+    return _original_inline(message)
+
+
+def _original_inline(message: Message) -> tuple[str, list[str]]:
+    """The same, from a copy pasted into the text after a marker ("Unsent message follows")."""
+    for part in walk(message):
+        if not _is_type(part, "text/plain"):
+            continue
+        text = text_of(part)
+        marker = _RETURNED.search(text)
+        if marker is None:
+            return "", []
+        rest = (
+            text[marker.end() :]
+            if not marker.group(0).lower().startswith(("return-path", "received", "dkim", "x-"))
+            else text[marker.start() :]
+        )
+        try:
+            inner = email.message_from_string(rest.lstrip("\r\n"))
+        except Exception:
+            return "", []
+        mid = header_text(inner, "Message-ID")
+        to = [header_text(inner, "To")] if inner.get("To") else []
+        return mid.strip(), to
     return "", []
 
 
@@ -267,6 +292,81 @@ def _human_text(message: Message) -> str:
     return ""
 
 
+def _ses_notification(message: Message) -> Reading | None:
+    """An Amazon SES notification (bounce, complaint, delivery) forwarded by mail as JSON
+    (SNS email subscriptions). SNS folds long lines as "!" + newline + space: undone here."""
+    text = _human_text(message) or ""
+    start = text.find("{")
+    if start < 0 or ('"notificationType"' not in text and '"eventType"' not in text):
+        return None
+    try:
+        data, _ = json.JSONDecoder().raw_decode(re.sub(r"!\r?\n ", "", text[start:]))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("Message"), str):  # the SNS envelope around the SES JSON
+        try:
+            data = json.loads(data["Message"])
+        except ValueError:
+            return None
+    kind = str(data.get("notificationType") or data.get("eventType") or "").lower()
+    mail = data.get("mail") if isinstance(data.get("mail"), dict) else {}
+    mid = ""
+    for header in mail.get("headers") or []:
+        if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id":
+            mid = str(header.get("value", ""))
+    to = [str(a) for a in mail.get("destination") or []]
+    if kind == "complaint":
+        body = data.get("complaint") or {}
+        who = [str(r.get("emailAddress", "")) for r in body.get("complainedRecipients") or []]
+        return Reading(
+            kind="complaint",
+            recipients=[RecipientReport(a, "", failure=Failure("none", "feedback")) for a in who],
+            original_message_id=mid,
+            original_to=to,
+            feedback_type=str(body.get("complaintFeedbackType") or "abuse")[:32],
+            detector="ses",
+        )
+    if kind not in ("bounce", "delivery"):
+        return None
+    body = data.get(kind) or {}
+    recipients = []
+    if kind == "delivery":
+        for address in body.get("recipients") or []:
+            recipients.append(
+                RecipientReport(
+                    str(address), "delivered", failure=read_failure("", "", "delivered")
+                )
+            )
+    for r in body.get("bouncedRecipients") or []:
+        action = (
+            "delayed"
+            if body.get("bounceType") == "Transient" and not r.get("status", "").startswith("5")
+            else "failed"
+        )
+        status = status_in(str(r.get("status", "")))
+        diagnostic = one_line(str(r.get("diagnosticCode", "")), 800)
+        recipients.append(
+            RecipientReport(
+                str(r.get("emailAddress", "")),
+                action,
+                status,
+                diagnostic,
+                read_failure(status, diagnostic, action),
+            )
+        )
+    if not recipients:
+        return None
+    return Reading(
+        kind="bounce" if kind == "bounce" else "delivery_report",
+        recipients=recipients,
+        original_message_id=mid,
+        original_to=to,
+        detector="ses",
+    )
+
+
 def is_auto_reply(parsed: Parsed) -> bool:
     """RFC 3834 and the common non-standard markers of an automatic reply."""
     auto = parsed.header("Auto-Submitted").lower()
@@ -324,6 +424,9 @@ def classify(parsed: Parsed, *, mail_from: str | None, person_mail: bool) -> Rea
             reading = _read_dsn(message, _field_blocks(part))
             if reading is not None:
                 return reading
+    ses = _ses_notification(message)
+    if ses is not None:
+        return ses
     daemon = looks_like_daemon(parsed, mail_from)
     subject = parsed.header("Subject")
     if _COMPLAINT_SUBJECT.search(subject) and _original(message)[1]:
@@ -338,7 +441,7 @@ def classify(parsed: Parsed, *, mail_from: str | None, person_mail: bool) -> Rea
         )
     if person_mail and not daemon:
         return Reading(kind="")
-    temporary, permanent = _flufl(message)
+    temporary, permanent = (set(filter(_plausible, found)) for found in _flufl(message))
     if temporary or permanent:
         return _from_flufl(parsed, message, temporary, permanent)
     if daemon or _BOUNCE_SUBJECT.search(subject):
@@ -392,13 +495,12 @@ def _generic_bounce(parsed: Parsed, message: Message) -> Reading:
     for match in _ADDRESS.finditer(text):
         address = match.group(0).strip(".")
         lowered = address.lower()
-        if lowered in own or _NOT_RECIPIENT.match(address):
+        if lowered in own or _NOT_RECIPIENT.match(address) or not _plausible(address):
             continue
         if lowered not in [a.lower() for a in in_text]:
             in_text.append(address)
     original = addresses_in(to)
-    named = [a for a in original if a.lower() in {t.lower() for t in in_text}]
-    chosen = named or in_text[:5] or original
+    chosen = in_text[:10] or original
     if not chosen:
         return Reading(kind="", note="looks like a bounce, but names no recipient")
     action = "delayed" if _DELAY.search(subject) else "failed"

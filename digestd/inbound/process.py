@@ -253,7 +253,7 @@ def _apply(
     if kind == "bounce":
         if sub is None or report is None:
             return "no subscriber found: nothing changed"
-        detail = {"inbound": True, "status": report.failure.status, "action": report.action}
+        detail = {"via": "inbound", "status": report.failure.status, "dsn_action": report.action}
         return bounce_policy.apply_failure(
             session, sub, report.failure, ctx.settings, actor=ACTOR, now=now, detail=detail
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from digestd import bounce_policy
 from digestd import subscribers as subs
 from digestd.context import AppContext
 from digestd.db import session_scope
@@ -71,6 +72,10 @@ def _request_subscription(
     key, base = ctx.secret_key, ctx.settings.base_url
     with session_scope(ctx.engine) as session:
         sub = subs.get_by_email(session, email)
+        if sub is not None and bounce_policy.is_suppressed(session, sub):
+            # Bounced or complained: no mail of any kind until an admin lifts it. The caller
+            # answers as usual, so the form does not tell that the address is known.
+            return None
         if sub is None:
             sub = subs.add_subscriber(session, email, prefs, status="pending", actor=ACTOR, now=now)
         elif sub.status not in SUBSCRIBED:

@@ -17,7 +17,6 @@ from sqlalchemy import create_engine, text
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.inbound.addresses import verp_address
-from tests.support.bounces import dsn
 from tests.support.daemon import (
     SECRET,
     DaemonProcess,
@@ -26,9 +25,10 @@ from tests.support.daemon import (
     wait_until,
 )
 from tests.support.dovecot import DovecotServer
+from tests.support.inbound import BOUNCE_ADDRESS, dsn
 from tests.support.smtp import SmtpTestServer
 
-BOUNCE = "bounces@bounce.example.org"
+BOUNCE = BOUNCE_ADDRESS
 
 
 def subscriber_status(url: str) -> dict[str, str]:
@@ -83,7 +83,7 @@ def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
     by_smtp, by_imap, untouched = sorted(ids)
     user = dovecot.new_user()
     # Waiting in the mailbox before the daemon starts: its first poll runs at once.
-    user.append(dsn(to=verp(url, ids[by_imap]), failed_recipient=by_imap, status="5.1.1"))
+    user.append(dsn(to=verp(url, ids[by_imap]), recipient=by_imap))
     user.append(b"From: someone@example.net\r\nSubject: hello there\r\n\r\nJust saying hi.\r\n")
     env = daemon_env(
         url,
@@ -110,7 +110,7 @@ def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
         # SMTP: a DSN delivered to the listener bounces its subscriber.
         rcpt = verp(url, ids[by_smtp])
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-            refused = client.sendmail("", [rcpt], dsn(to=rcpt, failed_recipient=by_smtp))
+            refused = client.sendmail("", [rcpt], dsn(to=rcpt, recipient=by_smtp))
             assert refused == {}
             client.mail("")
             code, _ = client.rcpt("victim@example.com")
@@ -145,7 +145,7 @@ def test_inbound_listen_alone_records_and_stops_on_sigterm(tmp_path: Path) -> No
         port = int(line.rsplit("inbound_smtp=127.0.0.1:", 1)[1].split()[0])
         rcpt = verp(url, delivery_id)
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-            assert client.sendmail("", [rcpt], dsn(to=rcpt, failed_recipient=email)) == {}
+            assert client.sendmail("", [rcpt], dsn(to=rcpt, recipient=email)) == {}
         assert subscriber_status(url)[email] == "bounced"
         listener.signal(signal.SIGTERM)
         assert listener.wait(timeout=30) == 0, listener.output

@@ -22,7 +22,7 @@ from digestd.inbound.imap_poll import (
     poll_mailbox,
 )
 from tests.support.dovecot import DovecotServer, ImapUser
-from tests.support.inbound import FakeRecord
+from tests.support.listener import FakeRecord
 
 
 def mail(subject: str, body: bytes = b"text\r\n") -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from digestd.inbound.smtp_listener import ListenerLimits
-from tests.support.inbound import ListenerThread, RecordingHandle, at_domain
+from tests.support.listener import ListenerThread, RecordingHandle, at_domain
 
 DOMAIN = "bounce.example.org"
 MESSAGE = (

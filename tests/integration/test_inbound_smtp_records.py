@@ -18,11 +18,11 @@ from digestd.db import session_scope
 from digestd.inbound.addresses import verp_address
 from digestd.inbound.smtp_listener import listener_for
 from digestd.models import Delivery, Subscriber
-from tests.support.bounces import dsn
 from tests.support.daemon import SECRET, seed_due_deliveries
-from tests.support.inbound import ListenerThread
+from tests.support.inbound import BOUNCE_ADDRESS, dsn
+from tests.support.listener import ListenerThread
 
-BOUNCE = "bounces@bounce.example.org"
+BOUNCE = BOUNCE_ADDRESS
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_dsn_to_the_verp_address_bounces_the_subscriber(
     code, reply = send(
         listener,
         verp,
-        dsn(to=verp, failed_recipient=email, original_message_id=message_id),
+        dsn(to=verp, recipient=email, original_headers=f"Message-ID: {message_id}\n"),
     )
     assert code == 250 and reply.startswith(b"2.0.0 Recorded as bounce #"), reply
     statuses = {e: s for _, _, e, s in deliveries(ctx)}
@@ -108,7 +108,7 @@ def test_a_tampered_verp_token_changes_nothing_but_is_recorded(
     verp = verp_address(ctx.settings, ctx.secret_key, first_id)
     local, domain = verp.split("@")
     tampered = f"{local[:-1]}{'a' if local[-1] != 'a' else 'b'}@{domain}"
-    code, reply = send(listener, tampered, dsn(to=tampered, failed_recipient="x@nowhere.test"))
+    code, reply = send(listener, tampered, dsn(to=tampered, recipient="x@nowhere.test"))
     assert code == 250, reply
     assert {s for _, _, _, s in deliveries(ctx)} == {"active"}
     assert len(inbound_rows(ctx)) == 1

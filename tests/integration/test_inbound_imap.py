@@ -165,3 +165,44 @@ def test_an_untrusted_certificate_a_wrong_password_or_no_server_is_one_clear_lin
         assert where in message and why in message, message
         assert "\n" not in message and user.password not in message and "wrong-pass" not in message
     assert isinstance(dovecot.client_context(), ssl.SSLContext)
+
+
+@pytest.mark.postgres
+def test_postgres_replicas_poll_one_at_a_time(postgres_url: str) -> None:
+    """Replicas share the mailbox: while one polls, another skips the round."""
+    from digestd.db import make_engine
+    from digestd.inbound.imap_poll import _one_poller
+
+    engine, other = make_engine(postgres_url), make_engine(postgres_url)
+    try:
+        with _one_poller(engine, "imap-cursor:x") as first:
+            with _one_poller(other, "imap-cursor:x") as second:
+                assert (first, second) == (True, False)
+            with _one_poller(other, "imap-cursor:y") as unrelated:
+                assert unrelated
+        with _one_poller(other, "imap-cursor:x") as after:
+            assert after
+    finally:
+        engine.dispose()
+        other.dispose()
+
+
+def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, sqlite_url: str) -> None:
+    """`digestd run` keeps the cursor in the meta table: a restart does not re-read."""
+    from digestd.config import Settings
+    from digestd.context import AppContext
+    from digestd.inbound.imap_poll import MetaCursor
+
+    user = dovecot.new_user()
+    user.append(mail("hello one"))
+    ctx = AppContext(Settings(database_url=sqlite_url))
+    ctx.migrate()
+    target = parse_imap_url(user.url())
+    try:
+        handle = KindBySubject()
+        assert poll_mailbox(target, handle, MetaCursor(ctx.engine, target)).left == 1
+        user.append(mail("hello two"))
+        assert poll_mailbox(target, handle, MetaCursor(ctx.engine, target)).handled == 1
+        assert [s for s, _, _ in handle.seen] == ["hello one", "hello two"]
+    finally:
+        ctx.dispose()

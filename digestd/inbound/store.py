@@ -25,10 +25,22 @@ def cap_headers(headers: list[list[str]]) -> list[list[str]]:
     return out
 
 
+def _storable(value: Any) -> Any:
+    """Text as PostgreSQL can store it: a NUL byte (hostile or broken mail has them; text
+    and JSON columns refuse them) becomes U+FFFD, in strings, lists and dicts alike."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    return value
+
+
 def record(session: Session, **values: Any) -> Inbound:
     """Add one inbound row (the caller commits); headers are capped here."""
     values["headers"] = cap_headers(values.get("headers") or [])
-    row = Inbound(**values)
+    row = Inbound(**{name: _storable(value) for name, value in values.items()})
     session.add(row)
     session.flush()
     return row

@@ -13,7 +13,6 @@ from alembic import op
 
 import digestd.models
 
-
 revision: str = "0003"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None

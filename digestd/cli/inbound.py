@@ -66,7 +66,12 @@ def process_cmd(
     """Record and act on inbound messages from files or standard input."""
     from digestd.inbound.process import process_message  # on use: keeps --help quick
 
-    app_ctx = get_context(ctx)
+    app_ctx = get_context(ctx, migrate=False)
+    try:
+        app_ctx.migrate()
+    except Exception as exc:  # the database is down: the MTA must keep the message
+        where = redact_url(app_ctx.settings.database_url)
+        fail(f"database {where}: {first_line(exc)}; try again later", EX_TEMPFAIL)
     limit = app_ctx.settings.inbound_max_bytes * READ_LIMIT_FACTOR + 1
     results: list[dict[str, Any]] = []
     unreadable = 0

@@ -27,6 +27,7 @@ from digestd.cli.common import (
     print_json,
     short_time,
 )
+from digestd.db import redact_url
 
 EX_TEMPFAIL = 75
 READ_LIMIT_FACTOR = 2  # read at most this many times DIGESTD_INBOUND_MAX_BYTES from a file

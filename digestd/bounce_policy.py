@@ -332,3 +332,31 @@ def lift_suppression(session: Session, sub: Subscriber, *, actor: str, now: date
         subs.record_event(session, sub.id, LIFTED, actor=actor, now=now, was="complaint")
         return f"{sub.email}: complaint lifted (still unsubscribed; may subscribe again)"
     raise subs.TransitionError(f"{sub.email} is {sub.status} and not suppressed: nothing to lift")
+
+
+def apply_send_failures(
+    session: Session,
+    failures: dict[int, str],
+    settings: Settings,
+    *,
+    actor: str,
+    now: datetime,
+) -> list[int]:
+    """The synchronous side: permanent refusals while sending (subscriber id → the server's
+    reply, e.g. "550 5.1.1 user unknown"), read and applied like bounces that come back by
+    mail. Returns the ids of subscribers this marked bounced."""
+    newly: list[int] = []
+    for sub_id in sorted(failures):
+        sub = session.get(Subscriber, sub_id)
+        if sub is None:
+            continue
+        reply = failures[sub_id]
+        code = int(reply[:3]) if reply[:3].isdigit() else None
+        failure = read_smtp_reply(code, reply[4:] if code else reply)
+        before = sub.status
+        apply_failure(
+            session, sub, failure, settings, actor=actor, now=now, detail={"reply": reply[:500]}
+        )
+        if sub.status == "bounced" and before != "bounced":
+            newly.append(sub_id)
+    return newly

@@ -112,10 +112,10 @@ def list_id(from_address: str) -> str:
     return f"Research paper digest <digest.{domain}>"
 
 
-def unsubscribe_mailto(from_address: str) -> str:
-    """The mailto: half of List-Unsubscribe (the sender's address, subject "unsubscribe")."""
-    _, addr = parseaddr(from_address)
-    return f"mailto:{addr}?subject=unsubscribe"
+def list_unsubscribe(url: str, mailto: str = "") -> str:
+    """The List-Unsubscribe value: the https link, and the `mailto:` only when one is given
+    (an address something reads: never the From address, where nobody does)."""
+    return f"<{url}>, <{mailto}>" if mailto else f"<{url}>"
 
 
 def build_digest_message(
@@ -129,6 +129,8 @@ def build_digest_message(
     message_id: str,
     unsubscribe_url: str,
     when: datetime,
+    mailto: str = "",
+    list_headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """One personal digest: multipart/alternative (or text only), with RFC 8058 one-click
     unsubscribe headers. Every header value is flattened to one line, and the recipient is
@@ -141,10 +143,10 @@ def build_digest_message(
     msg["Message-ID"] = one_line(message_id)
     msg["MIME-Version"] = "1.0"
     msg["List-Id"] = one_line(list_id(sender))
-    msg["List-Unsubscribe"] = (
-        f"<{one_line(unsubscribe_url)}>, <{one_line(unsubscribe_mailto(sender))}>"
-    )
+    msg["List-Unsubscribe"] = list_unsubscribe(one_line(unsubscribe_url), one_line(mailto))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in (list_headers or {}).items():
+        msg[name] = one_line(value)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     if html is not None:
@@ -202,8 +204,7 @@ class SlotPart:
 class DigestTemplate:
     """A digest's message as bytes with holes for one subscriber's values (see above)."""
 
-    sender: str  # envelope sender (the address of DIGESTD_FROM)
-    mailto: str  # the mailto: entry of List-Unsubscribe
+    sender: str  # envelope sender (the address of DIGESTD_FROM) when there is no VERP
     # bytes are written as they are; (subtype, slot) pieces take that slot's encoded value.
     pieces: tuple[bytes | tuple[str, str], ...]
 
@@ -216,6 +217,7 @@ class DigestTemplate:
         unsubscribe_url: str,
         date: str,
         values: Mapping[str, Mapping[str, str]],
+        mailto: str = "",
     ) -> bytes | None:
         """The message for one subscriber, or None when it needs the reference path (a
         non-ASCII address, which needs SMTPUTF8). `values` maps a part's subtype to its
@@ -228,7 +230,7 @@ class DigestTemplate:
             one_line(to_name),
             one_line(message_id),
             one_line(unsubscribe_url),
-            self.mailto,
+            one_line(mailto),
             date,
         )
         encoded: dict[tuple[str, str], bytes] = {}
@@ -257,7 +259,7 @@ def _header_lines(
 ) -> bytes:
     to = formataddr((to_name, to_email)) if to_name else to_email
     lines = [f"To: {to}", f"Date: {date}", f"Message-ID: {message_id}"]
-    unsubscribe = f"<{url}>, <{mailto}>"
+    unsubscribe = list_unsubscribe(url, mailto)
     if (
         all(len(line) <= _MAX_LINE for line in lines)
         and to_name.isascii()
@@ -281,17 +283,23 @@ def _header_lines_slow(
     msg["To"] = Address(display_name=to_name, addr_spec=to_email)
     msg["Date"] = date
     msg["Message-ID"] = message_id
-    msg["List-Unsubscribe"] = f"<{url}>, <{mailto}>"
+    msg["List-Unsubscribe"] = list_unsubscribe(url, mailto)
     smtp = DIGEST_POLICY.clone(linesep="\r\n")
     return b"".join(smtp.fold_binary(name, value) for name, value in msg.items())
 
 
 def build_digest_template(
-    *, sender: str, subject: str, parts: Sequence[SlotPart]
+    *,
+    sender: str,
+    subject: str,
+    parts: Sequence[SlotPart],
+    list_headers: Mapping[str, str] | None = None,
 ) -> DigestTemplate:
     """Build the shared part of a digest once (email package) and flatten it to bytes with
-    holes for the per-subscriber headers and slot values. `parts`: text, then maybe HTML."""
-    skeleton = _skeleton(sender, subject, tuple(p.subtype for p in parts))
+    holes for the per-subscriber headers and slot values. `parts`: text, then maybe HTML;
+    `list_headers`: List-Subscribe / List-Help, the same for everyone."""
+    shared = tuple((list_headers or {}).items())
+    skeleton = _skeleton(sender, subject, tuple(p.subtype for p in parts), shared)
     pieces: list[bytes | tuple[str, str]] = [skeleton[0]]
     for part, after in zip(parts, skeleton[1:], strict=True):
         pieces.extend(_encoded_body(part))
@@ -304,13 +312,17 @@ def build_digest_template(
             merged.append(piece)
     return DigestTemplate(
         sender=parseaddr(sender)[1],
-        mailto=one_line(unsubscribe_mailto(sender)),
         pieces=tuple(merged),
     )
 
 
 @lru_cache(maxsize=64)
-def _skeleton(sender: str, subject: str, subtypes: tuple[str, ...]) -> tuple[bytes, ...]:
+def _skeleton(
+    sender: str,
+    subject: str,
+    subtypes: tuple[str, ...],
+    shared: tuple[tuple[str, str], ...] = (),
+) -> tuple[bytes, ...]:
     """The shared headers and MIME structure, split where each part's body goes.
 
     Digests differ in subject (date, count) and format only, so the email package's ≈2 ms
@@ -323,6 +335,8 @@ def _skeleton(sender: str, subject: str, subtypes: tuple[str, ...]) -> tuple[byt
     msg["MIME-Version"] = "1.0"
     msg["List-Id"] = one_line(list_id(sender))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in shared:
+        msg[name] = one_line(value)
     msg["Auto-Submitted"] = "auto-generated"
     # Each part's payload is a random sentinel line, cut out below: the email package
     # writes the MIME structure, headers and boundaries, the bodies go in its place.
@@ -366,6 +380,11 @@ def _classify(exc: BaseException) -> SendError:
     if isinstance(code, int) and 500 <= code < 600:
         return PermanentSendError(message, code)
     return TemporarySendError(reply if code else message, code)
+
+
+# What the pool sends: a message, a message with its envelope sender, or flattened bytes
+# with (sender, recipient).
+_Outgoing = EmailMessage | tuple[EmailMessage, str] | tuple[str, str, bytes]
 
 
 class SmtpPool:
@@ -422,16 +441,17 @@ class SmtpPool:
             timeout=s.smtp_timeout,
         )
 
-    async def send(self, message: EmailMessage) -> str:
-        """Send one message; returns the server's reply or raises a SendError subclass."""
-        return await self._send(message)
+    async def send(self, message: EmailMessage, sender: str | None = None) -> str:
+        """Send one message (envelope sender: `sender`, else its From); returns the server's
+        reply or raises a SendError subclass."""
+        return await self._send(message if sender is None else (message, sender))
 
     async def send_bytes(self, sender: str, recipient: str, data: bytes) -> str:
         """Send one already flattened message (`DigestTemplate.fill`) as is: no re-parse or
         re-flatten (`send_message` does both). Same replies and errors as `send`."""
         return await self._send((sender, recipient, data))
 
-    async def _send(self, message: EmailMessage | tuple[str, str, bytes]) -> str:
+    async def _send(self, message: _Outgoing) -> str:
         if self._limiter is not None:
             await self._limiter.acquire()
         client = await self._idle.get()
@@ -483,12 +503,12 @@ class SmtpPool:
         return client
 
     @staticmethod
-    async def _transmit(
-        client: aiosmtplib.SMTP, message: EmailMessage | tuple[str, str, bytes]
-    ) -> str:
-        if isinstance(message, tuple):
+    async def _transmit(client: aiosmtplib.SMTP, message: _Outgoing) -> str:
+        if isinstance(message, tuple) and len(message) == 3:
             sender, recipient, data = message
             errors, reply = await client.sendmail(sender, [recipient], data)
+        elif isinstance(message, tuple):
+            errors, reply = await client.send_message(message[0], sender=message[1])
         else:
             errors, reply = await client.send_message(message)
         if errors:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.inbound import addresses
 from digestd.mailer import (
     DigestTemplate,
     PermanentSendError,
@@ -143,6 +144,7 @@ def _digest(
         sender=ctx.settings.from_address,
         subject=body.subject,
         parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
+        list_headers=addresses.list_headers(ctx.settings),
     )
     return _Digest(template, body.entry_ids, profile, tuple(picks), when, fmt)
 
@@ -250,7 +252,10 @@ def _reference_message(
     personal = renderer.personalize(
         body, email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
     )
+    s, secret = ctx.settings, ctx.secret_key
     return build_digest_message(
+        mailto=addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version),  # type: ignore[arg-type]
+        list_headers=addresses.list_headers(s),
         sender=ctx.settings.from_address,
         to_email=sub.email,
         to_name=sub.name or "",
@@ -292,6 +297,9 @@ async def _send_jobs(
                     s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
                 )
                 template = job.digest.template
+                # Bounces name their delivery (VERP); the mailto: unsubscribes this subscriber.
+                envelope = addresses.envelope_sender(s, secret, c.id, template.sender)
+                mailto = addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version)
                 data = template.fill(
                     to_email=sub.email,
                     to_name=sub.name or "",
@@ -301,14 +309,15 @@ async def _send_jobs(
                     values=slot_values(
                         email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
                     ),
+                    mailto=mailto,
                 )
                 if data is not None:
-                    await pool.send_bytes(template.sender, one_line(sub.email), data)
+                    await pool.send_bytes(envelope, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
                         _reference_message, ctx, renderer, job, unsubscribe, preferences, now
                     )
-                    await pool.send(message)
+                    await pool.send(message, sender=envelope)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
                 outcomes.append(

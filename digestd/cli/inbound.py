@@ -27,6 +27,7 @@ from digestd.cli.common import (
     print_json,
     short_time,
 )
+from digestd.db import redact_url
 
 EX_TEMPFAIL = 75
 READ_LIMIT_FACTOR = 2  # read at most this many times DIGESTD_INBOUND_MAX_BYTES from a file
@@ -76,7 +77,12 @@ def process_cmd(
         return
     from digestd.inbound.process import process_message  # on use: keeps --help quick
 
-    app_ctx = get_context(ctx)
+    app_ctx = get_context(ctx, migrate=False)
+    try:
+        app_ctx.migrate()
+    except Exception as exc:  # the database is down: the MTA must keep the message
+        where = redact_url(app_ctx.settings.database_url)
+        fail(f"database {where}: {first_line(exc)}; try again later", EX_TEMPFAIL)
     limit = app_ctx.settings.inbound_max_bytes * READ_LIMIT_FACTOR + 1
     results: list[dict[str, Any]] = []
     unreadable = 0

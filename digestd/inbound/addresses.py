@@ -137,3 +137,34 @@ def addresses_in(values: list[str]) -> list[str]:
         if "@" in addr and addr not in out:
             out.append(addr)
     return out
+
+
+# ---- what sending puts in each digest ---------------------------------------------------
+
+
+def envelope_sender(settings: Settings, secret_key: str, delivery_id: int, default: str) -> str:
+    """MAIL FROM for one delivery: its VERP address, or `default` when no bounce address."""
+    if not settings.bounce_address:
+        return default
+    return verp_address(settings, secret_key, delivery_id)
+
+
+def unsubscribe_mailto(
+    settings: Settings, secret_key: str, subscriber_id: int, token_version: int
+) -> str:
+    """The `mailto:` of List-Unsubscribe, or '' when nothing reads it (no bounce address)."""
+    if not settings.bounce_address:
+        return ""
+    address = unsubscribe_address(settings, secret_key, subscriber_id, token_version)
+    return f"mailto:{address}?subject=unsubscribe"
+
+
+def list_headers(settings: Settings) -> dict[str, str]:
+    """List-Subscribe and List-Help (RFC 2369) pointing at the request address, if any."""
+    if not settings.bounce_address:
+        return {}
+    request = request_address(settings)
+    return {
+        "List-Subscribe": f"<mailto:{request}?subject=subscribe>, <{settings.base_url}/>",
+        "List-Help": f"<mailto:{request}?subject=help>",
+    }

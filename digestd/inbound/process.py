@@ -98,8 +98,9 @@ def _find(
     for o in tokens:
         if o.role == "verp" and addresses.verify_delivery(key, o) and o.ident is not None:
             ref = outbox.delivery_ref(session, o.ident)
-            if ref is not None:
-                return _Found(session.get(Subscriber, ref.subscriber_id), ref, "verp")
+            if ref is None:
+                return _Found(refused="its delivery no longer exists: nothing changed")
+            return _Found(session.get(Subscriber, ref.subscriber_id), ref, "verp")
         if o.role == "unsubscribe" and o.ident is not None:
             sub = session.get(Subscriber, o.ident)
             if sub is not None and addresses.verify_subscriber(key, o, sub.token_version):

@@ -8,6 +8,8 @@ from email import message_from_bytes, policy
 
 from digestd.mailer import PermanentSendError, build_digest_message
 
+MAILTO = "mailto:bounces+u1-abcdefghijklmnop@bounce.example.net?subject=unsubscribe"
+
 
 def wire(**overrides):
     args = {
@@ -34,9 +36,8 @@ def test_every_required_header_and_both_parts() -> None:
     assert msg["Date"].datetime == datetime(2026, 11, 26, 7, tzinfo=UTC)
     assert msg["Message-ID"] == "<digest.2026-11-26.1.abc@example.net>"
     assert msg["List-Id"] == "Research paper digest <digest.example.net>"
-    assert msg["List-Unsubscribe"] == (
-        "<https://example.net/unsubscribe/TOKEN>, <mailto:digest@example.net?subject=unsubscribe>"
-    )
+    # No DIGESTD_BOUNCE_ADDRESS: only the https link, never a mailto: nobody reads.
+    assert msg["List-Unsubscribe"] == "<https://example.net/unsubscribe/TOKEN>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg.get_content_type() == "multipart/alternative"
     assert msg.get_body(("plain",)).get_content().startswith("Hello")
@@ -82,17 +83,16 @@ def test_list_unsubscribe_stays_plain_on_the_wire_with_a_real_length_url() -> No
         "message_id": "<digest.2026-11-26.1.abc@example.net>",
         "unsubscribe_url": url,
         "when": datetime(2026, 11, 26, 7, tzinfo=UTC),
+        "mailto": MAILTO,
     }
     msg = build_digest_message(**args)
     # Folded only between the two entries, as RFC 2369 allows; each URL stays whole.
-    expected = (
-        f"List-Unsubscribe: <{url}>,\r\n <mailto:digest@example.net?subject=unsubscribe>\r\n"
-    ).encode()
+    expected = (f"List-Unsubscribe: <{url}>,\r\n <{MAILTO}>\r\n").encode()
     for raw in (flatten_message(msg), msg.as_bytes(policy=policy.SMTP)):  # what aiosmtplib sends
         assert expected in raw
         assert b"=?utf-8?q?=3Chttp" not in raw
         parsed = message_from_bytes(raw, policy=policy.default)
         https, mailto = [u.strip(" <>") for u in parsed["List-Unsubscribe"].split(",")]
-        assert (https, mailto) == (url, "mailto:digest@example.net?subject=unsubscribe")
+        assert (https, mailto) == (url, MAILTO)
         assert parsed["Subject"] == args["subject"]
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -107,11 +107,16 @@ def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
         ]
         assert subjects(user.messages()) == ["hello there"]
 
-        # SMTP: a DSN delivered to the listener bounces its subscriber.
-        rcpt = verp(url, ids[by_smtp])
+        # SMTP: the digest went out with its VERP envelope sender; the DSN a relay would
+        # build from it, delivered to the listener, bounces its subscriber.
+        wait_until(lambda: len(smtp_server.messages) == 3, 60, "the three digests sent")
+        [sent] = [m for m in smtp_server.messages if m.recipients == [by_smtp]]
+        rcpt = sent.envelope_from.strip("<>")
+        assert rcpt == verp(url, ids[by_smtp])
+        returned = f"Message-ID: {sent.message['Message-ID']}\nTo: {by_smtp}\n"
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-            refused = client.sendmail("", [rcpt], dsn(to=rcpt, recipient=by_smtp))
-            assert refused == {}
+            bounce = dsn(to=rcpt, recipient=by_smtp, original_headers=returned)
+            assert client.sendmail("", [rcpt], bounce) == {}
             client.mail("")
             code, _ = client.rcpt("victim@example.com")
             assert code == 550  # and nothing is relayed

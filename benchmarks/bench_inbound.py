@@ -239,25 +239,6 @@ class _Nothing:
     recorded_id = None
 
 
-def _postgres_url(base: str) -> tuple[str, Any]:
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return f"{base}{sep}options=-csearch_path%3D{schema}", drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10000)
@@ -280,7 +261,9 @@ def main() -> None:
         bench("sqlite", f"sqlite:///{tmp}/bench.db", args.messages, args.connections, Path(tmp))
         base = os.environ.get("DIGESTD_TEST_POSTGRES_URL")
         if args.postgres and base:
-            url, drop = _postgres_url(base)
+            from benchmarks.pg_schema import private_schema_url
+
+            url, drop = private_schema_url(base)
             try:
                 bench("postgres", url, args.messages, args.connections, Path(tmp))
             finally:

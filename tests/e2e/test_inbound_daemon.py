@@ -31,38 +31,27 @@ from tests.support.smtp import SmtpTestServer
 BOUNCE = BOUNCE_ADDRESS
 
 
-def subscriber_status(url: str) -> dict[str, str]:
+def rows(url: str, sql: str) -> list[tuple]:
+    """Rows of one query on the daemon's database, read from outside the daemon."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return dict(conn.execute(text("SELECT email, status FROM subscriber")).all())  # type: ignore[arg-type]
+            return [tuple(r) for r in conn.execute(text(sql))]
     finally:
         engine.dispose()
+
+
+def subscriber_status(url: str) -> dict[str, str]:
+    return dict(rows(url, "SELECT email, status FROM subscriber"))
 
 
 def inbound_sources(url: str) -> list[tuple[str, str]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT kind, source FROM inbound ORDER BY id")).all()
-            return [(k, s) for k, s in rows]
-    finally:
-        engine.dispose()
+    return rows(url, "SELECT kind, source FROM inbound ORDER BY id")
 
 
 def delivery_ids(url: str) -> dict[str, int]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT s.email, d.id FROM delivery d "
-                    "JOIN subscriber s ON s.id = d.subscriber_id"
-                )
-            ).all()
-            return {e: int(i) for e, i in rows}
-    finally:
-        engine.dispose()
+    sql = "SELECT s.email, d.id FROM delivery d JOIN subscriber s ON s.id = d.subscriber_id"
+    return dict(rows(url, sql))
 
 
 def verp(url: str, delivery_id: int) -> str:

@@ -238,6 +238,14 @@ def test_mail_to_the_unsubscribe_address_unsubscribes_once(ctx: AppContext) -> N
         assert ways == ["mail"]
 
 
+def test_an_automatic_unsubscribe_request_still_unsubscribes(ctx: AppContext) -> None:
+    sub_id, _, _ = _subscriber_with_delivery(ctx)
+    address = unsubscribe_address(ctx.settings, ctx.secret_key, sub_id, 1)
+    extra = "Auto-Submitted: auto-generated\n"
+    raw = plain(sender=EMAIL, to=address, subject="unsubscribe", extra=extra)
+    assert process_message(ctx, raw, rcpt_to=[address]).effect == "unsubscribed"
+
+
 def test_a_revoked_unsubscribe_address_changes_nothing(ctx: AppContext) -> None:
     sub_id, _, _ = _subscriber_with_delivery(ctx)
     address = unsubscribe_address(ctx.settings, ctx.secret_key, sub_id, 1)

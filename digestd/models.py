@@ -234,8 +234,9 @@ class Inbound(SQLModel, table=True):
     received_at: datetime = _ts(nullable=False, index=True)
     kind: str = Field(max_length=16, index=True)
     source: str = Field(default="", max_length=200)
+    # Forgetting a person erases what came back from them too (their address, headers).
     subscriber_id: int | None = Field(
-        default=None, foreign_key="subscriber.id", ondelete="SET NULL", index=True
+        default=None, foreign_key="subscriber.id", ondelete="CASCADE", index=True
     )
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
     address: str = Field(default="", max_length=320)

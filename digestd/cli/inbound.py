@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -36,7 +35,7 @@ READ_LIMIT_FACTOR = 2  # read at most this many times DIGESTD_INBOUND_MAX_BYTES 
 class _ProcessByDefault(TyperGroup):
     """`digestd inbound FILE...` runs the hidden `process` command; `list` stays a command."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Typer vendors Click
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["process", *args]
         return super().parse_args(ctx, args)

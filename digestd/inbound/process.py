@@ -175,6 +175,10 @@ def process_message(
         parsed.problem = one_line(f"not readable: {type(exc).__name__}: {exc}", 200)
         ours, roles, reading = [], set(), Reading(kind="")
     kind = reading.kind
+    if kind == "auto_reply" and "unsubscribe" in roles:
+        # Mail providers send the List-Unsubscribe mailto: on the user's behalf, sometimes
+        # marked automatic; the signed address is the proof of intent, so it still counts.
+        kind = ""
     if not kind and parsed.message is not None and not parsed.problem:
         if "unsubscribe" in roles:
             kind = "unsubscribe"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, select
 
 from digestd.models import Inbound, Subscriber
 
@@ -59,12 +59,6 @@ def list_inbound(
     if kind:
         stmt = stmt.where(Inbound.kind == kind)
     return [(row, email) for row, email in session.exec(stmt).all()]
-
-
-def forget_subscriber(session: Session, subscriber_id: int) -> int:
-    """Delete a forgotten person's inbound records (they hold their address and headers)."""
-    result = session.exec(delete(Inbound).where(col(Inbound.subscriber_id) == subscriber_id))
-    return int(result.rowcount or 0)
 
 
 def inbound_dict(row: Inbound, email: str | None) -> dict[str, Any]:

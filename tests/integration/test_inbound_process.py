@@ -15,7 +15,7 @@ from digestd.db import session_scope
 from digestd.inbound.addresses import unsubscribe_address, verp_address
 from digestd.inbound.process import process_message
 from digestd.models import Delivery, Event, Inbound, Subscriber
-from digestd.subscribers import Preferences, add_subscriber, revoke_links
+from digestd.subscribers import Preferences, add_subscriber, forget, revoke_links
 from digestd.web import flows
 from tests.conftest import FakeClock
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn, plain
@@ -238,6 +238,14 @@ def test_mail_to_the_unsubscribe_address_unsubscribes_once(ctx: AppContext) -> N
         assert ways == ["mail"]
 
 
+def test_an_automatic_unsubscribe_request_still_unsubscribes(ctx: AppContext) -> None:
+    sub_id, _, _ = _subscriber_with_delivery(ctx)
+    address = unsubscribe_address(ctx.settings, ctx.secret_key, sub_id, 1)
+    extra = "Auto-Submitted: auto-generated\n"
+    raw = plain(sender=EMAIL, to=address, subject="unsubscribe", extra=extra)
+    assert process_message(ctx, raw, rcpt_to=[address]).effect == "unsubscribed"
+
+
 def test_a_revoked_unsubscribe_address_changes_nothing(ctx: AppContext) -> None:
     sub_id, _, _ = _subscriber_with_delivery(ctx)
     address = unsubscribe_address(ctx.settings, ctx.secret_key, sub_id, 1)
@@ -248,6 +256,18 @@ def test_a_revoked_unsubscribe_address_changes_nothing(ctx: AppContext) -> None:
     result = process_message(ctx, plain(sender=EMAIL, to=address), rcpt_to=[address])
     assert result.kind == "unsubscribe" and "token not valid" in result.effect
     assert _status(ctx) == "active"
+
+
+def test_forgetting_a_person_erases_what_came_back_from_them(ctx: AppContext) -> None:
+    sub_id, delivery_id, _ = _subscriber_with_delivery(ctx)
+    verp = verp_address(ctx.settings, ctx.secret_key, delivery_id)
+    process_message(ctx, dsn(to=verp, recipient=EMAIL), rcpt_to=[verp])
+    process_message(ctx, plain(sender="x@example.net", to=BOUNCE_ADDRESS), rcpt_to=[BOUNCE_ADDRESS])
+    with session_scope(ctx.engine) as session:
+        sub = session.get(Subscriber, sub_id)
+        assert sub is not None
+        forget(session, sub, actor="t", now=ctx.now())
+    assert [r.kind for r in _records(ctx)] == ["unrecognized"]  # not theirs: kept
 
 
 HOSTILE = {

@@ -377,6 +377,13 @@ def load_settings(
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.smtp_password and not settings.smtp_username:
         raise ConfigError("DIGESTD_SMTP_PASSWORD is set but DIGESTD_SMTP_USERNAME is not")
+    if settings.inbound_listen and not settings.bounce_address:
+        # The listener accepts mail only for the bounce domain: without it, it would refuse
+        # every recipient.
+        raise ConfigError(
+            "DIGESTD_INBOUND_LISTEN is set but DIGESTD_BOUNCE_ADDRESS is not "
+            "(the listener accepts mail only at the bounce address's domain)"
+        )
     if "log_level" in values:
         settings = Settings(**{**values, "log_level": str(values["log_level"]).upper()})  # type: ignore[arg-type]
     return settings

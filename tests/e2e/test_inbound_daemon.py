@@ -155,7 +155,9 @@ def test_a_taken_inbound_port_is_one_line_at_start(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = daemon_env(url, 9, DIGESTD_INBOUND_LISTEN=f"127.0.0.1:{port}")
+        env = daemon_env(
+            url, 9, DIGESTD_BOUNCE_ADDRESS=BOUNCE, DIGESTD_INBOUND_LISTEN=f"127.0.0.1:{port}"
+        )
         daemon = DaemonProcess(env)
         try:
             assert daemon.wait(timeout=60) == 1

@@ -60,10 +60,19 @@ def test_the_imap_password_is_masked_in_config_show_and_repr() -> None:
 
 def test_listen_and_limits() -> None:
     s = load_settings(
-        {"DIGESTD_INBOUND_LISTEN": "0.0.0.0:25", "DIGESTD_INBOUND_MAX_BYTES": "2048"},
+        {
+            "DIGESTD_INBOUND_LISTEN": "0.0.0.0:25",
+            "DIGESTD_INBOUND_MAX_BYTES": "2048",
+            "DIGESTD_BOUNCE_ADDRESS": "bounces@bounce.example.org",
+        },
         env_file=None,
     )
     assert (s.inbound_listen, s.inbound_max_bytes) == ("0.0.0.0:25", 2048)
     assert load_settings({"DIGESTD_INBOUND_LISTEN": ""}, env_file=None).inbound_listen is None
     with pytest.raises(ConfigError, match="DIGESTD_INBOUND_LISTEN must be HOST:PORT"):
         load_settings({"DIGESTD_INBOUND_LISTEN": "25"}, env_file=None)
+
+
+def test_a_listener_without_a_bounce_address_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="DIGESTD_INBOUND_LISTEN is set but DIGESTD_BOUNCE_"):
+        load_settings({"DIGESTD_INBOUND_LISTEN": "127.0.0.1:2525"}, env_file=None)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import smtplib
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from digestd.inbound.smtp_listener import ListenerLimits
-from tests.support.listener import ListenerThread, RecordingHandle, at_domain
+from tests.support.daemon import wait_until
+from tests.support.listener import FakeRecord, ListenerThread, RecordingHandle, at_domain
 
 DOMAIN = "bounce.example.org"
 MESSAGE = (
@@ -139,25 +141,11 @@ def test_connections_over_the_cap_are_told_to_come_back(
         assert refused.value.smtp_code == 421
         clients.pop().quit()
         # A slot is free again once the listener has seen that session end.
-        with _wait_for_free_slot(listener, 2):
-            pass
+        wait_until(lambda: listener.open_connections() <= 2, 10, "a session to end")
         assert _client(listener).sendmail("", [f"bounces@{DOMAIN}"], MESSAGE) == {}
     finally:
         for client in clients:
             client.close()
-
-
-class _wait_for_free_slot:
-    def __init__(self, server: ListenerThread, expected: int) -> None:
-        from tests.support.daemon import wait_until
-
-        wait_until(lambda: server.open_connections() <= expected, 10, "a session to end")
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_an_idle_session_is_closed_with_421(handle: RecordingHandle) -> None:
@@ -183,3 +171,41 @@ def test_stop_tells_an_open_session_to_come_back_later(handle: RecordingHandle) 
         client.close()
     with pytest.raises(OSError):
         socket.create_connection((server.host, server.port), timeout=2).close()
+
+
+def test_a_message_being_recorded_at_stop_still_gets_its_250() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(raw: bytes, mail_from: str, rcpt_to: Sequence[str], source: str) -> FakeRecord:
+        started.set()
+        assert release.wait(timeout=30)
+        return FakeRecord("bounce", 7)
+
+    server = ListenerThread.plain(slow, at_domain(DOMAIN)).start()
+    idle = _client(server)
+    answer: list[tuple[int, bytes]] = []
+    client = _client(server)
+    client.mail("")
+    client.rcpt(f"bounces@{DOMAIN}")
+    sending = threading.Thread(target=lambda: answer.append(client.data(MESSAGE)))
+    sending.start()
+    try:
+        assert started.wait(timeout=10)
+        stopping = threading.Thread(target=server.stop, kwargs={"grace": 20})
+        stopping.start()
+        # The idle session is told to come back later while the message is still recording.
+        wait_until(lambda: server.open_connections() == 1, 10, "the idle session closed")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            idle.noop()
+            idle.noop()
+        release.set()
+        sending.join(timeout=30)
+        stopping.join(timeout=30)
+        assert answer == [(250, b"2.0.0 Recorded as bounce #7")]
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+            client.noop()
+    finally:
+        release.set()
+        client.close()
+        idle.close()

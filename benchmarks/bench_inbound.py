@@ -102,7 +102,7 @@ def setup(url: str, count: int) -> tuple[Any, list[int]]:
     from digestd.context import AppContext
     from digestd.db import session_scope
     from digestd.models import Delivery, Subscriber
-    from digestd.outbox import plan_due
+    from digestd.planning import plan_due
 
     settings = Settings(
         database_url=url,

@@ -30,7 +30,8 @@ from digestd.db import session_scope
 from digestd.inbound import addresses, store
 from digestd.inbound.classify import is_auto_reply, looks_like_daemon
 from digestd.inbound.parse import Parsed, one_line, text_of, walk
-from digestd.mailer import SendError, SmtpPool, compose
+from digestd.mime import compose
+from digestd.smtp_pool import SendError, SmtpPool
 
 log = logging.getLogger(__name__)
 ACTOR = "mail"

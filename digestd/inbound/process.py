@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd import bounce_policy, outbox
+from digestd import bounce_policy, deliveries
 from digestd import subscribers as subs
 from digestd.context import AppContext
 from digestd.db import session_scope
@@ -72,7 +72,7 @@ class InboundResult:
 @dataclass
 class _Found:
     subscriber: Subscriber | None = None
-    delivery: outbox.DeliveryRef | None = None
+    delivery: deliveries.DeliveryRow | None = None
     how: str = ""
     refused: str = ""  # why a token was not honoured (tampered, revoked)
 
@@ -97,7 +97,7 @@ def _find(
     tokens = [o for o in ours if o.role in ("verp", "unsubscribe") or o.tampered]
     for o in tokens:
         if o.role == "verp" and addresses.verify_delivery(key, o) and o.ident is not None:
-            ref = outbox.delivery_ref(session, o.ident)
+            ref = deliveries.get(session, o.ident)
             if ref is None:
                 return _Found(refused="its delivery no longer exists: nothing changed")
             return _Found(session.get(Subscriber, ref.subscriber_id), ref, "verp")
@@ -110,7 +110,7 @@ def _find(
         # or anyone could bounce or unsubscribe any address by mailing us a forged report.
         return _Found(refused="token not valid (tampered or revoked): nothing changed")
     if reading.original_message_id:
-        ref = outbox.delivery_by_message_id(session, reading.original_message_id)
+        ref = deliveries.find_by_message_id(session, _bracketed(reading.original_message_id))
         if ref is not None:
             return _Found(session.get(Subscriber, ref.subscriber_id), ref, "message-id")
     for r in reading.recipients:
@@ -119,8 +119,13 @@ def _find(
         except subs.InvalidInput:
             continue
         if sub is not None and sub.id is not None:
-            return _Found(sub, outbox.latest_delivery_of(session, sub.id), "address")
+            return _Found(sub, deliveries.latest_sent(session, sub.id), "address")
     return _Found()
+
+
+def _bracketed(message_id: str) -> str:
+    value = message_id.strip()
+    return value if value.startswith("<") else f"<{value}>"
 
 
 def _their_report(reading: Reading, sub: Subscriber | None) -> RecipientReport | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from digestd.mailer import PermanentSendError, build_digest_message
+from digestd.mime import build_digest_message
 
 MAILTO = "mailto:bounces+u1-abcdefghijklmnop@bounce.example.net?subject=unsubscribe"
 
@@ -59,12 +59,6 @@ def test_line_breaks_in_values_cannot_inject_headers() -> None:
     assert "victim@example.org" in msg["Subject"]  # kept as text, on one logical line
     assert b"\nBcc:" not in raw and b"\nX-Evil:" not in raw
     assert [a.addr_spec for a in msg["To"].addresses] == ["ada@example.org"]
-
-
-def test_only_550_class_5_1_x_replies_count_as_bad_addresses() -> None:
-    assert PermanentSendError("5.1.1 <x@example.org>: no such user", 550).is_bad_address
-    assert not PermanentSendError("5.7.1 message refused as spam", 550).is_bad_address
-    assert not PermanentSendError("5.2.2 mailbox full", 552).is_bad_address
 
 
 def test_list_unsubscribe_stays_plain_on_the_wire_with_a_real_length_url() -> None:

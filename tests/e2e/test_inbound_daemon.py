@@ -5,6 +5,7 @@ Also `digestd inbound --listen` alone, and a taken listener port as one line at 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import smtplib
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, text
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.inbound.addresses import verp_address
+from tests.support.cli import run_cli
 from tests.support.daemon import (
     SECRET,
     DaemonProcess,
@@ -167,3 +169,34 @@ def test_a_taken_inbound_port_is_one_line_at_start(tmp_path: Path) -> None:
         daemon.output
     )
     assert "Traceback" not in daemon.output
+
+
+def test_run_once_polls_the_mailbox_too(
+    tmp_path: Path, smtp_server: SmtpTestServer, dovecot: DovecotServer
+) -> None:
+    """Cron users have no daemon: `run --once` polls the inbound mailbox once; a mailbox it
+    cannot reach is a problem line, and the sending it did stands (exit 0)."""
+    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    seed_due_deliveries(url, 1)
+    [(email, delivery_id)] = delivery_ids(url).items()
+    user = dovecot.new_user()
+    user.append(dsn(to=verp(url, delivery_id), recipient=email))
+    user.append(b"From: someone@example.net\r\nSubject: hello there\r\n\r\nHi.\r\n")
+    env = daemon_env(
+        url, smtp_server.port, DIGESTD_BOUNCE_ADDRESS=BOUNCE, DIGESTD_INBOUND_IMAP=user.url()
+    )
+    done = run_cli("run", "--once", "--no-ingest", "--json", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["send"]["sent"] == 1
+    imap = report["inbound_imap"]
+    assert (imap["handled"], imap["moved"], imap["left"], imap["problem"]) == (2, 1, 1, None)
+    assert subscriber_status(url)[email] == "bounced"
+    assert subjects(user.messages()) == ["hello there"]
+
+    unreachable = user.url().replace(str(dovecot.imap_port), "1")
+    env["DIGESTD_INBOUND_IMAP"] = unreachable
+    again = run_cli("run", "--once", "--no-ingest", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "problem: inbound mailbox: cannot connect to IMAP server 127.0.0.1:1" in again.stderr
+    assert user.password not in again.stderr + again.stdout

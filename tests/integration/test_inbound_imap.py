@@ -206,3 +206,32 @@ def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, sqlite_url:
         assert [s for s, _, _ in handle.seen] == ["hello one", "hello two"]
     finally:
         ctx.dispose()
+
+
+@pytest.mark.parametrize(
+    "caps, left_flagged",
+    [({"UIDPLUS"}, False), (set(), True)],
+    ids=["copy-uid-expunge", "copy-and-flag-only"],
+)
+def test_servers_without_move_copy_then_remove_only_that_message(
+    dovecot: DovecotServer, caps: set[str], left_flagged: bool
+) -> None:
+    """Without MOVE: COPY, flag that one message deleted, and expunge only its UID (UIDPLUS);
+    without UIDPLUS it stays flagged (a plain EXPUNGE would remove what others flagged)."""
+    from digestd.inbound.imap_poll import _ensure_folder, _move
+
+    user = dovecot.new_user()
+    user.append(mail("bounce a"))
+    user.append(mail("hello someone else's, flagged deleted"))
+    conn = user.connect()
+    try:
+        _ensure_folder(conn, "digestd-processed")
+        conn.select('"INBOX"')
+        conn.uid("STORE", "2", "+FLAGS.SILENT", r"(\Deleted)")
+        _move(conn, 1, "digestd-processed", caps)
+    finally:
+        conn.logout()
+    assert subjects(user, "digestd-processed") == ["bounce a"]
+    inbox = subjects(user)
+    assert "hello someone else's, flagged deleted" in inbox  # never expunged by us
+    assert ("bounce a" in inbox) == left_flagged

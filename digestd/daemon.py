@@ -50,12 +50,10 @@ from digestd.db import redact_url, session_scope
 from digestd.deliveries import new_worker_id
 
 if TYPE_CHECKING:
+    from digestd.inbound.smtp_listener import InboundSmtpListener
     from digestd.ingest.types import FetchReport
     from digestd.planning import PlanReport
     from digestd.sending import SendReport
-
-if TYPE_CHECKING:
-    from digestd.inbound.smtp_listener import InboundSmtpListener
 
 log = logging.getLogger("digestd.daemon")
 
@@ -334,11 +332,7 @@ async def run_forever(
             raise
         daemon = Daemon(ctx, stop, worker_id or new_worker_id())
         loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, _on_signal, stop, sig)
-                installed.append(sig)
+        installed = _install_stop_signals(loop, stop, "no new claims; in-flight sends finish")
         # The web keeps answering (health says the scheduler stopped) until the jobs are
         # done, so it has its own stop, set last.
         web_stop = asyncio.Event()
@@ -420,13 +414,7 @@ async def run_inbound_listener(ctx: AppContext, *, stop_event: asyncio.Event | N
     listener = await _start_inbound_listener(ctx)
     assert listener is not None
     loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(
-                sig, _on_signal, stop, sig, "no new mail; messages being recorded finish"
-            )
-            installed.append(sig)
+    installed = _install_stop_signals(loop, stop, "no new mail; messages being recorded finish")
     try:
         log.info(
             "digestd inbound listening inbound_smtp=%s:%s database=%s",
@@ -452,11 +440,19 @@ def _bind_web(ctx: AppContext) -> socket.socket:
         raise DaemonStartError(str(exc)) from None
 
 
-def _on_signal(
-    stop: asyncio.Event,
-    sig: signal.Signals,
-    what: str = "no new claims; in-flight sends finish",
-) -> None:
+def _install_stop_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, what: str
+) -> list[signal.Signals]:
+    """SIGTERM and SIGINT set `stop` (logging `what` happens next); returns those installed."""
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, _on_signal, stop, sig, what)
+            installed.append(sig)
+    return installed
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals, what: str) -> None:
     if not stop.is_set():
         log.info("received %s: stopping (%s)", sig.name, what)
     stop.set()

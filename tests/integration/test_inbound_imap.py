@@ -187,7 +187,7 @@ def test_postgres_replicas_poll_one_at_a_time(postgres_url: str) -> None:
         other.dispose()
 
 
-def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, sqlite_url: str) -> None:
+def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, db_url: str) -> None:
     """`digestd run` keeps the cursor in the meta table: a restart does not re-read."""
     from digestd.config import Settings
     from digestd.context import AppContext
@@ -195,7 +195,7 @@ def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, sqlite_url:
 
     user = dovecot.new_user()
     user.append(mail("hello one"))
-    ctx = AppContext(Settings(database_url=sqlite_url))
+    ctx = AppContext(Settings(database_url=db_url))
     ctx.migrate()
     target = parse_imap_url(user.url())
     try:

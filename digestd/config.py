@@ -64,6 +64,8 @@ class Settings:
     inbound_imap_interval_seconds: int = 60
     inbound_imap_folder: str = "digestd-processed"
     inbound_imap_batch: int = 100
+    inbound_tls_cert: Path | None = None
+    inbound_tls_key: Path | None = None
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -309,6 +311,15 @@ def _secret(raw: str) -> str | None:
     return raw
 
 
+def _file(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"is not a readable file: {raw.strip()}")
+    return path
+
+
 def _directory(raw: str) -> Path | None:
     if not raw:
         return None
@@ -351,6 +362,8 @@ PARSERS = {
     "DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS": ("inbound_imap_interval_seconds", _int(1, 86400)),
     "DIGESTD_INBOUND_IMAP_FOLDER": ("inbound_imap_folder", _folder),
     "DIGESTD_INBOUND_IMAP_BATCH": ("inbound_imap_batch", _int(1, 10000)),
+    "DIGESTD_INBOUND_TLS_CERT": ("inbound_tls_cert", _file),
+    "DIGESTD_INBOUND_TLS_KEY": ("inbound_tls_key", _file),
 }
 
 
@@ -377,6 +390,10 @@ def load_settings(
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.smtp_password and not settings.smtp_username:
         raise ConfigError("DIGESTD_SMTP_PASSWORD is set but DIGESTD_SMTP_USERNAME is not")
+    if bool(settings.inbound_tls_cert) != bool(settings.inbound_tls_key):
+        raise ConfigError(
+            "DIGESTD_INBOUND_TLS_CERT and DIGESTD_INBOUND_TLS_KEY go together (set both or neither)"
+        )
     if settings.inbound_listen and not settings.bounce_address:
         # The listener accepts mail only for the bounce domain: without it, it would refuse
         # every recipient.

@@ -392,8 +392,8 @@ async def _start_inbound_listener(ctx: AppContext) -> InboundSmtpListener | None
         return None
     from digestd.inbound.smtp_listener import ListenerError, listener_for, split_listen
 
-    listener = listener_for(ctx)
     try:
+        listener = listener_for(ctx)
         await listener.start(*split_listen(ctx.settings.inbound_listen))
     except ListenerError as exc:
         raise DaemonStartError(str(exc)) from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 if TYPE_CHECKING:
+    from digestd.config import Settings
     from digestd.context import AppContext
 
 log = logging.getLogger("digestd.inbound.smtp")
@@ -231,6 +233,7 @@ class InboundSmtpListener:
         *,
         workers: int = 1,
         hostname: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.limits = limits or ListenerLimits()
         # Recording is synchronous database work: a small pool of its own keeps it off the
@@ -239,6 +242,7 @@ class InboundSmtpListener:
         self._sessions = _Sessions()
         self._handler = _InboundHandler(handle, accepts, self.limits, self._run)
         self._hostname = hostname
+        self._tls_context = tls_context
         self._server: asyncio.Server | None = None
 
     async def _run(self, handle: Handler, *args: Any) -> Recorded:
@@ -267,6 +271,10 @@ class InboundSmtpListener:
             decode_data=False,
             enable_SMTPUTF8=True,
             ident="digestd inbound",
+            # STARTTLS is offered when a certificate is configured, never required: an MX
+            # must take mail from servers that do not speak TLS.
+            tls_context=self._tls_context,
+            require_starttls=False,
         )
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -350,7 +358,23 @@ def listener_for(ctx: AppContext) -> InboundSmtpListener:
         ),
         # SQLite has one writer at a time: more threads would only queue on its lock.
         workers=1 if settings.is_sqlite else 4,
+        tls_context=_tls_context(settings),
     )
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server context for STARTTLS (DIGESTD_INBOUND_TLS_CERT/KEY), or None; read once at
+    start (a renewed certificate needs a restart). ListenerError if they cannot be loaded."""
+    if not (settings.inbound_tls_cert and settings.inbound_tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.inbound_tls_cert, settings.inbound_tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenerError(
+            f"cannot load DIGESTD_INBOUND_TLS_CERT/KEY: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    return context
 
 
 def split_listen(value: str) -> tuple[str, int]:

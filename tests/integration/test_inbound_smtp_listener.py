@@ -12,12 +12,14 @@ import smtplib
 import socket
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from digestd.inbound.smtp_listener import ListenerLimits
 from tests.support.daemon import wait_until
 from tests.support.listener import FakeRecord, ListenerThread, RecordingHandle, at_domain
+from tests.support.tls import self_signed_cert
 
 DOMAIN = "bounce.example.org"
 MESSAGE = (
@@ -209,3 +211,42 @@ def test_a_message_being_recorded_at_stop_still_gets_its_250() -> None:
         release.set()
         client.close()
         idle.close()
+
+
+def test_starttls_is_offered_with_a_certificate_and_plain_mail_still_accepted(
+    handle: RecordingHandle, tmp_path: Path
+) -> None:
+    from digestd.config import Settings
+    from digestd.inbound.smtp_listener import InboundSmtpListener, _tls_context
+
+    cert = self_signed_cert(tmp_path / "tls")
+    context = _tls_context(Settings(inbound_tls_cert=cert.cert, inbound_tls_key=cert.key))
+    server = ListenerThread(
+        InboundSmtpListener(handle, at_domain(DOMAIN), tls_context=context)
+    ).start()
+    try:
+        with smtplib.SMTP(server.host, server.port, timeout=10) as client:
+            client.ehlo("mx.example.net")
+            assert client.has_extn("starttls")
+            client.starttls(context=cert.client_context())
+            client.ehlo("mx.example.net")
+            assert client.sendmail("", [f"bounces@{DOMAIN}"], MESSAGE) == {}
+            # Relaying stays refused inside TLS too.
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("", ["victim@example.com"], MESSAGE)
+        with _client(server) as plain:  # a sender without TLS is not turned away
+            assert plain.sendmail("", [f"bounces@{DOMAIN}"], MESSAGE) == {}
+    finally:
+        server.stop()
+    assert len(handle.calls) == 2
+
+
+def test_a_bad_certificate_is_one_line(tmp_path: Path) -> None:
+    from digestd.config import Settings
+    from digestd.inbound.smtp_listener import ListenerError, _tls_context
+
+    cert = self_signed_cert(tmp_path / "tls")
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a key")
+    with pytest.raises(ListenerError, match="cannot load DIGESTD_INBOUND_TLS_CERT/KEY"):
+        _tls_context(Settings(inbound_tls_cert=cert.cert, inbound_tls_key=broken))

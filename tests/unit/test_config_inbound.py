@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from digestd.config import ConfigError, load_settings
@@ -76,3 +78,21 @@ def test_listen_and_limits() -> None:
 def test_a_listener_without_a_bounce_address_is_refused_at_start() -> None:
     with pytest.raises(ConfigError, match="DIGESTD_INBOUND_LISTEN is set but DIGESTD_BOUNCE_"):
         load_settings({"DIGESTD_INBOUND_LISTEN": "127.0.0.1:2525"}, env_file=None)
+
+
+def test_the_listener_certificate_and_key_go_together(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    s = load_settings(
+        {"DIGESTD_INBOUND_TLS_CERT": str(cert), "DIGESTD_INBOUND_TLS_KEY": str(key)},
+        env_file=None,
+    )
+    assert (s.inbound_tls_cert, s.inbound_tls_key) == (cert, key)
+    with pytest.raises(ConfigError, match="set both or neither"):
+        load_settings({"DIGESTD_INBOUND_TLS_CERT": str(cert)}, env_file=None)
+    with pytest.raises(ConfigError, match="DIGESTD_INBOUND_TLS_KEY is not a readable file"):
+        load_settings(
+            {"DIGESTD_INBOUND_TLS_CERT": str(cert), "DIGESTD_INBOUND_TLS_KEY": "/nonexistent"},
+            env_file=None,
+        )

@@ -327,7 +327,7 @@ def lift_suppression(session: Session, sub: Subscriber, *, actor: str, now: date
         sub.bounce_count = 0
         sub.bounce_last_at = None
         session.add(sub)
-        return f"{sub.email}: bounce lifted, now {sub.status}"
+        return f"{sub.email} is now {sub.status} (bounce lifted)"
     if is_suppressed(session, sub):
         subs.record_event(session, sub.id, LIFTED, actor=actor, now=now, was="complaint")
         return f"{sub.email}: complaint lifted (still unsubscribed; may subscribe again)"

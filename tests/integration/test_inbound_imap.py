@@ -151,6 +151,7 @@ def test_an_untrusted_certificate_a_wrong_password_or_no_server_is_one_clear_lin
             "refused",
         ),
         (user.url().replace(str(dovecot.imap_port), "1"), None, "cannot connect", "127.0.0.1:1"),
+        (user.url(mailbox="Nope"), None, "cannot open IMAP mailbox 'Nope'", "Mailbox doesn't"),
     ]
     for url, context, where, why in cases:
         with pytest.raises(ImapPollError) as caught:

@@ -13,6 +13,10 @@ aiosmtpd speaks SMTP; what is ours here is the policy around it:
   raises on bad input (an `unrecognized` record instead), so a message never leaves the
   sending MTA retrying forever. Only when recording itself fails (the database is down) is
   the answer `451`: a temporary failure, so the MTA keeps the message and tries again.
+- TLS: STARTTLS is offered when a certificate is configured, never required (an MX must
+  take mail from servers without TLS); there is no AUTH, nobody sends through it.
+- Stop: no new connections; idle sessions get `421`; a message being recorded gets its
+  answer first (bounded).
 """
 
 from __future__ import annotations

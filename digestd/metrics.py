@@ -52,7 +52,7 @@ class Metrics:
         )
         self.messages_bounced = Counter(
             "digestd_messages_bounced",
-            "Messages refused as a bad address while sending, plus bounces received back.",
+            "Messages refused for good (5xx) while sending, plus bounces received back by mail.",
             registry=r,
         )
         self.inbound = Counter(

@@ -88,3 +88,31 @@ def test_metrics_token_is_required_when_set(app: AppContext, smtp_server: SmtpTe
         assert httpx.get(f"{web.base_url}/metrics", headers=wrong).status_code == 401
         samples = scrape(web.base_url, Authorization="Bearer scrape-token-0123456789")
         assert value(samples, "digestd_web_requests_total", route="/metrics", status="401") == 2
+
+
+def test_inbound_mail_counts_by_kind(app: AppContext) -> None:
+    from digestd.inbound.addresses import verp_address
+    from digestd.inbound.process import process_message
+    from tests.support.inbound import BOUNCE_ADDRESS, dsn, plain
+
+    ctx = app
+    ctx.settings = replace(ctx.settings, bounce_address=BOUNCE_ADDRESS)
+    verp = verp_address(ctx.settings, ctx.secret_key, 12345)
+    bounce = dsn(to=verp, recipient="gone@example.net")
+    assert process_message(ctx, bounce, rcpt_to=[verp], source="t").kind == "bounce"
+    noise = plain(sender="someone@example.net", to=BOUNCE_ADDRESS, subject="hello")
+    assert process_message(ctx, noise, rcpt_to=[BOUNCE_ADDRESS], source="t").kind
+    process_message(ctx, noise, rcpt_to=[BOUNCE_ADDRESS], source="t", dry_run=True)
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(ctx.metrics.exposition().decode())
+        for s in f.samples
+    }
+    inbound = {
+        dict(labels)["kind"]: n
+        for (name, labels), n in samples.items()
+        if name == "digestd_inbound_messages_total"
+    }
+    assert inbound["bounce"] == 1 and sum(inbound.values()) == 2  # a dry run is not counted
+    assert samples[("digestd_messages_bounced_total", ())] == 1

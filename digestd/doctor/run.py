@@ -35,8 +35,8 @@ def run_doctor(
     if nameserver is None and s.dns_server:
         nameserver = dns_server_address(s.dns_server)
     from_domain = _domain(s.from_address) or "localhost"
-    # The inbound settings add DIGESTD_BOUNCE_ADDRESS (the envelope sender of digests).
-    bounce_domain = _domain(getattr(s, "bounce_address", None))
+    # DIGESTD_BOUNCE_ADDRESS's domain is the envelope sender of digests (VERP) and their MX.
+    bounce_domain = _domain(s.bounce_address)
     checks += dns.check_domains(
         dns.Lookup(nameserver),
         from_domain,

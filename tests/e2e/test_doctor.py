@@ -22,6 +22,7 @@ from tests.support.web import running_web
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 DOMAIN = "papers-digest.net"
+BOUNCE = f"bounce.{DOMAIN}"  # the envelope (VERP) domain: its SPF and MX matter
 SELECTOR = "s2026"
 USER, PASSWORD = "digest-relay", "relay-password-0123"
 GOOD = zone(
@@ -29,6 +30,8 @@ GOOD = zone(
     txt(f"_dmarc.{DOMAIN}", f"v=DMARC1; p=quarantine; rua=mailto:dmarc@{DOMAIN}"),
     txt(f"{SELECTOR}._domainkey.{DOMAIN}", "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"),
     mx(DOMAIN, (10, f"mx1.{DOMAIN}"), (20, f"mx2.{DOMAIN}")),
+    txt(BOUNCE, "v=spf1 include:_spf.relay.example -all"),
+    mx(BOUNCE, (10, f"inbound.{DOMAIN}")),
 )
 BAD = zone(
     txt(DOMAIN, "google-site-verification=abc"),  # no SPF
@@ -80,6 +83,7 @@ def setup(tmp_path: Path, relay: SmtpTestServer, smtp_server: SmtpTestServer) ->
             "DIGESTD_LISTEN": web.base_url.removeprefix("http://"),
             "DIGESTD_BASE_URL": web.base_url,
             "DIGESTD_DKIM_SELECTOR": SELECTOR,
+            "DIGESTD_BOUNCE_ADDRESS": f"bounces@{BOUNCE}",
         }
     ctx.dispose()
 
@@ -96,7 +100,8 @@ def test_doctor_good_setup_is_all_ok(setup: dict, dns_server: DnsTestServer) -> 
     for name in ("database", "smtp connect", "smtp tls", "smtp auth", "smtp pipelining",
                  "smtp size", "base url", "web listener", "secret key", "sources",
                  f"spf {DOMAIN}", f"dmarc {DOMAIN}", f"dkim {SELECTOR}._domainkey.{DOMAIN}",
-                 f"alignment {DOMAIN}", f"mx {DOMAIN}"):  # fmt: skip
+                 f"alignment {DOMAIN}", f"mx {DOMAIN}",
+                 f"spf {BOUNCE}", f"mx {BOUNCE}"):  # fmt: skip
         assert f"  {name}: " in shown, name
     assert lines[-1] == f"{len(verdicts)} ok, 0 warn, 0 fail"
     assert (DOMAIN, "TXT") in dns_server.queries  # asked our server, not the internet
@@ -118,7 +123,7 @@ def test_doctor_bad_records_and_password_fail(setup: dict, dns_server: DnsTestSe
     )
     assert f"warn  dmarc {DOMAIN}: p=none" in out
     assert f"fail  dkim {SELECTOR}._domainkey.{DOMAIN}: no DKIM key published" in out
-    assert f"fail  alignment {DOMAIN}: SPF not aligned" in out
+    assert f"fail  alignment {DOMAIN}: SPF not aligned (envelope {BOUNCE}, aspf=r)" in out
     assert f"fail  mx {DOMAIN}: no MX record" in out
     assert "wrong-password" not in out + result.stderr
 
@@ -132,6 +137,8 @@ def test_doctor_bad_records_and_password_fail(setup: dict, dns_server: DnsTestSe
         f"dkim {SELECTOR}._domainkey.{DOMAIN}",
         f"alignment {DOMAIN}",
         f"mx {DOMAIN}",
+        f"spf {BOUNCE}",
+        f"mx {BOUNCE}",
     }
-    assert report["fail"] == 5 and report["warn"] == 1
+    assert report["fail"] == 7 and report["warn"] == 1
     assert all(c["fix"] for c in report["checks"] if c["status"] != "ok")

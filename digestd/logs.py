@@ -27,8 +27,11 @@ from pythonjsonlogger.json import JsonFormatter
 from digestd.config import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# Local part and domain as they appear in mail and SMTP replies (bare or in <…>).
-ADDRESS_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Local part and domain as they appear in mail and SMTP replies (bare or in <…>); the last
+# label is a name (a TLD), so `user@127.0.0.1:993` (an IMAP login to a host) stays readable.
+ADDRESS_RE = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*\b"
+)
 ADDRESS_MASK = "<address>"
 SECRET_MASK = "********"
 # Noise some libraries attach to records: uvicorn's coloured copy of the message, and the

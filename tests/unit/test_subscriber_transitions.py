@@ -169,3 +169,18 @@ def test_hard_bounces_up_to_the_limit_go_through_bounce(ctx: AppContext) -> None
         assert sub.status == S.BOUNCED
         [detail] = _status_events(s, sub)
         assert detail["reply"] == "550 5.1.1 no" and detail["to"] == "bounced"
+
+
+def test_extra_detail_never_overrides_the_move_itself(ctx: AppContext) -> None:
+    with session_scope(ctx.engine) as s:
+        sub = _new(s, 1, S.ACTIVE)
+        odd = {"way": "page", "from": "x", "to": "y", "feedback_type": "abuse"}
+        assert subs.complain(s, sub, actor="inbound", now=NOW, reason="ARF", detail=odd)
+        [detail] = _status_events(s, sub)
+        assert detail == {
+            "from": "active",
+            "to": "unsubscribed",
+            "reason": "ARF",
+            "way": "complaint",
+            "feedback_type": "abuse",
+        }

@@ -7,6 +7,7 @@ Services never commit: the caller (CLI, web, daemon) owns the transaction throug
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from functools import lru_cache
@@ -166,17 +167,22 @@ class Preferences:
 
     def validated(self) -> Preferences:
         """A normalized copy (strings coerced: `"7"`, `"tue"`, `"cs.CL,cs.LG"`), or InvalidInput."""
-        return Preferences(
-            name=_one_line(self.name, "name", NAME_MAX),
-            topics=" ".join(_one_line(self.topics, "topics", TOPICS_MAX).split()),
-            categories=parse_categories(self.categories),
-            frequency=_choice(self.frequency, "frequency", FREQUENCIES),
-            send_hour=_int_in(self.send_hour, "hour", 0, 23),
-            send_weekday=parse_weekday(self.send_weekday),
-            timezone=validate_timezone(self.timezone),
-            max_items=_int_in(self.max_items, "max items", *MAX_ITEMS_RANGE),
-            format=_choice(self.format, "format", FORMATS),
-        )
+        clean, problems = self.checked()
+        if problems:
+            raise InvalidInput(problems[0])
+        return clean
+
+    def checked(self) -> tuple[Preferences, list[str]]:
+        """A normalized copy and every problem found, not only the first (an import reports
+        each bad row whole); a field with a problem keeps its default in the copy."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, check in _CHECKS.items():
+            try:
+                values[name] = check(getattr(self, name))
+            except InvalidInput as exc:
+                problems.append(str(exc))
+        return Preferences(**values), problems
 
     @classmethod
     def of(cls, sub: Subscriber) -> Preferences:
@@ -192,6 +198,19 @@ class Preferences:
 
 
 PREFERENCE_FIELDS = tuple(f.name for f in fields(Preferences))
+
+# One check per preference field: `validated` and `checked` both run exactly these.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: _one_line(v, "name", NAME_MAX),
+    "topics": lambda v: " ".join(_one_line(v, "topics", TOPICS_MAX).split()),
+    "categories": parse_categories,
+    "frequency": lambda v: _choice(v, "frequency", FREQUENCIES),
+    "send_hour": lambda v: _int_in(v, "hour", 0, 23),
+    "send_weekday": parse_weekday,
+    "timezone": validate_timezone,
+    "max_items": lambda v: _int_in(v, "max items", *MAX_ITEMS_RANGE),
+    "format": lambda v: _choice(v, "format", FORMATS),
+}
 
 
 def record_event(

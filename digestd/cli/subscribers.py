@@ -361,10 +361,15 @@ def remove_cmd(
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV with the columns of `export`."),
+    file: Path = typer.Argument(
+        ..., help="CSV with an email column; any columns of `export`; Mailchimp/listmonk exports."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
     update_existing: bool = typer.Option(
         False, "--update-existing", help="Update known addresses instead of rejecting them."
+    ),
+    ignore_unknown_columns: bool = typer.Option(
+        False, "--ignore-unknown-columns", help="Skip columns digestd does not know."
     ),
 ) -> None:
     """Import subscribers from CSV: all rows or none; every bad row is listed by line."""
@@ -391,6 +396,7 @@ def import_cmd(
                 actor=app_ctx.actor,
                 now=app_ctx.now(),
                 update_existing=update_existing,
+                ignore_unknown_columns=ignore_unknown_columns,
                 dry_run=dry_run,
                 batch_size=app_ctx.settings.batch_size if app_ctx.settings.batch_size > 1 else 1000,
                 on_bytes=lambda n: progress.advance(task, n),
@@ -398,7 +404,7 @@ def import_cmd(
     except ImportRejected as exc:
         for line in exc.report.errors:
             err_console.print(f"{file}: {line}", highlight=False, markup=False, soft_wrap=True)
-        fail(f"{file}: {exc}")
+        fail(f"{escape(str(file))}: {escape(str(exc))}")
     except OSError as exc:
         fail(f"{file}: {exc.strerror or exc}")
     prefix = "dry run, nothing written: would add" if dry_run else "added"
@@ -409,6 +415,9 @@ def import_cmd(
         f"{report.rows_per_second:,.0f} rows/s)",
         highlight=False,
     )
+    if report.ignored_columns:
+        skipped = ", ".join(report.ignored_columns)
+        console.print(f"columns not imported: {escape(skipped)}", highlight=False)
 
 
 @app.command("export")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from digestd.context import AppContext
-from digestd.db import chunks, session_scope
+from digestd.db import chunks, session_scope, sql_date
 from digestd.models import Delivery, DeliveryEntry, Event, Subscriber
 from digestd.planning import due_period, window
 
@@ -483,22 +483,23 @@ def list_deliveries(
     )
     if status:
         stmt = stmt.where(Delivery.status == status)
-    return [
-        DeliveryRow(
-            id=d.id,  # type: ignore[arg-type]
-            email=email,
-            period=d.period,
-            status=d.status,
-            attempts=d.attempts,
-            entry_count=d.entry_count,
-            due_at=d.due_at,
-            next_attempt_at=d.next_attempt_at,
-            sent_at=d.sent_at,
-            message_id=d.message_id,
-            error=d.error,
-        )
-        for d, email in session.execute(stmt).all()
-    ]
+    return [_row(d, email) for d, email in session.execute(stmt).all()]
+
+
+def _row(d: Delivery, email: str) -> DeliveryRow:
+    return DeliveryRow(
+        id=d.id,  # type: ignore[arg-type]
+        email=email,
+        period=d.period,
+        status=d.status,
+        attempts=d.attempts,
+        entry_count=d.entry_count,
+        due_at=d.due_at,
+        next_attempt_at=d.next_attempt_at,
+        sent_at=d.sent_at,
+        message_id=d.message_id,
+        error=d.error,
+    )
 
 
 def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:
@@ -523,6 +524,55 @@ def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:
         )
     result = session.execute(stmt.execution_options(synchronize_session=False))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# ---- figures for `digestd stats` ----------------------------------------------------------
+
+WAITING = ("pending", "retry")
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Deliveries of one UTC day (sent: by when sent; others: by when due) and one status."""
+
+    day: date
+    status: str
+    count: int
+    hard: int  # refused for good at SMTP time (a 5xx reply)
+    soft: int  # met at least one temporary failure (retried, or waiting for a retry)
+
+
+def counts_per_day(session: Session, since: datetime, until: datetime) -> list[DayCount]:
+    """Deliveries per day and status in [since, until): one grouped query for `stats`."""
+    when = func.coalesce(Delivery.sent_at, Delivery.due_at, Delivery.created_at)
+    day = func.date(when)
+    hard = case(
+        (and_(Delivery.status == "failed", Delivery.error.like("5%")), 1),  # type: ignore[union-attr]
+        else_=0,
+    )
+    soft = case((or_(Delivery.attempts > 1, Delivery.status == "retry"), 1), else_=0)  # type: ignore[operator]
+    stmt = (
+        select(day, Delivery.status, func.count(), func.sum(hard), func.sum(soft))
+        .where(when >= since, when < until)
+        .group_by(day, Delivery.status)
+    )
+    return [
+        DayCount(sql_date(d), status, int(n), int(h or 0), int(f or 0))
+        for d, status, n, h, f in session.execute(stmt)
+    ]
+
+
+def oldest_waiting(session: Session, now: datetime) -> DeliveryRow | None:
+    """The due delivery that has waited longest (pending or retry, its time has come)."""
+    stmt = (
+        select(Delivery, Subscriber.email)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)  # type: ignore[arg-type]
+        .where(Delivery.status.in_(WAITING), Delivery.next_attempt_at <= now)  # type: ignore[attr-defined,operator]
+        .order_by(func.coalesce(Delivery.due_at, Delivery.created_at), Delivery.id)
+        .limit(1)
+    )
+    found = session.execute(stmt).first()
+    return _row(*found) if found else None
 
 
 async def send_due(ctx: AppContext, *, worker_id: str, stop: Any = None) -> Any:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
+from digestd.db import sql_date
 from digestd.models import (
     FORMATS,
     FREQUENCIES,
@@ -356,6 +357,58 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
     )
     session.flush()
     return event
+
+
+# ---- figures for `digestd stats` ----------------------------------------------------------
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many subscribers are in each status (every status, zeros included)."""
+    counts = dict.fromkeys(SUBSCRIBER_STATUSES, 0)
+    stmt = select(Subscriber.status, func.count()).group_by(col(Subscriber.status))
+    for status, n in session.exec(stmt):
+        counts[status] = int(n)
+    return counts
+
+
+def confirmed_per_day(session: Session, since: datetime, until: datetime) -> dict[date, int]:
+    """New confirmed subscribers per UTC day (by confirmed_at) in [since, until)."""
+    confirmed = col(Subscriber.confirmed_at)
+    day = func.date(confirmed)
+    stmt = select(day, func.count()).where(confirmed >= since, confirmed < until).group_by(day)
+    return {sql_date(d): int(n) for d, n in session.exec(stmt)}
+
+
+@dataclass(frozen=True)
+class StatusChanges:
+    """Status events of one UTC day with the same from, to and way."""
+
+    day: date
+    old: str
+    new: str
+    way: str  # the transition's way ("one-click", "page", "mail", "admin", "complaint") or ""
+    count: int
+
+
+def status_changes_per_day(
+    session: Session, since: datetime, until: datetime
+) -> list[StatusChanges]:
+    """Subscriber status changes per UTC day, from their audit events in [since, until)."""
+    created = col(Event.created_at)
+    detail = col(Event.detail)
+    day = func.date(created)
+    old, new = detail["from"].as_string(), detail["to"].as_string()
+    # Events written before `way` existed carried the way as the reason ("one-click").
+    way = func.coalesce(detail["way"].as_string(), detail["reason"].as_string(), "")
+    stmt = (
+        select(day, old, new, way, func.count())
+        .where(Event.action == STATUS, created >= since, created < until)
+        .group_by(day, old, new, way)
+    )
+    return [
+        StatusChanges(sql_date(d), o or "", n or "", w or "", int(c))
+        for d, o, n, w, c in session.exec(stmt)
+    ]
 
 
 def subscriber_dict(sub: Subscriber) -> dict[str, Any]:

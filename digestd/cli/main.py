@@ -22,6 +22,7 @@ from digestd.cli import (
     run,
     settings,
     sources,
+    stats,
     subscribers,
     web,
 )
@@ -40,6 +41,7 @@ app.add_typer(sources.app, name="sources")
 app.add_typer(entries.app, name="entries")
 app.add_typer(deliveries.app, name="deliveries")
 preview.register(app)
+stats.register(app)
 run.register(app)
 web.register(app)
 demo.register(app)

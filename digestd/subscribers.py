@@ -359,6 +359,46 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
     return event
 
 
+# ---- listing ------------------------------------------------------------------------------
+
+
+def _matching(stmt: Any, search: str | None, status: str | None) -> Any:
+    if status:
+        stmt = stmt.where(Subscriber.status == status)
+    if search:
+        # Plain substring (wildcards in the text are literal), case-insensitive on both backends.
+        stmt = stmt.where(
+            col(Subscriber.email).icontains(search, autoescape=True)
+            | col(Subscriber.name).icontains(search, autoescape=True)
+        )
+    return stmt
+
+
+def list_page(
+    session: Session,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    after_id: int = 0,
+    limit: int = 50,
+) -> list[Subscriber]:
+    """One page of subscribers (oldest first) after `after_id`: keyset paging, so a page
+    costs the same at the end of a million-row list as at the start."""
+    stmt = _matching(select(Subscriber), search, status)
+    stmt = stmt.where(col(Subscriber.id) > after_id).order_by(col(Subscriber.id)).limit(limit)
+    return list(session.exec(stmt))
+
+
+def count_matching(
+    session: Session, *, search: str | None = None, status: str | None = None, after_id: int = 0
+) -> int:
+    """How many subscribers `list_page` would page through (after `after_id`)."""
+    stmt = _matching(select(func.count()).select_from(Subscriber), search, status)
+    if after_id:
+        stmt = stmt.where(col(Subscriber.id) > after_id)
+    return int(session.exec(stmt).one())
+
+
 # ---- figures for `digestd stats` ----------------------------------------------------------
 
 

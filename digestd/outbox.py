@@ -31,7 +31,7 @@ from sqlmodel import Session
 
 from digestd.context import AppContext
 from digestd.db import chunks, session_scope, sql_date
-from digestd.models import Delivery, DeliveryEntry, Event, Subscriber
+from digestd.models import Delivery, DeliveryEntry, Entry, Event, Subscriber
 from digestd.planning import due_period, window
 
 # Retries: exponential backoff from RETRY_BASE, at most MAX_ATTEMPTS attempts in all.
@@ -500,6 +500,81 @@ def _row(d: Delivery, email: str) -> DeliveryRow:
         message_id=d.message_id,
         error=d.error,
     )
+
+
+@dataclass(frozen=True)
+class DeliveryDetail:
+    """Everything recorded about one delivery, for `deliveries show`."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    period: str
+    status: str
+    attempts: int
+    message_id: str
+    error: str | None
+    entry_count: int
+    window_start: datetime | None
+    window_end: datetime | None
+    created_at: datetime | None
+    due_at: datetime | None
+    next_attempt_at: datetime | None
+    lease_until: datetime | None
+    claimed_by: str | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CarriedPaper:
+    """A paper a delivery carried, in rank order."""
+
+    rank: int
+    entry_id: int
+    title: str
+    url: str
+
+
+def get_delivery(session: Session, delivery_id: int) -> DeliveryDetail | None:
+    """One delivery with its subscriber's address, or None."""
+    found = session.execute(
+        select(Delivery, Subscriber.email)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)  # type: ignore[arg-type]
+        .where(Delivery.id == delivery_id)
+    ).first()
+    if found is None:
+        return None
+    d, email = found
+    return DeliveryDetail(
+        id=d.id,
+        subscriber_id=d.subscriber_id,
+        email=email,
+        period=d.period,
+        status=d.status,
+        attempts=d.attempts,
+        message_id=d.message_id,
+        error=d.error,
+        entry_count=d.entry_count,
+        window_start=d.window_start,
+        window_end=d.window_end,
+        created_at=d.created_at,
+        due_at=d.due_at,
+        next_attempt_at=d.next_attempt_at,
+        lease_until=d.lease_until,
+        claimed_by=d.claimed_by,
+        sent_at=d.sent_at,
+    )
+
+
+def carried_papers(session: Session, delivery_id: int) -> list[CarriedPaper]:
+    """The papers a sent delivery carried, in the order of the digest."""
+    rows = session.execute(
+        select(DeliveryEntry.rank, Entry.id, Entry.title, Entry.url)
+        .join(Entry, Entry.id == DeliveryEntry.entry_id)  # type: ignore[arg-type]
+        .where(DeliveryEntry.delivery_id == delivery_id)
+        .order_by(DeliveryEntry.rank)  # type: ignore[arg-type]
+    )
+    return [CarriedPaper(rank, entry_id, title, url) for rank, entry_id, title, url in rows]
 
 
 def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:

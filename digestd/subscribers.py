@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, func, select
 
 from digestd.db import sql_date
@@ -440,14 +441,15 @@ def status_changes_per_day(
     old, new = detail["from"].as_string(), detail["to"].as_string()
     # Events written before `way` existed carried the way as the reason ("one-click").
     way = func.coalesce(detail["way"].as_string(), detail["reason"].as_string(), "")
+    # SQLAlchemy's select: sqlmodel's is typed for at most four columns.
     stmt = (
-        select(day, old, new, way, func.count())
+        sa_select(day, old, new, way, func.count())
         .where(Event.action == STATUS, created >= since, created < until)
         .group_by(day, old, new, way)
     )
     return [
         StatusChanges(sql_date(d), o or "", n or "", w or "", int(c))
-        for d, o, n, w, c in session.exec(stmt)
+        for d, o, n, w, c in session.execute(stmt)
     ]
 
 

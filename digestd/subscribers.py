@@ -444,7 +444,7 @@ def status_changes_per_day(
     # SQLAlchemy's select: sqlmodel's is typed for at most four columns.
     stmt = (
         sa_select(day, old, new, way, func.count())
-        .where(Event.action == STATUS, created >= since, created < until)
+        .where(col(Event.action) == STATUS, created >= since, created < until)
         .group_by(day, old, new, way)
     )
     return [

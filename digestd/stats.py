@@ -19,10 +19,16 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session
 
 from digestd.db import sql_date
+from digestd.deliveries import counts_per_day, oldest_waiting
 from digestd.models import Source
-from digestd.outbox import counts_per_day, oldest_waiting
 from digestd.sources import interval, list_sources
-from digestd.subscribers import confirmed_per_day, count_by_status, status_changes_per_day
+from digestd.statuses import DeliveryStatus, SubscriberStatus
+from digestd.subscribers import (
+    UNSUBSCRIBE_WAYS,
+    confirmed_per_day,
+    count_by_status,
+    status_changes_per_day,
+)
 
 # Gmail's and Yahoo's bulk-sender rules (February 2024): keep the spam complaint rate under
 # 0.3 % and aim for under 0.1 %.
@@ -32,8 +38,8 @@ COMPLAINT_AIM = 0.001
 # sending services act on (Amazon SES reviews an account at 5 %). Warn at half of it.
 BOUNCE_LIMIT = 0.02
 BOUNCE_WARN = 0.01
-# Ways a subscriber leaves (event detail `way`); the chart shows the first three.
-WAYS = ("one-click", "page", "mail", "admin", "complaint")
+# Ways a subscriber leaves (event detail `way`); the chart shows one-click, page and mail.
+WAYS = UNSUBSCRIBE_WAYS
 # A source is stale when it has not been fetched for this many of its intervals.
 STALE_INTERVALS = 3
 
@@ -249,15 +255,15 @@ def compute(session: Session, now: datetime, *, days: int, fetch_interval_minute
         d = by_day.get(c.day)
         if d is None:
             continue
-        if c.status in ("sent", "skipped", "failed"):
-            setattr(d, c.status, getattr(d, c.status) + c.count)
+        if c.status in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED):
+            setattr(d, c.status.value, getattr(d, c.status.value) + c.count)
         d.hard_bounces += c.hard
         d.soft_bounces += c.soft
 
     inbound = _has_inbound(session)
     for change in status_changes_per_day(session, since, until):
         d = by_day.get(change.day)
-        if d is None or change.new != "unsubscribed":
+        if d is None or change.new != SubscriberStatus.UNSUBSCRIBED:
             continue
         way = change.way if change.way in WAYS else "admin"
         d.unsubscribes[way] += change.count

@@ -11,18 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from digestd import deliveries
 from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
 from digestd.db import session_scope
-from digestd.leases import new_worker_id
-from digestd.models import DELIVERY_STATUSES
-from digestd.outbox import (
-    WAITING,
-    DeliveryRow,
-    carried_papers,
-    get_delivery,
-    list_deliveries,
-    retry_now,
-)
+from digestd.statuses import CLAIMABLE, DeliveryStatus, parse_delivery_status
 
 app = typer.Typer(help="Inspect and retry digest deliveries.", no_args_is_help=True)
 
@@ -30,7 +22,7 @@ app = typer.Typer(help="Inspect and retry digest deliveries.", no_args_is_help=T
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    status: str = typer.Option(None, "--status", help=f"One of {', '.join(DELIVERY_STATUSES)}."),
+    status: str = typer.Option(None, "--status", help=f"One of {', '.join(DeliveryStatus)}."),
     limit: int = typer.Option(100, "--limit", min=1, max=100000, help="Newest N deliveries."),
     wide: bool = typer.Option(
         False, "--wide", help="Every column and whole replies (wider than 80 columns)."
@@ -38,13 +30,17 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
     """The newest deliveries; failures show the SMTP server's reply (cut to one line)."""
-    if status is not None and status not in DELIVERY_STATUSES:
-        fail(f"--status must be one of {', '.join(DELIVERY_STATUSES)}, got {status!r}")
+    wanted = None
+    if status is not None:
+        try:
+            wanted = parse_delivery_status(status)
+        except ValueError as exc:
+            fail(f"--{exc}")
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        rows = list_deliveries(session, status=status, limit=limit)
+        rows = deliveries.list_deliveries(session, status=wanted, limit=limit)
     if as_json:
-        print_json([asdict(r) for r in rows])
+        print_json([_as_json(r) for r in rows])
         return
     if not rows:
         console.print("no deliveries" + (f" with status {status}" if status else ""))
@@ -59,9 +55,9 @@ def list_cmd(
 WIDTH = 80
 
 
-def _when(r: DeliveryRow) -> datetime | None:
+def _when(r: deliveries.DeliveryRow) -> datetime | None:
     """Sent: when it was sent; waiting: its next try; otherwise when it was due."""
-    return r.sent_at if r.status == "sent" else r.next_attempt_at or r.due_at
+    return r.sent_at if r.status == DeliveryStatus.SENT else r.next_attempt_at or r.due_at
 
 
 def _one_line(text: str | None) -> str:
@@ -72,7 +68,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
-def _narrow_table(rows: list[DeliveryRow]) -> Text:
+def _narrow_table(rows: list[deliveries.DeliveryRow]) -> Text:
     """At most 80 columns: addresses and replies are cut (with …), never wrapped.
 
     Laid out by hand: rich's tables shrink every column once one is too wide, and here the
@@ -109,7 +105,7 @@ def _narrow_table(rows: list[DeliveryRow]) -> Text:
     return out
 
 
-def _wide_table(rows: list[DeliveryRow]) -> Table:
+def _wide_table(rows: list[deliveries.DeliveryRow]) -> Table:
     table = Table("id", "subscriber", "period", "status", "tries", "papers", "when", "reply")
     for r in rows:
         table.add_row(
@@ -136,10 +132,10 @@ def show_cmd(
         fail(f"delivery id must be a number, got {raw_id!r}")
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        found = get_delivery(session, int(raw_id))
+        found = deliveries.get(session, int(raw_id))
         if found is None:
             fail(f"no delivery {raw_id.strip()}")
-        papers = carried_papers(session, found.id)
+        papers = deliveries.carried_papers(session, found.id)
     data = {**asdict(found), "papers": [asdict(p) for p in papers]}
     if as_json:
         print_json(data)
@@ -158,7 +154,7 @@ def show_cmd(
         ("window", window),
         ("planned", short_time(found.created_at)),
         ("due", short_time(found.due_at)),
-        ("next attempt", short_time(found.next_attempt_at) if found.status in WAITING else "-"),
+        ("next attempt", short_time(found.next_attempt_at) if found.status in CLAIMABLE else "-"),
         ("sent", short_time(found.sent_at)),
         ("lease", f"{found.claimed_by} until {short_time(found.lease_until)}"
          if found.claimed_by else "-"),
@@ -178,6 +174,27 @@ def show_cmd(
     console.print(table)
 
 
+# The fields `deliveries list --json` has always printed (a stable contract for scripts).
+JSON_FIELDS = (
+    "id",
+    "email",
+    "period",
+    "status",
+    "attempts",
+    "entry_count",
+    "due_at",
+    "next_attempt_at",
+    "sent_at",
+    "message_id",
+    "error",
+)
+
+
+def _as_json(row: deliveries.DeliveryRow) -> dict[str, object]:
+    data = asdict(row)
+    return {name: data[name] for name in JSON_FIELDS}
+
+
 @app.command("retry")
 def retry_cmd(
     ctx: typer.Context,
@@ -189,7 +206,7 @@ def retry_cmd(
     """Make waiting (or, with --failed, only failed) deliveries due now, and send them."""
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        count = retry_now(session, app_ctx.now(), failed=failed)
+        count = deliveries.retry_now(session, app_ctx.now(), failed=failed)
     what = "failed" if failed else "waiting"
     console.print(f"rescheduled {count} {what} deliveries", highlight=False)
     if no_send or count == 0:
@@ -198,7 +215,7 @@ def retry_cmd(
     from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     try:
-        report = asyncio.run(send_due(app_ctx, worker_id=new_worker_id()))
+        report = asyncio.run(send_due(app_ctx, worker_id=deliveries.new_worker_id()))
     except Exception as exc:
         fail(f"deliveries retry: {first_line(exc)}")
     console.print(

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
-from digestd.models import Event, Subscriber
+from digestd.models import Event, Subscriber, table_of
 from digestd.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import (
     ADDED,
@@ -303,17 +303,19 @@ def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, SubscriberStatu
     if weekday and frequency.strip().lower() != "weekly":
         problems.append(f"frequency {frequency_text!r}: only weekly takes a day")
         weekday = ""
-    prefs, pref_problems = Preferences(
-        name=_name(cells),
-        topics=cells.get("topics", ""),
-        categories=cells.get("categories", ""),  # type: ignore[arg-type]  # checked() splits it
-        frequency=frequency,
-        send_hour=cells.get("hour", "").strip() or 8,  # type: ignore[arg-type]
-        send_weekday=weekday or 0,  # type: ignore[arg-type]
-        timezone=cells.get("timezone", "").strip() or "UTC",
-        max_items=cells.get("max_items", "").strip() or 10,  # type: ignore[arg-type]
-        format=cells.get("format", "").strip() or "html",
-    ).checked()
+    # Text as it came: checked() coerces and checks every field ("7", "cs.CL,cs.LG").
+    raw: dict[str, Any] = {
+        "name": _name(cells),
+        "topics": cells.get("topics", ""),
+        "categories": cells.get("categories", ""),
+        "frequency": frequency,
+        "send_hour": cells.get("hour", "").strip() or 8,
+        "send_weekday": weekday or 0,
+        "timezone": cells.get("timezone", "").strip() or "UTC",
+        "max_items": cells.get("max_items", "").strip() or 10,
+        "format": cells.get("format", "").strip() or "html",
+    }
+    prefs, pref_problems = Preferences(**raw).checked()
     problems.extend(pref_problems)
     status = DEFAULT_STATUS
     try:
@@ -548,7 +550,7 @@ def _apply_batch(
         set_by_admin(
             session, sub, row.status, actor=actor, now=now, reason=f"import line {row.line}"
         )
-    table = Subscriber.__table__  # type: ignore[attr-defined]
+    table = table_of(Subscriber)
     conn = session.connection()
     if new_rows:
         # Plain executemany, then one SELECT for the ids: INSERT … RETURNING over a whole
@@ -574,7 +576,7 @@ def _apply_batch(
         )
         conn.execute(stmt, updates)
     if events:
-        conn.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(Event)), events)
 
 
 def _event(sub_id: int | None, action: str, actor: str, now: datetime, detail: dict) -> dict:

@@ -3,7 +3,8 @@
 Computed here, drawn by the CLI. Every figure comes from the stores that own the data: the
 delivery store (sent, skipped, failed, bounces at SMTP time, the oldest waiting delivery),
 the subscribers' audit events (unsubscribes by way, complaints) and confirmations, the
-sources' fetch health, and, where inbound mail is recorded, its bounces and complaints.
+sources' fetch health, and the inbound mail that came back (bounces after acceptance, and
+spam complaints).
 
 Days are UTC days; the period is the last `days` days, today included.
 """
@@ -15,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import inspect, text
 from sqlmodel import Session
 
-from digestd.db import sql_date
+from digestd.bounce_policy import HARD, SOFT
 from digestd.deliveries import counts_per_day, oldest_waiting
+from digestd.inbound import store as inbound_store
 from digestd.models import Source
 from digestd.sources import interval, list_sources
 from digestd.statuses import DeliveryStatus, SubscriberStatus
@@ -179,7 +180,6 @@ class Stats:
     complaints: Rate
     sources: list[SourceHealth]
     oldest_due: Waiting | None
-    inbound: bool  # bounces and complaints include recorded inbound mail
 
     @property
     def totals(self) -> Day:
@@ -220,7 +220,6 @@ class Stats:
             "warnings": self.warnings,
             "sources": [s.as_json() for s in self.sources],
             "oldest_due": self.oldest_due.as_json() if self.oldest_due else None,
-            "includes_inbound": self.inbound,
         }
 
 
@@ -260,26 +259,24 @@ def compute(session: Session, now: datetime, *, days: int, fetch_interval_minute
         d.hard_bounces += c.hard
         d.soft_bounces += c.soft
 
-    inbound = _has_inbound(session)
     for change in status_changes_per_day(session, since, until):
         d = by_day.get(change.day)
         if d is None or change.new != SubscriberStatus.UNSUBSCRIBED:
             continue
         way = change.way if change.way in WAYS else "admin"
         d.unsubscribes[way] += change.count
-        if way == "complaint" and not inbound:
-            d.complaints += change.count  # without inbound records, complaints are events
-    if inbound:
-        for day, kind, severity, n in _inbound_counts(session, since, until):
-            d = by_day.get(day)
-            if d is None:
-                continue
-            if kind == "complaint":
-                d.complaints += n
-            elif kind == "bounce" and severity == "hard":
-                d.hard_bounces += n
-            elif kind == "bounce" and severity == "soft":
-                d.soft_bounces += n
+    # Bounces that came back after the server accepted the message, and spam complaints.
+    # (Refusals during the SMTP conversation are counted from the deliveries above.)
+    for k in inbound_store.counts_per_day(session, since, until, ("bounce", "complaint")):
+        d = by_day.get(k.day)
+        if d is None:
+            continue
+        if k.kind == "complaint":
+            d.complaints += k.count
+        elif k.severity == HARD:
+            d.hard_bounces += k.count
+        elif k.severity == SOFT:
+            d.soft_bounces += k.count
 
     for day, n in confirmed_per_day(session, since, until).items():
         if day in by_day:
@@ -308,7 +305,6 @@ def compute(session: Session, now: datetime, *, days: int, fetch_interval_minute
         complaints=complaints,
         sources=source_health(list_sources(session), now, fetch_interval_minutes),
         oldest_due=_waiting(session, now),
-        inbound=inbound,
     )
 
 
@@ -365,28 +361,3 @@ def _waiting(session: Session, now: datetime) -> Waiting | None:
         attempts=row.attempts,
         error=row.error,
     )
-
-
-def _has_inbound(session: Session) -> bool:
-    """Whether this database records inbound mail (bounces and complaints that came back)."""
-    return inspect(session.connection()).has_table("inbound")
-
-
-def _inbound_counts(
-    session: Session, since: datetime, until: datetime
-) -> list[tuple[date, str, str, int]]:
-    """(day, kind, severity, count) of inbound bounces and complaints in [since, until)."""
-    # Written against the `inbound` table of the inbound branch; moves to its module's
-    # queries when that lands (one module owns each table's queries).
-    rows = session.connection().execute(
-        text(
-            "SELECT date(received_at), kind, severity, count(*) FROM inbound "
-            "WHERE received_at >= :since AND received_at < :until "
-            "AND kind IN ('bounce', 'complaint') GROUP BY date(received_at), kind, severity"
-        ),
-        {
-            "since": since.astimezone(UTC).replace(tzinfo=None),
-            "until": until.astimezone(UTC).replace(tzinfo=None),
-        },
-    )
-    return [(sql_date(d), k, s or "", int(n)) for d, k, s, n in rows]

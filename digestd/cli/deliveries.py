@@ -14,6 +14,7 @@ from rich.text import Text
 from digestd import deliveries
 from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
 from digestd.db import session_scope
+from digestd.inbound import store as inbound_store
 from digestd.statuses import CLAIMABLE, DeliveryStatus, parse_delivery_status
 
 app = typer.Typer(help="Inspect and retry digest deliveries.", no_args_is_help=True)
@@ -127,7 +128,8 @@ def show_cmd(
     raw_id: str = typer.Argument(..., metavar="ID", help="The delivery's id (deliveries list)."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
-    """Everything about one delivery: times, attempts, the server's reply, Message-ID, papers."""
+    """Everything about one delivery: times, attempts, replies (SMTP and what came back by
+    mail), Message-ID, papers."""
     if not raw_id.strip().isdigit():
         fail(f"delivery id must be a number, got {raw_id!r}")
     app_ctx = get_context(ctx)
@@ -136,7 +138,11 @@ def show_cmd(
         if found is None:
             fail(f"no delivery {raw_id.strip()}")
         papers = deliveries.carried_papers(session, found.id)
-    data = {**asdict(found), "papers": [asdict(p) for p in papers]}
+        came_back = [
+            inbound_store.inbound_dict(row, found.email)
+            for row in inbound_store.for_delivery(session, found.id)
+        ]
+    data = {**asdict(found), "papers": [asdict(p) for p in papers], "inbound": came_back}
     if as_json:
         print_json(data)
         return
@@ -162,6 +168,15 @@ def show_cmd(
     ):  # fmt: skip
         facts.add_row(label, escape(value))
     console.print(facts)
+    if came_back:
+        replies = Table(title="came back (inbound mail)", title_justify="left", box=None)
+        for header in ("received", "kind", "status", "summary"):
+            replies.add_column(header, overflow="fold")
+        for r in came_back:
+            status = " ".join(x for x in (r["status"], r["severity"]) if x)
+            received = short_time(datetime.fromisoformat(r["received_at"]))
+            replies.add_row(received, r["kind"], status, escape(r["summary"] or r["reason"]))
+        console.print(replies)
     if not papers:
         console.print("papers: none recorded", highlight=False)
         return

@@ -151,8 +151,6 @@ def _rates(stats: Stats) -> list[Text]:
     for warning in stats.warnings:
         for part in textwrap.wrap(f"warning: {warning}", WIDTH, subsequent_indent="  "):
             lines.append(Text(part, style="bold yellow"))
-    if not stats.inbound:
-        lines.append(Text("  (bounces from SMTP replies only: inbound mail is not recorded)"))
     return lines
 
 

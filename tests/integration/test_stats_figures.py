@@ -1,5 +1,5 @@
 """digestd.stats on a real database (SQLite file and PostgreSQL): each figure comes from the
-rows that make it, on the right UTC day, and inbound bounces and complaints plug in."""
+rows that make it, on the right UTC day, inbound bounces and complaints included."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.inbound import store as inbound_store
 from digestd.models import Delivery, Source
 from digestd.stats import compute
 from digestd.subscribers import STATUS, record_event
@@ -128,7 +129,7 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
         "admin": 0,
         "complaint": 1,
     }
-    assert today["complaints"] == 1  # no inbound table: the complaint unsubscribes
+    assert today["complaints"] == 0  # complaints are inbound records (none yet)
     assert (before["skipped"], before["new_confirmed"], before["unsubscribes"]["one-click"]) == (
         1,
         6,
@@ -136,14 +137,7 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
     )
     assert data["subscribers"]["unsubscribed"] == 3 and data["subscribers"]["active"] == 4
     assert data["rates"]["bounces"]["count"] == 1 and data["rates"]["bounces"]["of"] == 4
-    assert data["rates"]["complaints"] == {
-        "count": 1,
-        "of": 2,
-        "rate": 0.5,
-        "limit": 0.003,
-        "aim": 0.001,
-        "level": "over",
-    }
+    assert data["rates"]["complaints"]["of"] == 2
     assert [(x["name"], x["health"]) for x in data["sources"]] == [
         ("fresh", "ok"),
         ("broken", "failing"),
@@ -153,35 +147,28 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
     ]
     oldest = data["oldest_due"]
     assert (oldest["email"], oldest["waiting_seconds"]) == ("u5@example.org", 7200)
-    assert data["includes_inbound"] is False
 
-    # Inbound mail that came back adds its bounces and complaints (and then complaints are
-    # counted from it, not from the unsubscribes).
+    # Mail that came back after the server accepted it adds its bounces and complaints.
     with session_scope(app.engine) as s:
-        conn = s.connection()
-        if not sa.inspect(conn).has_table("inbound"):
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE inbound (id INTEGER PRIMARY KEY, received_at TIMESTAMP, "
-                    "kind VARCHAR(16), severity VARCHAR(8))"
-                )
-            )
-        rows = [
+        for kind, severity in (
             ("bounce", "hard"),
             ("bounce", "hard"),
             ("bounce", "soft"),
             ("complaint", ""),
             ("auto_reply", ""),
-        ]
-        for n, (kind, severity) in enumerate(rows, start=1):
-            conn.execute(
-                sa.text(
-                    "INSERT INTO inbound (id, received_at, kind, severity) VALUES (:i, :t, :k, :s)"
-                ),
-                {"i": n, "t": now.replace(tzinfo=None), "k": kind, "s": severity},
-            )
+        ):
+            inbound_store.record(s, received_at=now, kind=kind, severity=severity)
+        inbound_store.record(s, received_at=yesterday, kind="bounce", severity="hard")
     with session_scope(app.engine) as s:
         data = compute(s, now, days=3, fetch_interval_minutes=60).as_json()
-    today = data["daily"][2]
+    today, before = data["daily"][2], data["daily"][1]
     assert (today["hard_bounces"], today["soft_bounces"], today["complaints"]) == (3, 4, 1)
-    assert data["includes_inbound"] is True
+    assert before["hard_bounces"] == 1
+    assert data["rates"]["complaints"] == {
+        "count": 1,
+        "of": 2,
+        "rate": 0.5,
+        "limit": 0.003,
+        "aim": 0.001,
+        "level": "over",
+    }

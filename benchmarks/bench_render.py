@@ -36,7 +36,7 @@ from digestd.db import session_scope  # noqa: E402
 from digestd.models import Entry, Source  # noqa: E402
 from digestd.render import DigestBody, Renderer  # noqa: E402
 from digestd.select import Profile, Selector  # noqa: E402
-from digestd.tokens import link  # noqa: E402
+from digestd.tokens import link, view_url  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 CATEGORIES = ["cs.CL", "cs.LG", "cs.AI", "cs.CV", "cs.IR", "stat.ML", "cs.SE", "cs.RO"]
@@ -160,7 +160,7 @@ def main() -> None:
             bodies.append(renderer.render_digest(p, picks[p.key], when=NOW, fmt=fmt))
         t_render = time.perf_counter() - t0
 
-        # -- personalization: every subscriber, two signed links + substitution
+        # -- personalization: every subscriber, three signed links + substitution
         secret, base = ctx.secret_key, settings.base_url
         t0 = time.perf_counter()
         total_bytes = 0
@@ -171,6 +171,7 @@ def main() -> None:
                 email=f"user{sub_id}@example.org",
                 unsubscribe_url=link(base, secret, "unsubscribe", sub_id, 1),
                 preferences_url=link(base, secret, "preferences", sub_id, 1),
+                view_url=view_url(link(base, secret, "view", sub_id, 1), "2026-11-26"),
             )
             total_bytes += len(mail.text) + len(mail.html or "")
         t_personal = time.perf_counter() - t0
@@ -184,6 +185,7 @@ def main() -> None:
                 email="user@example.org",
                 unsubscribe_url="https://digest.example.org/unsubscribe/x",
                 preferences_url="https://digest.example.org/preferences/y",
+                view_url="https://digest.example.org/view/z/2026-11-26",
             )
         t_subst = (time.perf_counter() - t0) / sample
         ctx.dispose()

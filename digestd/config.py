@@ -49,6 +49,13 @@ class Settings:
     fetch_interval_minutes: int = 60
     batch_size: int = 500
     log_level: str = "INFO"
+    page_title: str = "Trending papers"
+    page_blurb: str = (
+        "The papers people are upvoting today, most upvoted first. Subscribe to get them "
+        "by email, picked for your topics, at the hour you choose."
+    )
+    page_size: int = 30
+    feed_days: int = 7
 
     @property
     def listen_host(self) -> str:
@@ -175,6 +182,18 @@ def _secret(raw: str) -> str | None:
     return raw
 
 
+def _one_line(limit: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = " ".join(raw.split())
+        if not value:
+            raise ValueError("must not be empty")
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters, got {len(value)}")
+        return value
+
+    return parse
+
+
 def _directory(raw: str) -> Path | None:
     if not raw:
         return None
@@ -206,6 +225,10 @@ PARSERS = {
     "DIGESTD_FETCH_INTERVAL_MINUTES": ("fetch_interval_minutes", _int(1, 10080)),
     "DIGESTD_BATCH_SIZE": ("batch_size", _int(1, 100000)),
     "DIGESTD_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
+    "DIGESTD_PAGE_TITLE": ("page_title", _one_line(120)),
+    "DIGESTD_PAGE_BLURB": ("page_blurb", _one_line(1000)),
+    "DIGESTD_PAGE_SIZE": ("page_size", _int(1, 200)),
+    "DIGESTD_FEED_DAYS": ("feed_days", _int(1, 60)),
 }
 
 

@@ -31,7 +31,7 @@ from sqlmodel import Session
 
 from digestd.context import AppContext
 from digestd.db import chunks, session_scope
-from digestd.models import Delivery, DeliveryEntry, Event, Subscriber
+from digestd.models import Delivery, DeliveryEntry, Entry, Event, Subscriber
 from digestd.planning import due_period, window
 
 # Retries: exponential backoff from RETRY_BASE, at most MAX_ATTEMPTS attempts in all.
@@ -499,6 +499,29 @@ def list_deliveries(
         )
         for d, email in session.execute(stmt).all()
     ]
+
+
+def sent_delivery(session: Session, subscriber_id: int, period: str) -> Delivery | None:
+    """A subscriber's digest of one period, if it was sent ("View in browser")."""
+    return session.scalars(
+        select(Delivery).where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.period == period,
+            Delivery.status == "sent",
+        )
+    ).first()
+
+
+def delivered_entries(session: Session, delivery_id: int) -> list[Entry]:
+    """The entries a delivery carried, in the order it showed them. One query."""
+    return list(
+        session.scalars(
+            select(Entry)
+            .join(DeliveryEntry, DeliveryEntry.entry_id == Entry.id)  # type: ignore[arg-type]
+            .where(DeliveryEntry.delivery_id == delivery_id)
+            .order_by(DeliveryEntry.rank)  # type: ignore[arg-type]
+        )
+    )
 
 
 def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:

@@ -40,11 +40,12 @@ from digestd.outbox import Claim, Outcome, claim_batch, record_outcomes, release
 from digestd.outbox import temporary_failure as _temporary
 from digestd.render import Renderer, TemplateProblem, slot_values
 from digestd.select import Pick, Profile, Selector, sent_entry_ids
-from digestd.tokens import links
+from digestd.tokens import links, view_url
 
 log = logging.getLogger(__name__)
 
-LINK_PURPOSES = ("unsubscribe", "preferences")  # the signed links each digest carries
+# The signed links each digest carries; "view" is completed with the period per message.
+LINK_PURPOSES = ("unsubscribe", "preferences", "view")
 EMPTY_REASON = "empty digest: no new papers matched in this window"
 
 
@@ -239,16 +240,20 @@ def _reference_message(
     ctx: AppContext,
     renderer: Renderer,
     job: _Job,
-    unsubscribe: str,
-    preferences: str,
+    urls: tuple[str, str, str],
     when: datetime,
 ) -> EmailMessage:
     """The message built by the email package from a fresh render: for what the fast path
     declines (a non-ASCII address needs SMTPUTF8, which `send_message` negotiates)."""
     d, sub = job.digest, job.sub
     body = renderer.render_digest(d.profile, list(d.picks), when=d.when, fmt=d.fmt)
+    unsubscribe, preferences, view = urls
     personal = renderer.personalize(
-        body, email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+        body,
+        email=sub.email,
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+        view_url=view,
     )
     return build_digest_message(
         sender=ctx.settings.from_address,
@@ -288,9 +293,10 @@ async def _send_jobs(
                 outcomes.append(Outcome(c, "pending", None))
                 continue
             try:
-                unsubscribe, preferences = links(
+                unsubscribe, preferences, view = links(
                     s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
                 )
+                view = view_url(view, c.period)
                 template = job.digest.template
                 data = template.fill(
                     to_email=sub.email,
@@ -299,14 +305,22 @@ async def _send_jobs(
                     unsubscribe_url=unsubscribe,
                     date=date,
                     values=slot_values(
-                        email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+                        email=sub.email,
+                        unsubscribe_url=unsubscribe,
+                        preferences_url=preferences,
+                        view_url=view,
                     ),
                 )
                 if data is not None:
                     await pool.send_bytes(template.sender, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
-                        _reference_message, ctx, renderer, job, unsubscribe, preferences, now
+                        _reference_message,
+                        ctx,
+                        renderer,
+                        job,
+                        (unsubscribe, preferences, view),
+                        now,
                     )
                     await pool.send(message)
             except PermanentSendError as exc:

@@ -10,11 +10,11 @@ import typer
 
 from digestd.cli.common import fail, find_subscriber, get_context, print_json
 from digestd.db import session_scope
-from digestd.planning import zone
+from digestd.planning import current_period, zone
 from digestd.render import Renderer, TemplateProblem
 from digestd.select import select_for_subscriber
 from digestd.subscribers import subscriber_dict
-from digestd.tokens import link
+from digestd.tokens import link, view_url
 
 FORMATS = ("html", "text", "json")
 
@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
             sub_info = subscriber_dict(sub)
             sub_id, token_version = sub.id, sub.token_version
             local_now = now.astimezone(zone(sub.timezone))
+            # The period a digest sent now would have (send-now's), for its "View in browser".
+            period = current_period(sub.frequency, sub.timezone, now).period
         profile, picks = chosen.profile, chosen.picks
         if sub_info["status"] != "active":
             typer.echo(
@@ -87,6 +89,7 @@ def register(app: typer.Typer) -> None:
             email=sub_info["email"],
             unsubscribe_url=link(base, secret, "unsubscribe", sub_id, token_version),
             preferences_url=link(base, secret, "preferences", sub_id, token_version),
+            view_url=view_url(link(base, secret, "view", sub_id, token_version), period),
         )
         if fmt == "html":
             assert mail.html is not None

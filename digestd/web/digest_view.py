@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.db import read_scope
 from digestd.outbox import delivered_entries, sent_delivery
 from digestd.render import count_label, date_label, pick_fields, subject_line
 from digestd.select import Pick, Profile, Selector
@@ -49,7 +49,7 @@ def digest_view(ctx: AppContext, token: str, period: str) -> DigestView:
     Reasons are recomputed by the selection code for the digest's window and the
     subscriber's current topics: the same words the mail carried unless the topics changed
     since (upvote counts are today's)."""
-    with session_scope(ctx.engine) as session:
+    with read_scope(ctx.engine) as session:
         sub = links.resolve(session, ctx.secret_key, "view", token, ctx.now())
         if not _PERIOD.match(period):
             raise links.LinkError(404, NOT_AVAILABLE)

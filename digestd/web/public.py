@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from digestd import __version__
-from digestd.db import session_scope
+from digestd.db import read_scope
 from digestd.ingest.store import WindowStamp, days_with_entries, window_stamp
 from digestd.mailer import one_line
 from digestd.render import date_label
@@ -128,7 +128,7 @@ def _trending_page(
         )
 
     try:
-        with session_scope(ctx.engine) as session:
+        with read_scope(ctx.engine) as session:
             stamp = window_stamp(session, start, end, span=DAY if day is None else None)
     except SQLAlchemyError as exc:
         # The database is down: the form still shows (sign-ups are answered once it is
@@ -137,7 +137,7 @@ def _trending_page(
         return HTMLResponse(build(None), headers={"Cache-Control": "no-store"})
 
     def build_current() -> str:
-        with session_scope(ctx.engine) as session:
+        with read_scope(ctx.engine) as session:
             return build(papers_between(session, start, end, settings.page_size))
 
     key = ("trending", day is None, shown, stamp.key(), epoch)
@@ -175,12 +175,12 @@ def archive(request: Request) -> Response:
     web = state(request)
     ctx = web.ctx
     now = ctx.now()
-    with session_scope(ctx.engine) as session:
+    with read_scope(ctx.engine) as session:
         stamp = window_stamp(session, EPOCH_START, now)
     floor = day_start(now.astimezone(UTC).date())
 
     def build() -> str:
-        with session_scope(ctx.engine) as session:
+        with read_scope(ctx.engine) as session:
             days = days_with_entries(session)
         return render_html(request, "archive.html", days=days, day_label=date_label)
 
@@ -198,13 +198,13 @@ def _feed(request: Request, kind: str) -> Response:
     ctx, settings = web.ctx, web.ctx.settings
     now = ctx.now()
     start, end = feed_window(now, settings.feed_days)
-    with session_scope(ctx.engine) as session:
+    with read_scope(ctx.engine) as session:
         stamp = window_stamp(session, start, end)
     last_modified = _last_modified(stamp, day_start(now.astimezone(UTC).date()))
     validators = Validators.of((kind, start, stamp.key(), _settings_key(web)), last_modified)
 
     def build() -> bytes:
-        with session_scope(ctx.engine) as session:
+        with read_scope(ctx.engine) as session:
             days = feed_days(session, now, settings.feed_days, settings.page_size)
         if kind == "rss":
             return feeds.rss(settings, days, last_modified)

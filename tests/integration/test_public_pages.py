@@ -362,3 +362,19 @@ async def test_settings_title_blurb_and_size(site: WebHarness) -> None:
     assert "<h1>Lab reading list</h1>" in html and "What we read." in html
     assert len(page_titles(html)) == 5 and doc["title"] == "Lab reading list"
     assert len(doc["items"]) == 5
+
+
+async def test_templates_dir_overrides_the_paper_list(site: WebHarness, tmp_path: Any) -> None:
+    from dataclasses import replace
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "_papers.html").write_text(
+        "{% macro paper_list(papers, show_reason=false) %}"
+        "<p class=custom>{{ papers|length }} papers: {{ papers[0].title }}</p>"
+        "{% endmacro %}",
+        encoding="utf-8",
+    )
+    site.ctx.settings = replace(site.ctx.settings, templates_dir=tmp_path)
+    async with harness(site.ctx, site.smtp) as web, web.client() as client:
+        html = (await client.get("/")).text
+    assert "<p class=custom>30 papers: DR-Tune: Improving" in html

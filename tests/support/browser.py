@@ -33,9 +33,11 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shared_browser() -> Iterator[Any]:
-    """One headless Chromium for every test that asks (import this fixture into the module)."""
+    """One headless Chromium shared by a module's tests (import this fixture into it). Not
+    per session: Playwright's sync API keeps its event loop running while it is open, which
+    the asyncio tests of other modules must not find."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

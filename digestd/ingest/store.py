@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, insert, type_coerce
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Row
 from sqlmodel import Session, col, select
 
@@ -185,7 +186,7 @@ def list_entries(
 # ---- reads for the public pages and feeds (one query each, never one per entry) ----------
 
 # What a public page or feed shows of an entry, plus what the trending order reads.
-PUBLIC_COLUMNS = (
+PUBLIC_COLUMNS: tuple[Any, ...] = (
     Entry.id,
     Entry.canonical_key,
     Entry.url,
@@ -202,7 +203,7 @@ PUBLIC_COLUMNS = (
 
 
 _WINDOW = (
-    select(*PUBLIC_COLUMNS)
+    core_select(*PUBLIC_COLUMNS)
     .outerjoin(Source, col(Source.id) == col(Entry.source_id))
     .where(
         col(Entry.ingested_at) > bindparam("start", type_=UTCDateTime()),
@@ -237,7 +238,7 @@ def _stamp_statement() -> Any:
     ts = UTCDateTime()
     inside = col(Entry.ingested_at) > bindparam("start", type_=ts)
     changed = func.coalesce(col(Entry.updated_at), col(Entry.ingested_at))
-    return select(
+    return core_select(
         func.count(case((inside, 1))),
         func.min(case((inside, col(Entry.id)))),
         func.max(case((inside, col(Entry.id)))),

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlmodel import Session
 
+from digestd.digests import window
 from digestd.ingest.store import entries_in_window
-from digestd.planning import window
 from digestd.render import paper_fields
 from digestd.select import trending_key
 

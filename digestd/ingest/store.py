@@ -183,6 +183,14 @@ def list_entries(
     return list(session.exec(query))
 
 
+def entries_by_id(session: Session, ids: Sequence[int]) -> list[Entry]:
+    """These entries, in the order of `ids` (ids no longer stored are left out)."""
+    found: dict[int, Entry] = {}
+    for chunk in chunks(list(ids), CHUNK):
+        found.update((e.id, e) for e in session.exec(select(Entry).where(col(Entry.id).in_(chunk))))  # type: ignore[misc]
+    return [found[i] for i in ids if i in found]
+
+
 # ---- reads for the public pages and feeds (one query each, never one per entry) ----------
 
 # What a public page or feed shows of an entry, plus what the trending order reads.

@@ -17,9 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from digestd import deliveries
 from digestd.context import AppContext
 from digestd.db import read_scope
-from digestd.outbox import delivered_entries, sent_delivery
+from digestd.digests import local_day
+from digestd.ingest.store import entries_by_id
 from digestd.render import count_label, date_label, pick_fields, subject_line
 from digestd.select import Pick, Profile, Selector
 from digestd.web import links
@@ -54,14 +56,15 @@ def digest_view(ctx: AppContext, token: str, period: str) -> DigestView:
         if not _PERIOD.match(period):
             raise links.LinkError(404, NOT_AVAILABLE)
         assert sub.id is not None
-        delivery = sent_delivery(session, sub.id, period)
+        delivery = deliveries.sent_for_period(session, sub.id, period)
         if delivery is None or delivery.window_start is None or delivery.window_end is None:
             raise links.LinkError(404, NOT_AVAILABLE)
-        entries = delivered_entries(session, delivery.id)  # type: ignore[arg-type]
+        entries = entries_by_id(session, deliveries.entry_ids(session, delivery.id))
         profile = Profile.for_subscriber(sub, delivery.window_start, delivery.window_end)
         selector = Selector.load(session, delivery.window_start, delivery.window_end)
         reasons = selector.explain(profile, [e.id for e in entries if e.id is not None])
-        when = delivery.window_end  # the date the mail itself shows (sending.py)
+        # The date the mail itself shows: the subscriber's local date at the window's end.
+        when = local_day(delivery.window_end, sub.timezone)
         papers = [
             pick_fields(Pick(e, 0.0, reasons.get(e.id or 0, FALLBACK_REASON))) for e in entries
         ]

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from digestd import __version__
 from digestd.db import read_scope
 from digestd.ingest.store import WindowStamp, days_with_entries, window_stamp
-from digestd.mailer import one_line
+from digestd.mime import one_line
 from digestd.render import date_label
 from digestd.trending import (
     DAY,

@@ -15,7 +15,7 @@ from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.ingest.run import ingest_file
 from digestd.paths import data_dir
-from digestd.select import Profile, select_for_profile
+from digestd.select import Profile, Selector
 from tests.support.browser import ARTIFACTS, shared_browser
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import running_web, subscriber, wait_for_messages
@@ -40,7 +40,8 @@ def test_home_shows_the_trending_papers_under_a_working_form(
     clock.advance(hours=2)
     now = app.now()
     with session_scope(app.engine) as s:
-        picks = select_for_profile(s, Profile("", (), 30, now - timedelta(days=1), now))
+        start = now - timedelta(days=1)
+        picks = Selector.load(s, start, now).select(Profile("", (), 30, start, now))
         expected = [" ".join(p.entry.title.split()) for p in picks]
     SHOTS.mkdir(parents=True, exist_ok=True)
     with running_web(app, smtp_server) as web:

@@ -23,7 +23,7 @@ from digestd.db import session_scope
 from digestd.ingest.run import ingest_file
 from digestd.models import Entry, Source
 from digestd.paths import data_dir
-from digestd.select import Profile, select_for_profile
+from digestd.select import Profile, Selector
 from tests.support.digests import add_subscriber
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import BASE_URL, WebHarness, harness
@@ -48,7 +48,8 @@ def digest_titles(ctx: AppContext, limit: int) -> list[str]:
     """What a daily digest without topics, sent now for the first time, would list."""
     now = ctx.now()
     with session_scope(ctx.engine) as s:
-        picks = select_for_profile(s, Profile("", (), limit, now - timedelta(days=1), now))
+        start = now - timedelta(days=1)
+        picks = Selector.load(s, start, now).select(Profile("", (), limit, start, now))
         return [p.entry.title for p in picks]
 
 

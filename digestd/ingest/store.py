@@ -187,7 +187,8 @@ def entries_by_id(session: Session, ids: Sequence[int]) -> list[Entry]:
     """These entries, in the order of `ids` (ids no longer stored are left out)."""
     found: dict[int, Entry] = {}
     for chunk in chunks(list(ids), CHUNK):
-        found.update((e.id, e) for e in session.exec(select(Entry).where(col(Entry.id).in_(chunk))))  # type: ignore[misc]
+        for entry in session.exec(select(Entry).where(col(Entry.id).in_(chunk))):
+            found[entry.id or 0] = entry
     return [found[i] for i in ids if i in found]
 
 

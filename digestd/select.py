@@ -431,6 +431,15 @@ def _match_reason(query: TopicQuery, matched: list[tuple[float, Clause]], entry:
     return reason
 
 
+def reasons_for(session: Session, profile: Profile, entries: list[Entry]) -> dict[int, str]:
+    """The reasons `select` gives these entries for `profile` (a sent digest's web version).
+    Topic reasons need the whole window's statistics, so only then is the window loaded."""
+    ids = [e.id for e in entries if e.id is not None]
+    if not parse_query(profile.topics).include:
+        return Selector(entries).explain(profile, ids)
+    return Selector.load(session, profile.window_start, profile.window_end).explain(profile, ids)
+
+
 # ---- one subscriber (preview) ---------------------------------------------------------------
 
 

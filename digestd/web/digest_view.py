@@ -23,7 +23,7 @@ from digestd.db import read_scope
 from digestd.digests import local_day
 from digestd.ingest.store import entries_by_id
 from digestd.render import count_label, date_label, pick_fields, subject_line
-from digestd.select import Pick, Profile, Selector
+from digestd.select import Pick, Profile, reasons_for
 from digestd.web import links
 from digestd.web.responses import render, state
 
@@ -61,8 +61,7 @@ def digest_view(ctx: AppContext, token: str, period: str) -> DigestView:
             raise links.LinkError(404, NOT_AVAILABLE)
         entries = entries_by_id(session, deliveries.entry_ids(session, delivery.id))
         profile = Profile.for_subscriber(sub, delivery.window_start, delivery.window_end)
-        selector = Selector.load(session, delivery.window_start, delivery.window_end)
-        reasons = selector.explain(profile, [e.id for e in entries if e.id is not None])
+        reasons = reasons_for(session, profile, entries)
         # The date the mail itself shows: the subscriber's local date at the window's end.
         when = local_day(delivery.window_end, sub.timezone)
         papers = [

@@ -379,3 +379,25 @@ async def test_templates_dir_overrides_the_paper_list(site: WebHarness, tmp_path
     async with harness(site.ctx, site.smtp) as web, web.client() as client:
         html = (await client.get("/")).text
     assert "<p class=custom>30 papers: DR-Tune: Improving" in html
+
+
+async def test_another_digestd_reads_the_json_feed_with_upvotes_and_code_links(
+    site: WebHarness, tmp_path: Any
+) -> None:
+    from digestd.config import Settings
+
+    async with site.client() as client:
+        body = (await client.get("/feed.json")).content
+    path = tmp_path / "feed.json"
+    path.write_bytes(body)
+    other = AppContext(Settings(database_url=f"sqlite:///{tmp_path / 'other.db'}"))
+    other.migrate()
+    try:
+        report = await ingest_file(other, str(path))
+        assert (report.status, report.kind, report.new) == ("ok", "jsonfeed", 30)
+        with session_scope(other.engine) as s:
+            top = s.exec(select(Entry).order_by(Entry.upvotes.desc())).first()  # type: ignore[attr-defined]
+            assert top is not None
+            assert (top.upvotes, top.code_url) == (132, "https://github.com/weeknan/DR-Tune")
+    finally:
+        other.dispose()

@@ -16,7 +16,9 @@ from digestd.db import session_scope
 from digestd.ingest.run import ingest_file
 from digestd.paths import data_dir
 from digestd.select import Profile, Selector
+from digestd.tokens import links, view_url
 from tests.support.browser import ARTIFACTS, shared_browser
+from tests.support.digests import KENJI, add_subscriber, load_seed_entries, record_sent
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import running_web, subscriber, wait_for_messages
 
@@ -74,6 +76,7 @@ def test_home_shows_the_trending_papers_under_a_working_form(
                 assert pending is not None and pending.status == "pending"
             else:
                 page.goto(web.base_url + "/archive")
+                page.screenshot(path=str(SHOTS / "archive-1280.png"), full_page=False)
                 page.get_by_role("link", name="Thu 26 Nov 2026").click()
                 assert page.locator(".paper-title").all_inner_texts() == expected
                 page.screenshot(path=str(SHOTS / "archive-day-1280.png"), full_page=False)
@@ -88,3 +91,34 @@ def watch_console(page: Any) -> list[str]:
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     return problems
+
+
+def test_a_digest_viewed_in_the_browser_on_a_phone(
+    shared_browser: Any, app: AppContext, smtp_server: SmtpTestServer, clock: Any
+) -> None:
+    now = app.now()
+    with session_scope(app.engine) as s:
+        entries = load_seed_entries(s, now - timedelta(hours=2))
+        sub = add_subscriber(s, "kenji@example.org", now - timedelta(days=3), **KENJI)
+        start = now - timedelta(days=1)
+        picks = Selector(entries).select(Profile.for_subscriber(sub, start, now))
+        record_sent(s, sub, [p.entry for p in picks], period="2026-11-26", window_start=start,
+                    window_end=now)  # fmt: skip
+        sub_id, version = sub.id, sub.token_version
+    with running_web(app, smtp_server) as web:
+        view = links(web.base_url, web.ctx.secret_key, ("view",), sub_id or 0, version)[0]
+        context = shared_browser.new_context(viewport={"width": 390, "height": 900})
+        page = context.new_page()
+        problems = watch_console(page)
+        page.goto(view_url(view, "2026-11-26"))
+        titles = page.locator(".paper-title").all_inner_texts()
+        assert titles == [" ".join(p.entry.title.split()) for p in picks] and len(titles) == 3
+        assert page.locator(".why").first.inner_text().startswith("Why: matches: ")
+        assert "kenji" not in page.content()
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        page.screenshot(path=str(SHOTS / "view-in-browser-390.png"), full_page=False)
+        assert problems == []
+        context.close()

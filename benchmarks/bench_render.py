@@ -8,7 +8,7 @@
    exclusions, categories, sizes; some without topics), S subscribers spread over them.
 2. Selection (timed): one `Selector.load` of the window, then one ranking per profile.
 3. Render (timed): one `render_digest` per profile (80 % HTML + text, 20 % text only).
-4. Personalization (timed): for every subscriber, two signed links (`tokens.link`) and
+4. Personalization (timed): for every subscriber, three signed links (`tokens.link`) and
    `Renderer.personalize`; results are dropped at once, as a streaming sender would.
 
 Prints each phase's time, per-profile and per-subscriber costs, messages prepared per
@@ -209,7 +209,7 @@ def main() -> None:
     )
     print(
         f"personalization: {t_personal:.2f} s ({t_personal / args.subscribers * 1e6:.1f} "
-        f"µs/subscriber incl. 2 signed links; substitution alone {t_subst * 1e6:.1f} µs)"
+        f"µs/subscriber incl. 3 signed links; substitution alone {t_subst * 1e6:.1f} µs)"
     )
     print(
         f"total {total:.2f} s → {args.subscribers / total:,.0f} messages prepared/s "

@@ -1,4 +1,5 @@
-"""Which papers a digest carries: window, never-twice, topic relevance, popularity, freshness.
+"""Which papers a digest carries, within the window `digests` decided: never-twice, topic
+relevance, popularity, freshness.
 
 Work is per *profile* (topics, categories, size, window), not per subscriber: a `Selector`
 loads the entries of a time range once (three queries, whatever the number of subscribers)
@@ -20,7 +21,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Protocol
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from digestd import deliveries
 from digestd.models import Entry, EntrySource, Source, Subscriber
@@ -147,7 +148,7 @@ class Selector:
                 select(Entry)
                 .where(Entry.ingested_at > start)
                 .where(Entry.ingested_at <= end)
-                .order_by(Entry.id)  # type: ignore[arg-type]
+                .order_by(col(Entry.id))
             ).all()
         )
         source_name = {
@@ -159,7 +160,7 @@ class Selector:
                 names.setdefault(entry.id or 0, set()).add(source_name[entry.source_id])
         seen_in = session.exec(
             select(EntrySource.entry_id, EntrySource.source_id)
-            .join(Entry, Entry.id == EntrySource.entry_id)  # type: ignore[arg-type]
+            .join(Entry, col(Entry.id) == col(EntrySource.entry_id))
             .where(Entry.ingested_at > start)
             .where(Entry.ingested_at <= end)
         ).all()

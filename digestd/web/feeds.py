@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from feedgen.feed import FeedGenerator  # type: ignore[import-untyped]  # no stubs
+from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
 from digestd import __version__

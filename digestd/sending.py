@@ -27,6 +27,7 @@ from digestd.db import session_scope
 from digestd.deliveries import Claim, Outcome
 from digestd.deliveries import temporary_failure as _temporary
 from digestd.digests import local_day
+from digestd.inbound import addresses
 from digestd.mime import (
     DigestTemplate,
     SlotPart,
@@ -144,6 +145,7 @@ def _digest(
         sender=ctx.settings.from_address,
         subject=body.subject,
         parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
+        list_headers=addresses.list_headers(ctx.settings),
     )
     return _Digest(template, body.entry_ids, profile, tuple(picks), day, fmt)
 
@@ -250,7 +252,10 @@ def _reference_message(
         preferences_url=preferences,
         view_url=view,
     )
+    s, secret = ctx.settings, ctx.secret_key
     return build_digest_message(
+        mailto=addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version),
+        list_headers=addresses.list_headers(s),
         sender=ctx.settings.from_address,
         to_email=sub.email,
         to_name=sub.name or "",
@@ -297,6 +302,9 @@ async def _send_jobs(
                 )
                 view = view_url(view, c.period)
                 template = job.digest.template
+                # Bounces name their delivery (VERP); the mailto: unsubscribes this subscriber.
+                envelope = addresses.envelope_sender(s, secret, c.id, template.sender)
+                mailto = addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version)
                 data = template.fill(
                     to_email=sub.email,
                     to_name=sub.name or "",
@@ -309,9 +317,10 @@ async def _send_jobs(
                         preferences_url=preferences,
                         view_url=view,
                     ),
+                    mailto=mailto,
                 )
                 if data is not None:
-                    await pool.send_bytes(template.sender, one_line(sub.email), data)
+                    await pool.send_bytes(envelope, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
                         _reference_message,
@@ -321,10 +330,10 @@ async def _send_jobs(
                         (unsubscribe, preferences, view),
                         now,
                     )
-                    await pool.send(message)
+                    await pool.send(message, sender=envelope)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
-                outcome = Outcome(c, D.FAILED, one_line(reply), bad_address=exc.is_bad_address)
+                outcome = Outcome(c, D.FAILED, one_line(reply))
             except TemporarySendError as exc:
                 outcome = _temporary(c, one_line(exc.reply) or "temporary failure")
             except Exception as exc:  # a bad address format, an encoding error: keep going

@@ -8,7 +8,7 @@
    exclusions, categories, sizes; some without topics), S subscribers spread over them.
 2. Selection (timed): one `Selector.load` of the window, then one ranking per profile.
 3. Render (timed): one `render_digest` per profile (80 % HTML + text, 20 % text only).
-4. Personalization (timed): for every subscriber, two signed links (`tokens.link`) and
+4. Personalization (timed): for every subscriber, three signed links (`tokens.link`) and
    `Renderer.personalize`; results are dropped at once, as a streaming sender would.
 
 Prints each phase's time, per-profile and per-subscriber costs, messages prepared per
@@ -36,7 +36,7 @@ from digestd.db import session_scope  # noqa: E402
 from digestd.models import Entry, Source  # noqa: E402
 from digestd.render import DigestBody, Renderer  # noqa: E402
 from digestd.select import Profile, Selector  # noqa: E402
-from digestd.tokens import link  # noqa: E402
+from digestd.tokens import link, view_url  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 CATEGORIES = ["cs.CL", "cs.LG", "cs.AI", "cs.CV", "cs.IR", "stat.ML", "cs.SE", "cs.RO"]
@@ -161,7 +161,7 @@ def main() -> None:
             bodies.append(renderer.render_digest(p, picks[p.key], day=NOW.date(), fmt=fmt))
         t_render = time.perf_counter() - t0
 
-        # -- personalization: every subscriber, two signed links + substitution
+        # -- personalization: every subscriber, three signed links + substitution
         secret, base = ctx.secret_key, settings.base_url
         t0 = time.perf_counter()
         total_bytes = 0
@@ -172,6 +172,7 @@ def main() -> None:
                 email=f"user{sub_id}@example.org",
                 unsubscribe_url=link(base, secret, "unsubscribe", sub_id, 1),
                 preferences_url=link(base, secret, "preferences", sub_id, 1),
+                view_url=view_url(link(base, secret, "view", sub_id, 1), "2026-11-26"),
             )
             total_bytes += len(mail.text) + len(mail.html or "")
         t_personal = time.perf_counter() - t0
@@ -185,6 +186,7 @@ def main() -> None:
                 email="user@example.org",
                 unsubscribe_url="https://digest.example.org/unsubscribe/x",
                 preferences_url="https://digest.example.org/preferences/y",
+                view_url="https://digest.example.org/view/z/2026-11-26",
             )
         t_subst = (time.perf_counter() - t0) / sample
         ctx.dispose()
@@ -207,7 +209,7 @@ def main() -> None:
     )
     print(
         f"personalization: {t_personal:.2f} s ({t_personal / args.subscribers * 1e6:.1f} "
-        f"µs/subscriber incl. 2 signed links; substitution alone {t_subst * 1e6:.1f} µs)"
+        f"µs/subscriber incl. 3 signed links; substitution alone {t_subst * 1e6:.1f} µs)"
     )
     print(
         f"total {total:.2f} s → {args.subscribers / total:,.0f} messages prepared/s "

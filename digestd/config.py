@@ -73,6 +73,14 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     dkim_selector: str | None = None
     dns_server: str | None = None
+    # The public trending page and feeds (README "Public pages and feeds").
+    page_title: str = "Trending papers"
+    page_blurb: str = (
+        "The papers people are upvoting today, most upvoted first. Subscribe to get them "
+        "by email, picked for your topics, at the hour you choose."
+    )
+    page_size: int = 30
+    feed_days: int = 7
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -363,6 +371,18 @@ def _selector(raw: str) -> str | None:
     return value
 
 
+def _one_line(limit: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = " ".join(raw.split())
+        if not value:
+            raise ValueError("must not be empty")
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters, got {len(value)}")
+        return value
+
+    return parse
+
+
 def _directory(raw: str) -> Path | None:
     if not raw:
         return None
@@ -411,6 +431,10 @@ PARSERS = {
     "DIGESTD_METRICS_TOKEN": ("metrics_token", _secret),
     "DIGESTD_DKIM_SELECTOR": ("dkim_selector", _selector),
     "DIGESTD_DNS_SERVER": ("dns_server", _dns_server),
+    "DIGESTD_PAGE_TITLE": ("page_title", _one_line(120)),
+    "DIGESTD_PAGE_BLURB": ("page_blurb", _one_line(1000)),
+    "DIGESTD_PAGE_SIZE": ("page_size", _int(1, 200)),
+    "DIGESTD_FEED_DAYS": ("feed_days", _int(1, 60)),
 }
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, create_engine
 from digestd.paths import data_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30000
+READ_ONLY_OPTION = "digestd_read_only"
 T = TypeVar("T")
 
 
@@ -69,7 +70,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock at BEGIN: two writers wait on busy_timeout
             # instead of failing later with "database is locked" on lock upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers (`read_scope`) take no lock: under WAL they never wait for a writer.
+            read_only = conn.get_execution_options().get(READ_ONLY_OPTION)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -86,6 +89,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A session for reads only (public pages under load): on SQLite a plain BEGIN, so it
+    neither takes nor waits for the write lock; rolled back at the end (it wrote nothing)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY_OPTION: True})
+        with Session(bind=conn, expire_on_commit=False) as session:
+            yield session
 
 
 def alembic_config(engine: Engine) -> Any:

@@ -479,6 +479,19 @@ def get(session: Session, delivery_id: int) -> DeliveryRow | None:
     return found[0] if found else None
 
 
+def sent_for_period(session: Session, subscriber_id: int, period: str) -> DeliveryRow | None:
+    """A subscriber's digest of one period, if it was sent ("View in browser"), or None."""
+    found = _rows(
+        session,
+        _with_email().where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.period == period,
+            Delivery.status == D.SENT,
+        ),
+    )
+    return found[0] if found else None
+
+
 def find_by_message_id(session: Session, message_id: str) -> DeliveryRow | None:
     """The delivery that carried this Message-ID (`<…>` included), or None."""
     found = _rows(session, _with_email().where(col(Delivery.message_id) == message_id.strip()))

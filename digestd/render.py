@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 from html import escape as html_escape
-from typing import Any
+from typing import Any, Protocol
 
 import css_inline
 from jinja2 import (
@@ -34,7 +34,7 @@ from digestd.paths import data_dir
 from digestd.select import Pick, Profile
 
 FORMATS = ("html", "text")
-SLOTS = ("email", "unsubscribe_url", "preferences_url")
+SLOTS = ("email", "unsubscribe_url", "preferences_url", "view_url")
 MAX_AUTHORS = 3
 EXCERPT_MAX_CHARS = 420
 EXCERPT_MAX_SENTENCES = 3
@@ -239,7 +239,7 @@ class Renderer:
         per-subscriber values stay placeholders."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        papers = [_paper(p) for p in picks]
+        papers = [pick_fields(p) for p in picks]
         # A marker feed content already contains could be substituted by personalize;
         # 64 random bits make that practically impossible, and we check anyway.
         haystack = "\n".join(
@@ -270,11 +270,20 @@ class Renderer:
         )
 
     def personalize(
-        self, body: DigestBody, *, email: str, unsubscribe_url: str, preferences_url: str
+        self,
+        body: DigestBody,
+        *,
+        email: str,
+        unsubscribe_url: str,
+        preferences_url: str,
+        view_url: str,
     ) -> PersonalDigest:
         """Fill in one subscriber's address and signed links: string substitution only."""
         values = slot_values(
-            email=email, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+            email=email,
+            unsubscribe_url=unsubscribe_url,
+            preferences_url=preferences_url,
+            view_url=view_url,
         )
         text = _fill(body._text_parts, values["plain"])
         html_parts = body._html_parts
@@ -283,31 +292,51 @@ class Renderer:
 
 
 def slot_values(
-    *, email: str, unsubscribe_url: str, preferences_url: str
+    *, email: str, unsubscribe_url: str, preferences_url: str, view_url: str
 ) -> dict[str, dict[str, str]]:
     """One subscriber's slot values per MIME subtype, escaped for it (HTML-escaped in HTML)."""
-    plain = {"email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
+    plain = {
+        "email": email,
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+        "view_url": view_url,
+    }
     return {"plain": plain, "html": {k: html_escape(v, quote=True) for k, v in plain.items()}}
 
 
-def _paper(pick: Pick) -> dict[str, Any]:
-    entry = pick.entry
-    meta = []
+class PaperLike(Protocol):
+    """What a rendered paper reads: an Entry, or a row with these columns."""
+
+    title: str
+    url: str
+    authors: list[str]
+    categories: list[str]
+    summary: str
+    upvotes: int
+    code_url: str | None
+
+
+def paper_fields(entry: PaperLike) -> dict[str, Any]:
+    """A paper as every template shows it (digest mails, the web digest, the public pages):
+    clean one-line title, http(s) links only, shortened authors, a 2–3 sentence excerpt."""
     authors = shorten_authors(entry.authors or [])
-    if authors:
-        meta.append(authors)
     cats = [c for c in (entry.categories or []) if c and c.strip()]
-    if cats:
-        meta.append(", ".join(cats[:4]))
+    meta = [m for m in (authors, ", ".join(cats[:4])) if m]
     return {
         "title": " ".join((entry.title or "(untitled)").split()),
         "url": safe_url(entry.url),
+        "authors": authors,
+        "categories": cats[:4],
         "meta": " · ".join(meta),
         "excerpt": excerpt(entry.summary or ""),
         "upvotes": entry.upvotes or 0,
-        "reason": pick.reason,
         "code_url": safe_url(entry.code_url),
     }
+
+
+def pick_fields(pick: Pick) -> dict[str, Any]:
+    """`paper_fields` of a picked paper, with the reason it was picked."""
+    return {**paper_fields(pick.entry), "reason": pick.reason}
 
 
 def _preheader(papers: list[dict[str, Any]]) -> str:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Protocol
 
 from sqlmodel import Session, col, select
 
@@ -259,37 +260,28 @@ class Selector:
         return 0.5 ** (age_h / FRESHNESS_HALF_LIFE_HOURS)
 
     def _trending(self, profile: Profile, win: _Window, candidates: list[int]) -> list[Pick]:
-        ordered = sorted(
-            candidates,
-            key=lambda i: (
-                -(self._docs[i].entry.upvotes or 0),
-                -self._docs[i].published_at.timestamp(),
-                -self._docs[i].ingested_at.timestamp(),
-                self._docs[i].entry.id or 0,
-            ),
-        )[: profile.max_items]
+        ordered = sorted(candidates, key=lambda i: trending_key(self._docs[i].entry))
         picks = []
-        for i in ordered:
+        for i in ordered[: profile.max_items]:
             doc = self._docs[i]
             score = 0.8 * self._popularity(win, doc) + 0.2 * self._freshness(profile, doc)
-            upvotes = doc.entry.upvotes or 0
-            reason = f"trending · {_upvotes(upvotes)}" if upvotes > 0 else "new this period"
-            picks.append(Pick(entry=doc.entry, score=round(score, 4), reason=reason))
+            picks.append(
+                Pick(entry=doc.entry, score=round(score, 4), reason=trending_reason(doc.entry))
+            )
         return picks
 
-    def _relevant(
-        self, profile: Profile, win: _Window, candidates: list[int], query: TopicQuery
-    ) -> list[Pick]:
+    def _clause_parts(
+        self, win: _Window, docs: list[int], query: TopicQuery
+    ) -> Iterator[tuple[Clause, bool, float, int]]:
+        """(clause, is bonus, BM25F part, doc) for every scoring clause a doc matches."""
         n = max(len(win.docs), 1)
-        relevance: dict[int, float] = {}
-        matched: dict[int, list[tuple[float, Clause]]] = {}
         for clause, is_bonus in _scoring_clauses(query):
             hits = self._clause_hits(clause.tokens)
             df = self._df(win, clause.tokens)
             if not df:
                 continue
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-            for i in candidates:
+            for i in docs:
                 counts = hits.get(i)
                 if counts is None:
                     continue
@@ -297,10 +289,17 @@ class Selector:
                 tf = TITLE_WEIGHT * counts[0] / (
                     1 - B + B * len(doc.title) / win.avg_title
                 ) + counts[1] / (1 - B + B * len(doc.body) / win.avg_body)
-                part = idf * tf * (K1 + 1) / (K1 + tf)
-                relevance[i] = relevance.get(i, 0.0) + part
-                if not is_bonus:
-                    matched.setdefault(i, []).append((part, clause))
+                yield clause, is_bonus, idf * tf * (K1 + 1) / (K1 + tf), i
+
+    def _relevant(
+        self, profile: Profile, win: _Window, candidates: list[int], query: TopicQuery
+    ) -> list[Pick]:
+        relevance: dict[int, float] = {}
+        matched: dict[int, list[tuple[float, Clause]]] = {}
+        for clause, is_bonus, part, i in self._clause_parts(win, candidates, query):
+            relevance[i] = relevance.get(i, 0.0) + part
+            if not is_bonus:
+                matched.setdefault(i, []).append((part, clause))
         if not relevance:
             return []
         best = max(relevance.values())
@@ -324,14 +323,33 @@ class Selector:
                 self._docs[si[1]].entry.id or 0,
             )
         )
-        picks = []
-        for score, i in scored[: profile.max_items]:
-            doc = self._docs[i]
-            reason = "matches: " + ", ".join(_match_labels(query, matched[i]))
-            if (doc.entry.upvotes or 0) > 0:
-                reason += f" · {_upvotes(doc.entry.upvotes)}"
-            picks.append(Pick(entry=doc.entry, score=round(score, 4), reason=reason))
-        return picks
+        return [
+            Pick(
+                entry=self._docs[i].entry,
+                score=round(score, 4),
+                reason=_match_reason(query, matched[i], self._docs[i].entry),
+            )
+            for score, i in scored[: profile.max_items]
+        ]
+
+    def explain(self, profile: Profile, entry_ids: Iterable[int]) -> dict[int, str]:
+        """The reason `select` gives each of these entries for `profile` (the same words a
+        digest carried), whether or not it would still be picked; entries outside the
+        window or no longer matching the topics get none."""
+        win = self._window(profile.window_start, profile.window_end)
+        wanted = set(entry_ids)
+        docs = [i for i in win.docs if self._docs[i].entry.id in wanted]
+        query = parse_query(profile.topics)
+        if not query.include:
+            return {self._docs[i].entry.id or 0: trending_reason(self._docs[i].entry) for i in docs}
+        matched: dict[int, list[tuple[float, Clause]]] = {}
+        for clause, is_bonus, part, i in self._clause_parts(win, docs, query):
+            if not is_bonus:
+                matched.setdefault(i, []).append((part, clause))
+        return {
+            self._docs[i].entry.id or 0: _match_reason(query, found, self._docs[i].entry)
+            for i, found in matched.items()
+        }
 
 
 def _scoring_clauses(query: TopicQuery) -> list[tuple[Clause, bool]]:
@@ -379,6 +397,48 @@ def _category_match(tags: frozenset[str], wanted: tuple[str, ...]) -> bool:
 
 def _upvotes(n: int) -> str:
     return f"{n} upvote" if n == 1 else f"{n} upvotes"
+
+
+class Rankable(Protocol):
+    """What the trending order reads of a paper (an Entry, or a row with these columns)."""
+
+    id: int | None
+    upvotes: int
+    published_at: datetime
+    ingested_at: datetime
+
+
+def trending_key(entry: Rankable) -> tuple[int, float, float, int]:
+    """The trending order (digests without topics, the public page, the feeds): most
+    upvotes first, then newest published, then newest ingested, then lowest id."""
+    return (
+        -(entry.upvotes or 0),
+        -entry.published_at.timestamp(),
+        -entry.ingested_at.timestamp(),
+        entry.id or 0,
+    )
+
+
+def trending_reason(entry: Entry) -> str:
+    """Why a paper is in a digest without topics."""
+    upvotes = entry.upvotes or 0
+    return f"trending · {_upvotes(upvotes)}" if upvotes > 0 else "new this period"
+
+
+def _match_reason(query: TopicQuery, matched: list[tuple[float, Clause]], entry: Entry) -> str:
+    reason = "matches: " + ", ".join(_match_labels(query, matched))
+    if (entry.upvotes or 0) > 0:
+        reason += f" · {_upvotes(entry.upvotes)}"
+    return reason
+
+
+def reasons_for(session: Session, profile: Profile, entries: list[Entry]) -> dict[int, str]:
+    """The reasons `select` gives these entries for `profile` (a sent digest's web version).
+    Topic reasons need the whole window's statistics, so only then is the window loaded."""
+    ids = [e.id for e in entries if e.id is not None]
+    if not parse_query(profile.topics).include:
+        return Selector(entries).explain(profile, ids)
+    return Selector.load(session, profile.window_start, profile.window_end).explain(profile, ids)
 
 
 # ---- one subscriber (preview) ---------------------------------------------------------------

@@ -42,12 +42,13 @@ from digestd.render import Renderer, TemplateProblem, slot_values
 from digestd.select import Pick, Profile, Selector
 from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
 from digestd.statuses import DeliveryStatus, SubscriberStatus
-from digestd.tokens import links
+from digestd.tokens import links, view_url
 
 log = logging.getLogger(__name__)
 
 D = DeliveryStatus
-LINK_PURPOSES = ("unsubscribe", "preferences")  # the signed links each digest carries
+# The signed links each digest carries; "view" is completed with the period per message.
+LINK_PURPOSES = ("unsubscribe", "preferences", "view")
 EMPTY_REASON = "empty digest: no new papers matched in this window"
 
 
@@ -242,16 +243,20 @@ def _reference_message(
     ctx: AppContext,
     renderer: Renderer,
     job: _Job,
-    unsubscribe: str,
-    preferences: str,
+    urls: tuple[str, str, str],
     when: datetime,
 ) -> EmailMessage:
     """The message built by the email package from a fresh render: for what the fast path
     declines (a non-ASCII address needs SMTPUTF8, which `send_message` negotiates)."""
     d, sub = job.digest, job.sub
     body = renderer.render_digest(d.profile, list(d.picks), day=d.day, fmt=d.fmt)
+    unsubscribe, preferences, view = urls
     personal = renderer.personalize(
-        body, email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+        body,
+        email=sub.email,
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+        view_url=view,
     )
     s, secret = ctx.settings, ctx.secret_key
     return build_digest_message(
@@ -298,9 +303,10 @@ async def _send_jobs(
             await recorder.before_send()
             outcome: Outcome
             try:
-                unsubscribe, preferences = links(
+                unsubscribe, preferences, view = links(
                     s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
                 )
+                view = view_url(view, c.period)
                 template = job.digest.template
                 # Bounces name their delivery (VERP); the mailto: unsubscribes this subscriber.
                 envelope = addresses.envelope_sender(s, secret, c.id, template.sender)
@@ -312,7 +318,10 @@ async def _send_jobs(
                     unsubscribe_url=unsubscribe,
                     date=date,
                     values=slot_values(
-                        email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+                        email=sub.email,
+                        unsubscribe_url=unsubscribe,
+                        preferences_url=preferences,
+                        view_url=view,
                     ),
                     mailto=mailto,
                 )
@@ -320,7 +329,12 @@ async def _send_jobs(
                     await pool.send_bytes(envelope, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
-                        _reference_message, ctx, renderer, job, unsubscribe, preferences, now
+                        _reference_message,
+                        ctx,
+                        renderer,
+                        job,
+                        (unsubscribe, preferences, view),
+                        now,
                     )
                     await pool.send(message, sender=envelope)
             except PermanentSendError as exc:

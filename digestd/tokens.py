@@ -18,6 +18,8 @@ PURPOSES = {
     "confirm": 3 * 24 * 3600,
     "unsubscribe": 365 * 24 * 3600,
     "preferences": 90 * 24 * 3600,
+    # "View in browser": the digests of one subscriber (the period is in the path).
+    "view": 90 * 24 * 3600,
 }
 
 
@@ -109,3 +111,10 @@ def link(base_url: str, secret_key: str, purpose: str, subscriber_id: int, versi
     """The public URL of a signed link, e.g. https://host/unsubscribe/TOKEN."""
     token = make_token(secret_key, purpose, subscriber_id, version)
     return f"{base_url.rstrip('/')}/{purpose}/{token}"
+
+
+def view_url(view_link: str, period: str) -> str:
+    """The "View in browser" URL of one digest: the subscriber's signed `view` link (from
+    `links`/`link`) followed by the digest's period, e.g. https://host/view/TOKEN/2026-11-26.
+    The token proves the subscriber; the page shows only that subscriber's digests."""
+    return f"{view_link}/{period}"

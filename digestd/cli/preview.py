@@ -14,7 +14,7 @@ from digestd.db import session_scope
 from digestd.render import Renderer, TemplateProblem, subject_line
 from digestd.statuses import SubscriberStatus
 from digestd.subscribers import subscriber_dict
-from digestd.tokens import link
+from digestd.tokens import link, view_url
 
 FORMATS = ("html", "text", "json")
 
@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
             sub_info = subscriber_dict(sub)
             sub_id, token_version = sub.id, sub.token_version
         chosen, day = seen.selection, seen.coverage.day
+        # The period a digest sent now would have (send-now's), for its "View in browser".
+        period = seen.coverage.period
         profile, picks = chosen.profile, chosen.picks
         if sub_info["status"] != SubscriberStatus.ACTIVE:
             typer.echo(
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
             email=sub_info["email"],
             unsubscribe_url=link(base, secret, "unsubscribe", sub_id, token_version),
             preferences_url=link(base, secret, "preferences", sub_id, token_version),
+            view_url=view_url(link(base, secret, "view", sub_id, token_version), period),
         )
         if fmt == "html":
             assert mail.html is not None

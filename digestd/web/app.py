@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from digestd import __version__
 from digestd.context import AppContext
-from digestd.web import health, metrics, pages, subscribe
+from digestd.web import digest_view, health, metrics, pages, public, subscribe
 from digestd.web.links import LinkError
 from digestd.web.mail import ConfirmationSender
 from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders
@@ -72,7 +72,9 @@ def create_app(
     # The daemon may set or replace this after creating the app.
     app.state.scheduler_heartbeat = scheduler_heartbeat
 
+    app.include_router(public.router)
     app.include_router(subscribe.router)
+    app.include_router(digest_view.router)
     app.include_router(pages.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

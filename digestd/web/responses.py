@@ -39,12 +39,16 @@ async def read_form(request: Request) -> FormData:
         raise HTTPException(400, "The form data could not be read.") from None
 
 
-def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    """A page from templates/web/, autoescaped."""
+def render_html(request: Request, template: str, **values: Any) -> str:
+    """A page from templates/web/, autoescaped, as text."""
     web = state(request)
     values.setdefault("form_token", lambda form: make_form_token(web.ctx.secret_key, form))
-    html = web.env.get_template(f"web/{template}").render(request_path=request.url.path, **values)
-    return HTMLResponse(html, status_code=status)
+    return web.env.get_template(f"web/{template}").render(request_path=request.url.path, **values)
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """A page from templates/web/, autoescaped."""
+    return HTMLResponse(render_html(request, template, **values), status_code=status)
 
 
 def error(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jinja2 import Environment
 
 from digestd.context import AppContext
+from digestd.web.caching import PageCache
 from digestd.web.mail import ConfirmationSender
 from digestd.web.ratelimit import ClientLimiter, WebLimits
 
@@ -24,3 +25,5 @@ class WebState:
     limits: WebLimits
     limiter: ClientLimiter
     sender: ConfirmationSender
+    # Rendered public pages and feeds by ETag (web/caching.py).
+    pages: PageCache = field(default_factory=PageCache)

@@ -1,4 +1,4 @@
-"""`GET /` (the subscribe form) and `POST /subscribe` (form or JSON, double opt-in)."""
+"""`POST /subscribe` (form or JSON, double opt-in); the form itself is on `GET /` (public.py)."""
 
 from __future__ import annotations
 
@@ -82,12 +82,6 @@ def _form_page(
         timezones=forms.COMMON_TIMEZONES,
         weekdays=forms.WEEKDAY_NAMES,
     )
-
-
-@router.get("/", summary="The subscribe form", response_class=Response)
-def index(request: Request) -> Response:
-    """The sign-up page; works without JavaScript (the script only pre-selects the time zone)."""
-    return _form_page(request)
 
 
 @router.post(

@@ -29,6 +29,7 @@ def make_environment(settings: Settings) -> Environment:
         lstrip_blocks=True,
     )
     env.globals["site_name"] = site_name(settings)
+    env.globals["page_title"] = settings.page_title
     return env
 
 

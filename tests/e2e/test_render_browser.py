@@ -32,6 +32,7 @@ def digest_html() -> tuple[str, list[str]]:
         email="ada@example.org",
         unsubscribe_url="https://digest.example.org/unsubscribe/" + "T" * 120,
         preferences_url="https://digest.example.org/preferences/" + "P" * 120,
+        view_url="https://digest.example.org/view/" + "V" * 120 + "/2026-11-26",
     )
     assert mail.html is not None
     return mail.html, [" ".join(p.entry.title.split()) for p in picks]

@@ -6,14 +6,13 @@ unsubscribe with the page's one-click button. Screenshots go to test-artifacts/w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from digestd.context import AppContext
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
-from tests.support.browser import CHROMIUM_ARGS, chromium_path
+from tests.support.browser import shared_browser
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import (
     html_part,
@@ -24,6 +23,7 @@ from tests.support.web import (
 )
 
 pytestmark = pytest.mark.browser
+__all__ = ["shared_browser"]  # the module's one Chromium (a fixture)
 
 ARTIFACTS = BROWSER_ARTIFACTS / "web"
 
@@ -34,13 +34,8 @@ UNLABELLED_JS = """() => [
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def browser(shared_browser: Any) -> Any:
+    return shared_browser
 
 
 def shot(page: Any, name: str, request: pytest.FixtureRequest) -> None:
@@ -70,6 +65,8 @@ def test_subscribe_confirm_change_preferences_and_unsubscribe_in_a_browser(
         page.goto(web.base_url + "/")
         assert page.locator("html").get_attribute("lang") == "en"
         assert page.evaluate(UNLABELLED_JS) == []
+        # The choices beyond the address are folded away above the trending papers.
+        page.get_by_text("Choose topics, categories and when it arrives").click()
         # The tiny script picked the browser's zone.
         assert page.get_by_label("Time zone").input_value() == "Asia/Tokyo"
         page.get_by_label("Email address").fill("Ada.Lovelace@Example.org")
@@ -141,6 +138,7 @@ def test_the_form_works_without_javascript(
         context = browser.new_context(java_script_enabled=False, timezone_id="Asia/Tokyo")
         page = context.new_page()
         page.goto(web.base_url + "/")
+        page.get_by_text("Choose topics, categories and when it arrives").click()
         assert page.get_by_label("Time zone").input_value() == "UTC"  # no detection
         page.get_by_label("Email address").fill("nojs@example.org")
         page.get_by_label("Time zone").select_option("Europe/Berlin")

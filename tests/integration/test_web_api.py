@@ -81,7 +81,9 @@ async def test_security_headers_on_pages_errors_and_static(web: WebHarness) -> N
         assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-frame-options"] == "DENY"
     assert "'unsafe-inline'" not in CSP and "frame-ancestors 'none'" in CSP
-    assert responses[0].headers["cache-control"] == "no-store"
+    # The public home page may be cached but is revalidated; pages behind links never are.
+    assert responses[0].headers["cache-control"] == "public, no-cache"
+    assert responses[1].headers["cache-control"] == "no-store"
     assert responses[3].headers["content-type"].startswith("text/css")
     assert "strict-transport-security" not in responses[0].headers  # http base URL
 

@@ -74,7 +74,10 @@ SUBSCRIBERS = [
 def reference(body: DigestBody, email: str, name: str, base: str, mid: str) -> EmailMessage:
     r = Renderer(SETTINGS)
     unsub, prefs = f"{base}/unsubscribe/TOKEN-{email}", f"{base}/preferences/P=1&q={email}"
-    personal = r.personalize(body, email=email, unsubscribe_url=unsub, preferences_url=prefs)
+    view = f"{base}/view/V-{email}/2026-11-26"
+    personal = r.personalize(
+        body, email=email, unsubscribe_url=unsub, preferences_url=prefs, view_url=view
+    )
     raw = build_digest_message(
         sender=SENDER,
         to_email=email,
@@ -91,6 +94,7 @@ def reference(body: DigestBody, email: str, name: str, base: str, mid: str) -> E
 
 def fast(body: DigestBody, email: str, name: str, base: str, mid: str) -> bytes | None:
     unsub, prefs = f"{base}/unsubscribe/TOKEN-{email}", f"{base}/preferences/P=1&q={email}"
+    view = f"{base}/view/V-{email}/2026-11-26"
     template = build_digest_template(
         sender=SENDER,
         subject=body.subject,
@@ -102,7 +106,9 @@ def fast(body: DigestBody, email: str, name: str, base: str, mid: str) -> bytes 
         message_id=mid,
         unsubscribe_url=unsub,
         date=format_date(NOW),
-        values=slot_values(email=email, unsubscribe_url=unsub, preferences_url=prefs),
+        values=slot_values(
+            email=email, unsubscribe_url=unsub, preferences_url=prefs, view_url=view
+        ),
     )
 
 

@@ -41,12 +41,15 @@ def test_personalize_fills_address_and_links_in_both_parts() -> None:
         email="o'neil@example.org",
         unsubscribe_url="https://d.example/unsubscribe/TOK1",
         preferences_url="https://d.example/preferences/TOK2",
+        view_url="https://d.example/view/TOK3/2026-11-26",
     )
     assert mail.html is not None
     assert 'href="https://d.example/unsubscribe/TOK1"' in mail.html
     assert 'href="https://d.example/preferences/TOK2"' in mail.html
     assert "o&#x27;neil@example.org" in mail.html
     assert "Unsubscribe: https://d.example/unsubscribe/TOK1" in mail.text
+    assert 'href="https://d.example/view/TOK3/2026-11-26"' in mail.html
+    assert "View in your browser: https://d.example/view/TOK3/2026-11-26" in mail.text
     assert "o'neil@example.org" in mail.text
     assert body.marker not in mail.html and body.marker not in mail.text
     assert "Papers &lt;papers@example.org&gt;" in mail.html

@@ -27,6 +27,7 @@ LINKS = dict(
     email="ada@example.org",
     unsubscribe_url="https://digest.example.org/unsubscribe/UNSUB.TOKEN",
     preferences_url="https://digest.example.org/preferences/PREFS.TOKEN",
+    view_url="https://digest.example.org/view/VIEW.TOKEN/2026-11-26",
 )
 
 

@@ -158,3 +158,15 @@ def test_unquoted_words_standing_together_rank_and_read_as_one_match(selector: S
     picks = selector.select(profile)
     assert any("Multi-Task Learning in NLP" in p.entry.title for p in picks)
     assert picks[0].reason.startswith("matches: multi-task learning · ")
+
+
+@pytest.mark.parametrize("topics", ["", "KV cache", '"attention heads" -survey', "retrieval"])
+def test_explain_gives_the_reasons_select_gave(selector: Selector, topics: str) -> None:
+    profile = Profile(topics, (), 8, NOW - timedelta(days=1), NOW)
+    picks = selector.select(profile)
+    assert picks
+    ids = [p.entry.id or 0 for p in picks]
+    assert selector.explain(profile, ids) == {p.entry.id: p.reason for p in picks}
+    # Even when a sent paper would be left out today (already sent: excluded), or when an
+    # unrelated id is asked for, the answer covers only what matches.
+    assert selector.explain(profile, [ids[0], 10_000]) == {ids[0]: picks[0].reason}

@@ -3,10 +3,12 @@ their purpose and subscriber."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import time_machine
 
-from digestd.tokens import TokenError, link, links, read_token
+from digestd.tokens import TokenError, link, links, read_token, view_url
 
 SECRET = "s3cret-key-for-tests"
 BASE = "https://digest.example.org/"
@@ -33,3 +35,17 @@ def test_each_token_reads_back_only_for_its_purpose() -> None:
             read_token(SECRET, purpose, token)
     with pytest.raises(TokenError):
         read_token("another-secret", "unsubscribe", u_token)
+
+
+def test_view_links_expire_after_90_days_and_carry_the_period() -> None:
+    with time_machine.travel("2026-11-26 08:00:00+00:00", tick=False):
+        view = links(BASE, SECRET, ("unsubscribe", "preferences", "view"), 9, 1)[2]
+    url = view_url(view, "2026-W48")
+    assert url.startswith("https://digest.example.org/view/") and url.endswith("/2026-W48")
+    token = view.rsplit("/", 1)[1]
+    now = datetime(2026, 11, 26, 8, tzinfo=UTC).timestamp()
+    assert read_token(SECRET, "view", token, now_ts=now + 89 * 86400).subscriber_id == 9
+    with pytest.raises(TokenError, match="expired"):
+        read_token(SECRET, "view", token, now_ts=now + 91 * 86400)
+    with pytest.raises(TokenError):
+        read_token(SECRET, "preferences", token, now_ts=now)

@@ -22,6 +22,7 @@ from functools import cached_property
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from digestd import learning, votes
 from digestd.db import chunks
 from digestd.models import Delivery, DeliveryEntry, Entry, EntrySource, Source, Subscriber
 from digestd.textsearch import Clause, TopicQuery, count_phrase, fold, parse_query, tokenize
@@ -34,6 +35,18 @@ B = 0.75
 TITLE_WEIGHT = 3.0
 # Final score blend for topic profiles (relevance dominates; the rest breaks near-ties).
 W_RELEVANCE, W_POPULARITY, W_FRESHNESS = 0.75, 0.15, 0.10
+# With a learned model (votes, liked papers): topics still lead, the model moves papers up
+# or down by up to W_LEARNED, popularity and freshness still break near-ties.
+LEARNED_WEIGHTS = {"topic": 0.5, "learned": 0.35, "popularity": 0.1, "freshness": 0.05}
+# No topics, a model that likes something: ranked by similarity to what was liked.
+SIMILAR_WEIGHTS = {"topic": 0.0, "learned": 0.8, "popularity": 0.12, "freshness": 0.08}
+# No topics, only "less like this": the trending list, with disliked subjects pushed down.
+TRENDING_WEIGHTS = {"topic": 0.0, "learned": 0.5, "popularity": 0.8, "freshness": 0.2}
+# A paper the topics do not match enters a topic digest when the model likes it this much
+# (relative to the best-liked paper in the window).
+MIN_LEARNED = 0.35
+# The reason names a liked paper when the model's pull is at least this strong.
+REASON_LEARNED = 0.2
 # A match weaker than this share of the best match in the window is noise ("learning" once
 # in an abstract), not a topic hit; it is left out rather than padding the digest.
 MIN_RELATIVE_RELEVANCE = 0.15
@@ -90,6 +103,17 @@ class Pick:
     entry: Entry
     score: float
     reason: str
+    # The weighted parts of `score` (topic, learned, popularity, freshness), for preview.
+    parts: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Taste:
+    """A subscriber's votes and liked papers, as selection reads them (see learning.py)."""
+
+    votes: tuple[learning.VoteRow, ...]
+    papers: learning.PaperCache
+    now: datetime
 
 
 # ---- windows and history (one query each, never one per subscriber) -------------------
@@ -156,6 +180,7 @@ class _Doc:
     tags: frozenset[str]  # folded categories and source names
     ingested_at: datetime
     published_at: datetime
+    terms: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -167,6 +192,10 @@ class _Window:
     avg_body: float
     max_log_upvotes: float
     df: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # term -> {doc index: BM25F part}: shared by every learned model ranked in this window
+    term_parts: dict[str, dict[int, float]] = field(default_factory=dict)
+    # entry id -> a voted paper's Rocchio vector under this window's IDF
+    vectors: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 class Selector:
@@ -186,15 +215,25 @@ class Selector:
             tags = {fold(c.strip()) for c in entry.categories or [] if c and c.strip()}
             tags.update(fold(n.strip()) for n in names.get(entry.id or 0, ()) if n and n.strip())
             idx = len(self._docs)
+            terms = frozenset(title) | frozenset(body)
             self._docs.append(
-                _Doc(entry, title, body, frozenset(tags), entry.ingested_at, entry.published_at)
+                _Doc(
+                    entry,
+                    title,
+                    body,
+                    frozenset(tags),
+                    entry.ingested_at,
+                    entry.published_at,
+                    terms,
+                )
             )
-            for term in set(title) | set(body):
+            for term in terms:
                 self._postings.setdefault(term, []).append(idx)
         self._windows: dict[tuple[datetime, datetime], _Window] = {}
         # clause tokens -> {doc index: (title count, body count)}
         self._hits: dict[tuple[str, ...], dict[int, tuple[int, int]]] = {}
         self._memo: dict[tuple[str, frozenset[int]], list[Pick]] = {}
+        self._learned_memo: dict[tuple[str, str, frozenset[int]], list[Pick]] = {}
 
     @classmethod
     def load(cls, session: Session, start: datetime, end: datetime) -> Selector:
@@ -277,15 +316,27 @@ class Selector:
     # -- ranking
 
     def select(
-        self, profile: Profile, exclude_entry_ids: frozenset[int] = frozenset()
+        self,
+        profile: Profile,
+        exclude_entry_ids: frozenset[int] = frozenset(),
+        taste: Taste | None = None,
     ) -> list[Pick]:
-        """The ranked picks for `profile`, leaving out entries in `exclude_entry_ids`."""
+        """The ranked picks for `profile`, leaving out entries in `exclude_entry_ids`; with a
+        `taste` (votes, liked papers), ranked for that one subscriber."""
         win = self._window(profile.window_start, profile.window_end)
         # Only exclusions inside the window change the answer, so subscribers whose history
         # does not touch this window share one memoized ranking.
         relevant_exclusions = (
             win.entry_ids.intersection(exclude_entry_ids) if exclude_entry_ids else frozenset()
         )
+        model = self.model(profile, taste) if taste is not None and taste.votes else None
+        if model is not None:
+            learned_key = (profile.key, model.key, relevant_exclusions)
+            found = self._learned_memo.get(learned_key)
+            if found is None:
+                found = self._rank(profile, win, relevant_exclusions, model)
+                self._learned_memo[learned_key] = found
+            return list(found)
         memo_key = (profile.key, relevant_exclusions)
         cached = self._memo.get(memo_key)
         if cached is None:
@@ -293,7 +344,47 @@ class Selector:
             self._memo[memo_key] = cached
         return list(cached)
 
-    def _rank(self, profile: Profile, win: _Window, excluded: frozenset[int]) -> list[Pick]:
+    def model(self, profile: Profile, taste: Taste) -> learning.Model | None:
+        """The subscriber's learned model under this window's term statistics."""
+        win = self._window(profile.window_start, profile.window_end)
+        return learning.build(
+            taste.votes, taste.papers, lambda t: self._idf(win, t), taste.now, win.vectors
+        )
+
+    def _idf(self, win: _Window, term: str) -> float:
+        df = self._df(win, (term,))
+        if not df:
+            return 0.0
+        n = max(len(win.docs), 1)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def _term_parts(self, win: _Window, term: str) -> dict[int, float]:
+        """BM25F of one term for every document of the window that has it (cached)."""
+        parts = win.term_parts.get(term)
+        if parts is None:
+            parts = {}
+            idf = self._idf(win, term)
+            if idf > 0:
+                for i, counts in self._clause_hits((term,)).items():
+                    if i in win.members:
+                        parts[i] = idf * self._saturated(win, self._docs[i], counts)
+            win.term_parts[term] = parts
+        return parts
+
+    @staticmethod
+    def _saturated(win: _Window, doc: _Doc, counts: tuple[int, int]) -> float:
+        tf = TITLE_WEIGHT * counts[0] / (1 - B + B * len(doc.title) / win.avg_title) + counts[1] / (
+            1 - B + B * len(doc.body) / win.avg_body
+        )
+        return tf * (K1 + 1) / (K1 + tf)
+
+    def _rank(
+        self,
+        profile: Profile,
+        win: _Window,
+        excluded: frozenset[int],
+        model: learning.Model | None = None,
+    ) -> list[Pick]:
         query = parse_query(profile.topics)
         cats = tuple(sorted({fold(c.strip()) for c in profile.categories if c.strip()}))
         candidates = [
@@ -305,6 +396,8 @@ class Selector:
         for clause in query.exclude:
             hits = self._clause_hits(clause.tokens)
             candidates = [i for i in candidates if i not in hits]
+        if model is not None:
+            return self._learned(profile, win, candidates, query, model)
         if not query.include:
             return self._trending(profile, win, candidates)
         return self._relevant(profile, win, candidates, query)
@@ -332,18 +425,24 @@ class Selector:
         picks = []
         for i in ordered:
             doc = self._docs[i]
-            score = 0.8 * self._popularity(win, doc) + 0.2 * self._freshness(profile, doc)
+            parts = {
+                "topic": 0.0,
+                "learned": 0.0,
+                "popularity": 0.8 * self._popularity(win, doc),
+                "freshness": 0.2 * self._freshness(profile, doc),
+            }
             upvotes = doc.entry.upvotes or 0
             reason = f"trending · {_upvotes(upvotes)}" if upvotes > 0 else "new this period"
-            picks.append(Pick(entry=doc.entry, score=round(score, 4), reason=reason))
+            picks.append(_pick(doc.entry, parts, reason))
         return picks
 
-    def _relevant(
-        self, profile: Profile, win: _Window, candidates: list[int], query: TopicQuery
-    ) -> list[Pick]:
-        n = max(len(win.docs), 1)
+    def _topic_relevance(
+        self, win: _Window, candidates: list[int], query: TopicQuery
+    ) -> tuple[dict[int, float], dict[int, list[tuple[float, Clause]]]]:
+        """BM25F relevance of each candidate to the topic query, and the clauses it matched."""
         relevance: dict[int, float] = {}
         matched: dict[int, list[tuple[float, Clause]]] = {}
+        n = max(len(win.docs), 1)
         for clause, is_bonus in _scoring_clauses(query):
             hits = self._clause_hits(clause.tokens)
             df = self._df(win, clause.tokens)
@@ -354,14 +453,88 @@ class Selector:
                 counts = hits.get(i)
                 if counts is None:
                     continue
-                doc = self._docs[i]
-                tf = TITLE_WEIGHT * counts[0] / (
-                    1 - B + B * len(doc.title) / win.avg_title
-                ) + counts[1] / (1 - B + B * len(doc.body) / win.avg_body)
-                part = idf * tf * (K1 + 1) / (K1 + tf)
+                part = idf * self._saturated(win, self._docs[i], counts)
                 relevance[i] = relevance.get(i, 0.0) + part
                 if not is_bonus:
                     matched.setdefault(i, []).append((part, clause))
+        return relevance, matched
+
+    def _learned(
+        self,
+        profile: Profile,
+        win: _Window,
+        candidates: list[int],
+        query: TopicQuery,
+        model: learning.Model,
+    ) -> list[Pick]:
+        """One subscriber's ranking: topics, the learned model, popularity, freshness."""
+        raw: dict[int, float] = {}
+        for term, weight in model.terms:
+            for i, part in self._term_parts(win, term).items():
+                raw[i] = raw.get(i, 0.0) + weight * part
+        scale = max((abs(raw[i]) for i in candidates if i in raw), default=0.0) or 1.0
+        best_liked = max((raw[i] for i in candidates if i in raw), default=0.0)
+        learned = {i: raw[i] / scale for i in candidates if i in raw}
+        relevance, matched = self._topic_relevance(win, candidates, query)
+        best_topic = max(relevance.values(), default=0.0) or 1.0
+        voted = {e.entry_id for e in model.exemplars}
+        candidates = [i for i in candidates if self._docs[i].entry.id not in voted]
+        if query.include:
+            weights = LEARNED_WEIGHTS
+            liked_floor = MIN_LEARNED * best_liked / scale
+            eligible = [
+                i
+                for i in candidates
+                if relevance.get(i, 0.0) / best_topic >= MIN_RELATIVE_RELEVANCE
+                or (best_liked > 0 and learned.get(i, 0.0) >= liked_floor)
+            ]
+        elif model.positive and best_liked > 0:
+            weights = SIMILAR_WEIGHTS
+            floor = MIN_RELATIVE_RELEVANCE * best_liked / scale
+            eligible = [i for i in candidates if learned.get(i, 0.0) >= floor]
+        else:
+            weights = TRENDING_WEIGHTS
+            eligible = list(candidates)
+        scored = []
+        for i in eligible:
+            doc = self._docs[i]
+            parts = {
+                "topic": weights["topic"] * relevance.get(i, 0.0) / best_topic,
+                "learned": weights["learned"] * learned.get(i, 0.0),
+                "popularity": weights["popularity"] * self._popularity(win, doc),
+                "freshness": weights["freshness"] * self._freshness(profile, doc),
+            }
+            scored.append((sum(parts.values()), i, parts))
+        scored.sort(
+            key=lambda s: (
+                -s[0],
+                -(self._docs[s[1]].entry.upvotes or 0),
+                -self._docs[s[1]].published_at.timestamp(),
+                self._docs[s[1]].entry.id or 0,
+            )
+        )
+        picks = []
+        for _, i, parts in scored[: profile.max_items]:
+            doc = self._docs[i]
+            reasons = []
+            if learned.get(i, 0.0) >= REASON_LEARNED:
+                liked = learning.closest_liked(model, doc.terms)
+                if liked is not None:
+                    reasons.append(f'like "{learning.short_title(liked.title)}" you liked')
+            if i in matched:
+                reasons.append("matches: " + ", ".join(_match_labels(query, matched[i])))
+            upvotes = doc.entry.upvotes or 0
+            if not reasons:
+                reasons.append("trending" if upvotes > 0 else "new this period")
+            if upvotes > 0:
+                reasons.append(_upvotes(upvotes))
+            picks.append(_pick(doc.entry, parts, " · ".join(reasons)))
+        return picks
+
+    def _relevant(
+        self, profile: Profile, win: _Window, candidates: list[int], query: TopicQuery
+    ) -> list[Pick]:
+        relevance, matched = self._topic_relevance(win, candidates, query)
         if not relevance:
             return []
         best = max(relevance.values())
@@ -376,7 +549,7 @@ class Selector:
                 + W_POPULARITY * self._popularity(win, doc)
                 + W_FRESHNESS * self._freshness(profile, doc)
             )
-            scored.append((score, i))
+            scored.append((score, i, rel_norm))
         scored.sort(
             key=lambda si: (
                 -si[0],
@@ -386,13 +559,31 @@ class Selector:
             )
         )
         picks = []
-        for score, i in scored[: profile.max_items]:
+        for score, i, rel_norm in scored[: profile.max_items]:
             doc = self._docs[i]
             reason = "matches: " + ", ".join(_match_labels(query, matched[i]))
             if (doc.entry.upvotes or 0) > 0:
                 reason += f" · {_upvotes(doc.entry.upvotes)}"
-            picks.append(Pick(entry=doc.entry, score=round(score, 4), reason=reason))
+            parts = {
+                "topic": W_RELEVANCE * rel_norm,
+                "learned": 0.0,
+                "popularity": W_POPULARITY * self._popularity(win, doc),
+                "freshness": W_FRESHNESS * self._freshness(profile, doc),
+            }
+            picks.append(
+                Pick(entry=doc.entry, score=round(score, 4), reason=reason, parts=_rounded(parts))
+            )
         return picks
+
+
+def _rounded(parts: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in parts.items()}
+
+
+def _pick(entry: Entry, parts: Mapping[str, float], reason: str) -> Pick:
+    return Pick(
+        entry=entry, score=round(sum(parts.values()), 4), reason=reason, parts=_rounded(parts)
+    )
 
 
 def _scoring_clauses(query: TopicQuery) -> list[tuple[Clause, bool]]:
@@ -493,13 +684,26 @@ def skip_reason(selector: Selector, profile: Profile) -> str:
     return "every new paper was already sent"
 
 
+def load_tastes(
+    session: Session, subscriber_ids: Iterable[int], papers: learning.PaperCache, now: datetime
+) -> dict[int, Taste]:
+    """The votes of many subscribers and the voted papers' text, in a few queries (not one
+    per subscriber); subscribers without votes are absent and keep sharing their profile."""
+    found = votes.for_subscribers(session, subscriber_ids)
+    if not found:
+        return {}
+    papers.load(session, {v.entry_id for rows in found.values() for v in rows})
+    return {sid: Taste(tuple(rows), papers, now) for sid, rows in found.items()}
+
+
 def select_for_subscriber(session: Session, sub: Subscriber, now: datetime) -> SubscriberSelection:
-    """What one subscriber would get now (used by preview): window, history, ranking."""
+    """What one subscriber would get now (used by preview): window, history, votes, ranking."""
     assert sub.id is not None
     previous = previous_window_ends(session, [sub.id])[sub.id]
     start, end = default_window(sub, now, previous)
     profile = Profile.for_subscriber(sub, start, end)
     sent = sent_entry_ids(session, [sub.id], since=start)[sub.id]
     selector = Selector.load(session, start, end)
-    picks = selector.select(profile, sent)
+    taste = load_tastes(session, [sub.id], learning.PaperCache(), now).get(sub.id)
+    picks = selector.select(profile, sent, taste)
     return SubscriberSelection(profile, picks, None if picks else skip_reason(selector, profile))

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, delete, select
 
+from digestd import votes
 from digestd.models import (
     FORMATS,
     FREQUENCIES,
@@ -325,6 +326,7 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
     deliveries = gone.rowcount
     # Earlier events carry the name and preferences: they are personal data too.
     events = session.exec(delete(Event).where(col(Event.subscriber_id) == sub_id)).rowcount
+    votes_deleted = votes.forget(session, sub_id) if sub_id is not None else 0
     session.delete(sub)
     event = record_event(
         session,
@@ -334,6 +336,7 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
         now=now,
         deliveries_deleted=deliveries,
         events_deleted=events,
+        votes_deleted=votes_deleted,
     )
     session.flush()
     return event

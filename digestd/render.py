@@ -34,7 +34,10 @@ from digestd.paths import data_dir
 from digestd.select import Pick, Profile
 
 FORMATS = ("html", "text")
-SLOTS = ("email", "unsubscribe_url", "preferences_url")
+SLOTS = ("email", "unsubscribe_url", "preferences_url", "vote_url")
+# Per-paper slots of the vote links' MACs: "vote-<entry id>-up" / "vote-<entry id>-down"
+# (see tokens.py: one signed token per message in `vote_url`, one short MAC per link).
+VOTE_SLOT_PREFIX = "vote-"
 MAX_AUTHORS = 3
 EXCERPT_MAX_CHARS = 420
 EXCERPT_MAX_SENTENCES = 3
@@ -96,7 +99,7 @@ def _split(rendered: str, marker: str) -> list[str]:
     parts = [head]
     for chunk in chunks:
         slot, sep, tail = chunk.partition("--")
-        if sep and slot in SLOTS:
+        if sep and (slot in SLOTS or slot.startswith(VOTE_SLOT_PREFIX)):
             parts += [slot, tail]
         else:  # the marker followed by something that is not a slot: literal text
             parts[-1] += prefix + chunk
@@ -106,8 +109,17 @@ def _split(rendered: str, marker: str) -> list[str]:
 def _fill(parts: list[str], values: dict[str, str]) -> str:
     out = parts[:]
     for i in range(1, len(out), 2):
-        out[i] = values[out[i]]
+        out[i] = values.get(out[i], "")
     return "".join(out)
+
+
+def vote_slots(entry_ids: Sequence[int]) -> tuple[str, ...]:
+    """The vote-MAC slot names of a digest's papers, in `tokens.vote_macs` order."""
+    return tuple(
+        f"{VOTE_SLOT_PREFIX}{entry_id}-{direction}"
+        for entry_id in entry_ids
+        for direction in ("up", "down")
+    )
 
 
 def _placeholder(marker: str, slot: str) -> str:
@@ -240,7 +252,6 @@ class Renderer:
         """Render one profile's digest once; per-subscriber values stay placeholders."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        papers = [_paper(p) for p in picks]
         # A marker feed content already contains could be substituted by personalize;
         # 64 random bits make that practically impossible, and we check anyway.
         haystack = "\n".join(
@@ -251,6 +262,7 @@ class Renderer:
         marker = secrets.token_hex(8)
         while marker in haystack:
             marker = secrets.token_hex(8)
+        papers = [_paper(p, marker) for p in picks]
         context: dict[str, Any] = {
             "title": subject_line(when, len(papers)),
             "date_label": date_label(when),
@@ -271,11 +283,23 @@ class Renderer:
         )
 
     def personalize(
-        self, body: DigestBody, *, email: str, unsubscribe_url: str, preferences_url: str
+        self,
+        body: DigestBody,
+        *,
+        email: str,
+        unsubscribe_url: str,
+        preferences_url: str,
+        vote_url: str = "",
+        vote_macs: Sequence[str] = (),
     ) -> PersonalDigest:
-        """Fill in one subscriber's address and signed links: string substitution only."""
+        """Fill in one subscriber's address and signed links: string substitution only.
+        `vote_url` and `vote_macs` come from tokens.links(..."vote"...) and vote_macs."""
         values = slot_values(
-            email=email, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
+            email=email,
+            unsubscribe_url=unsubscribe_url,
+            preferences_url=preferences_url,
+            vote_url=vote_url,
+            vote_macs=dict(zip(vote_slots(body.entry_ids), vote_macs, strict=False)),
         )
         text = _fill(body._text_parts, values["plain"])
         html_parts = body._html_parts
@@ -284,15 +308,32 @@ class Renderer:
 
 
 def slot_values(
-    *, email: str, unsubscribe_url: str, preferences_url: str
+    *,
+    email: str,
+    unsubscribe_url: str,
+    preferences_url: str,
+    vote_url: str = "",
+    vote_macs: dict[str, str] | None = None,
 ) -> dict[str, dict[str, str]]:
-    """One subscriber's slot values per MIME subtype, escaped for it (HTML-escaped in HTML)."""
-    plain = {"email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
-    return {"plain": plain, "html": {k: html_escape(v, quote=True) for k, v in plain.items()}}
+    """One subscriber's slot values per MIME subtype, escaped for it (HTML-escaped in HTML).
+    `vote_macs` maps `vote_slots` names to MACs (hex digits: the same in every part)."""
+    plain = {
+        "email": email,
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+        "vote_url": vote_url,
+    }
+    html = {k: html_escape(v, quote=True) for k, v in plain.items()}
+    if vote_macs:
+        plain.update(vote_macs)
+        html.update(vote_macs)
+    return {"plain": plain, "html": html}
 
 
-def _paper(pick: Pick) -> dict[str, Any]:
+def _paper(pick: Pick, marker: str) -> dict[str, Any]:
     entry = pick.entry
+    vote = _placeholder(marker, "vote_url")
+    entry_id = entry.id or 0
     meta = []
     authors = shorten_authors(entry.authors or [])
     if authors:
@@ -308,6 +349,9 @@ def _paper(pick: Pick) -> dict[str, Any]:
         "upvotes": entry.upvotes or 0,
         "reason": pick.reason,
         "code_url": safe_url(entry.code_url),
+        # "More / less like this": the subscriber's vote token and a MAC per link are slots.
+        "more_url": f"{vote}/{entry_id}/up/{_placeholder(marker, f'vote-{entry_id}-up')}",
+        "less_url": f"{vote}/{entry_id}/down/{_placeholder(marker, f'vote-{entry_id}-down')}",
     }
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.learning import PaperCache
 from digestd.mailer import (
     DigestTemplate,
     PermanentSendError,
@@ -38,13 +39,14 @@ from digestd.mailer import (
 from digestd.models import Subscriber
 from digestd.outbox import Claim, Outcome, claim_batch, record_outcomes, release_expired
 from digestd.outbox import temporary_failure as _temporary
-from digestd.render import Renderer, TemplateProblem, slot_values
-from digestd.select import Pick, Profile, Selector, sent_entry_ids
-from digestd.tokens import links
+from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
+from digestd.select import Pick, Profile, Selector, Taste, load_tastes, sent_entry_ids
+from digestd.tokens import links, vote_macs
 
 log = logging.getLogger(__name__)
 
-LINK_PURPOSES = ("unsubscribe", "preferences")  # the signed links each digest carries
+# The signed links each digest carries; "vote" is the token its vote links share.
+LINK_PURPOSES = ("unsubscribe", "preferences", "vote")
 EMPTY_REASON = "empty digest: no new papers matched in this window"
 
 
@@ -82,6 +84,7 @@ class _Digest:
 
     template: DigestTemplate
     entry_ids: tuple[int, ...]
+    vote_slots: tuple[str, ...]  # the vote-MAC slot names, in tokens.vote_macs order
     profile: Profile
     picks: tuple[Pick, ...]
     when: datetime
@@ -113,8 +116,10 @@ def _short(exc: BaseException) -> str:
 # are spread over many claim batches, and a per-batch cache rendered ~9x too often in
 # benchmarks/bench_delivery.py (1000 profiles, batches of 500). Bounded (LRU) for memory;
 # an entry holds only the message template (≈ the message's size), not the rendered text.
+# The key holds the reasons: a subscriber ranked by their votes may get the same papers as
+# their profile with other reasons, and must not be sent the profile's.
 BODY_CACHE_SIZE = 1024
-BodyCache = OrderedDict[tuple[str, str, tuple[int, ...]], _Digest]
+BodyCache = OrderedDict[tuple[str, str, tuple[tuple[int, str], ...]], _Digest]
 
 # What sending reads of a subscriber: plain rows, not ORM objects (cheaper per subscriber).
 SUBSCRIBER_COLUMNS = (
@@ -144,7 +149,9 @@ def _digest(
         subject=body.subject,
         parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
     )
-    return _Digest(template, body.entry_ids, profile, tuple(picks), when, fmt)
+    return _Digest(
+        template, body.entry_ids, vote_slots(body.entry_ids), profile, tuple(picks), when, fmt
+    )
 
 
 def _prepare(
@@ -154,6 +161,7 @@ def _prepare(
     report: SendReport,
     bodies: BodyCache | None = None,
     loaded: list[tuple[datetime, datetime, Selector]] | None = None,
+    papers: PaperCache | None = None,
 ) -> _Batch:
     """Load the batch's subscribers, select per profile and render once per distinct digest."""
     batch = _Batch(claims)
@@ -204,15 +212,21 @@ def _prepare(
             selector = Selector.load(session, start, end)
             loaded[:] = [(start, end, selector)]
         history = sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)
+        # Votes of the batch's subscribers in one query; those without keep sharing their
+        # profile's memoized ranking, those with votes are ranked individually.
+        tastes: dict[int, Taste] = load_tastes(
+            session, [s.id for _, s, _ in wanted], papers or PaperCache(), ctx.now()
+        )
         picks_of: list[list[Pick]] = [
-            selector.select(p, history.get(s.id, frozenset())) for _, s, p in wanted
+            selector.select(p, history.get(s.id, frozenset()), tastes.get(s.id))
+            for _, s, p in wanted
         ]
     bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
             done.append(Outcome(c, "skipped", EMPTY_REASON))
             continue
-        key = (profile.key, sub.format, tuple(p.entry.id or 0 for p in picks))
+        key = (profile.key, sub.format, tuple((p.entry.id or 0, p.reason) for p in picks))
         digest = bodies.get(key)
         if digest is not None:
             bodies.move_to_end(key)
@@ -241,6 +255,8 @@ def _reference_message(
     job: _Job,
     unsubscribe: str,
     preferences: str,
+    vote: str,
+    macs: list[str],
     when: datetime,
 ) -> EmailMessage:
     """The message built by the email package from a fresh render: for what the fast path
@@ -248,7 +264,12 @@ def _reference_message(
     d, sub = job.digest, job.sub
     body = renderer.render_digest(d.profile, list(d.picks), when=d.when, fmt=d.fmt)
     personal = renderer.personalize(
-        body, email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+        body,
+        email=sub.email,
+        unsubscribe_url=unsubscribe,
+        preferences_url=preferences,
+        vote_url=vote,
+        vote_macs=macs,
     )
     return build_digest_message(
         sender=ctx.settings.from_address,
@@ -288,10 +309,12 @@ async def _send_jobs(
                 outcomes.append(Outcome(c, "pending", None))
                 continue
             try:
-                unsubscribe, preferences = links(
+                unsubscribe, preferences, vote = links(
                     s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
                 )
-                template = job.digest.template
+                digest = job.digest
+                macs = vote_macs(secret, vote.rpartition("/")[2], digest.entry_ids)
+                template = digest.template
                 data = template.fill(
                     to_email=sub.email,
                     to_name=sub.name or "",
@@ -299,14 +322,26 @@ async def _send_jobs(
                     unsubscribe_url=unsubscribe,
                     date=date,
                     values=slot_values(
-                        email=sub.email, unsubscribe_url=unsubscribe, preferences_url=preferences
+                        email=sub.email,
+                        unsubscribe_url=unsubscribe,
+                        preferences_url=preferences,
+                        vote_url=vote,
+                        vote_macs=dict(zip(digest.vote_slots, macs, strict=True)),
                     ),
                 )
                 if data is not None:
                     await pool.send_bytes(template.sender, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
-                        _reference_message, ctx, renderer, job, unsubscribe, preferences, now
+                        _reference_message,
+                        ctx,
+                        renderer,
+                        job,
+                        unsubscribe,
+                        preferences,
+                        vote,
+                        macs,
+                        now,
                     )
                     await pool.send(message)
             except PermanentSendError as exc:
@@ -333,6 +368,7 @@ def _claim_and_prepare(
     loaded: list[tuple[datetime, datetime, Selector]],
     worker_id: str,
     limit: int,
+    papers: PaperCache | None = None,
 ) -> _Batch | None:
     """Claim the next batch (its own committed transaction) and prepare it; None: none due.
     Runs in a worker thread: the event loop keeps sending (and serving the web) meanwhile."""
@@ -346,7 +382,7 @@ def _claim_and_prepare(
         )
     if not claims:
         return None
-    return _prepare(ctx, renderer, claims, report, bodies, loaded)
+    return _prepare(ctx, renderer, claims, report, bodies, loaded, papers)
 
 
 def _record(ctx: AppContext, outcomes: list[Outcome], worker_id: str) -> list[int]:
@@ -384,6 +420,7 @@ async def send_due(
     renderer = Renderer(ctx.settings)
     bodies: BodyCache = OrderedDict()
     loaded: list[tuple[datetime, datetime, Selector]] = []
+    papers = PaperCache()  # voted papers' text, read once per pass
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings)
     size = limit or ctx.settings.batch_size
@@ -394,7 +431,15 @@ async def send_due(
     def claim_next() -> asyncio.Task[_Batch | None]:
         return asyncio.ensure_future(
             asyncio.to_thread(
-                _claim_and_prepare, ctx, renderer, report, bodies, loaded, worker_id, size
+                _claim_and_prepare,
+                ctx,
+                renderer,
+                report,
+                bodies,
+                loaded,
+                worker_id,
+                size,
+                papers,
             )
         )
 

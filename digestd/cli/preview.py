@@ -14,7 +14,7 @@ from digestd.planning import zone
 from digestd.render import Renderer, TemplateProblem
 from digestd.select import select_for_subscriber
 from digestd.subscribers import subscriber_dict
-from digestd.tokens import link
+from digestd.tokens import link, vote_macs
 
 FORMATS = ("html", "text", "json")
 
@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
                         "title": p.entry.title,
                         "url": p.entry.url,
                         "score": p.score,
+                        # topic, learned, popularity, freshness: they add up to `score`
+                        "score_parts": dict(p.parts),
                         "reason": p.reason,
                     }
                     for p in picks
@@ -82,11 +84,14 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         base, secret = app_ctx.settings.base_url, app_ctx.secret_key
         assert sub_id is not None
+        vote = link(base, secret, "vote", sub_id, token_version)
         mail = renderer.personalize(
             body,
             email=sub_info["email"],
             unsubscribe_url=link(base, secret, "unsubscribe", sub_id, token_version),
             preferences_url=link(base, secret, "preferences", sub_id, token_version),
+            vote_url=vote,
+            vote_macs=vote_macs(secret, vote.rpartition("/")[2], body.entry_ids),
         )
         if fmt == "html":
             assert mail.html is not None

@@ -27,6 +27,8 @@ LINKS = dict(
     email="ada@example.org",
     unsubscribe_url="https://digest.example.org/unsubscribe/UNSUB.TOKEN",
     preferences_url="https://digest.example.org/preferences/PREFS.TOKEN",
+    vote_url="https://digest.example.org/vote/VOTE.TOKEN",
+    vote_macs=[f"mac{i:013d}" for i in range(20)],
 )
 
 

@@ -34,9 +34,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("vote", schema=None) as batch_op:
         batch_op.create_index("ix_vote_entry", ["entry_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_vote_subscriber_id"), ["subscriber_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_vote_subscriber_id"), ["subscriber_id"], unique=False)
 
 
 def downgrade() -> None:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from digestd import __version__
 from digestd.context import AppContext
-from digestd.web import health, pages, subscribe
+from digestd.web import health, pages, subscribe, votes
 from digestd.web.links import LinkError
 from digestd.web.mail import ConfirmationSender
 from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders
@@ -75,6 +75,7 @@ def create_app(
     app.include_router(subscribe.router)
     app.include_router(pages.router)
     app.include_router(health.router)
+    app.include_router(votes.router)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:

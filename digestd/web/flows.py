@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from digestd import subscribers as subs
+from digestd import votes
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Subscriber
@@ -33,15 +35,20 @@ class Page:
     preferences_token: str
     unsubscribe_token: str
     changed: bool = False
+    # The subscriber's votes and liked papers, newest first (the preference centre lists them).
+    votes: tuple[votes.VoteView, ...] = ()
 
 
 def _page(ctx: AppContext, sub: Subscriber, changed: bool = False) -> Page:
     key = ctx.secret_key
+    session = Session.object_session(sub)
+    listed = votes.listing(session, sub.id) if session is not None and sub.id else []
     return Page(
         sub=sub,
         preferences_token=links.token_of(key, "preferences", sub),
         unsubscribe_token=links.token_of(key, "unsubscribe", sub),
         changed=changed,
+        votes=tuple(listed),
     )
 
 

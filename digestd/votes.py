@@ -192,7 +192,7 @@ def find_papers(session: Session, refs: Sequence[str]) -> list[Entry]:
         if entry is None:
             raise UnknownPaper(
                 f"paper {ref!r} is not in the database (give an arXiv id like 2310.06825 "
-                "or an entry id from `digestd entries`)"
+                "or an entry id from `digestd entries list`)"
             )
         if entry not in out:
             out.append(entry)

@@ -191,8 +191,8 @@ def find_papers(session: Session, refs: Sequence[str]) -> list[Entry]:
             entry = session.get(Entry, int(ref))
         if entry is None:
             raise UnknownPaper(
-                f"paper {ref!r} is not in the database (give an arXiv id like 2310.06825 "
-                "or an entry id from `digestd entries list`)"
+                f"paper {ref!r} is not in the database (give the arXiv id of a paper "
+                "digestd has seen, like 2310.06825, or its entry id)"
             )
         if entry not in out:
             out.append(entry)

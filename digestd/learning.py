@@ -27,7 +27,6 @@ additions), see `select.Selector.select`.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -83,7 +82,6 @@ class Model:
     terms: tuple[tuple[str, float], ...]
     exemplars: tuple[Exemplar, ...]
     interests_only: bool  # described by liked papers only (no digest votes)
-    key: str
 
     @property
     def positive(self) -> bool:
@@ -185,16 +183,10 @@ def build(
         ((t, w) for t, w in combined.items() if abs(w) > 1e-9), key=lambda tw: (-abs(tw[1]), tw[0])
     )[:MAX_TERMS]
     exemplars.sort(key=lambda e: -abs(e.weight))
-    kept_exemplars = tuple(exemplars[:MAX_EXEMPLARS])
-    digest = hashlib.sha256(
-        repr(sorted((t, round(w, 4)) for t, w in terms)).encode()
-        + repr([(e.entry_id, round(e.weight, 3)) for e in kept_exemplars]).encode()
-    ).hexdigest()[:24]
     return Model(
         terms=tuple(terms),
-        exemplars=kept_exemplars,
+        exemplars=tuple(exemplars[:MAX_EXEMPLARS]),
         interests_only=all(v.interest for v, _, _ in kept),
-        key=digest,
     )
 
 

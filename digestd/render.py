@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,7 @@ from jinja2 import (
 
 from digestd.config import Settings
 from digestd.mailer import one_line
+from digestd.models import Entry
 from digestd.paths import data_dir
 from digestd.select import Pick, Profile
 
@@ -43,6 +45,7 @@ EXCERPT_MAX_CHARS = 420
 EXCERPT_MAX_SENTENCES = 3
 # Gmail clips a message body above 102 KB; renders are checked against a margin below it.
 GMAIL_CLIP_BYTES = 102 * 1024
+PAPER_CACHE_SIZE = 4096
 
 # Sentence ends for a 2–3 sentence excerpt. A regex suffices for abstracts (no abbreviation
 # dictionary needed at this precision; a full sentence tokenizer would be a large dependency).
@@ -204,6 +207,7 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._statics: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 
     @cached_property
     def env(self) -> Environment:
@@ -220,6 +224,26 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+
+    def _static(self, entry: Entry) -> dict[str, Any]:
+        # A paper's own fields are the same in every digest that carries it; subscribers
+        # ranked by their votes get digests of their own, mostly of the same papers.
+        key = (
+            entry.id,
+            entry.version,
+            entry.title,
+            entry.url,
+            entry.code_url,
+            entry.upvotes,
+            len(entry.summary or ""),
+        )
+        found = self._statics.get(key)
+        if found is None:
+            found = _paper_static(self.env, entry)
+            self._statics[key] = found
+            if len(self._statics) > PAPER_CACHE_SIZE:
+                self._statics.popitem(last=False)
+        return found
 
     @cached_property
     def _inliner(self) -> css_inline.CSSInliner:
@@ -262,7 +286,7 @@ class Renderer:
         marker = secrets.token_hex(8)
         while marker in haystack:
             marker = secrets.token_hex(8)
-        papers = [_paper(p, marker) for p in picks]
+        papers = [_paper(p, marker, self._static(p.entry)) for p in picks]
         context: dict[str, Any] = {
             "title": subject_line(when, len(papers)),
             "date_label": date_label(when),
@@ -330,10 +354,20 @@ def slot_values(
     return {"plain": plain, "html": html}
 
 
-def _paper(pick: Pick, marker: str) -> dict[str, Any]:
-    entry = pick.entry
+def _paper(pick: Pick, marker: str, static: dict[str, Any]) -> dict[str, Any]:
+    entry_id = pick.entry.id or 0
     vote = _placeholder(marker, "vote_url")
-    entry_id = entry.id or 0
+    return {
+        **static,
+        "reason": pick.reason,
+        # "More / less like this": the subscriber's vote token and a MAC per link are slots.
+        "more_url": f"{vote}/{entry_id}/up/{_placeholder(marker, f'vote-{entry_id}-up')}",
+        "less_url": f"{vote}/{entry_id}/down/{_placeholder(marker, f'vote-{entry_id}-down')}",
+    }
+
+
+def _paper_static(env: Environment, entry: Entry) -> dict[str, Any]:
+    """What a paper shows whoever gets it (cached per paper by `Renderer`)."""
     meta = []
     authors = shorten_authors(entry.authors or [])
     if authors:
@@ -341,17 +375,20 @@ def _paper(pick: Pick, marker: str) -> dict[str, Any]:
     cats = [c for c in (entry.categories or []) if c and c.strip()]
     if cats:
         meta.append(", ".join(cats[:4]))
+    summary = excerpt(entry.summary or "")
+    # The text part's wrapped excerpt, computed once per paper with Jinja's own filters
+    # (templates may still wrap `excerpt` themselves): textwrap was a fifth of a render.
+    wrapped = env.filters["wordwrap"](
+        env, summary, 72, break_long_words=False, break_on_hyphens=False
+    )
     return {
         "title": " ".join((entry.title or "(untitled)").split()),
         "url": safe_url(entry.url),
         "meta": " · ".join(meta),
-        "excerpt": excerpt(entry.summary or ""),
+        "excerpt": summary,
+        "excerpt_text": env.filters["indent"](wrapped, 3, first=True),
         "upvotes": entry.upvotes or 0,
-        "reason": pick.reason,
         "code_url": safe_url(entry.code_url),
-        # "More / less like this": the subscriber's vote token and a MAC per link are slots.
-        "more_url": f"{vote}/{entry_id}/up/{_placeholder(marker, f'vote-{entry_id}-up')}",
-        "less_url": f"{vote}/{entry_id}/down/{_placeholder(marker, f'vote-{entry_id}-down')}",
     }
 
 

@@ -181,6 +181,8 @@ class _Doc:
     ingested_at: datetime
     published_at: datetime
     terms: frozenset[str] = frozenset()
+    entry_id: int = 0
+    upvotes: int = 0
 
 
 @dataclass
@@ -196,6 +198,21 @@ class _Window:
     term_parts: dict[str, dict[int, float]] = field(default_factory=dict)
     # entry id -> a voted paper's Rocchio vector under this window's IDF
     vectors: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Shared:
+    """Per profile (and history), what the subscribers ranked by their votes share."""
+
+    candidates: list[int]
+    relevance: dict[int, float]
+    matched: dict[int, list[tuple[float, Clause]]]
+    popularity: dict[int, float]
+    freshness: dict[int, float]
+
+    @cached_property
+    def allowed(self) -> frozenset[int]:
+        return frozenset(self.candidates)
 
 
 class Selector:
@@ -225,6 +242,8 @@ class Selector:
                     entry.ingested_at,
                     entry.published_at,
                     terms,
+                    entry.id or 0,
+                    entry.upvotes or 0,
                 )
             )
             for term in terms:
@@ -233,7 +252,8 @@ class Selector:
         # clause tokens -> {doc index: (title count, body count)}
         self._hits: dict[tuple[str, ...], dict[int, tuple[int, int]]] = {}
         self._memo: dict[tuple[str, frozenset[int]], list[Pick]] = {}
-        self._learned_memo: dict[tuple[str, str, frozenset[int]], list[Pick]] = {}
+        self._shared_memo: dict[tuple[str, frozenset[int]], _Shared] = {}
+        self._category_docs: dict[tuple[str, ...], frozenset[int]] = {}
 
     @classmethod
     def load(cls, session: Session, start: datetime, end: datetime) -> Selector:
@@ -297,6 +317,13 @@ class Selector:
         hits = self._hits.get(tokens)
         if hits is None:
             hits = {}
+            if len(tokens) == 1:  # one word: list.count (C) instead of positions
+                term = tokens[0]
+                for i in self._postings.get(term, ()):
+                    doc = self._docs[i]
+                    hits[i] = (doc.title.count(term), doc.body.count(term))
+                self._hits[tokens] = hits
+                return hits
             for i in self._postings.get(tokens[0], ()):
                 doc = self._docs[i]
                 t = count_phrase(doc.title, tokens, _positions(doc.title, tokens[0]))
@@ -331,12 +358,9 @@ class Selector:
         )
         model = self.model(profile, taste) if taste is not None and taste.votes else None
         if model is not None:
-            learned_key = (profile.key, model.key, relevant_exclusions)
-            found = self._learned_memo.get(learned_key)
-            if found is None:
-                found = self._rank(profile, win, relevant_exclusions, model)
-                self._learned_memo[learned_key] = found
-            return list(found)
+            # Ranked for this subscriber alone (nobody shares a model): not memoized, so
+            # memory does not grow with the number of voters in a pass.
+            return self._rank(profile, win, relevant_exclusions, model)
         memo_key = (profile.key, relevant_exclusions)
         cached = self._memo.get(memo_key)
         if cached is None:
@@ -386,21 +410,51 @@ class Selector:
         model: learning.Model | None = None,
     ) -> list[Pick]:
         query = parse_query(profile.topics)
-        cats = tuple(sorted({fold(c.strip()) for c in profile.categories if c.strip()}))
-        candidates = [
-            i
-            for i in win.docs
-            if self._docs[i].entry.id not in excluded
-            and (not cats or _category_match(self._docs[i].tags, cats))
-        ]
-        for clause in query.exclude:
-            hits = self._clause_hits(clause.tokens)
-            candidates = [i for i in candidates if i not in hits]
         if model is not None:
-            return self._learned(profile, win, candidates, query, model)
+            return self._learned(profile, win, query, excluded, model)
+        candidates = self._candidates(profile, win, query, excluded)
         if not query.include:
             return self._trending(profile, win, candidates)
         return self._relevant(profile, win, candidates, query)
+
+    def _candidates(
+        self, profile: Profile, win: _Window, query: TopicQuery, excluded: frozenset[int]
+    ) -> list[int]:
+        """The window's documents this profile may get: categories, exclusions, history."""
+        cats = tuple(sorted({fold(c.strip()) for c in profile.categories if c.strip()}))
+        docs = self._docs
+        candidates = win.docs
+        if cats:
+            matching = self._category_docs.get(cats)
+            if matching is None:
+                matching = frozenset(i for i, d in enumerate(docs) if _category_match(d.tags, cats))
+                self._category_docs[cats] = matching
+            candidates = [i for i in candidates if i in matching]
+        if excluded:
+            candidates = [i for i in candidates if docs[i].entry_id not in excluded]
+        for clause in query.exclude:
+            hits = self._clause_hits(clause.tokens)
+            candidates = [i for i in candidates if i not in hits]
+        return list(candidates)
+
+    def _shared(
+        self, profile: Profile, win: _Window, query: TopicQuery, excluded: frozenset[int]
+    ) -> _Shared:
+        """What every voter of one profile shares: candidates, topic relevance, popularity
+        and freshness (memoized: voters are ranked individually, but over these)."""
+        key = (profile.key, excluded)
+        shared = self._shared_memo.get(key)
+        if shared is None:
+            candidates = self._candidates(profile, win, query, excluded)
+            relevance, matched = self._topic_relevance(win, candidates, query)
+            pop, fresh = {}, {}
+            for i in candidates:
+                doc = self._docs[i]
+                pop[i] = self._popularity(win, doc)
+                fresh[i] = self._freshness(profile, doc)
+            shared = _Shared(candidates, relevance, matched, pop, fresh)
+            self._shared_memo[key] = shared
+        return shared
 
     def _popularity(self, win: _Window, doc: _Doc) -> float:
         if win.max_log_upvotes <= 0:
@@ -463,22 +517,27 @@ class Selector:
         self,
         profile: Profile,
         win: _Window,
-        candidates: list[int],
         query: TopicQuery,
+        excluded: frozenset[int],
         model: learning.Model,
     ) -> list[Pick]:
         """One subscriber's ranking: topics, the learned model, popularity, freshness."""
+        shared = self._shared(profile, win, query, excluded)
+        relevance, matched = shared.relevance, shared.matched
+        voted = {e.entry_id for e in model.exemplars}
+        allowed = shared.allowed
         raw: dict[int, float] = {}
         for term, weight in model.terms:
             for i, part in self._term_parts(win, term).items():
-                raw[i] = raw.get(i, 0.0) + weight * part
-        scale = max((abs(raw[i]) for i in candidates if i in raw), default=0.0) or 1.0
-        best_liked = max((raw[i] for i in candidates if i in raw), default=0.0)
-        learned = {i: raw[i] / scale for i in candidates if i in raw}
-        relevance, matched = self._topic_relevance(win, candidates, query)
+                if i in allowed:
+                    raw[i] = raw.get(i, 0.0) + weight * part
+        for i in [i for i in raw if self._docs[i].entry_id in voted]:
+            del raw[i]
+        candidates = [i for i in shared.candidates if self._docs[i].entry_id not in voted]
+        scale = max((abs(v) for v in raw.values()), default=0.0) or 1.0
+        best_liked = max(raw.values(), default=0.0)
+        learned = {i: v / scale for i, v in raw.items()}
         best_topic = max(relevance.values(), default=0.0) or 1.0
-        voted = {e.entry_id for e in model.exemplars}
-        candidates = [i for i in candidates if self._docs[i].entry.id not in voted]
         if query.include:
             weights = LEARNED_WEIGHTS
             liked_floor = MIN_LEARNED * best_liked / scale
@@ -496,26 +555,35 @@ class Selector:
             weights = TRENDING_WEIGHTS
             eligible = list(candidates)
         scored = []
+        w_topic, w_learned = weights["topic"] / best_topic, weights["learned"]
+        w_pop, w_fresh = weights["popularity"], weights["freshness"]
+        pop, fresh = shared.popularity, shared.freshness
         for i in eligible:
-            doc = self._docs[i]
-            parts = {
-                "topic": weights["topic"] * relevance.get(i, 0.0) / best_topic,
-                "learned": weights["learned"] * learned.get(i, 0.0),
-                "popularity": weights["popularity"] * self._popularity(win, doc),
-                "freshness": weights["freshness"] * self._freshness(profile, doc),
-            }
-            scored.append((sum(parts.values()), i, parts))
+            total = (
+                w_topic * relevance.get(i, 0.0)
+                + w_learned * learned.get(i, 0.0)
+                + w_pop * pop[i]
+                + w_fresh * fresh[i]
+            )
+            scored.append((total, i))
+        docs = self._docs
         scored.sort(
             key=lambda s: (
                 -s[0],
-                -(self._docs[s[1]].entry.upvotes or 0),
-                -self._docs[s[1]].published_at.timestamp(),
-                self._docs[s[1]].entry.id or 0,
+                -docs[s[1]].upvotes,
+                -docs[s[1]].published_at.timestamp(),
+                docs[s[1]].entry_id,
             )
         )
         picks = []
-        for _, i, parts in scored[: profile.max_items]:
+        for _, i in scored[: profile.max_items]:
             doc = self._docs[i]
+            parts = {
+                "topic": w_topic * relevance.get(i, 0.0),
+                "learned": w_learned * learned.get(i, 0.0),
+                "popularity": w_pop * pop[i],
+                "freshness": w_fresh * fresh[i],
+            }
             reasons = []
             if learned.get(i, 0.0) >= REASON_LEARNED:
                 liked = learning.closest_liked(model, doc.terms)

@@ -221,6 +221,7 @@ def _prepare(
             selector.select(p, history.get(s.id, frozenset()), tastes.get(s.id))
             for _, s, p in wanted
         ]
+        voters = set(tastes)
     bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
@@ -241,9 +242,12 @@ def _prepare(
                 log.exception("render failed for delivery %s", c.id)
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
                 continue
-            bodies[key] = digest
-            if len(bodies) > BODY_CACHE_SIZE:
-                bodies.popitem(last=False)
+            # A digest ranked by one subscriber's votes is theirs alone: kept out of the
+            # pass's cache so it does not push out the digests profiles share.
+            if sub.id not in voters:
+                bodies[key] = digest
+                if len(bodies) > BODY_CACHE_SIZE:
+                    bodies.popitem(last=False)
             report.renders += 1
         batch.jobs.append(_Job(c, sub, digest))
     return batch

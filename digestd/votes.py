@@ -81,7 +81,7 @@ def cast(
 ) -> bool:
     """Record a vote; True if something changed. The same vote twice changes nothing (the
     unique (subscriber, entry) key makes a concurrent double click one row: the loser's
-    insert fails and its caller's retry sees the row)."""
+    insert raises IntegrityError, and its caller retries and finds the row)."""
     if value not in (UP, DOWN):
         raise ValueError("a vote is +1 or -1")
     row = session.execute(

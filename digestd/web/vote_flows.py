@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from digestd import tokens, votes
@@ -88,6 +89,18 @@ def show(ctx: AppContext, token: str, entry_id: int, direction: str, mac: str) -
 
 def cast(ctx: AppContext, token: str, entry_id: int, direction: str, mac: str) -> VotePage:
     """Record the link's vote; the same vote again changes nothing."""
+    for attempt in range(2):
+        try:
+            return _cast(ctx, token, entry_id, direction, mac)
+        except IntegrityError:
+            # Two clicks raced on the unique (subscriber, entry) row: the second attempt
+            # finds the row the other one wrote, and changes nothing.
+            if attempt == 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _cast(ctx: AppContext, token: str, entry_id: int, direction: str, mac: str) -> VotePage:
     now = ctx.now()
     with session_scope(ctx.engine) as session:
         sub, entry = _resolve(session, ctx, token, entry_id, direction, mac, now)

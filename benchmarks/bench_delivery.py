@@ -278,7 +278,7 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
     from digestd.context import AppContext
     from digestd.ingest import ingest_file
     from digestd.models import utcnow
-    from digestd.outbox import plan_due
+    from digestd.planning import plan_due
     from digestd.sending import send_due
 
     url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"

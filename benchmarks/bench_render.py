@@ -152,12 +152,13 @@ def main() -> None:
 
         # -- render: once per profile
         renderer = Renderer(settings)
-        renderer.render_digest(profiles[0], picks[profiles[0].key], when=NOW)  # template compile
+        # the first render compiles the templates
+        renderer.render_digest(profiles[0], picks[profiles[0].key], day=NOW.date())
         t0 = time.perf_counter()
         bodies: list[DigestBody] = []
         for i, p in enumerate(profiles):
             fmt = "text" if i % 5 == 4 else "html"
-            bodies.append(renderer.render_digest(p, picks[p.key], when=NOW, fmt=fmt))
+            bodies.append(renderer.render_digest(p, picks[p.key], day=NOW.date(), fmt=fmt))
         t_render = time.perf_counter() - t0
 
         # -- personalization: every subscriber, two signed links + substitution

@@ -10,20 +10,21 @@ Jobs (APScheduler 3.x AsyncIOScheduler, each `max_instances=1`, `coalesce=True`)
 
 Every job runs once immediately at start, so a restarted daemon resumes at once.
 
-Crash safety comes from the outbox, not from this loop: a claimed delivery carries a lease;
+Crash safety comes from the delivery store, not from this loop: a claimed delivery carries a lease;
 if this process dies, the lease expires and any worker (this one restarted, or a replica)
 claims it again with the same Message-ID. On SIGTERM/SIGINT we stop claiming, let in-flight
 sends finish for a bounded time, then hand back whatever this worker still holds.
 
 SQLite is single-process: a second daemon on the same file is refused (an fcntl lock on
 `<db>.lock`, released by the kernel even on SIGKILL). PostgreSQL allows many replicas;
-they share work through `SELECT … FOR UPDATE SKIP LOCKED` in the outbox.
+they share work through `SELECT … FOR UPDATE SKIP LOCKED` in `digestd.deliveries`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -33,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -41,7 +42,12 @@ from sqlalchemy.engine import make_url
 
 from digestd.context import AppContext
 from digestd.db import redact_url, session_scope
-from digestd.leases import new_worker_id, release_worker
+from digestd.deliveries import new_worker_id
+
+if TYPE_CHECKING:
+    from digestd.ingest.types import FetchReport
+    from digestd.planning import PlanReport
+    from digestd.sending import SendReport
 
 log = logging.getLogger("digestd.daemon")
 
@@ -174,13 +180,12 @@ class Daemon:
 
     async def plan(self) -> None:
         async def body() -> str:
-            from digestd.outbox import plan_due
+            from digestd.planning import plan_due
 
             # Planning is synchronous database work: run it off the loop so the web
             # endpoints and in-flight SMTP transactions keep moving.
             report = await asyncio.to_thread(plan_due, self.ctx)
-            planned = _count(report, "planned")
-            if planned:
+            if report.planned:
                 self.kick("send")
             return _summarize(report)
 
@@ -188,7 +193,7 @@ class Daemon:
 
     async def send(self) -> None:
         async def body() -> str:
-            from digestd.outbox import send_due
+            from digestd.sending import send_due
 
             # send_due claims batches until none is due or `stop` is set; a stop lets the
             # messages already handed to SMTP finish, and returns.
@@ -199,11 +204,11 @@ class Daemon:
 
     async def housekeeping(self) -> None:
         async def body() -> str:
-            from digestd.outbox import release_expired
+            from digestd import deliveries
 
             def release() -> int:
                 with session_scope(self.ctx.engine) as session:
-                    return int(release_expired(session, self.ctx.now()))
+                    return deliveries.release(session, self.ctx.now())
 
             released = await asyncio.to_thread(release)
             if released:
@@ -270,8 +275,10 @@ class Daemon:
 
     def release_own_leases(self) -> int:
         """Deliveries this worker claimed but did not finish go back to pending at once."""
+        from digestd import deliveries
+
         with session_scope(self.ctx.engine) as session:
-            return release_worker(session, self.worker_id, self.ctx.now())
+            return deliveries.release(session, self.ctx.now(), worker_id=self.worker_id)
 
 
 async def run_forever(
@@ -380,34 +387,20 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}"
 
 
-def _count(report: Any, name: str) -> int:
-    value = getattr(report, name, 0)
-    if isinstance(value, list | tuple | set | dict):
-        return len(value)
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _summarize(report: Any) -> str:
-    """`key=value` pairs from a report dataclass's scalar fields, for the one-line job log."""
-    fields = getattr(report, "__dataclass_fields__", None)
-    if not fields:
-        return f"result={report!r}"
+def _summarize(report: PlanReport | SendReport) -> str:
+    """`key=value` pairs of a report's scalar fields, for the one-line job log."""
     parts = []
-    for name in fields:
-        value = getattr(report, name)
-        if isinstance(value, bool | int | float | str) or value is None:
-            parts.append(f"{name}={value}")
-        elif isinstance(value, list | tuple | set | dict):
-            parts.append(f"{name}={len(value)}")
+    for f in dataclasses.fields(report):
+        value = getattr(report, f.name)
+        if isinstance(value, list):
+            value = len(value)
+        parts.append(f"{f.name}={value}")
     return " ".join(parts)
 
 
-def _summarize_fetch(reports: list[Any]) -> str:
+def _summarize_fetch(reports: list[FetchReport]) -> str:
     """Sources fetched, how many failed, entries added: one line for the ingest job."""
-    failed = sum(1 for r in reports if getattr(r, "error", None))
-    new = sum(_count(r, "new") for r in reports)
-    updated = sum(_count(r, "updated") for r in reports)
+    failed = sum(1 for r in reports if r.failed)
+    new = sum(r.new for r in reports)
+    updated = sum(r.updated for r in reports)
     return f"sources={len(reports)} failed={failed} new_entries={new} updated_entries={updated}"

@@ -19,14 +19,13 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import select
 
+from digestd import deliveries
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber
-from digestd.outbox import plan_due
 from digestd.paths import data_dir
+from digestd.planning import plan_due
 from digestd.sending import send_due
 
 DEFAULT_DB = "digestd-demo.db"
@@ -90,30 +89,10 @@ def _reset(db: Path, outbox: Path) -> None:
 def _results(ctx: AppContext) -> list[DemoRow]:
     """One row per demo subscriber: papers in their digest, the top one, the status."""
     with session_scope(ctx.engine) as session:
-        latest = (
-            select(Delivery, Subscriber.email)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)  # type: ignore[arg-type]
-            .order_by(Subscriber.email, Delivery.id.desc())  # type: ignore[union-attr]
-        )
-        rows: dict[str, tuple[Delivery, str]] = {}
-        for delivery, email in session.execute(latest).all():
-            rows.setdefault(email, (delivery, email))
-        tops = dict(
-            session.execute(
-                select(DeliveryEntry.delivery_id, Entry.title)
-                .join(Entry, Entry.id == DeliveryEntry.entry_id)  # type: ignore[arg-type]
-                .where(DeliveryEntry.rank == 0)
-                .where(DeliveryEntry.delivery_id.in_([d.id for d, _ in rows.values()]))  # type: ignore[attr-defined]
-            ).all()
-        )
+        latest = deliveries.latest_per_subscriber(session)
     return [
-        DemoRow(
-            email,
-            d.entry_count,
-            tops.get(d.id, ""),
-            d.status if not d.error else f"{d.status}: {d.error}",
-        )
-        for d, email in rows.values()
+        DemoRow(d.email, d.entry_count, top, d.status if not d.error else f"{d.status}: {d.error}")
+        for d, top in latest
     ]
 
 

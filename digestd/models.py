@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from digestd.statuses import DeliveryStatus, SubscriberStatus
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timestamps in UTC on every backend: aware in Python, naive UTC in the database."""
@@ -47,13 +49,11 @@ def _json_list() -> Any:
     return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
 
 
-# ---- enumerations (stored as strings) -------------------------------------------------
+# ---- enumerations (stored as strings; statuses are in digestd.statuses) ----------------
 
 SOURCE_KINDS = ("auto", "rss", "arxiv_api", "hf_daily", "jsonfeed")
-SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "suspended")
 FREQUENCIES = ("daily", "weekly")
 FORMATS = ("html", "text")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "retry", "failed", "skipped")
 
 
 class Source(SQLModel, table=True):
@@ -139,7 +139,7 @@ class Subscriber(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(sa_column_kwargs={"unique": True}, max_length=320)
     name: str = Field(default="", max_length=200)
-    status: str = Field(default="pending", max_length=16, index=True)
+    status: str = Field(default=SubscriberStatus.PENDING.value, max_length=16, index=True)
     topics: str = Field(default="")
     categories: list[str] = _json_list()
     max_items: int = Field(default=10)
@@ -168,7 +168,7 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
     period: str = Field(max_length=16)
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=DeliveryStatus.PENDING.value, max_length=16)
     window_start: datetime | None = _ts()
     window_end: datetime | None = _ts()
     due_at: datetime | None = _ts()

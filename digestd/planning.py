@@ -1,139 +1,73 @@
-"""When a subscriber's digest is due: period keys and local send instants (pure time logic).
+"""Planning: which subscribers are due now, one delivery each (idempotent).
 
-Everything here is a pure function of its arguments (no database, no clock), so the
-DST rules can be tested exhaustively. Time zones come from the standard `zoneinfo`.
-
-Rules:
-- a daily digest's period is the subscriber's local date (`2026-11-26`); a weekly one's is
-  the ISO week of the local date (`2026-W48`) and it is sent on `send_weekday` (0 = Monday);
-- the send instant is `send_hour:00` local time on the period's send day; when that wall
-  time does not exist (spring forward) it moves to the next valid instant (the transition);
-  when it happens twice (fall back) the first occurrence counts, and the unique
-  (subscriber, period) key makes sure it is sent once;
-- the due period is the latest one whose send instant has passed, so after downtime there
-  is one catch-up digest (not one per missed day), covering from the previous digest's
-  window end up to now.
+Streams active subscribers in id order, a batch at a time (memory bounded by the batch);
+per batch one history query (`deliveries.history`), the coverage of each due digest from
+`digests.plan_coverage`, and one INSERT … ON CONFLICT DO NOTHING (`deliveries.plan`), so a
+concurrent planner, or a second run, adds nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-PERIOD_LENGTH = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
-
-
-@dataclass(frozen=True)
-class DuePeriod:
-    """A period a digest is (or becomes) due for, and the UTC instant it became due."""
-
-    period: str
-    due_at: datetime
+from digestd import deliveries, digests, subscribers
+from digestd.context import AppContext
+from digestd.db import session_scope
 
 
-@lru_cache(maxsize=1024)
-def zone(name: str) -> ZoneInfo:
-    """The IANA zone `name`; unknown names fall back to UTC (validated on input elsewhere)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+@dataclass
+class PlanReport:
+    """What one planning pass did."""
+
+    checked: int = 0  # active subscribers looked at
+    planned: int = 0  # new deliveries created
+    existing: int = 0  # due, but the (subscriber, period) delivery already existed
+    unknown: list[str] = field(default_factory=list)  # emails asked for that are not active
 
 
-def period_key(frequency: str, local_day: date) -> str:
-    """`2026-11-26` for daily, the ISO week `2026-W48` for weekly."""
-    if frequency == "weekly":
-        year, week, _ = local_day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return local_day.isoformat()
-
-
-def _wall(ts: int, tz: ZoneInfo) -> datetime:
-    return datetime.fromtimestamp(ts, UTC).astimezone(tz).replace(tzinfo=None)
-
-
-def send_instant(local_day: date, hour: int, tz: ZoneInfo) -> datetime:
-    """The UTC instant local time reaches `hour:00` on `local_day`, DST-correct."""
-    naive = datetime.combine(local_day, time(hour))
-    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if first.astimezone(tz).replace(tzinfo=None) == naive:
-        # The wall time exists; for a repeated hour fold=0 is its first occurrence.
-        return first
-    # The wall time falls into a gap (spring forward). zoneinfo's two readings of it lie
-    # on both sides of the transition; the first instant whose wall time is at or after
-    # `naive` is the transition itself. No library exposes transitions, hence this
-    # bisection over whole seconds (bounded: log2 of the gap length, ~13 steps an hour).
-    second = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    lo, hi = sorted((int(first.timestamp()), int(second.timestamp())))
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _wall(mid, tz) >= naive:
-            hi = mid
-        else:
-            lo = mid
-    return datetime.fromtimestamp(hi, UTC)
-
-
-def latest_period(
-    frequency: str, send_hour: int, send_weekday: int, timezone: str, now: datetime
-) -> DuePeriod:
-    """The most recent period whose send instant is at or before `now`."""
-    tz = zone(timezone)
-    today = now.astimezone(tz).date()
-    if frequency == "weekly":
-        day = today - timedelta(days=today.weekday()) + timedelta(days=send_weekday % 7)
-        step = timedelta(days=7)
-    else:
-        day, step = today, timedelta(days=1)
-    instant = send_instant(day, send_hour, tz)
-    if instant > now:
-        day -= step
-        instant = send_instant(day, send_hour, tz)
-    return DuePeriod(period_key(frequency, day), instant)
-
-
-def current_period(frequency: str, timezone: str, now: datetime) -> DuePeriod:
-    """The period containing `now` locally, due right away (for send-now, regardless of hour)."""
-    return DuePeriod(period_key(frequency, now.astimezone(zone(timezone)).date()), now)
-
-
-def due_period(
-    frequency: str,
-    send_hour: int,
-    send_weekday: int,
-    timezone: str,
-    now: datetime,
-    *,
-    last_due_at: datetime | None,
-    since: datetime | None = None,
-    force: bool = False,
-) -> DuePeriod | None:
-    """The period to plan now, or None when the subscriber's latest period is already planned.
-
-    `last_due_at` is the due instant of the subscriber's newest delivery: comparing instants
-    (not keys) means a digest sent early by send-now is not followed by a plan for the
-    period before it. `since` (when the subscriber became active) keeps a new subscriber
-    from getting a "missed" digest for a period that ended before they joined.
-    """
-    if force:
-        return current_period(frequency, timezone, now)
-    latest = latest_period(frequency, send_hour, send_weekday, timezone, now)
-    if last_due_at is not None and last_due_at >= latest.due_at:
-        return None
-    if since is not None and latest.due_at < since:
-        return None
-    return latest
-
-
-def window(
-    frequency: str, now: datetime, previous_end: datetime | None
-) -> tuple[datetime, datetime]:
-    """Entries a digest covers: from the previous digest's end (or one period back) to now."""
-    start = (
-        previous_end
-        if previous_end is not None
-        else now - PERIOD_LENGTH.get(frequency, PERIOD_LENGTH["daily"])
-    )
-    return min(start, now), now
+def plan_due(
+    ctx: AppContext, *, force: bool = False, emails: Iterable[str] | None = None
+) -> PlanReport:
+    """Create the deliveries that are due now (or, with `force`, for the current period)."""
+    now = ctx.now()
+    wanted = sorted({e.strip().lower() for e in emails}) if emails is not None else None
+    domain = deliveries.message_id_domain(ctx.settings.from_address)
+    report = PlanReport()
+    seen: set[str] = set()
+    last_id = 0
+    while True:
+        # One short transaction per batch: planning never holds the write lock for long.
+        with session_scope(ctx.engine) as session:
+            batch = subscribers.active_page(
+                session, after_id=last_id, limit=ctx.settings.batch_size, emails=wanted
+            )
+            if not batch:
+                break
+            last_id = batch[-1].id
+            report.checked += len(batch)
+            seen.update(s.email for s in batch)
+            past = deliveries.history(session, [s.id for s in batch])
+            rows = []
+            for sub in batch:
+                cover = digests.plan_coverage(
+                    sub, now, past[sub.id], since=sub.confirmed_at or sub.created_at, force=force
+                )
+                if cover is None:
+                    continue
+                rows.append(
+                    deliveries.NewDelivery(
+                        subscriber_id=sub.id,
+                        period=cover.period,
+                        window_start=cover.window_start,
+                        window_end=cover.window_end,
+                        due_at=cover.due_at,
+                        message_id=deliveries.new_message_id(cover.period, sub.id, domain),
+                    )
+                )
+            inserted = deliveries.plan(session, rows, now=now)
+            report.planned += inserted
+            report.existing += len(rows) - inserted
+    if wanted is not None:
+        report.unknown = [e for e in wanted if e not in seen]
+    return report

@@ -13,7 +13,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from functools import cached_property
 from html import escape as html_escape
 from typing import Any
@@ -30,7 +30,7 @@ from jinja2 import (
 )
 
 from digestd.config import Settings
-from digestd.mailer import one_line
+from digestd.mime import one_line
 from digestd.models import Entry
 from digestd.paths import data_dir
 from digestd.select import Pick, Profile
@@ -63,9 +63,6 @@ class DigestBody:
     entry_ids: tuple[int, ...]
     marker: str
 
-    def placeholder(self, slot: str) -> str:
-        return _placeholder(self.marker, slot)
-
     @cached_property
     def _text_parts(self) -> list[str]:
         return _split(self.text, self.marker)
@@ -85,7 +82,7 @@ class DigestBody:
 
 @dataclass(frozen=True)
 class PersonalDigest:
-    """A digest for one subscriber, ready for `mailer.compose`."""
+    """A digest for one subscriber, ready for `mime.build_digest_message`."""
 
     subject: str
     text: str
@@ -163,18 +160,19 @@ def safe_url(url: str | None) -> str | None:
     return url if _SAFE_URL.match(url) else None
 
 
-def subject_line(when: datetime, count: int) -> str:
-    """'Your papers digest — Thu 26 Nov 2026 · 7 papers' (one line, locale independent)."""
-    return one_line(f"Your papers digest — {date_label(when)} · {count_label(count)}")
+def subject_line(day: date, count: int) -> str:
+    """'Your papers digest — Thu 26 Nov 2026 · 7 papers' (one line, locale independent);
+    `day` is the subscriber's local date (digests.local_day)."""
+    return one_line(f"Your papers digest — {date_label(day)} · {count_label(count)}")
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def date_label(when: datetime) -> str:
-    # Spelled out here rather than strftime("%a %b"), which follows the process locale.
-    return f"{_DAYS[when.weekday()]} {when.day} {_MONTHS[when.month - 1]} {when.year}"
+def date_label(day: date) -> str:
+    """'Thu 26 Nov 2026' (spelled out: strftime("%a %b") follows the process locale)."""
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
 def count_label(n: int) -> str:
@@ -271,9 +269,10 @@ class Renderer:
             raise _template_problem(name, exc) from exc
 
     def render_digest(
-        self, profile: Profile, picks: Sequence[Pick], *, when: datetime, fmt: str = "html"
+        self, profile: Profile, picks: Sequence[Pick], *, day: date, fmt: str = "html"
     ) -> DigestBody:
-        """Render one profile's digest once; per-subscriber values stay placeholders."""
+        """Render one profile's digest once, dated `day` (the subscriber's local date);
+        per-subscriber values stay placeholders."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         # A marker feed content already contains could be substituted by personalize;
@@ -288,8 +287,8 @@ class Renderer:
             marker = secrets.token_hex(8)
         papers = [_paper(p, marker, self._static(p.entry)) for p in picks]
         context: dict[str, Any] = {
-            "title": subject_line(when, len(papers)),
-            "date_label": date_label(when),
+            "title": subject_line(day, len(papers)),
+            "date_label": date_label(day),
             "count_label": count_label(len(papers)),
             "preheader": _preheader(papers),
             "papers": papers,
@@ -299,7 +298,7 @@ class Renderer:
         text = self.render_text("email/digest.txt", **context)
         html = self.render_html("email/digest.html", **context) if fmt == "html" else None
         return DigestBody(
-            subject=subject_line(when, len(papers)),
+            subject=subject_line(day, len(papers)),
             text=text,
             html=html,
             entry_ids=tuple(p.entry.id for p in picks if p.entry.id is not None),

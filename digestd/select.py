@@ -16,18 +16,14 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 
-from sqlalchemy import func
 from sqlmodel import Session, select
 
-from digestd import learning, votes
-from digestd.db import chunks
-from digestd.models import Delivery, DeliveryEntry, Entry, EntrySource, Source, Subscriber
+from digestd import deliveries, learning, votes
+from digestd.models import Entry, EntrySource, Source, Subscriber
 from digestd.textsearch import Clause, TopicQuery, count_phrase, fold, parse_query, tokenize
-
-PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 
 # BM25F parameters: k1 and b are the usual defaults; a title hit counts as three abstract hits.
 K1 = 1.2
@@ -51,8 +47,6 @@ REASON_LEARNED = 0.2
 # in an abstract), not a topic hit; it is left out rather than padding the digest.
 MIN_RELATIVE_RELEVANCE = 0.15
 FRESHNESS_HALF_LIFE_HOURS = 72.0
-# IN lists are chunked below every backend's bound-parameter limit.
-IN_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -114,59 +108,6 @@ class Taste:
     votes: tuple[learning.VoteRow, ...]
     papers: learning.PaperCache
     now: datetime
-
-
-# ---- windows and history (one query each, never one per subscriber) -------------------
-
-
-def previous_window_ends(
-    session: Session, subscriber_ids: Iterable[int]
-) -> dict[int, datetime | None]:
-    """End of each subscriber's last sent or skipped digest window (None: never had one)."""
-    ids = list(dict.fromkeys(subscriber_ids))
-    out: dict[int, datetime | None] = dict.fromkeys(ids)
-    for chunk in chunks(ids, IN_CHUNK):
-        rows = session.exec(
-            select(Delivery.subscriber_id, func.max(Delivery.window_end))
-            .where(Delivery.subscriber_id.in_(chunk))  # type: ignore[attr-defined]
-            .where(Delivery.status.in_(("sent", "skipped")))  # type: ignore[attr-defined]
-            .group_by(Delivery.subscriber_id)
-        ).all()
-        for sub_id, end in rows:
-            out[sub_id] = end
-    return out
-
-
-def default_window(
-    sub: Subscriber, now: datetime, previous_end: datetime | None
-) -> tuple[datetime, datetime]:
-    """(start, end] of the next digest: since the previous one, or the last period if first."""
-    if previous_end is None:
-        return now - PERIODS.get(sub.frequency, PERIODS["daily"]), now
-    return min(previous_end, now), now
-
-
-def sent_entry_ids(
-    session: Session, subscriber_ids: Iterable[int], *, since: datetime | None = None
-) -> dict[int, frozenset[int]]:
-    """Entries already sent to each subscriber (the never-twice record), optionally only
-    those ingested after `since` (the only ones a window from `since` could offer again)."""
-    ids = list(dict.fromkeys(subscriber_ids))
-    found: dict[int, set[int]] = {i: set() for i in ids}
-    for chunk in chunks(ids, IN_CHUNK):
-        stmt = (
-            select(Delivery.subscriber_id, DeliveryEntry.entry_id)
-            .join(DeliveryEntry, DeliveryEntry.delivery_id == Delivery.id)  # type: ignore[arg-type]
-            .where(Delivery.subscriber_id.in_(chunk))  # type: ignore[attr-defined]
-            .where(Delivery.status == "sent")
-        )
-        if since is not None:
-            stmt = stmt.join(Entry, Entry.id == DeliveryEntry.entry_id).where(  # type: ignore[arg-type]
-                Entry.ingested_at > since
-            )
-        for sub_id, entry_id in session.exec(stmt).all():
-            found[sub_id].add(entry_id)
-    return {k: frozenset(v) for k, v in found.items()}
 
 
 # ---- the index ---------------------------------------------------------------------------
@@ -283,10 +224,6 @@ class Selector:
             if source_id in source_name:
                 names.setdefault(entry_id, set()).add(source_name[source_id])
         return cls(entries, names)
-
-    @property
-    def entries(self) -> list[Entry]:
-        return [d.entry for d in self._docs]
 
     def window_size(self, profile: Profile) -> int:
         """How many loaded entries fall in the profile's window."""
@@ -701,37 +638,7 @@ def _upvotes(n: int) -> str:
     return f"{n} upvote" if n == 1 else f"{n} upvotes"
 
 
-# ---- convenience entry points ------------------------------------------------------------
-
-
-def select_for_profile(
-    session: Session, profile: Profile, *, exclude_entry_ids: frozenset[int] = frozenset()
-) -> list[Pick]:
-    """Ranked picks for one profile (loads its window; use `Selector` for many profiles)."""
-    selector = Selector.load(session, profile.window_start, profile.window_end)
-    return selector.select(profile, exclude_entry_ids)
-
-
-def select_for_profiles(
-    session: Session,
-    profiles: Iterable[Profile],
-    *,
-    exclude: Mapping[str, frozenset[int]] | None = None,
-) -> dict[str, list[Pick]]:
-    """Ranked picks for many profiles, keyed by `Profile.key`: entries are loaded once.
-
-    `exclude` maps a profile key to entry ids to leave out; for per-subscriber never-twice
-    sets, call `Selector.select(profile, sent_ids)` per subscriber instead: equal inputs are
-    answered from memory, so subscribers sharing a profile still share the work.
-    """
-    unique = {p.key: p for p in profiles}
-    if not unique:
-        return {}
-    start = min(p.window_start for p in unique.values())
-    end = max(p.window_end for p in unique.values())
-    selector = Selector.load(session, start, end)
-    exclude = exclude or {}
-    return {k: selector.select(p, exclude.get(k, frozenset())) for k, p in unique.items()}
+# ---- one subscriber (preview) ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -764,14 +671,16 @@ def load_tastes(
     return {sid: Taste(tuple(rows), papers, now) for sid, rows in found.items()}
 
 
-def select_for_subscriber(session: Session, sub: Subscriber, now: datetime) -> SubscriberSelection:
-    """What one subscriber would get now (used by preview): window, history, votes, ranking."""
+def select_for_subscriber(
+    session: Session, sub: Subscriber, start: datetime, end: datetime
+) -> SubscriberSelection:
+    """What one subscriber's digest for the window (start, end] carries: the same ranking
+    and never-twice history and votes as a send (the window comes from `digests`)."""
     assert sub.id is not None
-    previous = previous_window_ends(session, [sub.id])[sub.id]
-    start, end = default_window(sub, now, previous)
     profile = Profile.for_subscriber(sub, start, end)
-    sent = sent_entry_ids(session, [sub.id], since=start)[sub.id]
+    sent = deliveries.sent_entry_ids(session, [sub.id], since=start)[sub.id]
     selector = Selector.load(session, start, end)
-    taste = load_tastes(session, [sub.id], learning.PaperCache(), now).get(sub.id)
+    # Votes fade by the window's end (now, for a digest due now).
+    taste = load_tastes(session, [sub.id], learning.PaperCache(), end).get(sub.id)
     picks = selector.select(profile, sent, taste)
     return SubscriberSelection(profile, picks, None if picks else skip_reason(selector, profile))

@@ -16,35 +16,34 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from sqlalchemy import select
-
+from digestd import deliveries, subscribers
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.deliveries import Claim, Outcome
+from digestd.deliveries import temporary_failure as _temporary
+from digestd.digests import local_day
 from digestd.learning import PaperCache
-from digestd.mailer import (
+from digestd.mime import (
     DigestTemplate,
-    PermanentSendError,
     SlotPart,
-    SmtpPool,
-    TemporarySendError,
     build_digest_message,
     build_digest_template,
     format_date,
     one_line,
 )
-from digestd.models import Subscriber
-from digestd.outbox import Claim, Outcome, claim_batch, record_outcomes, release_expired
-from digestd.outbox import temporary_failure as _temporary
 from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
-from digestd.select import Pick, Profile, Selector, Taste, load_tastes, sent_entry_ids
+from digestd.select import Pick, Profile, Selector, Taste, load_tastes
+from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
+from digestd.statuses import DeliveryStatus, SubscriberStatus
 from digestd.tokens import links, vote_macs
 
 log = logging.getLogger(__name__)
 
+D = DeliveryStatus
 # The signed links each digest carries; "vote" is the token its vote links share.
 LINK_PURPOSES = ("unsubscribe", "preferences", "vote")
 EMPTY_REASON = "empty digest: no new papers matched in this window"
@@ -69,17 +68,24 @@ class SendReport:
     problem: str | None = None  # the first retry/failure reason, so an admin sees why
 
     def add(self, outcomes: list[Outcome]) -> None:
+        """Count recorded outcomes; keep the first retry/failure reason."""
         for o in outcomes:
-            if o.status in ("sent", "retry", "failed", "skipped"):
-                setattr(self, o.status, getattr(self, o.status) + 1)
-            if o.status in ("retry", "failed") and o.error and self.problem is None:
+            if o.status == D.SENT:
+                self.sent += 1
+            elif o.status == D.RETRY:
+                self.retry += 1
+            elif o.status == D.FAILED:
+                self.failed += 1
+            elif o.status == D.SKIPPED:
+                self.skipped += 1
+            if o.status in (D.RETRY, D.FAILED) and o.error and self.problem is None:
                 self.problem = o.error
 
 
 @dataclass(frozen=True)
 class _Digest:
     """One rendered digest ready to send: its message with holes for the subscriber's values
-    (built once, see mailer.DigestTemplate), and what is needed to render it again for the
+    (built once, see mime.DigestTemplate), and what is needed to render it again for the
     rare subscriber the fast path declines (a non-ASCII address)."""
 
     template: DigestTemplate
@@ -87,14 +93,14 @@ class _Digest:
     vote_slots: tuple[str, ...]  # the vote-MAC slot names, in tokens.vote_macs order
     profile: Profile
     picks: tuple[Pick, ...]
-    when: datetime
+    day: date  # the subscriber's local date, in the subject
     fmt: str
 
 
 @dataclass
 class _Job:
     claim: Claim
-    sub: Any  # a Core row of SUBSCRIBER_COLUMNS (no ORM objects in the hot loop)
+    sub: Any  # a Core row of subscribers.SEND_COLUMNS (no ORM objects in the hot loop)
     digest: _Digest
 
 
@@ -119,20 +125,9 @@ def _short(exc: BaseException) -> str:
 # The key holds the reasons: a subscriber ranked by their votes may get the same papers as
 # their profile with other reasons, and must not be sent the profile's.
 BODY_CACHE_SIZE = 1024
-BodyCache = OrderedDict[tuple[str, str, tuple[tuple[int, str], ...]], _Digest]
-
-# What sending reads of a subscriber: plain rows, not ORM objects (cheaper per subscriber).
-SUBSCRIBER_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.name,
-    Subscriber.status,
-    Subscriber.format,
-    Subscriber.topics,
-    Subscriber.categories,
-    Subscriber.max_items,
-    Subscriber.token_version,
-)
+# Keyed by profile, format, local date (subscribers of one profile in two time zones may be
+# on different days) and the papers with their reasons.
+BodyCache = OrderedDict[tuple[str, str, date, tuple[tuple[int, str], ...]], _Digest]
 
 
 def _digest(
@@ -140,17 +135,17 @@ def _digest(
     renderer: Renderer,
     profile: Profile,
     picks: list[Pick],
-    when: datetime,
+    day: date,
     fmt: str,
 ) -> _Digest:
-    body = renderer.render_digest(profile, picks, when=when, fmt=fmt)
+    body = renderer.render_digest(profile, picks, day=day, fmt=fmt)
     template = build_digest_template(
         sender=ctx.settings.from_address,
         subject=body.subject,
         parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
     )
     return _Digest(
-        template, body.entry_ids, vote_slots(body.entry_ids), profile, tuple(picks), when, fmt
+        template, body.entry_ids, vote_slots(body.entry_ids), profile, tuple(picks), day, fmt
     )
 
 
@@ -167,21 +162,15 @@ def _prepare(
     batch = _Batch(claims)
     done = batch.outcomes
     with session_scope(ctx.engine) as session:
-        ids = sorted({c.subscriber_id for c in claims})
-        subs = {
-            row.id: row
-            for row in session.execute(
-                select(*SUBSCRIBER_COLUMNS).where(Subscriber.id.in_(ids))  # type: ignore[union-attr]
-            )
-        }
+        subs = subscribers.for_sending(session, (c.subscriber_id for c in claims))
         wanted: list[tuple[Claim, Any, Profile]] = []
         profiles: dict[tuple[Any, ...], Profile] = {}  # equal preferences share one Profile
         for c in claims:
             sub = subs.get(c.subscriber_id)
-            if sub is None or sub.status != "active":
+            if sub is None or sub.status != SubscriberStatus.ACTIVE:
                 # Unsubscribed or bounced after planning: never mail them.
                 status = sub.status if sub is not None else "gone"
-                done.append(Outcome(c, "skipped", f"subscriber is {status}"))
+                done.append(Outcome(c, D.SKIPPED, f"subscriber is {status}"))
                 continue
             cats = sub.categories
             pkey = (
@@ -211,7 +200,7 @@ def _prepare(
         else:
             selector = Selector.load(session, start, end)
             loaded[:] = [(start, end, selector)]
-        history = sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)
+        history = deliveries.sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)
         # Votes of the batch's subscribers in one query; those without keep sharing their
         # profile's memoized ranking, those with votes are ranked individually.
         tastes: dict[int, Taste] = load_tastes(
@@ -225,15 +214,16 @@ def _prepare(
     bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
-            done.append(Outcome(c, "skipped", EMPTY_REASON))
+            done.append(Outcome(c, D.SKIPPED, EMPTY_REASON))
             continue
-        key = (profile.key, sub.format, tuple((p.entry.id or 0, p.reason) for p in picks))
+        day = local_day(c.window_end, sub.timezone)
+        key = (profile.key, sub.format, day, tuple((p.entry.id or 0, p.reason) for p in picks))
         digest = bodies.get(key)
         if digest is not None:
             bodies.move_to_end(key)
         else:
             try:
-                digest = _digest(ctx, renderer, profile, picks, c.window_end, sub.format)
+                digest = _digest(ctx, renderer, profile, picks, day, sub.format)
             except TemplateProblem as exc:  # an admin's template: one line, retried later
                 log.error("render failed for delivery %s: %s", c.id, exc)
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
@@ -266,7 +256,7 @@ def _reference_message(
     """The message built by the email package from a fresh render: for what the fast path
     declines (a non-ASCII address needs SMTPUTF8, which `send_message` negotiates)."""
     d, sub = job.digest, job.sub
-    body = renderer.render_digest(d.profile, list(d.picks), when=d.when, fmt=d.fmt)
+    body = renderer.render_digest(d.profile, list(d.picks), day=d.day, fmt=d.fmt)
     personal = renderer.personalize(
         body,
         email=sub.email,
@@ -310,7 +300,7 @@ async def _send_jobs(
             c, sub = job.claim, job.sub
             if stop is not None and stop.is_set():
                 # Not attempted: hand it straight back instead of holding it to lease expiry.
-                outcomes.append(Outcome(c, "pending", None))
+                outcomes.append(Outcome(c, D.PENDING, None))
                 continue
             try:
                 unsubscribe, preferences, vote = links(
@@ -351,7 +341,7 @@ async def _send_jobs(
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
                 outcomes.append(
-                    Outcome(c, "failed", one_line(reply), bad_address=exc.is_bad_address)
+                    Outcome(c, D.FAILED, one_line(reply), bad_address=exc.is_bad_address)
                 )
             except TemporarySendError as exc:
                 outcomes.append(_temporary(c, one_line(exc.reply) or "temporary failure"))
@@ -359,7 +349,7 @@ async def _send_jobs(
                 log.exception("sending delivery %s failed", c.id)
                 outcomes.append(_temporary(c, f"error: {_short(exc)}"))
             else:
-                outcomes.append(Outcome(c, "sent", None, entry_ids=job.digest.entry_ids))
+                outcomes.append(Outcome(c, D.SENT, None, entry_ids=job.digest.entry_ids))
 
     await asyncio.gather(*(sender() for _ in range(max(1, min(pool.size, len(jobs))))))
 
@@ -377,7 +367,7 @@ def _claim_and_prepare(
     """Claim the next batch (its own committed transaction) and prepare it; None: none due.
     Runs in a worker thread: the event loop keeps sending (and serving the web) meanwhile."""
     with session_scope(ctx.engine) as session:
-        claims = claim_batch(
+        claims = deliveries.claim(
             session,
             worker_id=worker_id,
             limit=limit,
@@ -390,15 +380,21 @@ def _claim_and_prepare(
 
 
 def _record(ctx: AppContext, outcomes: list[Outcome], worker_id: str) -> list[int]:
+    """Record outcomes and what they say about subscribers, in one transaction; returns the
+    ids of subscribers newly marked bounced."""
+    now = ctx.now()
     with session_scope(ctx.engine) as session:
-        return record_outcomes(
-            session, outcomes, worker_id=worker_id, now=ctx.now(), actor=ctx.actor
+        deliveries.record(session, outcomes, worker_id=worker_id, now=now)
+        subscribers.note_delivered(
+            session, (o.claim.subscriber_id for o in outcomes if o.status == D.SENT)
         )
+        bad = {o.claim.subscriber_id: o.error or "" for o in outcomes if o.bad_address}
+        return subscribers.note_hard_bounces(session, bad, actor=ctx.actor, now=now)
 
 
 def _release(ctx: AppContext) -> int:
     with session_scope(ctx.engine) as session:
-        return release_expired(session, ctx.now())
+        return deliveries.release(session, ctx.now())
 
 
 async def send_due(
@@ -513,5 +509,5 @@ async def _settle(
         with contextlib.suppress(Exception):
             ahead = await upcoming
         if ahead is not None:
-            ahead.outcomes.extend(Outcome(j.claim, "pending", None) for j in ahead.jobs)
+            ahead.outcomes.extend(Outcome(j.claim, D.PENDING, None) for j in ahead.jobs)
             _record(ctx, ahead.outcomes, worker_id)

@@ -25,18 +25,20 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
-from digestd.models import SUBSCRIBER_STATUSES, Event, Subscriber
+from digestd.models import Event, Subscriber
+from digestd.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import (
     ADDED,
     PREFERENCE_FIELDS,
-    STATUS,
     UPDATED,
     WEEKDAYS,
     InvalidInput,
     Preferences,
+    admin_refusal,
     normalize_email,
     parse_weekday,
     preference_diff,
+    set_by_admin,
 )
 
 COLUMNS = (
@@ -51,10 +53,7 @@ COLUMNS = (
     "format",
     "status",
 )
-DEFAULT_STATUS = "active"  # an admin importing a list vouches for those people
-# An existing unsubscribed/bounced address is never switched back on by a file: only the
-# person (or an explicit `subscribers add --confirmed`) can do that.
-_NO_REACTIVATION = frozenset({"unsubscribed", "bounced"})
+DEFAULT_STATUS = SubscriberStatus.ACTIVE  # an admin importing a list vouches for those people
 
 
 class ImportRejected(InvalidInput):
@@ -88,7 +87,7 @@ class _Row:
     line: int
     email: str
     prefs: Preferences
-    status: str
+    status: SubscriberStatus
 
 
 def frequency_cell(frequency: str, weekday: int) -> str:
@@ -147,12 +146,11 @@ def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, str]:
         max_items=cells["max_items"].strip() or 10,  # type: ignore[arg-type]
         format=cells["format"].strip() or "html",
     ).validated()
-    status = cells["status"].strip().lower() or DEFAULT_STATUS
-    if status not in SUBSCRIBER_STATUSES:
-        raise InvalidInput(
-            f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}"
-        )
-    return email, prefs, status
+    try:
+        status = parse_subscriber_status(cells["status"]) if cells["status"].strip() else None
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    return email, prefs, status or DEFAULT_STATUS
 
 
 class _CountingReader(io.RawIOBase):
@@ -304,16 +302,17 @@ def _apply_batch(
     new_rows: list[dict[str, Any]] = []
     new_lines: dict[str, _Row] = {}
     updates: list[dict[str, Any]] = []
+    moves: list[tuple[Subscriber, _Row]] = []  # status changes, through subscribers' transitions
     events: list[dict[str, Any]] = []
     for row in batch:
         sub = existing.get(row.email)
         if sub is None:
             report.added += 1
-            values = {**row.prefs.as_dict(), "email": row.email, "status": row.status}
+            values = {**row.prefs.as_dict(), "email": row.email, "status": row.status.value}
             values.update(
                 created_at=now,
-                confirmed_at=now if row.status == "active" else None,
-                unsubscribed_at=now if row.status == "unsubscribed" else None,
+                confirmed_at=now if row.status == SubscriberStatus.ACTIVE else None,
+                unsubscribed_at=now if row.status == SubscriberStatus.UNSUBSCRIBED else None,
                 bounce_count=0,
                 token_version=1,
             )
@@ -325,34 +324,29 @@ def _apply_batch(
                 f"line {row.line}: {row.email} already exists (use --update-existing to update it)"
             )
             continue
-        if sub.status in _NO_REACTIVATION and row.status != sub.status:
-            report.errors.append(
-                f"line {row.line}: {row.email} is {sub.status}; an import does not change that"
-            )
+        refusal = admin_refusal(sub, row.status)
+        if refusal is not None:
+            report.errors.append(f"line {row.line}: {refusal}")
             continue
         changes = preference_diff(sub, row.prefs)
         if not changes and row.status == sub.status:
             report.unchanged += 1
             continue
         report.updated += 1
-        values = {name: getattr(row.prefs, name) for name in PREFERENCE_FIELDS}
-        values.update(
-            b_id=sub.id,
-            status=row.status,
-            confirmed_at=sub.confirmed_at or (now if row.status == "active" else None),
-            unsubscribed_at=now if row.status == "unsubscribed" else sub.unsubscribed_at,
-        )
-        if row.status == "active":
-            values["unsubscribed_at"] = None
-        updates.append(values)
-        detail = {"line": row.line, "via": "import"}
         if changes:
-            events.append(_event(sub.id, UPDATED, actor, now, {**detail, "changes": changes}))
+            values = {name: getattr(row.prefs, name) for name in PREFERENCE_FIELDS}
+            values["b_id"] = sub.id
+            updates.append(values)
+            detail = {"line": row.line, "via": "import", "changes": changes}
+            events.append(_event(sub.id, UPDATED, actor, now, detail))
         if row.status != sub.status:
-            status_change = {**detail, "from": sub.status, "to": row.status}
-            events.append(_event(sub.id, STATUS, actor, now, status_change))
+            moves.append((sub, row))
     if not write:
         return
+    for sub, row in moves:  # rare next to preference changes: one ORM update each
+        set_by_admin(
+            session, sub, row.status, actor=actor, now=now, reason=f"import line {row.line}"
+        )
     table = Subscriber.__table__  # type: ignore[attr-defined]
     conn = session.connection()
     if new_rows:

@@ -1,5 +1,10 @@
 """Subscribers: validation of addresses and preferences, and every change with its audit event.
 
+Every status change is one function here (subscribe, confirm, suspend, resume, unsubscribe,
+bounce, complain, lift, forget), checked against `statuses.SUBSCRIBER_TRANSITIONS`; an
+illegal move raises `TransitionError` with one line saying why. The CLI, the web pages, the
+CSV import and the send path call these and keep no status rules of their own.
+
 Services never commit: the caller (CLI, web, daemon) owns the transaction through
 `session_scope`, so a change and its Event land together or not at all.
 """
@@ -7,25 +12,21 @@ Services never commit: the caller (CLI, web, daemon) owns the transaction throug
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import inspect, update
 from sqlmodel import Session, col, delete, select
 
-from digestd import votes
-from digestd.models import (
-    FORMATS,
-    FREQUENCIES,
-    SUBSCRIBER_STATUSES,
-    Delivery,
-    DeliveryEntry,
-    Event,
-    Subscriber,
-)
+from digestd import deliveries, votes
+from digestd.db import chunks
+from digestd.models import FORMATS, FREQUENCIES, Event, Subscriber
+from digestd.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_ITEMS_RANGE = (1, 100)
@@ -42,9 +43,28 @@ STATUS = "subscriber.status"
 FORGOTTEN = "subscriber.forgotten"
 LINKS_REVOKED = "subscriber.links_revoked"
 
+S = SubscriberStatus
+# How a person left (the `way` in an unsubscribe's event detail; stats count by it).
+UNSUBSCRIBE_WAYS = ("one-click", "page", "mail", "admin", "complaint")
+# Consecutive hard bounces (5.1.x) after which a subscriber is marked bounced.
+BOUNCE_LIMIT = 3
+IN_CHUNK = 1000
+
 
 class InvalidInput(ValueError):
     """Bad input from a person; the message is one line saying what is wrong."""
+
+
+class TransitionError(InvalidInput):
+    """A status change the rules do not allow; the message is one line saying why."""
+
+
+class Transition(Protocol):
+    """The shape of the simple transitions (confirm, suspend, resume, subscribe, lift)."""
+
+    def __call__(
+        self, session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+    ) -> bool: ...
 
 
 class SubscriberExists(InvalidInput):
@@ -231,18 +251,20 @@ def add_subscriber(
     """Create a subscriber (SubscriberExists if the address is known, whatever its status)."""
     normalized = normalize_email(email)
     clean = prefs.validated()
-    status = _choice(status, "status", SUBSCRIBER_STATUSES)
+    status = SubscriberStatus(_choice(status, "status", tuple(SubscriberStatus)))
     existing = _by_normalized_email(session, normalized)
     if existing is not None:
         raise SubscriberExists(existing)
-    sub = Subscriber(email=normalized, status=status, created_at=now, **clean.as_dict())
-    if status == "active":
+    sub = Subscriber(email=normalized, status=status.value, created_at=now, **clean.as_dict())
+    if status == S.ACTIVE:
         sub.confirmed_at = now
-    elif status == "unsubscribed":
+    elif status == S.UNSUBSCRIBED:
         sub.unsubscribed_at = now
     session.add(sub)
     session.flush()  # the id, for the event; the caller still owns the commit
-    record_event(session, sub.id, ADDED, actor=actor, now=now, status=status, **clean.as_dict())
+    record_event(
+        session, sub.id, ADDED, actor=actor, now=now, status=status.value, **clean.as_dict()
+    )
     return sub
 
 
@@ -278,34 +300,278 @@ def update_preferences(
     return diff
 
 
-def set_status(
+# ---- status transitions: one function each ------------------------------------------------
+
+
+def _forgotten(sub: Subscriber) -> bool:
+    state = inspect(sub)
+    return bool(state.deleted or state.was_deleted)
+
+
+def _refuse(sub: Subscriber, action: str) -> TransitionError:
+    """The one line that says why `action` is not possible from the subscriber's status."""
+    if _forgotten(sub):
+        return TransitionError(f"{sub.email} was forgotten: its data is erased, cannot {action}")
+    status = sub.status
+    if status == S.BOUNCED:
+        why = "only an admin can lift it (digestd subscribers lift)"
+    elif status == S.UNSUBSCRIBED:
+        why = f"cannot {action} it; it has to subscribe again (and confirm)"
+    elif status == S.PENDING:
+        why = f"cannot {action} it before the address is confirmed"
+    else:
+        why = f"cannot {action} it"
+    return TransitionError(f"{sub.email} is {status}: {why}")
+
+
+def _move(
     session: Session,
     sub: Subscriber,
-    status: str,
+    to: SubscriberStatus,
+    action: str,
+    *,
+    allowed_from: frozenset[SubscriberStatus],
+    actor: str,
+    now: datetime,
+    reason: str = "",
+    **extra: Any,
+) -> bool:
+    """Apply one checked transition with its audit event; False when already at `to`."""
+    if _forgotten(sub):
+        raise _refuse(sub, action)
+    old = SubscriberStatus(sub.status)
+    if old == to:
+        return False
+    if old not in allowed_from or to not in SUBSCRIBER_TRANSITIONS[old]:
+        raise _refuse(sub, action)
+    sub.status = to.value
+    if to == S.ACTIVE:
+        if sub.confirmed_at is None:
+            sub.confirmed_at = now
+        sub.unsubscribed_at = None
+    elif to == S.UNSUBSCRIBED:
+        sub.unsubscribed_at = now
+    session.add(sub)
+    detail: dict[str, Any] = {"from": old.value, "to": to.value, "reason": reason, **extra}
+    record_event(session, sub.id, STATUS, actor=actor, now=now, **detail)
+    return True
+
+
+def subscribe(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    """Re-open an unsubscribed address: pending until the person confirms again."""
+    return _move(
+        session,
+        sub,
+        S.PENDING,
+        "subscribe",
+        allowed_from=frozenset({S.UNSUBSCRIBED}),
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+
+
+def confirm(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    """Pending → active: the person proved the mailbox is theirs (or an admin says so)."""
+    return _move(
+        session,
+        sub,
+        S.ACTIVE,
+        "confirm",
+        allowed_from=frozenset({S.PENDING}),
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+
+
+def suspend(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    """Pause digests (active or pending → suspended); `resume` undoes it."""
+    return _move(
+        session,
+        sub,
+        S.SUSPENDED,
+        "suspend",
+        allowed_from=frozenset({S.ACTIVE, S.PENDING}),
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+
+
+def resume(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    """Undo a suspend: active again, or pending if the address was never confirmed (resuming
+    must not skip the double opt-in)."""
+    to = S.ACTIVE if sub.confirmed_at is not None else S.PENDING
+    return _move(
+        session,
+        sub,
+        to,
+        "resume",
+        allowed_from=frozenset({S.SUSPENDED}),
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+
+
+def unsubscribe(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, way: str, reason: str = ""
+) -> bool:
+    """Stop all mail (`way`: one-click, page, mail, admin or complaint; stored in the event).
+
+    A bounced address is already mailed nothing and stays bounced (so only `lift` brings
+    it back): unsubscribing it changes nothing and is not an error (RFC 8058 asks for
+    success)."""
+    if way not in UNSUBSCRIBE_WAYS:
+        raise InvalidInput(f"unsubscribe way must be one of {', '.join(UNSUBSCRIBE_WAYS)}")
+    if sub.status == S.BOUNCED and not _forgotten(sub):
+        return False
+    return _move(
+        session,
+        sub,
+        S.UNSUBSCRIBED,
+        "unsubscribe",
+        allowed_from=frozenset({S.PENDING, S.ACTIVE, S.SUSPENDED}),
+        actor=actor,
+        now=now,
+        reason=reason,
+        way=way,
+    )
+
+
+def complain(
+    session: Session,
+    sub: Subscriber,
     *,
     actor: str,
     now: datetime,
     reason: str = "",
+    detail: dict[str, Any] | None = None,
 ) -> bool:
-    """Move a subscriber to `status` (active sets confirmed_at, unsubscribed sets
-    unsubscribed_at); returns False when it already had that status."""
-    status = _choice(status, "status", SUBSCRIBER_STATUSES)
-    old = sub.status
-    if old == status:
+    """A spam complaint: unsubscribed at once (way "complaint")."""
+    if sub.status == S.BOUNCED and not _forgotten(sub):
         return False
-    sub.status = status
-    if status == "active":
-        if sub.confirmed_at is None:
-            sub.confirmed_at = now
-        sub.unsubscribed_at = None
-    elif status == "unsubscribed":
-        sub.unsubscribed_at = now
-    session.add(sub)
-    detail: dict[str, Any] = {"from": old, "to": status}
-    if reason:
-        detail["reason"] = reason
-    record_event(session, sub.id, STATUS, actor=actor, now=now, **detail)
-    return True
+    return _move(
+        session,
+        sub,
+        S.UNSUBSCRIBED,
+        "unsubscribe",
+        allowed_from=frozenset({S.PENDING, S.ACTIVE, S.SUSPENDED}),
+        actor=actor,
+        now=now,
+        reason=reason,
+        way="complaint",
+        **(detail or {}),
+    )
+
+
+def bounce(
+    session: Session,
+    sub: Subscriber,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """The address does not work (hard bounces): no mail until an admin lifts it."""
+    return _move(
+        session,
+        sub,
+        S.BOUNCED,
+        "bounce",
+        allowed_from=frozenset(SubscriberStatus),
+        actor=actor,
+        now=now,
+        reason=reason,
+        **(detail or {}),
+    )
+
+
+def lift(session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = "") -> bool:
+    """An admin's decision that a bounced address works again: active, bounce count reset."""
+    if sub.status not in (S.BOUNCED, S.ACTIVE) and not _forgotten(sub):
+        raise TransitionError(f"{sub.email} is {sub.status}: only a bounced address is lifted")
+    changed = _move(
+        session,
+        sub,
+        S.ACTIVE,
+        "lift",
+        allowed_from=frozenset({S.BOUNCED}),
+        actor=actor,
+        now=now,
+        reason=reason,
+    )
+    if changed:
+        sub.bounce_count = 0
+    return changed
+
+
+# What an admin's wanted status (a CSV row's `status`) means for an existing subscriber:
+# the transition that gets there from each status. Nothing here re-opens an unsubscribed
+# or bounced address: only the person (subscribe + confirm) or `lift` does that.
+_ADMIN_MOVES: dict[SubscriberStatus, dict[SubscriberStatus, Transition]] = {}
+
+
+def admin_refusal(sub: Subscriber, wanted: SubscriberStatus) -> TransitionError | None:
+    """Why an admin (a CSV import) cannot set `wanted` on this subscriber, or None."""
+    if _forgotten(sub):
+        return _refuse(sub, "change")
+    if sub.status == wanted or sub.status in _ADMIN_MOVES[wanted]:
+        return None
+    return _refuse(sub, f"set {wanted} on")
+
+
+def set_by_admin(
+    session: Session,
+    sub: Subscriber,
+    wanted: SubscriberStatus,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str = "admin",
+) -> bool:
+    """Move to `wanted` through the one transition that leads there (TransitionError if
+    none does); False when already there."""
+    refusal = admin_refusal(sub, wanted)
+    if refusal is not None:
+        raise refusal
+    if sub.status == wanted:
+        return False
+    move = _ADMIN_MOVES[wanted][SubscriberStatus(sub.status)]
+    return move(session, sub, actor=actor, now=now, reason=reason)
+
+
+def _admin_unsubscribe(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    return unsubscribe(session, sub, actor=actor, now=now, way="admin", reason=reason)
+
+
+def _admin_bounce(
+    session: Session, sub: Subscriber, *, actor: str, now: datetime, reason: str = ""
+) -> bool:
+    return bounce(session, sub, actor=actor, now=now, reason=reason)
+
+
+_ADMIN_MOVES.update(
+    {
+        S.ACTIVE: {S.PENDING: confirm, S.SUSPENDED: resume},
+        S.PENDING: {},
+        S.SUSPENDED: {S.ACTIVE: suspend, S.PENDING: suspend},
+        S.UNSUBSCRIBED: {s: _admin_unsubscribe for s in (S.PENDING, S.ACTIVE, S.SUSPENDED)},
+        S.BOUNCED: {s: _admin_bounce for s in (S.PENDING, S.ACTIVE, S.SUSPENDED, S.UNSUBSCRIBED)},
+    }
+)
 
 
 def revoke_links(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> int:
@@ -318,15 +584,14 @@ def revoke_links(session: Session, sub: Subscriber, *, actor: str, now: datetime
 
 def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> Event:
     """Erase a person: their row, deliveries and audit history; keep one anonymous event."""
+    if _forgotten(sub):
+        raise _refuse(sub, "forget")
     sub_id = sub.id
-    delivery_ids = select(Delivery.id).where(Delivery.subscriber_id == sub_id)
-    # Explicit deletes rather than relying on ON DELETE CASCADE being enabled on the connection.
-    session.exec(delete(DeliveryEntry).where(col(DeliveryEntry.delivery_id).in_(delivery_ids)))
-    gone = session.exec(delete(Delivery).where(col(Delivery.subscriber_id) == sub_id))
-    deliveries = gone.rowcount
+    assert sub_id is not None
+    deliveries_deleted = deliveries.forget_subscriber(session, sub_id)
     # Earlier events carry the name and preferences: they are personal data too.
     events = session.exec(delete(Event).where(col(Event.subscriber_id) == sub_id)).rowcount
-    votes_deleted = votes.forget(session, sub_id) if sub_id is not None else 0
+    votes_deleted = votes.forget(session, sub_id)
     session.delete(sub)
     event = record_event(
         session,
@@ -334,7 +599,7 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
         FORGOTTEN,
         actor=actor,
         now=now,
-        deliveries_deleted=deliveries,
+        deliveries_deleted=deliveries_deleted,
         events_deleted=events,
         votes_deleted=votes_deleted,
     )
@@ -366,3 +631,97 @@ def subscriber_dict(sub: Subscriber) -> dict[str, Any]:
         "unsubscribed_at": ts(sub.unsubscribed_at),
         "bounce_count": sub.bounce_count,
     }
+
+
+# ---- what planning and sending read, and what sending reports back -------------------------
+
+# What planning reads of a subscriber: plain rows, not ORM objects (cheaper per subscriber).
+PLAN_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.frequency,
+    Subscriber.send_hour,
+    Subscriber.send_weekday,
+    Subscriber.timezone,
+    Subscriber.confirmed_at,
+    Subscriber.created_at,
+)
+
+# What sending reads of a subscriber (no ORM objects in the hot loop).
+SEND_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.name,
+    Subscriber.status,
+    Subscriber.format,
+    Subscriber.topics,
+    Subscriber.categories,
+    Subscriber.max_items,
+    Subscriber.timezone,
+    Subscriber.token_version,
+)
+
+
+def active_page(
+    session: Session, *, after_id: int, limit: int, emails: Sequence[str] | None = None
+) -> list[Any]:
+    """The next `limit` active subscribers after `after_id` in id order (keyset paging keeps
+    memory bounded by the page), as rows of PLAN_COLUMNS."""
+    stmt = (
+        select(*PLAN_COLUMNS)
+        .where(Subscriber.status == S.ACTIVE, col(Subscriber.id) > after_id)
+        .order_by(col(Subscriber.id))
+        .limit(limit)
+    )
+    if emails is not None:
+        stmt = stmt.where(col(Subscriber.email).in_(emails))
+    return list(session.execute(stmt).all())
+
+
+def for_sending(session: Session, ids: Iterable[int]) -> dict[int, Any]:
+    """Rows of SEND_COLUMNS by id (one query per chunk)."""
+    wanted = sorted(set(ids))
+    out: dict[int, Any] = {}
+    for chunk in chunks(wanted, IN_CHUNK):
+        for row in session.execute(select(*SEND_COLUMNS).where(col(Subscriber.id).in_(chunk))):
+            out[row.id] = row
+    return out
+
+
+def note_delivered(session: Session, ids: Iterable[int]) -> None:
+    """A delivered message proves the address works: the consecutive-bounce count starts over."""
+    for chunk in chunks(sorted(set(ids)), IN_CHUNK):
+        session.execute(
+            update(Subscriber)
+            .where(col(Subscriber.id).in_(chunk), col(Subscriber.bounce_count) > 0)
+            .values(bounce_count=0)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def note_hard_bounces(
+    session: Session, replies: dict[int, str], *, actor: str, now: datetime
+) -> list[int]:
+    """Count one hard bounce (5.1.x at SMTP time) per subscriber in `replies` (id → the
+    server's reply); those reaching BOUNCE_LIMIT are `bounce`d. Returns their ids."""
+    newly: list[int] = []
+    for chunk in chunks(sorted(replies), IN_CHUNK):
+        session.execute(
+            update(Subscriber)
+            .where(col(Subscriber.id).in_(chunk))
+            .values(bounce_count=col(Subscriber.bounce_count) + 1)
+            .execution_options(synchronize_session=False)
+        )
+        over = session.exec(
+            select(Subscriber).where(
+                col(Subscriber.id).in_(chunk),
+                Subscriber.status == S.ACTIVE,
+                col(Subscriber.bounce_count) >= BOUNCE_LIMIT,
+            )
+        ).all()
+        for sub in over:
+            assert sub.id is not None
+            detail = {"reply": replies[sub.id], "limit": BOUNCE_LIMIT}
+            if bounce(session, sub, actor=actor, now=now, reason="hard bounces", detail=detail):
+                newly.append(sub.id)
+    return newly

@@ -8,11 +8,11 @@ from typing import Any
 
 import typer
 
+from digestd import digests
 from digestd.cli.common import fail, find_subscriber, get_context, print_json
 from digestd.db import session_scope
-from digestd.planning import zone
-from digestd.render import Renderer, TemplateProblem
-from digestd.select import select_for_subscriber
+from digestd.render import Renderer, TemplateProblem, subject_line
+from digestd.statuses import SubscriberStatus
 from digestd.subscribers import subscriber_dict
 from digestd.tokens import link, vote_macs
 
@@ -39,12 +39,12 @@ def register(app: typer.Typer) -> None:
         now = app_ctx.now()
         with session_scope(app_ctx.engine) as session:
             sub = find_subscriber(session, email)
-            chosen = select_for_subscriber(session, sub, now)
+            seen = digests.preview(session, sub, now)
             sub_info = subscriber_dict(sub)
             sub_id, token_version = sub.id, sub.token_version
-            local_now = now.astimezone(zone(sub.timezone))
+        chosen, day = seen.selection, seen.coverage.day
         profile, picks = chosen.profile, chosen.picks
-        if sub_info["status"] != "active":
+        if sub_info["status"] != SubscriberStatus.ACTIVE:
             typer.echo(
                 f"note: {email.strip()} is {sub_info['status']}; nothing is sent to them", err=True
             )
@@ -56,8 +56,12 @@ def register(app: typer.Typer) -> None:
                     "start": profile.window_start.isoformat(),
                     "end": profile.window_end.isoformat(),
                 },
+                "period": seen.coverage.period,
+                "date": day.isoformat(),
+                "subject": subject_line(day, len(picks)) if picks else None,
                 "entries": [
                     {
+                        "id": p.entry.id,
                         "title": p.entry.title,
                         "url": p.entry.url,
                         "score": p.score,
@@ -78,7 +82,7 @@ def register(app: typer.Typer) -> None:
         renderer = Renderer(app_ctx.settings)
         try:
             body = renderer.render_digest(
-                profile, picks, when=local_now, fmt="html" if fmt == "html" else "text"
+                profile, picks, day=day, fmt="html" if fmt == "html" else "text"
             )
         except TemplateProblem as exc:
             fail(str(exc))

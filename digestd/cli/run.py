@@ -6,14 +6,15 @@ Without `--once`, `digestd run` is the long-running daemon (`digestd.daemon.run_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING
 
 import typer
 
 from digestd.cli.common import console, fail, first_line, get_context, print_json
 from digestd.context import AppContext
-from digestd.leases import new_worker_id
-from digestd.outbox import PlanReport, plan_due
+from digestd.deliveries import new_worker_id
+from digestd.planning import PlanReport, plan_due
 
 if TYPE_CHECKING:
     from digestd.sending import SendReport
@@ -37,7 +38,7 @@ def echo_problem(sent: SendReport) -> None:
 
 
 def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) -> dict:
-    out = {"plan": plan.__dict__, "send": sent.__dict__}
+    out = {"plan": dataclasses.asdict(plan), "send": dataclasses.asdict(sent)}
     if fetch is not None:
         out["ingest"] = fetch
     return out
@@ -53,8 +54,8 @@ async def _once(app: AppContext, ingest: bool) -> tuple[dict | None, PlanReport,
         reports = await fetch_sources(app, only_due=True)
         fetch = {
             "sources": len(reports),
-            "failed": sum(1 for r in reports if getattr(r, "error", None)),
-            "new_entries": sum(int(getattr(r, "new", 0) or 0) for r in reports),
+            "failed": sum(1 for r in reports if r.failed),
+            "new_entries": sum(r.new for r in reports),
         }
     plan = await asyncio.to_thread(plan_due, app)
     sent = await send_due(app, worker_id=new_worker_id())

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlmodel import col, select
 
+from digestd import subscribers as subs
 from digestd import votes
 from digestd.cli.common import (
     console,
@@ -32,7 +33,8 @@ from digestd.cli.common import (
     print_json,
 )
 from digestd.db import session_scope
-from digestd.models import SUBSCRIBER_STATUSES, Event, Subscriber
+from digestd.models import Event, Subscriber
+from digestd.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscriber_csv import ImportRejected, export_csv, import_csv
 from digestd.subscribers import (
     InvalidInput,
@@ -41,7 +43,6 @@ from digestd.subscribers import (
     add_subscriber,
     forget,
     revoke_links,
-    set_status,
     subscriber_dict,
     update_preferences,
 )
@@ -68,14 +69,14 @@ FormatOpt = typer.Option(None, "--format", help="html or text.")
 JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
 
 
-def _status_filter(status: str | None) -> str | None:
+def _status_filter(status: str | None) -> SubscriberStatus | None:
     """The --status option as a known status (None: all), or one line and exit 1."""
     if status is None:
         return None
-    wanted = status.strip().lower()
-    if wanted not in SUBSCRIBER_STATUSES:
-        fail(f"--status must be one of {', '.join(SUBSCRIBER_STATUSES)}, got {status!r}")
-    return wanted
+    try:
+        return parse_subscriber_status(status)
+    except ValueError as exc:
+        fail(f"--{exc}")
 
 
 def _changes(**given: Any) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def add_cmd(
         max_items=max_items,
         format=fmt,
     )
-    status = "active" if confirmed else "pending"
+    status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
     now = app_ctx.now()
     try:
         with session_scope(app_ctx.engine) as session:
@@ -128,16 +129,19 @@ def add_cmd(
                 verb = "added"
             except SubscriberExists as exc:
                 sub = exc.subscriber
-                if sub.status not in ("unsubscribed", "bounced"):
+                if sub.status not in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
                     fail(f"{exc}; use `digestd subscribers update` to change it")
-                if not confirmed:
+                if sub.status == SubscriberStatus.UNSUBSCRIBED and not confirmed:
                     # Never switch an unsubscribed address back on by accident.
                     fail(
                         f"{sub.email} is {sub.status}; add --confirmed to subscribe it again "
                         "(only with the person's consent)"
                     )
                 update_preferences(session, sub, changes, actor=app_ctx.actor, now=now)
-                set_status(session, sub, "active", actor=app_ctx.actor, now=now, reason="re-added")
+                # The person agreed again (--confirmed): subscribed and confirmed at once.
+                # A bounced address is refused here: only `lift` reopens it.
+                subs.subscribe(session, sub, actor=app_ctx.actor, now=now, reason="re-added")
+                subs.confirm(session, sub, actor=app_ctx.actor, now=now, reason="re-added")
                 verb = "re-subscribed"
             result = subscriber_dict(sub)
     except InvalidInput as exc:
@@ -152,7 +156,7 @@ def add_cmd(
 def list_cmd(
     ctx: typer.Context,
     status: str | None = typer.Option(
-        None, "--status", help=f"Only this status: {', '.join(SUBSCRIBER_STATUSES)}."
+        None, "--status", help=f"Only this status: {', '.join(SubscriberStatus)}."
     ),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -326,23 +330,20 @@ def update_cmd(
     console.print(f"updated {escape(shown)}: {escape('; '.join(messages))}", highlight=False)
 
 
-def _change_status(
-    ctx: typer.Context, email: str, status: str, allowed_from: tuple[str, ...]
-) -> None:
+def _change_status(ctx: typer.Context, email: str, move: subs.Transition, verb: str) -> None:
+    """Apply one transition from the CLI: its result, or its one-line refusal."""
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
         sub = find_subscriber(session, email)
-        target = status
-        if status == "active" and sub.confirmed_at is None:
-            target = "pending"  # resuming must not skip the double opt-in
-        if sub.status == target:
-            console.print(f"{escape(sub.email)} is already {target}", highlight=False)
-            return
-        if sub.status not in allowed_from:
-            fail(f"{sub.email} is {sub.status}; cannot change it to {status}")
-        set_status(session, sub, target, actor=app_ctx.actor, now=app_ctx.now())
-        shown = sub.email
-    console.print(f"{escape(shown)} is now {target}", highlight=False)
+        try:
+            changed = move(session, sub, actor=app_ctx.actor, now=app_ctx.now(), reason="admin")
+        except subs.TransitionError as exc:
+            fail(str(exc))
+        shown, status = sub.email, sub.status
+    if changed:
+        console.print(f"{escape(shown)} is now {status}", highlight=False)
+    else:
+        console.print(f"{escape(shown)} is already {status} (nothing to {verb})", highlight=False)
 
 
 @app.command("suspend")
@@ -350,7 +351,7 @@ def suspend_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Stop sending to a subscriber for now (resume undoes it)."""
-    _change_status(ctx, email, "suspended", ("active", "pending"))
+    _change_status(ctx, email, subs.suspend, "suspend")
 
 
 @app.command("resume")
@@ -358,7 +359,23 @@ def resume_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Undo suspend: active again (pending if they never confirmed)."""
-    _change_status(ctx, email, "active", ("suspended",))
+    _change_status(ctx, email, subs.resume, "resume")
+
+
+@app.command("confirm")
+def confirm_cmd(
+    ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
+) -> None:
+    """Confirm a pending address for the person (only with their consent)."""
+    _change_status(ctx, email, subs.confirm, "confirm")
+
+
+@app.command("lift")
+def lift_cmd(
+    ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
+) -> None:
+    """Lift a bounce: the address works again (active, bounce count reset)."""
+    _change_status(ctx, email, subs.lift, "lift")
 
 
 @app.command("revoke-links")
@@ -398,12 +415,10 @@ def remove_cmd(
                 f"{counts['deliveries_deleted']} deliveries, {counts['events_deleted']} events "
                 f"and {counts.get('votes_deleted', 0)} votes"
             )
-        elif set_status(
-            session, sub, "unsubscribed", actor=app_ctx.actor, now=app_ctx.now(), reason="admin"
-        ):
+        elif subs.unsubscribe(session, sub, actor=app_ctx.actor, now=app_ctx.now(), way="admin"):
             message = f"unsubscribed {escape(shown)} (kept so it is not mailed again)"
         else:
-            message = f"{escape(shown)} is already unsubscribed"
+            message = f"{escape(shown)} is already {sub.status}; no digest goes there"
     console.print(message, highlight=False)
 
 

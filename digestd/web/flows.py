@@ -17,14 +17,16 @@ from digestd import votes
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Subscriber
+from digestd.statuses import SubscriberStatus
 from digestd.web import links
 from digestd.web.mail import ConfirmationMail
 from digestd.web.ratelimit import CONFIRMATION_SENT, confirmation_mails_sent
 
 ACTOR = "web"
 CONFIRMATION_FAILED = "confirmation_failed"
+S = SubscriberStatus
 # Statuses where the address is already in (a new sign-up only sends a "manage here" mail).
-SUBSCRIBED = ("active", "suspended")
+SUBSCRIBED = (S.ACTIVE, S.SUSPENDED)
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,15 @@ def _request_subscription(
         sub = subs.get_by_email(session, email)
         if sub is None:
             sub = subs.add_subscriber(session, email, prefs, status="pending", actor=ACTOR, now=now)
+        elif sub.status == S.BOUNCED:
+            # The address bounced: no mail goes there until an admin lifts it, not even a
+            # confirmation. The page answers as for anyone else (no address is disclosed).
+            return None
         elif sub.status not in SUBSCRIBED:
-            # Pending, unsubscribed or bounced: the newest form wins, and only a click on
-            # the confirmation link (proof the mailbox is theirs) makes it active again.
+            # Pending or unsubscribed: the newest form wins, and only a click on the
+            # confirmation link (proof the mailbox is theirs) makes it active again.
             subs.update_preferences(session, sub, prefs.as_dict(), actor=ACTOR, now=now)
-            subs.set_status(session, sub, "pending", actor=ACTOR, now=now, reason="subscribe form")
+            subs.subscribe(session, sub, actor=ACTOR, now=now, reason="subscribe form")
         assert sub.id is not None
         # Concurrent requests for one address may both pass this count; the cap is for
         # abuse (a handful a day), so an occasional extra mail is acceptable.
@@ -122,17 +128,16 @@ def confirm(ctx: AppContext, token: str) -> Page:
     now = ctx.now()
     with session_scope(ctx.engine) as session:
         sub = links.resolve(session, ctx.secret_key, "confirm", token, now)
-        if sub.status in ("unsubscribed", "bounced"):
+        if sub.status in SUBSCRIBED:
+            return _page(ctx, sub)  # confirmed already: the link just shows the page
+        try:
+            changed = subs.confirm(session, sub, actor=ACTOR, now=now, reason="confirmed by link")
+        except subs.TransitionError:
             raise links.LinkError(
                 410,
                 "This confirmation link belongs to a subscription that has ended. "
                 "Please subscribe again.",
-            )
-        changed = False
-        if sub.status == "pending":
-            changed = subs.set_status(
-                session, sub, "active", actor=ACTOR, now=now, reason="confirmed by link"
-            )
+            ) from None
         return _page(ctx, sub, changed)
 
 
@@ -144,11 +149,12 @@ def show(ctx: AppContext, purpose: str, token: str) -> Page:
 
 
 def unsubscribe(ctx: AppContext, token: str, *, how: str) -> Page:
-    """Stop all mail at once (RFC 8058); unsubscribing twice is fine."""
+    """Stop all mail at once (RFC 8058); unsubscribing twice is fine. `how` is the way
+    ("one-click" or "page")."""
     now = ctx.now()
     with session_scope(ctx.engine) as session:
         sub = links.resolve(session, ctx.secret_key, "unsubscribe", token, now)
-        changed = subs.set_status(session, sub, "unsubscribed", actor=ACTOR, now=now, reason=how)
+        changed = subs.unsubscribe(session, sub, actor=ACTOR, now=now, way=how)
         return _page(ctx, sub, changed)
 
 
@@ -166,18 +172,20 @@ def set_paused(ctx: AppContext, token: str, paused: bool) -> tuple[Page, str | N
     now = ctx.now()
     with session_scope(ctx.engine) as session:
         sub = links.resolve(session, ctx.secret_key, "preferences", token, now)
-        wanted, allowed_from = ("suspended", "active") if paused else ("active", "suspended")
-        if sub.status == wanted:
-            return _page(ctx, sub), None
-        if sub.status != allowed_from:
+        # A person pauses only an active subscription (an admin may also pause a pending one).
+        if paused and sub.status == S.PENDING:
             return _page(ctx, sub), _why_not(sub.status)
+        move = subs.suspend if paused else subs.resume
         reason = "paused by subscriber" if paused else "resumed by subscriber"
-        subs.set_status(session, sub, wanted, actor=ACTOR, now=now, reason=reason)
-        return _page(ctx, sub, True), None
+        try:
+            changed = move(session, sub, actor=ACTOR, now=now, reason=reason)
+        except subs.TransitionError:
+            return _page(ctx, sub), _why_not(sub.status)
+        return _page(ctx, sub, changed), None
 
 
 def _why_not(status: str) -> str:
-    if status == "pending":
+    if status == S.PENDING:
         return "Please confirm your address first (see the email we sent)."
     return "This subscription has ended. Please subscribe again from the home page."
 

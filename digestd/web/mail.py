@@ -10,7 +10,8 @@ import css_inline
 from jinja2 import Environment
 
 from digestd.config import Settings
-from digestd.mailer import SendError, SmtpPool, compose
+from digestd.mime import compose
+from digestd.smtp_pool import SendError, SmtpPool
 from digestd.tokens import PURPOSES
 
 log = logging.getLogger(__name__)

@@ -140,13 +140,17 @@ async def unsubscribe(request: Request, token: str) -> Response:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         form = await read_form(request)
-        value = form.get("List-Unsubscribe")
+        value, via = form.get("List-Unsubscribe"), form.get("via")
     else:
         raw = (await request.body()).decode("utf-8", errors="replace")
-        value = (parse_qs(raw).get("List-Unsubscribe") or [None])[0]
+        fields = parse_qs(raw)
+        value = (fields.get("List-Unsubscribe") or [None])[0]
+        via = (fields.get("via") or [None])[0]
     if value != "One-Click":
         return error(request, 400, "Expected the body List-Unsubscribe=One-Click (RFC 8058).")
-    page = await run_in_threadpool(flows.unsubscribe, state(request).ctx, token, how="one-click")
+    # The page's button says so; anything else is a mail client's one-click POST.
+    way = "page" if via == "page" else "one-click"
+    page = await run_in_threadpool(flows.unsubscribe, state(request).ctx, token, how=way)
     return render(request, "unsubscribed.html", sub=page.sub, changed=page.changed)
 
 

@@ -26,7 +26,7 @@ def digest_html() -> tuple[str, list[str]]:
     profile = Profile("", (), 12, NOW - timedelta(days=1), NOW)
     picks = Selector(entries).select(profile)
     r = Renderer(Settings(from_address="Papers Digest <papers@example.org>"))
-    body = r.render_digest(profile, picks, when=NOW, fmt="html")
+    body = r.render_digest(profile, picks, day=NOW.date(), fmt="html")
     mail = r.personalize(
         body,
         email="ada@example.org",

@@ -164,11 +164,11 @@ def test_existing_and_unsubscribed_addresses_are_not_silently_reactivated(invoke
     shown = _show(invoke, "d@example.org")
     assert (shown["subscriber"]["status"], shown["subscriber"]["send_hour"]) == ("active", 9)
     assert shown["subscriber"]["unsubscribed_at"] is None
-    assert shown["events"][0]["detail"] == {
-        "from": "unsubscribed",
-        "to": "active",
-        "reason": "re-added",
-    }
+    # Re-subscribed and confirmed at once (the admin vouches for the person's consent).
+    assert [e["detail"] for e in shown["events"][:2]] == [
+        {"from": "pending", "to": "active", "reason": "re-added"},
+        {"from": "unsubscribed", "to": "pending", "reason": "re-added"},
+    ]
 
 
 def test_update_changes_only_given_options_and_audits(invoke: Invoke) -> None:
@@ -214,7 +214,7 @@ def test_suspend_resume(invoke: Invoke) -> None:
     assert "now pending" in invoke("subscribers", "resume", "g@example.org").stdout
     # an unsubscribed person is not suspended/resumed back into mailing
     invoke("subscribers", "remove", "g@example.org")
-    assert "is unsubscribed; cannot change it to suspended" in _one_error_line(
+    assert "g@example.org is unsubscribed: cannot suspend it" in _one_error_line(
         invoke("subscribers", "suspend", "g@example.org")
     )
     assert "no subscriber" in _one_error_line(invoke("subscribers", "resume", "nobody@example.org"))
@@ -230,7 +230,8 @@ def test_remove_keeps_the_record_as_unsubscribed(invoke: Invoke) -> None:
     assert shown["events"][0]["detail"] == {
         "from": "active",
         "to": "unsubscribed",
-        "reason": "admin",
+        "reason": "",
+        "way": "admin",
     }
     assert shown["events"][0]["actor"] == "cli:subscribers remove"
     assert "already unsubscribed" in invoke("subscribers", "remove", "h@example.org").stdout

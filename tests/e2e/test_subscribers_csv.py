@@ -194,8 +194,24 @@ def test_update_existing_updates_audits_and_never_resubscribes(
     )
     result = invoke("subscribers", "import", str(back), "--update-existing")
     assert result.exit_code == 1
-    assert (
-        "line 2: tom@example.org is unsubscribed; an import does not change that" in result.stderr
-    )
+    assert "line 2: tom@example.org is unsubscribed: cannot set active on it" in result.stderr
     tom = json_of(invoke("subscribers", "show", "tom@example.org", "--json"))["subscriber"]
     assert tom["status"] == "unsubscribed"
+
+    # A bounced address is not resumed by a file either: only `subscribers lift` does that.
+    bounced = _write(tmp_path / "b.csv", HEADER, "bo@example.org,Bo,,,daily,8,UTC,5,html,bounced")
+    assert invoke("subscribers", "import", str(bounced)).exit_code == 0
+    for status in ("pending", "suspended", "active"):
+        again = _write(
+            tmp_path / "again.csv", HEADER, f"bo@example.org,Bo,,,daily,8,UTC,5,html,{status}"
+        )
+        result = invoke("subscribers", "import", str(again), "--update-existing")
+        assert result.exit_code == 1
+        assert (
+            "line 2: bo@example.org is bounced: only an admin can lift it "
+            "(digestd subscribers lift)" in result.stderr
+        )
+    lifted = invoke("subscribers", "lift", "bo@example.org")
+    assert lifted.exit_code == 0 and "bo@example.org is now active" in lifted.stdout
+    result = invoke("subscribers", "import", str(again), "--update-existing")
+    assert result.exit_code == 0, result.output

@@ -17,7 +17,7 @@ from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Vote
-from digestd.outbox import plan_due
+from digestd.planning import plan_due
 from digestd.sending import send_due
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
 from tests.support.browser import CHROMIUM_ARGS, chromium_path

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import event
+from sqlmodel import Session
 
+from digestd import deliveries, digests
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.models import Entry, EntryVersion
-from digestd.select import (
-    Profile,
-    Selector,
-    default_window,
-    previous_window_ends,
-    select_for_profile,
-    select_for_profiles,
-    select_for_subscriber,
-    sent_entry_ids,
-)
+from digestd.deliveries import sent_entry_ids
+from digestd.models import Entry, EntryVersion, Subscriber
+from digestd.select import Profile, Selector, SubscriberSelection
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber, load_seed_entries, record_sent
+
+
+def select_for_subscriber(session: Session, sub: Subscriber, now: datetime) -> SubscriberSelection:
+    """What a digest built now would carry (the preview's path)."""
+    return digests.preview(session, sub, now).selection
 
 
 def test_paper_sent_yesterday_is_not_sent_again_nor_its_new_version(
@@ -121,20 +120,22 @@ def test_window_starts_at_previous_sent_or_skipped_digest(
         listener = lambda *a: statements.append(a[2])  # noqa: E731
         event.listen(app.engine, "before_cursor_execute", listener)
         try:
-            ends = previous_window_ends(s, ids)  # type: ignore[arg-type]
+            past = deliveries.history(s, ids)  # type: ignore[arg-type]
         finally:
             event.remove(app.engine, "before_cursor_execute", listener)
         assert len(statements) == 1  # one query for any number of subscribers
 
+        ends = {sub_id: h.last_window_end for sub_id, h in past.items()}
         assert ends == {
             daily.id: now - timedelta(hours=20),
             weekly.id: None,
             skipped.id: now - timedelta(hours=30),
             failed.id: None,  # a failed digest did not cover its window
         }
-        assert default_window(daily, now, ends[daily.id]) == (now - timedelta(hours=20), now)
-        assert default_window(weekly, now, None) == (now - timedelta(days=7), now)
-        assert default_window(failed, now, None) == (now - timedelta(days=1), now)
+        window = digests.window
+        assert window("daily", now, ends[daily.id]) == (now - timedelta(hours=20), now)
+        assert window("weekly", now, None) == (now - timedelta(days=7), now)
+        assert window("daily", now, None) == (now - timedelta(days=1), now)
 
 
 def test_batched_selection_matches_single_profile_selection(
@@ -151,9 +152,12 @@ def test_batched_selection_matches_single_profile_selection(
             Profile("", (), 4, now - timedelta(days=1), now),
             Profile("multi-task -survey", (), 6, now - timedelta(days=7), now),
         ]
-        batched = select_for_profiles(s, profiles)
+        # One selector over the union of the windows (what a send batch loads) ranks each
+        # profile as one loaded over its own window alone.
+        union = Selector.load(s, now - timedelta(days=7), now)
+        batched = {p.key: union.select(p) for p in profiles}
         for profile in profiles:
-            single = select_for_profile(s, profile)
+            single = Selector.load(s, profile.window_start, profile.window_end).select(profile)
             assert [(p.entry.id, p.score, p.reason) for p in batched[profile.key]] == [
                 (p.entry.id, p.score, p.reason) for p in single
             ]

@@ -16,9 +16,9 @@ from digestd import votes
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.digests import preview
 from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber
-from digestd.outbox import plan_due
-from digestd.select import select_for_subscriber
+from digestd.planning import plan_due
 from digestd.sending import send_due
 from tests.support.digests import add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
@@ -118,8 +118,8 @@ async def test_liked_papers_alone_rank_by_similarity_not_trending(learn_app: App
     with session_scope(learn_app.engine) as s:
         sub = s.get(Subscriber, fan)
         assert sub is not None
-        preview = select_for_subscriber(s, sub, NOW)
-    assert all("you liked" in p.reason for p in preview.picks[:3])
+        chosen = preview(s, sub, NOW).selection
+    assert all("you liked" in p.reason for p in chosen.picks[:3])
     got = await send(learn_app)
     assert on_subject(got[fan]) >= 4
     assert on_subject(got[trending]) <= 3

@@ -9,12 +9,12 @@ import threading
 import pytest
 from sqlmodel import select
 
+from digestd import deliveries
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.mailer import SmtpPool
 from digestd.models import Delivery
-from digestd.outbox import release_expired
 from digestd.sending import send_due
+from digestd.smtp_pool import SmtpPool
 from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 
@@ -54,7 +54,7 @@ async def test_cancel_mid_batch_keeps_accepted_messages_recorded(
     smtp_server.set_fault(None)
     clock.advance(seconds=app.settings.lease_seconds + 1)
     with session_scope(app.engine) as s:
-        assert release_expired(s, clock()) == 5
+        assert deliveries.release(s, clock()) == 5
     report = await send_due(app, worker_id="w2")
     assert report.sent == 5
     ids = [m.message["Message-ID"] for m in smtp_server.messages]

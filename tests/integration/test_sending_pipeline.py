@@ -9,9 +9,9 @@ from sqlmodel import select
 
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.mailer import SmtpPool
 from digestd.models import Delivery
 from digestd.sending import send_due
+from digestd.smtp_pool import SmtpPool
 from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 

@@ -52,7 +52,19 @@ async def test_one_click_post_unsubscribes_at_once_without_login_or_redirect(
     assert status_of(web) == "unsubscribed"
     assert again.status_code == 200  # unsubscribing twice is fine
     [event] = [e for e in events(web.ctx, "subscriber.status") if e.detail["to"] == "unsubscribed"]
-    assert event.detail["reason"] == "one-click"
+    assert event.detail["way"] == "one-click"
+
+
+async def test_the_page_button_is_recorded_as_the_page_way(web: WebHarness) -> None:
+    sub = make(web)
+    path = link_for(web.ctx, "unsubscribe", sub)
+    async with web.client() as client:
+        page = await client.get(path)
+        assert 'name="via" value="page"' in page.text
+        response = await client.post(path, data={**ONE_CLICK, "via": "page"})
+    assert response.status_code == 200 and status_of(web) == "unsubscribed"
+    [event] = events(web.ctx, "subscriber.status")
+    assert (event.detail["to"], event.detail["way"]) == ("unsubscribed", "page")
 
 
 async def test_one_click_works_from_other_sites_and_as_multipart(web: WebHarness) -> None:

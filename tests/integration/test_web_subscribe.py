@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from digestd.db import session_scope
-from digestd.subscribers import get_by_email, set_status
+from digestd.statuses import SubscriberStatus
+from digestd.subscribers import get_by_email, set_by_admin
 from digestd.web.ratelimit import CONFIRMATION_SENT, WebLimits
 from tests.support.web import (
     BASE_URL,
@@ -48,7 +49,7 @@ def _set_status(web: WebHarness, email: str, status: str) -> None:
     with session_scope(web.ctx.engine) as session:
         sub = get_by_email(session, email)
         assert sub is not None
-        set_status(session, sub, status, actor="test", now=web.ctx.now())
+        set_by_admin(session, sub, SubscriberStatus(status), actor="test", now=web.ctx.now())
 
 
 async def test_json_signup_stores_pending_and_mails_a_signed_confirm_link(web: WebHarness) -> None:
@@ -221,22 +222,30 @@ async def test_answers_do_not_reveal_whether_an_address_is_known(web: WebHarness
         return r.status_code, r.text
 
     unknown = await answer("new@example.org")
-    # known in every status: pending, active, suspended, unsubscribed
+    # known in every status: pending, active, suspended, unsubscribed, bounced
     await answer("pending@example.org")
     for email, status in (
         ("active@example.org", "active"),
         ("paused@example.org", "suspended"),
         ("gone@example.org", "unsubscribed"),
+        ("bounced@example.org", "bounced"),
     ):
         await answer(email)
         _set_status(web, email, status)
+    mailed = len(web.smtp.messages)
     for email in (
         "pending@example.org",
         "active@example.org",
         "paused@example.org",
         "gone@example.org",
+        "bounced@example.org",
     ):
         assert await answer(email) == unknown
+    # A bounced address gets no mail at all (not even a confirmation) until an admin lifts it.
+    assert len(web.smtp.messages) == mailed + 4
+    assert "bounced@example.org" not in {m.recipients[0] for m in web.smtp.messages[mailed:]}
+    bounced = subscriber(web.ctx, "bounced@example.org")
+    assert bounced is not None and bounced.status == "bounced"
     # Form answers are the same page for a known and an unknown address too.
     pages = set()
     for email in ("active@example.org", "someone-else@example.org"):

@@ -15,7 +15,7 @@ from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Subscriber, Vote
-from digestd.outbox import plan_due
+from digestd.planning import plan_due
 from digestd.sending import send_due
 from digestd.subscribers import revoke_links
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries

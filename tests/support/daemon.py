@@ -127,7 +127,7 @@ def seed_due_deliveries(database_url: str, count: int) -> dict[str, str]:
     from digestd.context import AppContext
     from digestd.db import session_scope
     from digestd.models import Delivery, Subscriber, utcnow
-    from digestd.outbox import plan_due
+    from digestd.planning import plan_due
     from tests.support.digests import load_seed_entries
 
     ctx = AppContext(Settings(database_url=database_url, secret_key=SECRET), actor="test")

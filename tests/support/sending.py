@@ -10,7 +10,7 @@ from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Entry
-from digestd.outbox import plan_due
+from digestd.planning import plan_due
 
 TOPICS = ("language models", "retrieval", "interpretability", "diffusion", "robotics")
 

@@ -33,7 +33,7 @@ def _entry(n: int, **kw: object) -> Entry:
 def test_personalize_fills_address_and_links_in_both_parts() -> None:
     r = Renderer(Settings(from_address="Papers <papers@example.org>"))
     body = r.render_digest(
-        PROFILE, [Pick(_entry(1), 1.0, "trending · 5 upvotes")], when=NOW, fmt="html"
+        PROFILE, [Pick(_entry(1), 1.0, "trending · 5 upvotes")], day=NOW.date(), fmt="html"
     )
     assert body.subject == "Your papers digest — Thu 26 Nov 2026 · 1 paper"
     mail = r.personalize(

@@ -81,7 +81,9 @@ def sample_picks() -> list[Pick]:
 
 def render(fmt: str = "html", picks: list[Pick] | None = None, settings: Settings = SETTINGS):
     r = Renderer(settings)
-    body = r.render_digest(PROFILE, sample_picks() if picks is None else picks, when=NOW, fmt=fmt)
+    body = r.render_digest(
+        PROFILE, sample_picks() if picks is None else picks, day=NOW.date(), fmt=fmt
+    )
     return body, r.personalize(body, **LINKS)
 
 

@@ -18,12 +18,13 @@ from digestd.subscribers import (
     Preferences,
     SubscriberExists,
     add_subscriber,
+    confirm,
     forget,
     get_by_email,
     normalize_email,
     parse_categories,
     parse_weekday,
-    set_status,
+    unsubscribe,
     update_preferences,
     validate_timezone,
 )
@@ -151,7 +152,7 @@ def test_add_refuses_a_known_address_in_any_status(app) -> None:
         sub = add_subscriber(
             s, "bo@example.org", Preferences(), status="active", actor="t", now=NOW
         )
-        set_status(s, sub, "unsubscribed", actor="t", now=NOW)
+        unsubscribe(s, sub, actor="t", now=NOW, way="admin")
     with session_scope(app.engine) as s, pytest.raises(SubscriberExists) as err:
         add_subscriber(s, "BO@example.org", Preferences(), status="pending", actor="t", now=NOW)
     assert err.value.subscriber.status == "unsubscribed"
@@ -201,13 +202,13 @@ def test_status_changes_set_times_and_events(app, clock) -> None:
         )
         assert sub.confirmed_at is None
         confirmed = clock.advance(minutes=5)
-        assert set_status(s, sub, "active", actor="web", now=confirmed)
-        assert not set_status(s, sub, "active", actor="web", now=confirmed)
+        assert confirm(s, sub, actor="web", now=confirmed)
+        assert not confirm(s, sub, actor="web", now=confirmed)
         gone = clock.advance(days=1)
-        assert set_status(s, sub, "unsubscribed", actor="web", now=gone, reason="one-click")
+        with pytest.raises(InvalidInput, match="unsubscribe way must be one of"):
+            unsubscribe(s, sub, actor="web", now=gone, way="smoke signal")
+        assert unsubscribe(s, sub, actor="web", now=gone, way="one-click")
         sub_id = sub.id
-        with pytest.raises(InvalidInput, match="status must be one of"):
-            set_status(s, sub, "deleted", actor="t", now=gone)
     with session_scope(app.engine) as s:
         sub = s.get(Subscriber, sub_id)
         assert (sub.status, sub.confirmed_at, sub.unsubscribed_at) == (
@@ -217,8 +218,8 @@ def test_status_changes_set_times_and_events(app, clock) -> None:
         )
         status_events = [e for e in _events(s, sub_id) if e.action == STATUS]
         assert [e.detail for e in status_events] == [
-            {"from": "pending", "to": "active"},
-            {"from": "active", "to": "unsubscribed", "reason": "one-click"},
+            {"from": "pending", "to": "active", "reason": ""},
+            {"from": "active", "to": "unsubscribed", "reason": "", "way": "one-click"},
         ]
 
 

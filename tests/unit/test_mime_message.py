@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from digestd.mailer import PermanentSendError, build_digest_message
+from digestd.mime import build_digest_message
+from digestd.smtp_pool import PermanentSendError
 
 
 def wire(**overrides):

@@ -10,16 +10,11 @@ from sqlmodel import Session, select
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import make_engine, session_scope
+from digestd.deliveries import Outcome, claim, record, release, retry_now
 from digestd.models import Delivery
-from digestd.outbox import (
-    Outcome,
-    claim_batch,
-    plan_due,
-    record_outcomes,
-    release_expired,
-    retry_now,
-)
+from digestd.planning import plan_due
 from digestd.sending import send_due
+from digestd.statuses import DeliveryStatus as D
 from tests.support.digests import add_subscriber
 from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer
@@ -44,21 +39,21 @@ def rows(app: AppContext) -> dict[int, Delivery]:
 def test_claims_do_not_overlap_and_expired_leases_come_back(app: AppContext, clock) -> None:
     setup(app, clock, 6)
     with session_scope(app.engine) as s:
-        a = claim_batch(s, worker_id="a", limit=4, now=NOW, lease_seconds=60)
+        a = claim(s, worker_id="a", limit=4, now=NOW, lease_seconds=60)
     with session_scope(app.engine) as s:
-        b = claim_batch(s, worker_id="b", limit=4, now=NOW, lease_seconds=60)
+        b = claim(s, worker_id="b", limit=4, now=NOW, lease_seconds=60)
     assert len(a) == 4 and len(b) == 2
     assert not {c.id for c in a} & {c.id for c in b}
     assert {d.status for d in rows(app).values()} == {"sending"}
 
     # Worker a dies. Before the lease ends nothing is released; after, a's rows come back.
     with session_scope(app.engine) as s:
-        assert release_expired(s, NOW + timedelta(seconds=59)) == 0
+        assert release(s, NOW + timedelta(seconds=59)) == 0
     with session_scope(app.engine) as s:
-        assert release_expired(s, NOW + timedelta(seconds=61)) == 6
+        assert release(s, NOW + timedelta(seconds=61)) == 6
     later = NOW + timedelta(seconds=61)
     with session_scope(app.engine) as s:
-        c = claim_batch(s, worker_id="c", limit=10, now=later, lease_seconds=60)
+        c = claim(s, worker_id="c", limit=10, now=later, lease_seconds=60)
     assert {x.id for x in c} == {x.id for x in a + b}
     # Same Message-ID on the new attempt; the attempt is counted.
     ids = {x.id: x.message_id for x in a + b}
@@ -66,10 +61,10 @@ def test_claims_do_not_overlap_and_expired_leases_come_back(app: AppContext, clo
 
     # Worker a wakes up and reports: its lease is gone, so nothing it says is recorded.
     with session_scope(app.engine) as s:
-        record_outcomes(s, [Outcome(x, "sent") for x in a], worker_id="a", now=later, actor="t")
+        record(s, [Outcome(x, D.SENT) for x in a], worker_id="a", now=later)
     assert {d.status for d in rows(app).values()} == {"sending"}
     with session_scope(app.engine) as s:
-        record_outcomes(s, [Outcome(x, "sent") for x in c], worker_id="c", now=later, actor="t")
+        record(s, [Outcome(x, D.SENT) for x in c], worker_id="c", now=later)
     assert {d.status for d in rows(app).values()} == {"sent"}
 
 
@@ -82,8 +77,8 @@ def test_skip_locked_lets_replicas_claim_concurrently(postgres_url: str, clock) 
         # Two transactions open at once: the first holds row locks on its claim while the
         # second claims; SKIP LOCKED hands the second the other rows instead of waiting.
         with Session(e1) as s1, Session(e2) as s2:
-            first = claim_batch(s1, worker_id="r1", limit=6, now=NOW, lease_seconds=60)
-            second = claim_batch(s2, worker_id="r2", limit=6, now=NOW, lease_seconds=60)
+            first = claim(s1, worker_id="r1", limit=6, now=NOW, lease_seconds=60)
+            second = claim(s2, worker_id="r2", limit=6, now=NOW, lease_seconds=60)
             s2.commit()
             s1.commit()
         e1.dispose()
@@ -100,7 +95,7 @@ async def test_a_crashed_senders_deliveries_are_sent_once_by_the_next_run(
     app.settings = Settings(**{**app.settings.__dict__, "smtp_port": smtp_server.port})
     setup(app, clock, 3)
     with session_scope(app.engine) as s:
-        held = claim_batch(s, worker_id="dead", limit=10, now=NOW, lease_seconds=300)
+        held = claim(s, worker_id="dead", limit=10, now=NOW, lease_seconds=300)
     report = await send_due(app, worker_id="next")
     assert report.sent == 0 and smtp_server.messages == []  # still leased to the dead worker
     clock.advance(seconds=301)
@@ -113,17 +108,16 @@ async def test_a_crashed_senders_deliveries_are_sent_once_by_the_next_run(
 def test_retry_failed_only_touches_failed(app: AppContext, clock) -> None:
     setup(app, clock, 3)
     with session_scope(app.engine) as s:
-        claims = claim_batch(s, worker_id="w", limit=3, now=NOW, lease_seconds=60)
-        record_outcomes(
+        claims = claim(s, worker_id="w", limit=3, now=NOW, lease_seconds=60)
+        record(
             s,
             [
-                Outcome(claims[0], "failed", "550 5.7.1 rejected"),
-                Outcome(claims[1], "retry", "451 later"),
-                Outcome(claims[2], "sent"),
+                Outcome(claims[0], D.FAILED, "550 5.7.1 rejected"),
+                Outcome(claims[1], D.RETRY, "451 later"),
+                Outcome(claims[2], D.SENT),
             ],
             worker_id="w",
             now=NOW,
-            actor="t",
         )
     with session_scope(app.engine) as s:
         assert retry_now(s, NOW, failed=True) == 1

@@ -11,7 +11,7 @@ from sqlmodel import select
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Delivery
-from digestd.outbox import plan_due
+from digestd.planning import plan_due
 from tests.support.digests import add_subscriber
 
 

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import pytest
 
 from digestd.config import Settings
-from digestd.mailer import (
+from digestd.mime import (
     SlotPart,
     build_digest_message,
     build_digest_template,
@@ -135,7 +135,7 @@ def parts(msg: EmailMessage) -> list[tuple[str, object]]:
 
 @pytest.mark.parametrize("fmt", ["html", "text"])
 def test_fast_path_reads_like_the_reference_for_every_kind_of_subscriber(fmt: str) -> None:
-    body = Renderer(SETTINGS).render_digest(PROFILE, picks(HOSTILE), when=NOW, fmt=fmt)
+    body = Renderer(SETTINGS).render_digest(PROFILE, picks(HOSTILE), day=NOW.date(), fmt=fmt)
     for i, (email, name, base) in enumerate(SUBSCRIBERS):
         mid = f"<digest.2026-11-26.{i}.abc{i}@example.org>"
         raw = fast(body, email, name, base, mid)
@@ -161,7 +161,7 @@ def test_fast_path_reads_like_the_reference_for_every_kind_of_subscriber(fmt: st
 
 
 def test_a_placeholder_in_feed_text_stays_text() -> None:
-    body = Renderer(SETTINGS).render_digest(PROFILE, picks(HOSTILE), when=NOW, fmt="html")
+    body = Renderer(SETTINGS).render_digest(PROFILE, picks(HOSTILE), day=NOW.date(), fmt="html")
     raw = fast(body, "ada@example.org", "", "https://d.example.org", "<m.1@example.org>")
     assert raw is not None
     msg = message_from_bytes(raw, policy=policy.default)
@@ -172,5 +172,5 @@ def test_a_placeholder_in_feed_text_stays_text() -> None:
 
 
 def test_a_non_ascii_address_is_left_to_the_reference_path() -> None:
-    body = Renderer(SETTINGS).render_digest(PROFILE, picks("ok"), when=NOW, fmt="text")
+    body = Renderer(SETTINGS).render_digest(PROFILE, picks("ok"), day=NOW.date(), fmt="text")
     assert fast(body, "zoë@example.org", "", "https://d.example.org", "<m.1@x.org>") is None

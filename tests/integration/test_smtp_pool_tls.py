@@ -16,7 +16,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
 
 from digestd.config import Settings
-from digestd.mailer import SmtpPool, TemporarySendError, build_digest_message
+from digestd.mime import build_digest_message
+from digestd.smtp_pool import SmtpPool, TemporarySendError
 from tests.support.smtp import RecordingHandler, free_port
 
 x509 = pytest.importorskip("cryptography.x509")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from digestd.db import chunks
 from digestd.models import Entry
@@ -101,7 +101,9 @@ class PaperCache:
         missing = sorted({i for i in entry_ids if i not in self._papers})
         for chunk in chunks(missing, IN_CHUNK):
             rows = session.execute(
-                select(Entry.id, Entry.title, Entry.summary).where(Entry.id.in_(chunk))  # type: ignore[union-attr]
+                select(col(Entry.id), col(Entry.title), col(Entry.summary)).where(
+                    col(Entry.id).in_(chunk)
+                )
             ).all()
             for entry_id, title, summary in rows:
                 self.add(entry_id, title or "", summary or "")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from digestd.db import chunks
 from digestd.models import Entry, Vote
@@ -120,7 +120,9 @@ def undo(session: Session, subscriber_id: int, entry_id: int, value: int | None 
 def current(session: Session, subscriber_id: int, entry_id: int) -> int | None:
     """The subscriber's vote on a paper (+1, -1), or None."""
     return session.execute(
-        select(Vote.value).where(Vote.subscriber_id == subscriber_id, Vote.entry_id == entry_id)  # type: ignore[arg-type]
+        select(col(Vote.value)).where(
+            col(Vote.subscriber_id) == subscriber_id, col(Vote.entry_id) == entry_id
+        )
     ).scalar()
 
 
@@ -141,13 +143,13 @@ def listing(session: Session, subscriber_id: int) -> list[VoteView]:
     """A subscriber's votes and liked papers with the papers' titles, newest first."""
     rows = session.execute(
         select(
-            Vote.entry_id,
-            Entry.title,
-            Entry.url,
-            Entry.canonical_key,
-            Vote.value,
-            Vote.interest,
-            Vote.created_at,
+            col(Vote.entry_id),
+            col(Entry.title),
+            col(Entry.url),
+            col(Entry.canonical_key),
+            col(Vote.value),
+            col(Vote.interest),
+            col(Vote.created_at),
         )
         .join(Entry, Entry.id == Vote.entry_id)  # type: ignore[arg-type]
         .where(Vote.subscriber_id == subscriber_id)  # type: ignore[arg-type]
@@ -163,7 +165,13 @@ def for_subscribers(session: Session, subscriber_ids: Iterable[int]) -> dict[int
     out: dict[int, list[VoteRow]] = {}
     for chunk in chunks(ids, IN_CHUNK):
         rows = session.execute(
-            select(Vote.subscriber_id, Vote.entry_id, Vote.value, Vote.interest, Vote.created_at)
+            select(
+                col(Vote.subscriber_id),
+                col(Vote.entry_id),
+                col(Vote.value),
+                col(Vote.interest),
+                col(Vote.created_at),
+            )
             .where(Vote.subscriber_id.in_(chunk))  # type: ignore[attr-defined]
             .order_by(Vote.subscriber_id, Vote.created_at.desc())  # type: ignore[arg-type,attr-defined]
         ).all()

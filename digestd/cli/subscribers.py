@@ -222,7 +222,7 @@ def show_cmd(
             for e in rows
         ]
         assert sub.id is not None
-        voted = [
+        voted: list[dict[str, str]] = [
             {
                 "paper": v.paper_id,
                 "title": v.title,

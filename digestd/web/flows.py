@@ -43,8 +43,13 @@ class Page:
 
 def _page(ctx: AppContext, sub: Subscriber, changed: bool = False) -> Page:
     key = ctx.secret_key
+    # The page lists the subscriber's votes, read in the flow's own session (transaction).
     session = Session.object_session(sub)
-    listed = votes.listing(session, sub.id) if session is not None and sub.id else []
+    listed = (
+        votes.listing(session, sub.id)  # type: ignore[arg-type]  # a sqlmodel Session
+        if session is not None and sub.id
+        else []
+    )
     return Page(
         sub=sub,
         preferences_token=links.token_of(key, "preferences", sub),

@@ -90,9 +90,9 @@ class Model:
 
 class PaperCache:
     """Voted papers' term counts, loaded once per send pass (many subscribers vote on the
-    same papers). Bounded: the oldest half is dropped when full."""
+    same papers). Bounded (≈10 KB a paper): the oldest half is dropped when full."""
 
-    def __init__(self, limit: int = 20000) -> None:
+    def __init__(self, limit: int = 4000) -> None:
         self.limit = limit
         self._papers: dict[int, Paper] = {}
 

@@ -90,15 +90,21 @@ class Model:
 
 class PaperCache:
     """Voted papers' term counts, loaded once per send pass (many subscribers vote on the
-    same papers). Bounded (≈10 KB a paper): the oldest half is dropped when full."""
+    same papers). Bounded (≈10 KB a paper) except for what one batch needs at once."""
 
     def __init__(self, limit: int = 4000) -> None:
         self.limit = limit
         self._papers: dict[int, Paper] = {}
 
     def load(self, session: Session, entry_ids: Iterable[int]) -> None:
-        """Read the papers not cached yet: one query per chunk of ids."""
-        missing = sorted({i for i in entry_ids if i not in self._papers})
+        """Read the papers not cached yet (one query per chunk of ids). When full, papers
+        this call does not need are dropped first (oldest first)."""
+        wanted = set(entry_ids)
+        missing = sorted(i for i in wanted if i not in self._papers)
+        over = len(self._papers) + len(missing) - self.limit
+        if over > 0:
+            for key in [k for k in self._papers if k not in wanted][:over]:
+                del self._papers[key]
         for chunk in chunks(missing, IN_CHUNK):
             rows = session.execute(
                 select(col(Entry.id), col(Entry.title), col(Entry.summary)).where(
@@ -110,9 +116,6 @@ class PaperCache:
 
     def add(self, entry_id: int, title: str, summary: str) -> Paper:
         """Cache one paper from its text."""
-        if len(self._papers) >= self.limit:
-            for key in list(self._papers)[: self.limit // 2]:
-                del self._papers[key]
         counts: Counter[str] = Counter()
         for token in tokenize(title):
             if token not in STOPWORDS:

@@ -254,22 +254,24 @@ def add_votes(ctx: Any, args: argparse.Namespace, now: datetime) -> tuple[int, i
         old_ids = list(session.scalars(select(Entry.id).where(Entry.ingested_at <= earlier)))
         sub_ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
     voters = rng.sample(sub_ids, int(len(sub_ids) * args.voters))
-    rows = []
-    for sub_id in voters:
-        for entry_id in rng.sample(old_ids, rng.randint(lo, hi)):
-            rows.append(
-                {
-                    "subscriber_id": sub_id,
-                    "entry_id": entry_id,
-                    "value": 1 if rng.random() < 0.7 else -1,
-                    "interest": False,
-                    "created_at": now - timedelta(days=rng.uniform(0, 60)),
-                }
-            )
-    for first in range(0, len(rows), 10000):
+    total = 0
+    # Streamed in chunks of voters: the setup must not inflate the peak RSS it reports.
+    for first in range(0, len(voters), 500):
+        rows = [
+            {
+                "subscriber_id": sub_id,
+                "entry_id": entry_id,
+                "value": 1 if rng.random() < 0.7 else -1,
+                "interest": False,
+                "created_at": now - timedelta(days=rng.uniform(0, 60)),
+            }
+            for sub_id in voters[first : first + 500]
+            for entry_id in rng.sample(old_ids, rng.randint(lo, hi))
+        ]
         with session_scope(ctx.engine) as session:
-            session.execute(insert(Vote), rows[first : first + 10000])
-    return len(voters), len(rows)
+            session.execute(insert(Vote), rows)
+        total += len(rows)
+    return len(voters), total
 
 
 def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, float | int | str]:

@@ -218,7 +218,7 @@ def load_settings(
         merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     merged.update(os.environ if environ is None else environ)
 
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for var, (name, parse) in PARSERS.items():
         if var not in merged:
             continue
@@ -229,9 +229,9 @@ def load_settings(
             # Never echo a secret back, even when it is wrong.
             reason = "is invalid" if name in SECRET_FIELDS and "characters" not in str(exc) else exc
             raise ConfigError(f"{var} {reason}") from None
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)
     if settings.smtp_password and not settings.smtp_username:
         raise ConfigError("DIGESTD_SMTP_PASSWORD is set but DIGESTD_SMTP_USERNAME is not")
     if "log_level" in values:
-        settings = Settings(**{**values, "log_level": str(values["log_level"]).upper()})  # type: ignore[arg-type]
+        settings = Settings(**{**values, "log_level": str(values["log_level"]).upper()})
     return settings

@@ -24,6 +24,7 @@ class AppContext:
     settings: Settings
     clock: Clock = field(default=utcnow)
     actor: str = "cli"
+    migrated: bool = field(default=False, repr=False)  # migrate() ran in this process
 
     @cached_property
     def engine(self) -> Engine:
@@ -36,6 +37,7 @@ class AppContext:
     def migrate(self) -> None:
         """Apply migrations; every command that needs the schema calls this first."""
         upgrade(self.engine)
+        self.migrated = True
 
     @cached_property
     def secret_key(self) -> str:

@@ -4,7 +4,10 @@ Jobs (APScheduler 3.x AsyncIOScheduler, each `max_instances=1`, `coalesce=True`)
 
 - ingest        every minute: fetch the sources whose `next_fetch_at` is due (each source keeps
                 its own interval and backoff; the ingest service computes `next_fetch_at`).
-- plan          every minute: one delivery per due (subscriber, period); idempotent.
+- plan          every minute: one delivery per due (subscriber, period); idempotent. Its first
+                run waits for the first ingest run to finish: a digest's window ends when it
+                is planned, so a daemon (re)started at the send hour with a source not yet
+                fetched would otherwise plan an empty digest a moment before the papers arrive.
 - send          claims due deliveries in batches until none is left or a stop is requested.
 - housekeeping  expired leases (a crashed or killed worker) go back to pending.
 
@@ -134,6 +137,8 @@ class Daemon:
         )
         self._running: set[asyncio.Task[Any]] = set()
         self._last_beat = time.monotonic()
+        # Set when the first ingest run has finished (ok or not): planning waits for it.
+        self._first_ingest_done = asyncio.Event()
 
     # -- jobs: each logs exactly one line per run ---------------------------------------
 
@@ -176,9 +181,16 @@ class Daemon:
             reports = await fetch_sources(self.ctx, only_due=True)
             return _summarize_fetch(reports)
 
-        await self._run_job("ingest", body)
+        try:
+            await self._run_job("ingest", body)
+        finally:
+            self._first_ingest_done.set()
 
     async def plan(self) -> None:
+        # Papers first: what the due sources hold at start goes into the first digests.
+        # (Bounded: fetches have their own timeouts; a stop cancels this wait.)
+        await self._first_ingest_done.wait()
+
         async def body() -> str:
             from digestd.planning import plan_due
 

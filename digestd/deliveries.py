@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from digestd.db import chunks
-from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber
+from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber, table_of
 from digestd.statuses import CLAIMABLE, WINDOW_DONE, DeliveryStatus
 
 D = DeliveryStatus
@@ -50,8 +50,8 @@ MAX_ATTEMPTS = 8
 # Chunk IN lists well below every backend's bound-parameter limit.
 IN_CHUNK = 1000
 
-_TABLE = Delivery.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
-_ENTRY_TABLE = DeliveryEntry.__table__  # type: ignore[attr-defined]  # (same)
+_TABLE = table_of(Delivery)
+_ENTRY_TABLE = table_of(DeliveryEntry)
 
 
 def _insert(session: Session) -> Any:
@@ -117,12 +117,12 @@ def history(session: Session, subscriber_ids: Iterable[int]) -> dict[int, Histor
     for chunk in chunks(ids, IN_CHUNK):
         rows = session.execute(
             select(
-                Delivery.subscriber_id,
-                func.max(Delivery.due_at),
-                func.max(case((done, Delivery.window_end), else_=None)),
+                col(Delivery.subscriber_id),
+                func.max(col(Delivery.due_at)),
+                func.max(case((done, col(Delivery.window_end)), else_=None)),
             )
             .where(col(Delivery.subscriber_id).in_(chunk))
-            .group_by(Delivery.subscriber_id)
+            .group_by(col(Delivery.subscriber_id))
         ).all()
         for sub_id, last_due, last_end in rows:
             out[sub_id] = History(_aware(last_due), _aware(last_end))
@@ -138,14 +138,14 @@ def sent_entry_ids(
     found: dict[int, set[int]] = {i: set() for i in ids}
     for chunk in chunks(ids, IN_CHUNK):
         stmt = (
-            select(Delivery.subscriber_id, DeliveryEntry.entry_id)
+            select(col(Delivery.subscriber_id), col(DeliveryEntry.entry_id))
             .join(DeliveryEntry, col(DeliveryEntry.delivery_id) == col(Delivery.id))
             .where(col(Delivery.subscriber_id).in_(chunk))
-            .where(Delivery.status == D.SENT)
+            .where(col(Delivery.status) == D.SENT)
         )
         if since is not None:
             stmt = stmt.join(Entry, col(Entry.id) == col(DeliveryEntry.entry_id)).where(
-                Entry.ingested_at > since
+                col(Entry.ingested_at) > since
             )
         for sub_id, entry_id in session.execute(stmt).all():
             found[sub_id].add(entry_id)
@@ -228,13 +228,13 @@ def claim(
     # cost more per claimed delivery than the claim's two statements.
     stmt = (
         select(
-            Delivery.id,
-            Delivery.subscriber_id,
-            Delivery.period,
-            Delivery.window_start,
-            Delivery.window_end,
-            Delivery.message_id,
-            Delivery.attempts,
+            col(Delivery.id),
+            col(Delivery.subscriber_id),
+            col(Delivery.period),
+            col(Delivery.window_start),
+            col(Delivery.window_end),
+            col(Delivery.message_id),
+            col(Delivery.attempts),
         )
         .where(col(Delivery.status).in_(CLAIMABLE), col(Delivery.next_attempt_at) <= now)
         .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
@@ -279,9 +279,11 @@ def release(session: Session, now: datetime, *, worker_id: str | None = None) ->
     is never touched. The Message-ID stays, so a message the server accepted just before
     the stop is a same-ID duplicate.
     """
-    held = Delivery.status == D.SENDING
+    held = col(Delivery.status) == D.SENDING
     which = (
-        col(Delivery.lease_until) < now if worker_id is None else Delivery.claimed_by == worker_id
+        col(Delivery.lease_until) < now
+        if worker_id is None
+        else col(Delivery.claimed_by) == worker_id
     )
     result = session.execute(
         update(Delivery)
@@ -449,7 +451,7 @@ def _rows(session: Session, stmt: Any) -> list[DeliveryRow]:
 
 
 def _with_email() -> Any:
-    return select(Delivery, Subscriber.email).join(
+    return select(Delivery, col(Subscriber.email)).join(
         Subscriber, col(Subscriber.id) == col(Delivery.subscriber_id)
     )
 
@@ -465,21 +467,21 @@ def list_deliveries(
     server's reply for failures."""
     stmt = _with_email().order_by(col(Delivery.id).desc()).limit(limit)
     if status is not None:
-        stmt = stmt.where(Delivery.status == status)
+        stmt = stmt.where(col(Delivery.status) == status)
     if subscriber_id is not None:
-        stmt = stmt.where(Delivery.subscriber_id == subscriber_id)
+        stmt = stmt.where(col(Delivery.subscriber_id) == subscriber_id)
     return _rows(session, stmt)
 
 
 def get(session: Session, delivery_id: int) -> DeliveryRow | None:
     """One delivery by id, or None."""
-    found = _rows(session, _with_email().where(Delivery.id == delivery_id))
+    found = _rows(session, _with_email().where(col(Delivery.id) == delivery_id))
     return found[0] if found else None
 
 
 def find_by_message_id(session: Session, message_id: str) -> DeliveryRow | None:
     """The delivery that carried this Message-ID (`<…>` included), or None."""
-    found = _rows(session, _with_email().where(Delivery.message_id == message_id.strip()))
+    found = _rows(session, _with_email().where(col(Delivery.message_id) == message_id.strip()))
     return found[0] if found else None
 
 
@@ -487,8 +489,8 @@ def entry_ids(session: Session, delivery_id: int) -> list[int]:
     """The papers a delivery carried, in rank order."""
     return list(
         session.scalars(
-            select(DeliveryEntry.entry_id)
-            .where(DeliveryEntry.delivery_id == delivery_id)
+            select(col(DeliveryEntry.entry_id))
+            .where(col(DeliveryEntry.delivery_id) == delivery_id)
             .order_by(col(DeliveryEntry.rank))
         )
     )
@@ -497,16 +499,18 @@ def entry_ids(session: Session, delivery_id: int) -> list[int]:
 def latest_per_subscriber(session: Session) -> list[tuple[DeliveryRow, str]]:
     """Each subscriber's newest delivery with the title of its top paper ("" if none), by
     address (the demo's summary table)."""
-    newest = select(func.max(Delivery.id)).group_by(col(Delivery.subscriber_id)).scalar_subquery()
+    newest = (
+        select(func.max(col(Delivery.id))).group_by(col(Delivery.subscriber_id)).scalar_subquery()
+    )
     rows = _rows(
         session,
         _with_email().where(col(Delivery.id).in_(newest)).order_by(col(Subscriber.email)),
     )
     tops = dict(
         session.execute(
-            select(DeliveryEntry.delivery_id, Entry.title)
+            select(col(DeliveryEntry.delivery_id), col(Entry.title))
             .join(Entry, col(Entry.id) == col(DeliveryEntry.entry_id))
-            .where(DeliveryEntry.rank == 0)
+            .where(col(DeliveryEntry.rank) == 0)
             .where(col(DeliveryEntry.delivery_id).in_([r.id for r in rows]))
         ).all()
     )
@@ -517,7 +521,7 @@ def counts(session: Session) -> dict[DeliveryStatus, int]:
     """How many deliveries are in each status (every status present, zero when none)."""
     out = dict.fromkeys(DeliveryStatus, 0)
     for status, n in session.execute(
-        select(Delivery.status, func.count()).group_by(col(Delivery.status))
+        select(col(Delivery.status), func.count()).group_by(col(Delivery.status))
     ):
         out[DeliveryStatus(status)] = int(n)
     return out
@@ -529,7 +533,7 @@ def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:
     if failed:
         stmt = (
             update(Delivery)
-            .where(Delivery.status == D.FAILED)
+            .where(col(Delivery.status) == D.FAILED)
             .values(status=D.RETRY.value, attempts=0, next_attempt_at=now)
         )
     else:
@@ -537,8 +541,8 @@ def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:
             update(Delivery)
             .where(
                 or_(
-                    Delivery.status == D.RETRY,
-                    and_(Delivery.status == D.PENDING, col(Delivery.next_attempt_at) > now),
+                    col(Delivery.status) == D.RETRY,
+                    and_(col(Delivery.status) == D.PENDING, col(Delivery.next_attempt_at) > now),
                 )
             )
             .values(next_attempt_at=now)
@@ -548,7 +552,7 @@ def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:
 
 def forget_subscriber(session: Session, subscriber_id: int) -> int:
     """Delete a subscriber's deliveries and their paper lists; returns how many deliveries."""
-    ids = select(Delivery.id).where(Delivery.subscriber_id == subscriber_id)
+    ids = select(col(Delivery.id)).where(col(Delivery.subscriber_id) == subscriber_id)
     # Explicit deletes rather than relying on ON DELETE CASCADE being enabled on the connection.
     session.execute(delete(DeliveryEntry).where(col(DeliveryEntry.delivery_id).in_(ids)))
     return _rowcount(

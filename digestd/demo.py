@@ -61,7 +61,8 @@ class _SaveToFolder:
         self.saved: list[Path] = []
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        data = bytes(envelope.original_content or envelope.content or b"")
+        raw = envelope.original_content or envelope.content or b""
+        data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else "unknown"
         safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", rcpt)
         with self.lock:
@@ -100,7 +101,7 @@ def _write_html(outbox: Path, eml_files: list[Path]) -> Path | None:
     """The HTML part of the first HTML digest, as a file to open in a browser."""
     for path in eml_files:
         msg = message_from_bytes(path.read_bytes(), policy=policy.default)
-        part = msg.get_body(("html",))  # type: ignore[attr-defined]
+        part = msg.get_body(("html",))
         if part is not None:
             target = path.with_suffix(".html")
             target.write_text(part.get_content(), encoding="utf-8")

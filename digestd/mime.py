@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
-from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 
 def one_line(value: str) -> str:
@@ -53,7 +54,15 @@ def compose(
     return msg
 
 
-class _UrlListHeader(UnstructuredHeader):
+if TYPE_CHECKING:
+    # The header registry mixes each header class with BaseHeader at runtime; typeshed
+    # types the mixins on their own, so the type checker is told what the class becomes.
+    class _RegistryHeader(UnstructuredHeader, BaseHeader): ...
+else:
+    _RegistryHeader = UnstructuredHeader
+
+
+class _UrlListHeader(_RegistryHeader):
     """List-Unsubscribe (RFC 2369): `<url>, <mailto:…>` written as is.
 
     The email package folds long unstructured headers by RFC 2047-encoding any word longer

@@ -36,6 +36,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a model (for bulk statements; SQLModel does not type `__table__`)."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
 def utcnow() -> datetime:
     """The real current time (aware UTC); code under test takes its clock from AppContext."""
     return datetime.now(UTC)

@@ -46,7 +46,8 @@ def plan_due(
                 break
             last_id = batch[-1].id
             report.checked += len(batch)
-            seen.update(s.email for s in batch)
+            if wanted is not None:  # only for named addresses: memory stays per batch
+                seen.update(s.email for s in batch)
             past = deliveries.history(session, [s.id for s in batch])
             rows = []
             for sub in batch:

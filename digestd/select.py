@@ -1,4 +1,5 @@
-"""Which papers a digest carries: window, never-twice, topic relevance, popularity, freshness.
+"""Which papers a digest carries, within the window `digests` decided: never-twice, topic
+relevance, popularity, freshness.
 
 Work is per *profile* (topics, categories, size, window), not per subscriber: a `Selector`
 loads the entries of a time range once (three queries, whatever the number of subscribers)
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from digestd import deliveries, learning, votes
 from digestd.models import Entry, EntrySource, Source, Subscriber
@@ -204,7 +205,7 @@ class Selector:
                 select(Entry)
                 .where(Entry.ingested_at > start)
                 .where(Entry.ingested_at <= end)
-                .order_by(Entry.id)  # type: ignore[arg-type]
+                .order_by(col(Entry.id))
             ).all()
         )
         source_name = {
@@ -216,7 +217,7 @@ class Selector:
                 names.setdefault(entry.id or 0, set()).add(source_name[entry.source_id])
         seen_in = session.exec(
             select(EntrySource.entry_id, EntrySource.source_id)
-            .join(Entry, Entry.id == EntrySource.entry_id)  # type: ignore[arg-type]
+            .join(Entry, col(Entry.id) == col(EntrySource.entry_id))
             .where(Entry.ingested_at > start)
             .where(Entry.ingested_at <= end)
         ).all()

@@ -1,11 +1,12 @@
-"""Sending what the outbox holds: claim a batch, select and render once per profile (and
-build its MIME once), fill in each subscriber's values, send over one shared SMTP pool,
-record the batch's results. Batches are pipelined: the next is claimed and prepared and the
-previous recorded, in worker threads, while one is on the wire.
+"""Sending the due deliveries: claim a batch (`deliveries.claim`), select and render once per
+profile (and build its MIME once), fill in each subscriber's values, send over one shared
+SMTP pool, and record each outcome soon after the server's reply, in bounded group commits
+(`recorder.Recorder`). The next batch is claimed and prepared in a worker thread while one
+is on the wire.
 
-Memory is bounded by the batch size (DIGESTD_BATCH_SIZE, at most three batches in flight)
-and the digest cache; database work is a few statements per batch (never one per
-subscriber), and SMTP concurrency equals the pool size.
+Memory is bounded by the batch size (DIGESTD_BATCH_SIZE, two batches in hand) and the
+digest cache; database work is a few statements per batch and per group commit (never one
+per subscriber), and SMTP concurrency equals the pool size.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -35,6 +36,7 @@ from digestd.mime import (
     format_date,
     one_line,
 )
+from digestd.recorder import Recorder
 from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
 from digestd.select import Pick, Profile, Selector, Taste, load_tastes
 from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
@@ -65,9 +67,12 @@ class SendReport:
     released: int = 0  # expired leases of dead workers handed back before sending
     bounced: int = 0  # subscribers newly marked bounced
     renders: int = 0  # digest bodies rendered (per profile and paper list, not per subscriber)
+    # The most messages on the wire or accepted but not yet recorded at once: what a crash at
+    # the worst moment of this pass would have sent again (at most recorder.UNRECORDED_MAX).
+    unrecorded_peak: int = 0
     problem: str | None = None  # the first retry/failure reason, so an admin sees why
 
-    def add(self, outcomes: list[Outcome]) -> None:
+    def add(self, outcomes: Sequence[Outcome]) -> None:
         """Count recorded outcomes; keep the first retry/failure reason."""
         for o in outcomes:
             if o.status == D.SENT:
@@ -284,10 +289,10 @@ async def _send_jobs(
     renderer: Renderer,
     jobs: list[_Job],
     stop: StopSignal | None,
-    outcomes: list[Outcome],
+    recorder: Recorder,
 ) -> None:
-    """Personalize and send with `pool.size` concurrent senders; appends one Outcome per job
-    to `outcomes` as each finishes (so a cancelled pass still knows what was sent)."""
+    """Personalize and send with `pool.size` concurrent senders; each outcome goes to the
+    recorder as soon as the server answered (committed within a bounded group)."""
     s = ctx.settings
     secret = ctx.secret_key
     now = ctx.now()
@@ -300,8 +305,12 @@ async def _send_jobs(
             c, sub = job.claim, job.sub
             if stop is not None and stop.is_set():
                 # Not attempted: hand it straight back instead of holding it to lease expiry.
-                outcomes.append(Outcome(c, D.PENDING, None))
+                recorder.add(Outcome(c, D.PENDING, None), credit=False)
                 continue
+            # At most recorder.UNRECORDED_MAX messages on the wire or accepted-but-unrecorded:
+            # the most a crash can re-send.
+            await recorder.before_send()
+            outcome: Outcome
             try:
                 unsubscribe, preferences, vote = links(
                     s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
@@ -340,16 +349,15 @@ async def _send_jobs(
                     await pool.send(message)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
-                outcomes.append(
-                    Outcome(c, D.FAILED, one_line(reply), bad_address=exc.is_bad_address)
-                )
+                outcome = Outcome(c, D.FAILED, one_line(reply), bad_address=exc.is_bad_address)
             except TemporarySendError as exc:
-                outcomes.append(_temporary(c, one_line(exc.reply) or "temporary failure"))
+                outcome = _temporary(c, one_line(exc.reply) or "temporary failure")
             except Exception as exc:  # a bad address format, an encoding error: keep going
                 log.exception("sending delivery %s failed", c.id)
-                outcomes.append(_temporary(c, f"error: {_short(exc)}"))
+                outcome = _temporary(c, f"error: {_short(exc)}")
             else:
-                outcomes.append(Outcome(c, D.SENT, None, entry_ids=job.digest.entry_ids))
+                outcome = Outcome(c, D.SENT, None, entry_ids=job.digest.entry_ids)
+            recorder.add(outcome, credit=True)
 
     await asyncio.gather(*(sender() for _ in range(max(1, min(pool.size, len(jobs))))))
 
@@ -379,19 +387,6 @@ def _claim_and_prepare(
     return _prepare(ctx, renderer, claims, report, bodies, loaded, papers)
 
 
-def _record(ctx: AppContext, outcomes: list[Outcome], worker_id: str) -> list[int]:
-    """Record outcomes and what they say about subscribers, in one transaction; returns the
-    ids of subscribers newly marked bounced."""
-    now = ctx.now()
-    with session_scope(ctx.engine) as session:
-        deliveries.record(session, outcomes, worker_id=worker_id, now=now)
-        subscribers.note_delivered(
-            session, (o.claim.subscriber_id for o in outcomes if o.status == D.SENT)
-        )
-        bad = {o.claim.subscriber_id: o.error or "" for o in outcomes if o.bad_address}
-        return subscribers.note_hard_bounces(session, bad, actor=ctx.actor, now=now)
-
-
 def _release(ctx: AppContext) -> int:
     with session_scope(ctx.engine) as session:
         return deliveries.release(session, ctx.now())
@@ -407,11 +402,12 @@ async def send_due(
 ) -> SendReport:
     """Send every delivery that is due, batch by batch, until none is left or `stop` is set.
 
-    Pipelined: while batch N is on the wire, batch N+1 is claimed and prepared and batch
-    N-1 recorded, each in a worker thread (database work never blocks the event loop, which
-    the web server shares). Every claimed row is recorded (sent, failed, skipped, retry, or
-    handed back as pending when a stop came first) or, if the process dies, released when
-    its lease expires.
+    Pipelined: while batch N is on the wire, batch N+1 is claimed and prepared in a worker
+    thread, and outcomes are committed in small groups as the server answers (`Recorder`),
+    so database work never blocks the event loop, which the web server shares. Every claimed
+    row is recorded (sent, failed, skipped, retry, or handed back as pending when a stop
+    came first) or, if the process dies, released when its lease expires; at most
+    `recorder.UNRECORDED_MAX` of them can have been accepted by the server by then.
 
     Terminates: each claimed row leaves the claimable set (`sending`, then sent, failed,
     skipped, or retry with a later `next_attempt_at`) before the next claim.
@@ -424,6 +420,12 @@ async def send_due(
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings)
     size = limit or ctx.settings.batch_size
+
+    def recorded(outcomes: Sequence[Outcome], bounced: list[int]) -> None:
+        report.add(outcomes)
+        report.bounced += len(bounced)
+
+    recorder = Recorder(ctx, worker_id, recorded)
 
     def stopped() -> bool:
         return stop is not None and stop.is_set()
@@ -444,10 +446,8 @@ async def send_due(
         )
 
     # Thread work is awaited through shield(): cancelling this pass must not cancel the
-    # wait on a thread that keeps running (a claim or a record), or its result is lost.
+    # wait on a thread that keeps running (a claim), or its result is lost.
     upcoming: asyncio.Task[_Batch | None] | None = None  # claim + prepare of the next batch
-    recording: asyncio.Task[list[int]] | None = None  # record of the previous batch
-    current: _Batch | None = None  # on the wire
     try:
         report.released = await asyncio.to_thread(_release, ctx)
         upcoming = None if stopped() else claim_next()
@@ -459,30 +459,23 @@ async def send_due(
             report.claimed += len(current.claims)
             if not stopped():
                 upcoming = claim_next()
-            await _send_jobs(ctx, smtp, renderer, current.jobs, stop, current.outcomes)
-            if recording is not None:
-                report.bounced += len(await asyncio.shield(recording))
-            recording = asyncio.ensure_future(
-                asyncio.to_thread(_record, ctx, current.outcomes, worker_id)
-            )
-            report.add(current.outcomes)
-            current = None
-        if recording is not None:
-            report.bounced += len(await asyncio.shield(recording))
-            recording = None
+            for outcome in current.outcomes:  # decided while preparing (skips, render errors)
+                recorder.add(outcome, credit=False)
+            await _send_jobs(ctx, smtp, renderer, current.jobs, stop, recorder)
+        await recorder.close()
+        report.unrecorded_peak = recorder.unrecorded_peak
     except asyncio.CancelledError:
         # A hard stop. What the server already accepted is recorded before giving up, so
-        # it is not sent again: the previous batch's record is waited for, this batch's
-        # sent ones are written here. Its unattempted rest stays `sending` under this worker
-        # until released (at once by a graceful stop, or at lease expiry). A batch claimed
-        # ahead and not started is handed back at once.
-        await _settle(ctx, worker_id, recording, current, upcoming)
+        # it is not sent again. The batch's unattempted rest stays `sending` under this
+        # worker until released (at once by a graceful stop, or at lease expiry). A batch
+        # claimed ahead and not started is handed back at once.
+        await _settle(ctx, recorder, upcoming)
         raise
     except BaseException:
         # Not a stop but a failure (say, the database went away): try the same bookkeeping
         # (if it fails too, the leases bring the rows back) and report the failure.
         with contextlib.suppress(Exception):
-            await _settle(ctx, worker_id, recording, current, upcoming)
+            await _settle(ctx, recorder, upcoming)
         raise
     finally:
         if owned:
@@ -491,23 +484,16 @@ async def send_due(
 
 
 async def _settle(
-    ctx: AppContext,
-    worker_id: str,
-    recording: asyncio.Future[list[int]] | None,
-    current: _Batch | None,
-    upcoming: asyncio.Future[_Batch | None] | None,
+    ctx: AppContext, recorder: Recorder, upcoming: asyncio.Future[_Batch | None] | None
 ) -> None:
     """Finish the bookkeeping of an interrupted pass (see send_due's except clauses)."""
-    if recording is not None:
-        with contextlib.suppress(Exception):
-            await recording
-    if current is not None and current.outcomes:
-        # In the loop thread, not a worker: it must happen even if we are cancelled again.
-        _record(ctx, current.outcomes, worker_id)
     if upcoming is not None:
         ahead = None
         with contextlib.suppress(Exception):
             ahead = await upcoming
         if ahead is not None:
-            ahead.outcomes.extend(Outcome(j.claim, D.PENDING, None) for j in ahead.jobs)
-            _record(ctx, ahead.outcomes, worker_id)
+            for outcome in ahead.outcomes:
+                recorder.add(outcome, credit=False)
+            for job in ahead.jobs:
+                recorder.add(Outcome(job.claim, D.PENDING, None), credit=False)
+    await recorder.settle()

@@ -126,7 +126,8 @@ class SmtpPool:
                 # timeout): one immediate try on a fresh connection saves a retry minutes
                 # later. Only a drop in the instant after the server took the data could
                 # duplicate, and the copy carries the same Message-ID.
-                await self._quietly_close(client)  # type: ignore[arg-type]
+                assert client is not None  # `reused` means it was open
+                await self._quietly_close(client)
                 client = await self._ready(None)
                 return await self._transmit(client, message)
         except SendError:

@@ -22,7 +22,7 @@ class SubscriberStatus(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
-    """Where one digest (subscriber, period) stands in the outbox."""
+    """Where one digest (subscriber, period) stands in the delivery store."""
 
     PENDING = "pending"  # planned, claimable from next_attempt_at
     SENDING = "sending"  # claimed by a worker under a lease

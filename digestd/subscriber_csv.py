@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
-from digestd.models import Event, Subscriber
+from digestd.models import Event, Subscriber, table_of
 from digestd.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import (
     ADDED,
@@ -129,23 +129,25 @@ def export_csv(
     return count
 
 
-def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, str]:
+def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, SubscriberStatus]:
     """Validate one row's cells; InvalidInput names the first problem."""
     email = normalize_email(cells["email"])
     frequency, _, weekday = (cells["frequency"].strip() or "daily").partition(":")
     if weekday and frequency.strip().lower() != "weekly":
         raise InvalidInput(f"frequency {cells['frequency']!r}: only weekly takes a day")
-    prefs = Preferences(
-        name=cells["name"],
-        topics=cells["topics"],
-        categories=cells["categories"],  # type: ignore[arg-type]  # validated() splits it
-        frequency=frequency,
-        send_hour=cells["hour"].strip() or 8,  # type: ignore[arg-type]
-        send_weekday=parse_weekday(weekday) if weekday else 0,
-        timezone=cells["timezone"].strip() or "UTC",
-        max_items=cells["max_items"].strip() or 10,  # type: ignore[arg-type]
-        format=cells["format"].strip() or "html",
-    ).validated()
+    # Text as it came: validated() coerces and checks every field ("7", "cs.CL,cs.LG").
+    raw: dict[str, Any] = {
+        "name": cells["name"],
+        "topics": cells["topics"],
+        "categories": cells["categories"],
+        "frequency": frequency,
+        "send_hour": cells["hour"].strip() or 8,
+        "send_weekday": parse_weekday(weekday) if weekday else 0,
+        "timezone": cells["timezone"].strip() or "UTC",
+        "max_items": cells["max_items"].strip() or 10,
+        "format": cells["format"].strip() or "html",
+    }
+    prefs = Preferences(**raw).validated()
     try:
         status = parse_subscriber_status(cells["status"]) if cells["status"].strip() else None
     except ValueError as exc:
@@ -347,7 +349,7 @@ def _apply_batch(
         set_by_admin(
             session, sub, row.status, actor=actor, now=now, reason=f"import line {row.line}"
         )
-    table = Subscriber.__table__  # type: ignore[attr-defined]
+    table = table_of(Subscriber)
     conn = session.connection()
     if new_rows:
         # Plain executemany, then one SELECT for the ids: INSERT … RETURNING over a whole
@@ -373,7 +375,7 @@ def _apply_batch(
         )
         conn.execute(stmt, updates)
     if events:
-        conn.execute(insert(Event.__table__), events)  # type: ignore[attr-defined]
+        conn.execute(insert(table_of(Event)), events)
 
 
 def _event(sub_id: int | None, action: str, actor: str, now: datetime, detail: dict) -> dict:

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import inspect, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select
 
 from digestd import deliveries, votes
@@ -637,28 +638,28 @@ def subscriber_dict(sub: Subscriber) -> dict[str, Any]:
 
 # What planning reads of a subscriber: plain rows, not ORM objects (cheaper per subscriber).
 PLAN_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.frequency,
-    Subscriber.send_hour,
-    Subscriber.send_weekday,
-    Subscriber.timezone,
-    Subscriber.confirmed_at,
-    Subscriber.created_at,
+    col(Subscriber.id),
+    col(Subscriber.email),
+    col(Subscriber.frequency),
+    col(Subscriber.send_hour),
+    col(Subscriber.send_weekday),
+    col(Subscriber.timezone),
+    col(Subscriber.confirmed_at),
+    col(Subscriber.created_at),
 )
 
 # What sending reads of a subscriber (no ORM objects in the hot loop).
 SEND_COLUMNS = (
-    Subscriber.id,
-    Subscriber.email,
-    Subscriber.name,
-    Subscriber.status,
-    Subscriber.format,
-    Subscriber.topics,
-    Subscriber.categories,
-    Subscriber.max_items,
-    Subscriber.timezone,
-    Subscriber.token_version,
+    col(Subscriber.id),
+    col(Subscriber.email),
+    col(Subscriber.name),
+    col(Subscriber.status),
+    col(Subscriber.format),
+    col(Subscriber.topics),
+    col(Subscriber.categories),
+    col(Subscriber.max_items),
+    col(Subscriber.timezone),
+    col(Subscriber.token_version),
 )
 
 
@@ -668,8 +669,8 @@ def active_page(
     """The next `limit` active subscribers after `after_id` in id order (keyset paging keeps
     memory bounded by the page), as rows of PLAN_COLUMNS."""
     stmt = (
-        select(*PLAN_COLUMNS)
-        .where(Subscriber.status == S.ACTIVE, col(Subscriber.id) > after_id)
+        sa_select(*PLAN_COLUMNS)
+        .where(col(Subscriber.status) == S.ACTIVE, col(Subscriber.id) > after_id)
         .order_by(col(Subscriber.id))
         .limit(limit)
     )
@@ -683,7 +684,7 @@ def for_sending(session: Session, ids: Iterable[int]) -> dict[int, Any]:
     wanted = sorted(set(ids))
     out: dict[int, Any] = {}
     for chunk in chunks(wanted, IN_CHUNK):
-        for row in session.execute(select(*SEND_COLUMNS).where(col(Subscriber.id).in_(chunk))):
+        for row in session.execute(sa_select(*SEND_COLUMNS).where(col(Subscriber.id).in_(chunk))):
             out[row.id] = row
     return out
 

@@ -11,6 +11,7 @@ import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2s as _blake2s
+from typing import cast
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
@@ -62,7 +63,8 @@ def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
 
 @lru_cache(maxsize=64)
 def _signer(secret_key: str, purpose: str) -> TimestampSigner:
-    return _serializer(secret_key, purpose).make_signer()
+    # make_signer builds the serializer's `signer` class, here a TimestampSigner (_Signer).
+    return cast(TimestampSigner, _serializer(secret_key, purpose).make_signer())
 
 
 def make_token(secret_key: str, purpose: str, subscriber_id: int, token_version: int) -> str:

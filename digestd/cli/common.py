@@ -37,20 +37,19 @@ def get_context(
             settings = load_settings()
         except ConfigError as exc:
             fail(str(exc))
-        app = AppContext(settings=settings, actor=actor or f"cli:{ctx.command_path}")
-        ctx.call_on_close(app.dispose)
-        root.obj = app
-    app = root.obj
+        made = AppContext(settings=settings, actor=actor or f"cli:{ctx.command_path}")
+        ctx.call_on_close(made.dispose)
+        root.obj = made
+    app: AppContext = root.obj
     if actor:
         app.actor = actor
     elif ctx.command_path:
         app.actor = f"cli:{ctx.command_path.removeprefix('digestd ').strip()}"
-    if migrate and not getattr(app, "_migrated", False):
+    if migrate and not app.migrated:
         try:
             app.migrate()
         except Exception as exc:  # a database that cannot be reached or opened
             fail(f"database {redact_url(app.settings.database_url)}: {first_line(exc)}")
-        app._migrated = True  # type: ignore[attr-defined]
     return app
 
 

@@ -10,7 +10,7 @@ try:
     # Typer vendors its own copy of Click; its exceptions are not `click.*` ones.
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover - older Typer uses Click itself
-    from click import exceptions as click_exc  # type: ignore[no-redef]
+    from click import exceptions as click_exc  # type: ignore[no-redef]  # same module, older Typer
 
 from digestd import __version__
 from digestd.cli import (

@@ -212,7 +212,7 @@ def show_cmd(
             .order_by(col(Event.created_at).desc(), col(Event.id).desc())
             .limit(RECENT_EVENTS)
         ).all()
-        events = [
+        events: list[dict[str, Any]] = [
             {
                 "action": e.action,
                 "actor": e.actor,

@@ -166,6 +166,7 @@ def normalize(item: RawItem, now: datetime) -> NormalizedEntry:
         title = first
 
     link = http_url(item.link) or next((u for u in map(http_url, item.links) if u), None)
+    pdf_url: str | None
     if aid:
         url = f"https://arxiv.org/abs/{aid}"
         pdf_url = f"https://arxiv.org/pdf/{aid}"

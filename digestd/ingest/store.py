@@ -105,15 +105,15 @@ def upsert_entries(
     counts = StoreCounts(unchanged=folded)
     keys = [i.canonical_key for i in unique]
     existing: dict[str, Entry] = {}
-    for chunk in chunks(keys, CHUNK):
-        for entry in session.exec(select(Entry).where(col(Entry.canonical_key).in_(chunk))):
+    for key_chunk in chunks(keys, CHUNK):
+        for entry in session.exec(select(Entry).where(col(Entry.canonical_key).in_(key_chunk))):
             existing[entry.canonical_key] = entry
 
     guids = sorted({i.guid for i in items})
     known_guids: set[str] = set()
-    for chunk in chunks(guids, CHUNK):
+    for guid_chunk in chunks(guids, CHUNK):
         query = select(EntrySource.guid).where(
-            EntrySource.source_id == source_id, col(EntrySource.guid).in_(chunk)
+            EntrySource.source_id == source_id, col(EntrySource.guid).in_(guid_chunk)
         )
         known_guids.update(session.exec(query))
 
@@ -121,12 +121,14 @@ def upsert_entries(
     new_rows: list[dict[str, Any]] = []
     versions: list[dict[str, Any]] = []
     for item in unique:
-        entry = existing.get(item.canonical_key)
-        if entry is None:
+        found = existing.get(item.canonical_key)
+        if found is None:
             new_rows.append(_new_entry(item, source_id, now))
             counts.new += 1
             continue
-        ids[entry.canonical_key] = entry.id  # type: ignore[assignment]
+        entry = found
+        assert entry.id is not None  # read from the database
+        ids[entry.canonical_key] = entry.id
         changed, new_version = _merge(entry, item, now)
         if changed:
             counts.updated += 1
@@ -138,10 +140,10 @@ def upsert_entries(
                  "recorded_at": now}
             )  # fmt: skip
     session.flush()  # the merged entries' UPDATEs
-    for chunk in chunks(new_rows, CHUNK):
+    for row_chunk in chunks(new_rows, CHUNK):
         # One batched INSERT … RETURNING per chunk (SQLAlchemy "insertmanyvalues").
         returned = session.execute(
-            insert(Entry).returning(col(Entry.id), col(Entry.canonical_key)), list(chunk)
+            insert(Entry).returning(col(Entry.id), col(Entry.canonical_key)), list(row_chunk)
         )
         ids.update({key: entry_id for entry_id, key in returned})
 
@@ -154,8 +156,8 @@ def upsert_entries(
             {"entry_id": ids[item.canonical_key], "source_id": source_id, "guid": item.guid,
              "seen_at": now}
         )  # fmt: skip
-    for chunk in chunks(links, CHUNK):
-        session.execute(insert(EntrySource), list(chunk))
+    for link_chunk in chunks(links, CHUNK):
+        session.execute(insert(EntrySource), list(link_chunk))
     if versions:
         session.execute(insert(EntryVersion), versions)
     return counts

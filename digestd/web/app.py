@@ -82,7 +82,8 @@ def create_app(
         if name not in STATIC_FILES:
             raise HTTPException(404, "No such file.")
         try:
-            source, _, _ = env.loader.get_source(env, f"web/static/{name}")  # type: ignore[union-attr]
+            assert env.loader is not None  # templating always sets one
+            source, _, _ = env.loader.get_source(env, f"web/static/{name}")
         except TemplateNotFound:
             raise HTTPException(404, "No such file.") from None
         return Response(
@@ -98,7 +99,8 @@ def create_app(
             message = "There is no page at this address."
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed here."
-        return error(request, exc.status_code, _sentence(message), headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error(request, exc.status_code, _sentence(message), headers=headers)
 
     @app.exception_handler(LinkError)
     async def link_error(request: Request, exc: LinkError) -> Response:

@@ -144,8 +144,8 @@ async def unsubscribe(request: Request, token: str) -> Response:
     else:
         raw = (await request.body()).decode("utf-8", errors="replace")
         fields = parse_qs(raw)
-        value = (fields.get("List-Unsubscribe") or [None])[0]
-        via = (fields.get("via") or [None])[0]
+        value = next(iter(fields.get("List-Unsubscribe", [])), None)
+        via = next(iter(fields.get("via", [])), None)
     if value != "One-Click":
         return error(request, 400, "Expected the body List-Unsubscribe=One-Click (RFC 8058).")
     # The page's button says so; anything else is a mail client's one-click POST.

@@ -15,7 +15,7 @@ from digestd.web.state import WebState
 
 def state(request: Request) -> WebState:
     """Everything the routes need, set on app.state by `create_app` (no globals)."""
-    return request.app.state.web  # type: ignore[no-any-return]
+    return request.app.state.web
 
 
 def wants_json(request: Request) -> bool:

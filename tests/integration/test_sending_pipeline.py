@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from sqlmodel import select
 
+from digestd import recorder
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Delivery
@@ -51,3 +53,32 @@ async def test_stop_mid_pass_hands_back_the_batch_claimed_ahead(
     assert again.sent == 12 - len(sent)
     ids = [m.message["Message-ID"] for m in smtp_server.messages]
     assert len(ids) == len(set(ids)) == 12
+
+
+async def test_outcomes_are_committed_in_small_groups_as_replies_come_in(
+    app: AppContext, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One claimed batch of 200 is recorded in groups of at most GROUP_MAX, and never more
+    than UNRECORDED_MAX messages are on the wire or accepted-but-unrecorded at once (what a
+    crash at the worst moment would re-send)."""
+    plan_digests(app, smtp_server.port, 200)
+    recorded_at: list[int] = []  # how many the server had accepted at each group commit
+    groups: list[int] = []
+    original = recorder.record_group
+
+    def spy(ctx: AppContext, outcomes, worker_id: str) -> list[int]:
+        recorded_at.append(len(smtp_server.messages))
+        groups.append(len(outcomes))
+        return original(ctx, outcomes, worker_id)
+
+    monkeypatch.setattr(recorder, "record_group", spy)
+    async with SmtpPool(app.settings, max_connections=8) as pool:
+        report = await send_due(app, worker_id="w1", pool=pool, limit=500)
+    assert report.sent == 200 and len(smtp_server.messages) == 200
+    assert sum(groups) == 200 and max(groups) <= recorder.GROUP_MAX and len(groups) >= 4
+    assert 0 < report.unrecorded_peak <= recorder.UNRECORDED_MAX
+    # Before each commit, at most UNRECORDED_MAX accepted messages were still unrecorded.
+    committed = 0
+    for accepted, size in zip(recorded_at, groups, strict=True):
+        assert accepted - committed <= recorder.UNRECORDED_MAX
+        committed += size

@@ -1,0 +1,158 @@
+"""Group commits of send outcomes: what the SMTP server accepted is recorded soon after.
+
+A crash (SIGKILL, power loss) re-sends exactly the messages that were accepted by the server
+but not yet recorded as sent: their rows are still `sending` and come back when the lease
+expires, with the same Message-ID. This module bounds that number:
+
+- a sender takes a credit before each message (`before_send`) and the credit comes back
+  only once the message's outcome is committed, so at most `UNRECORDED_MAX` messages are
+  ever on the wire or accepted-but-unrecorded: a crash re-sends at most that many;
+- outcomes are committed in groups of at most `GROUP_MAX`, started when `FLUSH_AT` are
+  waiting (half the credits: sending goes on during the commit) or `GROUP_SECONDS` after
+  the oldest waiting one, whichever comes first. One group commit runs at a time, in a
+  worker thread, so the event loop keeps sending.
+
+At the end of a pass `close` commits what is left; a pass that is cancelled uses `settle`
+(see sending.send_due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+
+from digestd import deliveries, subscribers
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.deliveries import Outcome
+from digestd.statuses import DeliveryStatus
+
+UNRECORDED_MAX = 64  # messages on the wire or accepted but not committed, at most
+GROUP_MAX = 64  # outcomes per commit, at most
+FLUSH_AT = UNRECORDED_MAX // 2
+GROUP_SECONDS = 0.2  # the longest an outcome waits for its commit to start
+
+Recorded = Callable[[Sequence[Outcome], list[int]], None]
+
+
+def record_group(ctx: AppContext, outcomes: Sequence[Outcome], worker_id: str) -> list[int]:
+    """Commit outcomes and what they say about subscribers in one transaction; returns the
+    ids of subscribers newly marked bounced."""
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        deliveries.record(session, outcomes, worker_id=worker_id, now=now)
+        subscribers.note_delivered(
+            session,
+            (o.claim.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT),
+        )
+        bad = {o.claim.subscriber_id: o.error or "" for o in outcomes if o.bad_address}
+        return subscribers.note_hard_bounces(session, bad, actor=ctx.actor, now=now)
+
+
+class Recorder:
+    """Collects outcomes from concurrent senders and commits them in bounded groups."""
+
+    def __init__(self, ctx: AppContext, worker_id: str, on_recorded: Recorded) -> None:
+        self._ctx = ctx
+        self._worker_id = worker_id
+        self._on_recorded = on_recorded
+        self._waiting: list[tuple[Outcome, bool]] = []  # (outcome, holds a credit)
+        self._oldest = 0.0  # monotonic time the oldest waiting outcome arrived
+        self._credits = asyncio.Semaphore(UNRECORDED_MAX)
+        self._flusher: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.error: BaseException | None = None  # a failed commit stops the pass
+        self._unrecorded = 0  # credits taken: on the wire or accepted, not yet committed
+        self.unrecorded_peak = 0  # what a crash at the worst moment of this pass re-sends
+
+    async def before_send(self) -> None:
+        """Wait until one more message may go out without exceeding UNRECORDED_MAX."""
+        if self.error is not None:
+            raise self.error
+        await self._credits.acquire()
+        if self.error is not None:
+            self._credits.release()
+            raise self.error
+        self._unrecorded += 1
+        self.unrecorded_peak = max(self.unrecorded_peak, self._unrecorded)
+
+    def add(self, outcome: Outcome, *, credit: bool) -> None:
+        """Queue one outcome for the next group commit (`credit`: it took one to be sent)."""
+        if not self._waiting:
+            self._oldest = time.monotonic()
+        self._waiting.append((outcome, credit))
+        if len(self._waiting) >= FLUSH_AT:
+            self._start()
+        elif self._timer is None and (self._flusher is None or self._flusher.done()):
+            self._arm()
+
+    def _arm(self) -> None:
+        delay = max(0.0, self._oldest + GROUP_SECONDS - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._start)
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._waiting and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        """Commit groups while enough is waiting; leave a small rest to the timer."""
+        while self._waiting and self.error is None:
+            group = self._waiting[:GROUP_MAX]
+            del self._waiting[:GROUP_MAX]
+            if self._waiting:
+                self._oldest = time.monotonic()
+            outcomes = [o for o, _ in group]
+            try:
+                # This task is not the pass's: cancelling a pass never interrupts a commit
+                # (settle waits for it).
+                bounced = await asyncio.to_thread(
+                    record_group, self._ctx, outcomes, self._worker_id
+                )
+            except Exception as exc:
+                self.error = exc
+                # Wake every waiting sender: they see the error and stop.
+                for _ in range(UNRECORDED_MAX):
+                    self._credits.release()
+                return
+            self._on_recorded(outcomes, bounced)
+            for _ in range(sum(1 for _, credit in group if credit)):
+                self._unrecorded -= 1
+                self._credits.release()
+            if len(self._waiting) < FLUSH_AT:
+                break
+        if self._waiting and self.error is None:
+            self._arm()
+
+    async def close(self) -> None:
+        """Commit everything still waiting (end of a pass); re-raises a failed commit."""
+        while True:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._flusher is not None and not self._flusher.done():
+                await self._flusher
+            if self.error is not None:
+                raise self.error
+            if not self._waiting:
+                return
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    async def settle(self) -> None:
+        """After a cancelled pass: wait for a running commit, then commit the rest here, in
+        the loop thread (it must happen even if the caller is cancelled again)."""
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._flusher)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiting:
+            group = self._waiting[:GROUP_MAX]
+            del self._waiting[:GROUP_MAX]
+            outcomes = [o for o, _ in group]
+            self._on_recorded(outcomes, record_group(self._ctx, outcomes, self._worker_id))

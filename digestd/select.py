@@ -140,21 +140,20 @@ class _Window:
     term_parts: dict[str, dict[int, float]] = field(default_factory=dict)
     # entry id -> a voted paper's Rocchio vector under this window's IDF
     vectors: dict[int, dict[str, float]] = field(default_factory=dict)
+    # per document index (all loaded documents): popularity and freshness in this window
+    popularity: list[float] = field(default_factory=list)
+    freshness: list[float] = field(default_factory=list)
 
 
 @dataclass
 class _Shared:
-    """Per profile (and history), what the subscribers ranked by their votes share."""
+    """Per profile (and history), what the subscribers ranked by their votes share. Kept
+    for the whole pass (one per profile with voters), so it is compact: a byte per
+    document, and the topic matches (sparse)."""
 
-    candidates: list[int]
+    allowed: bytes  # allowed[i] == 1: document i is a candidate for this profile
     relevance: dict[int, float]
     matched: dict[int, list[tuple[float, Clause]]]
-    popularity: dict[int, float]
-    freshness: dict[int, float]
-
-    @cached_property
-    def allowed(self) -> frozenset[int]:
-        return frozenset(self.candidates)
 
 
 class Selector:
@@ -380,17 +379,18 @@ class Selector:
     ) -> _Shared:
         """What every voter of one profile shares: candidates, topic relevance, popularity
         and freshness (memoized: voters are ranked individually, but over these)."""
+        if not win.popularity:  # once per window: freshness is measured at the window's end
+            win.popularity = [self._popularity(win, d) for d in self._docs]
+            win.freshness = [self._freshness(profile, d) for d in self._docs]
         key = (profile.key, excluded)
         shared = self._shared_memo.get(key)
         if shared is None:
             candidates = self._candidates(profile, win, query, excluded)
             relevance, matched = self._topic_relevance(win, candidates, query)
-            pop, fresh = {}, {}
+            allowed = bytearray(len(self._docs))
             for i in candidates:
-                doc = self._docs[i]
-                pop[i] = self._popularity(win, doc)
-                fresh[i] = self._freshness(profile, doc)
-            shared = _Shared(candidates, relevance, matched, pop, fresh)
+                allowed[i] = 1
+            shared = _Shared(bytes(allowed), relevance, matched)
             self._shared_memo[key] = shared
         return shared
 
@@ -467,11 +467,12 @@ class Selector:
         raw: dict[int, float] = {}
         for term, weight in model.terms:
             for i, part in self._term_parts(win, term).items():
-                if i in allowed:
+                if allowed[i]:
                     raw[i] = raw.get(i, 0.0) + weight * part
         for i in [i for i in raw if self._docs[i].entry_id in voted]:
             del raw[i]
-        candidates = [i for i in shared.candidates if self._docs[i].entry_id not in voted]
+        docs = self._docs
+        candidates = [i for i in win.docs if allowed[i] and docs[i].entry_id not in voted]
         scale = max((abs(v) for v in raw.values()), default=0.0) or 1.0
         best_liked = max(raw.values(), default=0.0)
         learned = {i: v / scale for i, v in raw.items()}
@@ -495,7 +496,7 @@ class Selector:
         scored = []
         w_topic, w_learned = weights["topic"] / best_topic, weights["learned"]
         w_pop, w_fresh = weights["popularity"], weights["freshness"]
-        pop, fresh = shared.popularity, shared.freshness
+        pop, fresh = win.popularity, win.freshness
         for i in eligible:
             total = (
                 w_topic * relevance.get(i, 0.0)
@@ -504,7 +505,6 @@ class Selector:
                 + w_fresh * fresh[i]
             )
             scored.append((total, i))
-        docs = self._docs
         scored.sort(
             key=lambda s: (
                 -s[0],

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 
+from benchmarks.pg_schema import private_schema_url  # noqa: E402
 from digestd.config import Settings  # noqa: E402
 from digestd.context import AppContext  # noqa: E402
 from digestd.db import session_scope  # noqa: E402
@@ -101,21 +100,6 @@ Abstract: {abstract} Code: https://github.com/lab{i}/repo{i}.</description>
         "<title>cs updates on arXiv.org</title><link>http://rss.arxiv.org/rss/cs</link>"
         "<description>generated</description>" + "\n".join(items) + "</channel></rss>"
     ).encode()
-
-
-def _postgres_url(base: str) -> tuple[str, Any]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return f"{base}{sep}options=-csearch_path%3D{schema}", drop
 
 
 def _context(url: str) -> AppContext:
@@ -193,7 +177,7 @@ def main() -> None:
     bench("sqlite", sqlite_url, body)
     pg = os.environ.get("DIGESTD_TEST_POSTGRES_URL")
     if pg:
-        bench("postgres", lambda: _postgres_url(pg), body)
+        bench("postgres", lambda: private_schema_url(pg), body)
     else:
         print("postgres: skipped (set DIGESTD_TEST_POSTGRES_URL)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

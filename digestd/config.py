@@ -22,6 +22,9 @@ class ConfigError(ValueError):
 
 SMTP_TLS_MODES = ("none", "starttls", "tls")
 SECRET_FIELDS = frozenset({"smtp_password", "secret_key"})
+# Settings that are URLs which may carry a password: only the password is masked.
+URL_WITH_PASSWORD_FIELDS = frozenset({"inbound_imap"})
+IMAP_TLS_MODES = ("tls", "starttls", "none")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,25 @@ class Settings:
     fetch_interval_minutes: int = 60
     batch_size: int = 500
     log_level: str = "INFO"
+    # Inbound mail (bounces, complaints, unsubscribes by mail, commands); see README.
+    bounce_address: str | None = None
+    bounce_soft_limit: int = 5
+    bounce_soft_reset_days: int = 7
+    inbound_max_bytes: int = 10 * 1024 * 1024
+    inbound_listen: str | None = None
+    inbound_max_connections: int = 20
+    inbound_timeout: float = 60.0
+    inbound_imap: str | None = field(default=None, repr=False)
+    inbound_imap_interval_seconds: int = 60
+    inbound_imap_folder: str = "digestd-processed"
+    inbound_imap_batch: int = 100
+    inbound_tls_cert: Path | None = None
+    inbound_tls_key: Path | None = None
+
+    @property
+    def imap(self) -> ImapTarget | None:
+        """DIGESTD_INBOUND_IMAP taken apart (already validated at load), or None when unset."""
+        return parse_imap_url(self.inbound_imap) if self.inbound_imap else None
 
     @property
     def listen_host(self) -> str:
@@ -69,6 +91,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 value = "********"
+            elif f.name in URL_WITH_PASSWORD_FIELDS and value:
+                value = mask_url_password(str(value))
             elif f.name == "database_url":
                 from sqlalchemy.engine import make_url
 
@@ -159,6 +183,118 @@ def _listen(raw: str) -> str:
     return f"{host}:{port}"
 
 
+def _optional_listen(raw: str) -> str | None:
+    return _listen(raw) if raw.strip() else None
+
+
+@dataclass(frozen=True)
+class ImapTarget:
+    """Where IMAP polling reads: server, login, mailbox and how the connection is protected."""
+
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    mailbox: str
+    tls: str  # one of IMAP_TLS_MODES
+
+    def describe(self) -> str:
+        """`user@host:port/mailbox (tls)` for logs: never the password."""
+        return f"{self.username}@{self.host}:{self.port}/{self.mailbox} ({self.tls})"
+
+
+def parse_imap_url(raw: str) -> ImapTarget:
+    """`imaps://user:password@host[:993][/MAILBOX]` (implicit TLS) or
+    `imap://user:password@host[:143][/MAILBOX][?tls=starttls|none]` (STARTTLS unless told
+    otherwise); ValueError with a reason that never contains the password."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be imaps://USER:PASSWORD@HOST[:PORT][/MAILBOX]") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("imap", "imaps"):
+        raise ValueError(
+            "must start with imaps:// (TLS) or imap:// (STARTTLS; ?tls=none for plain), "
+            f"got {scheme + '://' if scheme else 'no scheme'}"
+        )
+    if not parts.hostname:
+        raise ValueError("has no host (imaps://USER:PASSWORD@HOST[:PORT][/MAILBOX])")
+    if not parts.username or parts.password is None:
+        raise ValueError("needs a user and a password (imaps://USER:PASSWORD@HOST…)")
+    query = parse_qs(parts.query)
+    tls = "tls" if scheme == "imaps" else "starttls"
+    if "tls" in query:
+        tls = query["tls"][-1].lower()
+        if tls not in IMAP_TLS_MODES or (scheme == "imaps") != (tls == "tls"):
+            choices = "tls" if scheme == "imaps" else "starttls or none"
+            raise ValueError(f"?tls= must be {choices} for {scheme}://")
+    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+    _folder(mailbox)
+    return ImapTarget(
+        host=parts.hostname,
+        port=port or (993 if scheme == "imaps" else 143),
+        username=unquote(parts.username),
+        password=unquote(parts.password),
+        mailbox=mailbox,
+        tls=tls,
+    )
+
+
+def mask_url_password(url: str) -> str:
+    """The URL with its password (if any) replaced by ********."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "********"
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:********@{hostport}"))
+
+
+def _imap_url(raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    parse_imap_url(raw)
+    return raw.strip()
+
+
+def _folder(raw: str) -> str:
+    value = raw.strip()
+    if not value or not value.isascii() or any(c in value for c in '\r\n"\\*%') or len(value) > 200:
+        raise ValueError(f"must be an ASCII mailbox name without quotes, got {raw!r}")
+    return value
+
+
+# VERP and unsubscribe tokens add at most 28 characters after `+` (inbound.addresses).
+BOUNCE_LOCAL_MAX = 64 - 29
+
+
+def _bounce_address(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if "<" in value or " " in value:
+        raise ValueError(f"must be a bare address like bounces@bounce.example.org, got {raw!r}")
+    try:
+        validate_email(value, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"is not a valid address ({exc})") from None
+    local = value.rpartition("@")[0]
+    if "+" in local or len(local) > BOUNCE_LOCAL_MAX:
+        raise ValueError(
+            f"local part must have no '+' and at most {BOUNCE_LOCAL_MAX} characters, got {local!r}"
+        )
+    return value.lower()
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -173,6 +309,15 @@ def _secret(raw: str) -> str | None:
     if len(raw) < 16:
         raise ValueError("must be at least 16 characters long")
     return raw
+
+
+def _file(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"is not a readable file: {raw.strip()}")
+    return path
 
 
 def _directory(raw: str) -> Path | None:
@@ -206,6 +351,19 @@ PARSERS = {
     "DIGESTD_FETCH_INTERVAL_MINUTES": ("fetch_interval_minutes", _int(1, 10080)),
     "DIGESTD_BATCH_SIZE": ("batch_size", _int(1, 100000)),
     "DIGESTD_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
+    "DIGESTD_BOUNCE_ADDRESS": ("bounce_address", _bounce_address),
+    "DIGESTD_BOUNCE_SOFT_LIMIT": ("bounce_soft_limit", _int(1, 1000)),
+    "DIGESTD_BOUNCE_SOFT_RESET_DAYS": ("bounce_soft_reset_days", _int(1, 365)),
+    "DIGESTD_INBOUND_MAX_BYTES": ("inbound_max_bytes", _int(1024, 1024**3)),
+    "DIGESTD_INBOUND_LISTEN": ("inbound_listen", _optional_listen),
+    "DIGESTD_INBOUND_MAX_CONNECTIONS": ("inbound_max_connections", _int(1, 1000)),
+    "DIGESTD_INBOUND_TIMEOUT": ("inbound_timeout", _float(0.1, 3600)),
+    "DIGESTD_INBOUND_IMAP": ("inbound_imap", _imap_url),
+    "DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS": ("inbound_imap_interval_seconds", _int(1, 86400)),
+    "DIGESTD_INBOUND_IMAP_FOLDER": ("inbound_imap_folder", _folder),
+    "DIGESTD_INBOUND_IMAP_BATCH": ("inbound_imap_batch", _int(1, 10000)),
+    "DIGESTD_INBOUND_TLS_CERT": ("inbound_tls_cert", _file),
+    "DIGESTD_INBOUND_TLS_KEY": ("inbound_tls_key", _file),
 }
 
 
@@ -232,6 +390,17 @@ def load_settings(
     settings = Settings(**values)
     if settings.smtp_password and not settings.smtp_username:
         raise ConfigError("DIGESTD_SMTP_PASSWORD is set but DIGESTD_SMTP_USERNAME is not")
+    if bool(settings.inbound_tls_cert) != bool(settings.inbound_tls_key):
+        raise ConfigError(
+            "DIGESTD_INBOUND_TLS_CERT and DIGESTD_INBOUND_TLS_KEY go together (set both or neither)"
+        )
+    if settings.inbound_listen and not settings.bounce_address:
+        # The listener accepts mail only for the bounce domain: without it, it would refuse
+        # every recipient.
+        raise ConfigError(
+            "DIGESTD_INBOUND_LISTEN is set but DIGESTD_BOUNCE_ADDRESS is not "
+            "(the listener accepts mail only at the bounce address's domain)"
+        )
     if "log_level" in values:
         settings = Settings(**{**values, "log_level": str(values["log_level"]).upper()})
     return settings

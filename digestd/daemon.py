@@ -10,6 +10,11 @@ Jobs (APScheduler 3.x AsyncIOScheduler, each `max_instances=1`, `coalesce=True`)
                 fetched would otherwise plan an empty digest a moment before the papers arrive.
 - send          claims due deliveries in batches until none is left or a stop is requested.
 - housekeeping  expired leases (a crashed or killed worker) go back to pending.
+- inbound-imap  (when DIGESTD_INBOUND_IMAP is set) every DIGESTD_INBOUND_IMAP_INTERVAL_SECONDS:
+                one bounded poll of the mailbox that bounces and complaints arrive in.
+
+With DIGESTD_INBOUND_LISTEN set, the inbound SMTP listener (an MX for the bounce domain)
+runs on the same loop; it is bound before any job runs and stops first on SIGTERM.
 
 Every job runs once immediately at start, so a restarted daemon resumes at once.
 
@@ -48,6 +53,7 @@ from digestd.db import redact_url, session_scope
 from digestd.deliveries import new_worker_id
 
 if TYPE_CHECKING:
+    from digestd.inbound.smtp_listener import InboundSmtpListener
     from digestd.ingest.types import FetchReport
     from digestd.planning import PlanReport
     from digestd.sending import SendReport
@@ -214,6 +220,19 @@ class Daemon:
 
         await self._run_job("send", body)
 
+    async def inbound_imap(self) -> None:
+        async def body() -> str:
+            from digestd.inbound.imap_poll import poll_configured_mailbox
+
+            # imaplib and the recording are blocking: a worker thread; a stop request ends
+            # the poll between two messages.
+            report = await asyncio.to_thread(
+                poll_configured_mailbox, self.ctx, stop=self.stop.is_set
+            )
+            return report.summary()
+
+        await self._run_job("inbound-imap", body)
+
     async def housekeeping(self) -> None:
         async def body() -> str:
             from digestd import deliveries
@@ -252,6 +271,14 @@ class Daemon:
             # picked up at this pace; a plan or housekeeping run that finds work kicks it.
             ("send", self.send, 15),
         ]
+        if self.ctx.settings.imap is not None:
+            jobs.append(
+                (
+                    "inbound-imap",
+                    self.inbound_imap,
+                    float(self.ctx.settings.inbound_imap_interval_seconds),
+                )
+            )
         for offset, (job_id, func, every) in enumerate(jobs):
             self.scheduler.add_job(
                 func,
@@ -309,13 +336,15 @@ async def run_forever(
     stop = stop_event or asyncio.Event()
     with single_process_lock(ctx.settings.database_url):
         sock = _bind_web(ctx) if web else None
+        try:
+            listener = await _start_inbound_listener(ctx)
+        except DaemonStartError:
+            if sock is not None:
+                sock.close()
+            raise
         daemon = Daemon(ctx, stop, worker_id or new_worker_id())
         loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, _on_signal, stop, sig)
-                installed.append(sig)
+        installed = _install_stop_signals(loop, stop, "no new claims; in-flight sends finish")
         # The web keeps answering (health says the scheduler stopped) until the jobs are
         # done, so it has its own stop, set last.
         web_stop = asyncio.Event()
@@ -331,12 +360,16 @@ async def run_forever(
             daemon.schedule()
             daemon.scheduler.start()
             where = sock.getsockname() if sock is not None else None
+            imap = ctx.settings.imap
             log.info(
-                "digestd running worker=%s database=%s web=%s lease_seconds=%d",
+                "digestd running worker=%s database=%s web=%s lease_seconds=%d "
+                "inbound_smtp=%s inbound_imap=%s",
                 daemon.worker_id,
                 redact_url(ctx.settings.database_url),
                 f"http://{where[0]}:{where[1]}" if where else "off",
                 ctx.settings.lease_seconds,
+                "{}:{}".format(*listener.address) if listener else "off",
+                imap.describe() if imap else "off",
             )
             stopper = asyncio.create_task(stop.wait())
             waiters: set[asyncio.Task[Any]] = {stopper}
@@ -351,6 +384,9 @@ async def run_forever(
                 log.error("web server stopped: %s", _one_line(problem) if problem else "exited")
         finally:
             stop.set()
+            if listener is not None:
+                # First: no new inbound mail; a message being recorded still gets its 250.
+                await listener.stop(grace=MAX_STOP_GRACE_SECONDS)
             await daemon.stop_gracefully()
             web_stop.set()
             if web_task is not None and not web_task.done():
@@ -359,6 +395,51 @@ async def run_forever(
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return exit_code
+
+
+async def _start_inbound_listener(ctx: AppContext) -> InboundSmtpListener | None:
+    """The inbound SMTP listener on DIGESTD_INBOUND_LISTEN, bound now (a taken port is one
+    clear line before any job runs); None when the setting is empty."""
+    if not ctx.settings.inbound_listen:
+        return None
+    from digestd.inbound.smtp_listener import ListenerError, listener_for, split_listen
+
+    try:
+        listener = listener_for(ctx)
+        await listener.start(*split_listen(ctx.settings.inbound_listen))
+    except ListenerError as exc:
+        raise DaemonStartError(str(exc)) from None
+    return listener
+
+
+async def run_inbound_listener(ctx: AppContext, *, stop_event: asyncio.Event | None = None) -> int:
+    """`digestd inbound --listen`: only the inbound SMTP listener, until SIGTERM/SIGINT.
+
+    Raises DaemonStartError (one line) when DIGESTD_INBOUND_LISTEN is unset or taken.
+    """
+    _configure_logging(ctx.settings.log_level)
+    if not ctx.settings.inbound_listen:
+        raise DaemonStartError(
+            "DIGESTD_INBOUND_LISTEN is not set (HOST:PORT for the inbound SMTP listener)"
+        )
+    stop = stop_event or asyncio.Event()
+    listener = await _start_inbound_listener(ctx)
+    assert listener is not None
+    loop = asyncio.get_running_loop()
+    installed = _install_stop_signals(loop, stop, "no new mail; messages being recorded finish")
+    try:
+        log.info(
+            "digestd inbound listening inbound_smtp=%s:%s database=%s",
+            *listener.address,
+            redact_url(ctx.settings.database_url),
+        )
+        await stop.wait()
+    finally:
+        await listener.stop(grace=MAX_STOP_GRACE_SECONDS)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        log.info("inbound listener stopped")
+    return 0
 
 
 def _bind_web(ctx: AppContext) -> socket.socket:
@@ -371,9 +452,21 @@ def _bind_web(ctx: AppContext) -> socket.socket:
         raise DaemonStartError(str(exc)) from None
 
 
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+def _install_stop_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, what: str
+) -> list[signal.Signals]:
+    """SIGTERM and SIGINT set `stop` (logging `what` happens next); returns those installed."""
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, _on_signal, stop, sig, what)
+            installed.append(sig)
+    return installed
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals, what: str) -> None:
     if not stop.is_set():
-        log.info("received %s: stopping (no new claims; in-flight sends finish)", sig.name)
+        log.info("received %s: stopping (%s)", sig.name, what)
     stop.set()
 
 
@@ -388,6 +481,9 @@ def _configure_logging(level: str) -> None:
     # APScheduler logs "Running job"/"executed successfully" for every run; our one line
     # per run says more, so keep only its warnings (missed runs, skipped instances).
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # aiosmtpd (the inbound listener) logs every SMTP command at INFO; the listener logs
+    # one line per message itself.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _ms(started: float) -> int:

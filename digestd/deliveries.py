@@ -305,7 +305,6 @@ class Outcome:
     status: DeliveryStatus  # sent | retry | failed | skipped | pending (handed back unattempted)
     error: str | None = None
     entry_ids: Sequence[int] = ()
-    bad_address: bool = False  # a hard 5.1.x bounce
 
 
 def backoff(attempts: int) -> timedelta:
@@ -558,3 +557,15 @@ def forget_subscriber(session: Session, subscriber_id: int) -> int:
     return _rowcount(
         session.execute(delete(Delivery).where(col(Delivery.subscriber_id) == subscriber_id))
     )
+
+
+def latest_sent(session: Session, subscriber_id: int) -> DeliveryRow | None:
+    """A subscriber's newest delivery that went out (a bounce that names only an address)."""
+    found = _rows(
+        session,
+        _with_email()
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.SENT)
+        .order_by(col(Delivery.id).desc())
+        .limit(1),
+    )
+    return found[0] if found else None

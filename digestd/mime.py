@@ -97,10 +97,10 @@ def list_id(from_address: str) -> str:
     return f"Research paper digest <digest.{domain}>"
 
 
-def unsubscribe_mailto(from_address: str) -> str:
-    """The mailto: half of List-Unsubscribe (the sender's address, subject "unsubscribe")."""
-    _, addr = parseaddr(from_address)
-    return f"mailto:{addr}?subject=unsubscribe"
+def list_unsubscribe(url: str, mailto: str = "") -> str:
+    """The List-Unsubscribe value: the https link, and the `mailto:` only when one is given
+    (an address something reads: never the From address, where nobody does)."""
+    return f"<{url}>, <{mailto}>" if mailto else f"<{url}>"
 
 
 def build_digest_message(
@@ -114,6 +114,8 @@ def build_digest_message(
     message_id: str,
     unsubscribe_url: str,
     when: datetime,
+    mailto: str = "",
+    list_headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """One personal digest: multipart/alternative (or text only), with RFC 8058 one-click
     unsubscribe headers. Every header value is flattened to one line, and the recipient is
@@ -126,10 +128,10 @@ def build_digest_message(
     msg["Message-ID"] = one_line(message_id)
     msg["MIME-Version"] = "1.0"
     msg["List-Id"] = one_line(list_id(sender))
-    msg["List-Unsubscribe"] = (
-        f"<{one_line(unsubscribe_url)}>, <{one_line(unsubscribe_mailto(sender))}>"
-    )
+    msg["List-Unsubscribe"] = list_unsubscribe(one_line(unsubscribe_url), one_line(mailto))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in (list_headers or {}).items():
+        msg[name] = one_line(value)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     if html is not None:
@@ -187,8 +189,7 @@ class SlotPart:
 class DigestTemplate:
     """A digest's message as bytes with holes for one subscriber's values (see above)."""
 
-    sender: str  # envelope sender (the address of DIGESTD_FROM)
-    mailto: str  # the mailto: entry of List-Unsubscribe
+    sender: str  # envelope sender (the address of DIGESTD_FROM) when there is no VERP
     # bytes are written as they are; (subtype, slot) pieces take that slot's encoded value.
     pieces: tuple[bytes | tuple[str, str], ...]
 
@@ -201,6 +202,7 @@ class DigestTemplate:
         unsubscribe_url: str,
         date: str,
         values: Mapping[str, Mapping[str, str]],
+        mailto: str = "",
     ) -> bytes | None:
         """The message for one subscriber, or None when it needs the reference path (a
         non-ASCII address, which needs SMTPUTF8). `values` maps a part's subtype to its
@@ -213,7 +215,7 @@ class DigestTemplate:
             one_line(to_name),
             one_line(message_id),
             one_line(unsubscribe_url),
-            self.mailto,
+            one_line(mailto),
             date,
         )
         encoded: dict[tuple[str, str], bytes] = {}
@@ -242,7 +244,7 @@ def _header_lines(
 ) -> bytes:
     to = formataddr((to_name, to_email)) if to_name else to_email
     lines = [f"To: {to}", f"Date: {date}", f"Message-ID: {message_id}"]
-    unsubscribe = f"<{url}>, <{mailto}>"
+    unsubscribe = list_unsubscribe(url, mailto)
     if (
         all(len(line) <= _MAX_LINE for line in lines)
         and to_name.isascii()
@@ -266,17 +268,23 @@ def _header_lines_slow(
     msg["To"] = Address(display_name=to_name, addr_spec=to_email)
     msg["Date"] = date
     msg["Message-ID"] = message_id
-    msg["List-Unsubscribe"] = f"<{url}>, <{mailto}>"
+    msg["List-Unsubscribe"] = list_unsubscribe(url, mailto)
     smtp = DIGEST_POLICY.clone(linesep="\r\n")
     return b"".join(smtp.fold_binary(name, value) for name, value in msg.items())
 
 
 def build_digest_template(
-    *, sender: str, subject: str, parts: Sequence[SlotPart]
+    *,
+    sender: str,
+    subject: str,
+    parts: Sequence[SlotPart],
+    list_headers: Mapping[str, str] | None = None,
 ) -> DigestTemplate:
     """Build the shared part of a digest once (email package) and flatten it to bytes with
-    holes for the per-subscriber headers and slot values. `parts`: text, then maybe HTML."""
-    skeleton = _skeleton(sender, subject, tuple(p.subtype for p in parts))
+    holes for the per-subscriber headers and slot values. `parts`: text, then maybe HTML;
+    `list_headers`: List-Subscribe / List-Help, the same for everyone."""
+    shared = tuple((list_headers or {}).items())
+    skeleton = _skeleton(sender, subject, tuple(p.subtype for p in parts), shared)
     pieces: list[bytes | tuple[str, str]] = [skeleton[0]]
     for part, after in zip(parts, skeleton[1:], strict=True):
         pieces.extend(_encoded_body(part))
@@ -289,13 +297,17 @@ def build_digest_template(
             merged.append(piece)
     return DigestTemplate(
         sender=parseaddr(sender)[1],
-        mailto=one_line(unsubscribe_mailto(sender)),
         pieces=tuple(merged),
     )
 
 
 @lru_cache(maxsize=64)
-def _skeleton(sender: str, subject: str, subtypes: tuple[str, ...]) -> tuple[bytes, ...]:
+def _skeleton(
+    sender: str,
+    subject: str,
+    subtypes: tuple[str, ...],
+    shared: tuple[tuple[str, str], ...] = (),
+) -> tuple[bytes, ...]:
     """The shared headers and MIME structure, split where each part's body goes.
 
     Digests differ in subject (date, count) and format only, so the email package's ≈2 ms
@@ -308,6 +320,8 @@ def _skeleton(sender: str, subject: str, subtypes: tuple[str, ...]) -> tuple[byt
     msg["MIME-Version"] = "1.0"
     msg["List-Id"] = one_line(list_id(sender))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in shared:
+        msg[name] = one_line(value)
     msg["Auto-Submitted"] = "auto-generated"
     # Each part's payload is a random sentinel line, cut out below: the email package
     # writes the MIME structure, headers and boundaries, the bodies go in its place.

@@ -157,6 +157,8 @@ class Subscriber(SQLModel, table=True):
     confirmed_at: datetime | None = _ts()
     unsubscribed_at: datetime | None = _ts()
     bounce_count: int = Field(default=0)
+    # When the last counted soft bounce came (bounce_policy: one count a day, a long gap resets).
+    bounce_last_at: datetime | None = _ts()
     # Bumped to revoke every signed link handed out so far.
     token_version: int = Field(default=1)
 
@@ -212,6 +214,46 @@ class Event(SQLModel, table=True):
     actor: str = Field(default="", max_length=128)
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
     created_at: datetime = _ts(nullable=False, index=True)
+
+
+# A bounce names its delivery by the Message-ID it returns (inbound mail).
+sa.Index("ix_delivery_message_id", Delivery.message_id)
+
+INBOUND_KINDS = (
+    "bounce",
+    "complaint",
+    "unsubscribe",
+    "auto_reply",
+    "delivery_report",
+    "command",
+    "unrecognized",
+)
+
+
+class Inbound(SQLModel, table=True):
+    """One message that came back (bounce, complaint, command, anything else): never lost."""
+
+    __tablename__ = "inbound"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = _ts(nullable=False, index=True)
+    kind: str = Field(max_length=16, index=True)
+    source: str = Field(default="", max_length=200)
+    # Forgetting a person erases what came back from them too (their address, headers).
+    subscriber_id: int | None = Field(
+        default=None, foreign_key="subscriber.id", ondelete="CASCADE", index=True
+    )
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
+    address: str = Field(default="", max_length=320)
+    status_code: str = Field(default="", max_length=16)
+    severity: str = Field(default="", max_length=8)
+    reason: str = Field(default="")
+    summary: str = Field(default="", max_length=300)
+    effect: str = Field(default="", max_length=300)
+    message_id: str = Field(default="", max_length=255)
+    size: int = Field(default=0)
+    recipients: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    headers: list[list[str]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
 
 
 class Meta(SQLModel, table=True):

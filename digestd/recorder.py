@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
-from digestd import deliveries, subscribers
+from digestd import bounce_policy, deliveries
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.deliveries import Outcome
@@ -43,12 +43,17 @@ def record_group(ctx: AppContext, outcomes: Sequence[Outcome], worker_id: str) -
     now = ctx.now()
     with session_scope(ctx.engine) as session:
         deliveries.record(session, outcomes, worker_id=worker_id, now=now)
-        subscribers.note_delivered(
-            session,
-            (o.claim.subscriber_id for o in outcomes if o.status == DeliveryStatus.SENT),
+        # A refusal is read by the bounce policy, like a bounce that comes back by mail.
+        # Acceptance does not reset the soft-bounce count: with a relay, the bounce comes
+        # later (the policy's own quiet-gap rule starts the count over).
+        failures = {
+            o.claim.subscriber_id: o.error or ""
+            for o in outcomes
+            if o.status == DeliveryStatus.FAILED
+        }
+        return bounce_policy.apply_send_failures(
+            session, failures, ctx.settings, actor=ctx.actor, now=now
         )
-        bad = {o.claim.subscriber_id: o.error or "" for o in outcomes if o.bad_address}
-        return subscribers.note_hard_bounces(session, bad, actor=ctx.actor, now=now)
 
 
 class Recorder:

@@ -27,6 +27,7 @@ from digestd.db import session_scope
 from digestd.deliveries import Claim, Outcome
 from digestd.deliveries import temporary_failure as _temporary
 from digestd.digests import local_day
+from digestd.inbound import addresses
 from digestd.learning import PaperCache
 from digestd.mime import (
     DigestTemplate,
@@ -148,6 +149,7 @@ def _digest(
         sender=ctx.settings.from_address,
         subject=body.subject,
         parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
+        list_headers=addresses.list_headers(ctx.settings),
     )
     return _Digest(
         template, body.entry_ids, vote_slots(body.entry_ids), profile, tuple(picks), day, fmt
@@ -270,7 +272,10 @@ def _reference_message(
         vote_url=vote,
         vote_macs=macs,
     )
+    s, secret = ctx.settings, ctx.secret_key
     return build_digest_message(
+        mailto=addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version),
+        list_headers=addresses.list_headers(s),
         sender=ctx.settings.from_address,
         to_email=sub.email,
         to_name=sub.name or "",
@@ -318,6 +323,9 @@ async def _send_jobs(
                 digest = job.digest
                 macs = vote_macs(secret, vote.rpartition("/")[2], digest.entry_ids)
                 template = digest.template
+                # Bounces name their delivery (VERP); the mailto: unsubscribes this subscriber.
+                envelope = addresses.envelope_sender(s, secret, c.id, template.sender)
+                mailto = addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version)
                 data = template.fill(
                     to_email=sub.email,
                     to_name=sub.name or "",
@@ -331,9 +339,10 @@ async def _send_jobs(
                         vote_url=vote,
                         vote_macs=dict(zip(digest.vote_slots, macs, strict=True)),
                     ),
+                    mailto=mailto,
                 )
                 if data is not None:
-                    await pool.send_bytes(template.sender, one_line(sub.email), data)
+                    await pool.send_bytes(envelope, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
                         _reference_message,
@@ -346,10 +355,10 @@ async def _send_jobs(
                         macs,
                         now,
                     )
-                    await pool.send(message)
+                    await pool.send(message, sender=envelope)
             except PermanentSendError as exc:
                 reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
-                outcome = Outcome(c, D.FAILED, one_line(reply), bad_address=exc.is_bad_address)
+                outcome = Outcome(c, D.FAILED, one_line(reply))
             except TemporarySendError as exc:
                 outcome = _temporary(c, one_line(exc.reply) or "temporary failure")
             except Exception as exc:  # a bad address format, an encoding error: keep going

@@ -28,12 +28,7 @@ class TemporarySendError(SendError):
 
 
 class PermanentSendError(SendError):
-    """5xx: do not try again. `is_bad_address` for 5.1.x (no such mailbox and the like)."""
-
-    @property
-    def is_bad_address(self) -> bool:
-        text = self.reply.lstrip()
-        return self.code in (550, 551, 553) and (text.startswith("5.1.") or " 5.1." in text[:12])
+    """5xx: do not try again (what it means for the address: `digestd.bounce_policy`)."""
 
 
 def _classify(exc: BaseException) -> SendError:
@@ -46,6 +41,11 @@ def _classify(exc: BaseException) -> SendError:
     if isinstance(code, int) and 500 <= code < 600:
         return PermanentSendError(message, code)
     return TemporarySendError(reply if code else message, code)
+
+
+# What the pool sends: a message, a message with its envelope sender, or flattened bytes
+# with (sender, recipient).
+_Outgoing = EmailMessage | tuple[EmailMessage, str] | tuple[str, str, bytes]
 
 
 class SmtpPool:
@@ -101,16 +101,17 @@ class SmtpPool:
             timeout=s.smtp_timeout,
         )
 
-    async def send(self, message: EmailMessage) -> str:
-        """Send one message; returns the server's reply or raises a SendError subclass."""
-        return await self._send(message)
+    async def send(self, message: EmailMessage, sender: str | None = None) -> str:
+        """Send one message (envelope sender: `sender`, else its From); returns the server's
+        reply or raises a SendError subclass."""
+        return await self._send(message if sender is None else (message, sender))
 
     async def send_bytes(self, sender: str, recipient: str, data: bytes) -> str:
         """Send one already flattened message (`DigestTemplate.fill`) as is: no re-parse or
         re-flatten (`send_message` does both). Same replies and errors as `send`."""
         return await self._send((sender, recipient, data))
 
-    async def _send(self, message: EmailMessage | tuple[str, str, bytes]) -> str:
+    async def _send(self, message: _Outgoing) -> str:
         if self._limiter is not None:
             await self._limiter.acquire()
         client = await self._idle.get()
@@ -162,12 +163,12 @@ class SmtpPool:
         return client
 
     @staticmethod
-    async def _transmit(
-        client: aiosmtplib.SMTP, message: EmailMessage | tuple[str, str, bytes]
-    ) -> str:
-        if isinstance(message, tuple):
+    async def _transmit(client: aiosmtplib.SMTP, message: _Outgoing) -> str:
+        if isinstance(message, tuple) and len(message) == 3:
             sender, recipient, data = message
             errors, reply = await client.sendmail(sender, [recipient], data)
+        elif isinstance(message, tuple):
+            errors, reply = await client.send_message(message[0], sender=message[1])
         else:
             errors, reply = await client.send_message(message)
         if errors:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import inspect, update
+from sqlalchemy import inspect
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select
 
@@ -47,8 +47,6 @@ LINKS_REVOKED = "subscriber.links_revoked"
 S = SubscriberStatus
 # How a person left (the `way` in an unsubscribe's event detail; stats count by it).
 UNSUBSCRIBE_WAYS = ("one-click", "page", "mail", "admin", "complaint")
-# Consecutive hard bounces (5.1.x) after which a subscriber is marked bounced.
-BOUNCE_LIMIT = 3
 IN_CHUNK = 1000
 
 
@@ -689,40 +687,12 @@ def for_sending(session: Session, ids: Iterable[int]) -> dict[int, Any]:
     return out
 
 
-def note_delivered(session: Session, ids: Iterable[int]) -> None:
-    """A delivered message proves the address works: the consecutive-bounce count starts over."""
-    for chunk in chunks(sorted(set(ids)), IN_CHUNK):
-        session.execute(
-            update(Subscriber)
-            .where(col(Subscriber.id).in_(chunk), col(Subscriber.bounce_count) > 0)
-            .values(bounce_count=0)
-            .execution_options(synchronize_session=False)
-        )
-
-
-def note_hard_bounces(
-    session: Session, replies: dict[int, str], *, actor: str, now: datetime
-) -> list[int]:
-    """Count one hard bounce (5.1.x at SMTP time) per subscriber in `replies` (id → the
-    server's reply); those reaching BOUNCE_LIMIT are `bounce`d. Returns their ids."""
-    newly: list[int] = []
-    for chunk in chunks(sorted(replies), IN_CHUNK):
-        session.execute(
-            update(Subscriber)
-            .where(col(Subscriber.id).in_(chunk))
-            .values(bounce_count=col(Subscriber.bounce_count) + 1)
-            .execution_options(synchronize_session=False)
-        )
-        over = session.exec(
-            select(Subscriber).where(
-                col(Subscriber.id).in_(chunk),
-                Subscriber.status == S.ACTIVE,
-                col(Subscriber.bounce_count) >= BOUNCE_LIMIT,
-            )
-        ).all()
-        for sub in over:
-            assert sub.id is not None
-            detail = {"reply": replies[sub.id], "limit": BOUNCE_LIMIT}
-            if bounce(session, sub, actor=actor, now=now, reason="hard bounces", detail=detail):
-                newly.append(sub.id)
-    return newly
+def latest_event(session: Session, sub_id: int | None, actions: tuple[str, ...]) -> Event | None:
+    """The newest audit event of these actions for a subscriber (suppression checks)."""
+    stmt = (
+        select(Event)
+        .where(Event.subscriber_id == sub_id, col(Event.action).in_(actions))
+        .order_by(col(Event.id).desc())
+        .limit(1)
+    )
+    return session.exec(stmt).first()

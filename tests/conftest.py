@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 
 from digestd.config import Settings
 from digestd.context import AppContext
+from tests.support.dovecot import DovecotServer, DovecotUnavailable
 from tests.support.smtp import SmtpTestServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -119,5 +120,16 @@ def app(settings: Settings, clock: FakeClock) -> Iterator[AppContext]:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpTestServer]:
     server = SmtpTestServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """One real Dovecot IMAP server for the whole run (each test takes a fresh user)."""
+    try:
+        server = DovecotServer().start()
+    except DovecotUnavailable as exc:
+        skip_or_fail(str(exc))
     yield server
     server.stop()

@@ -18,6 +18,7 @@ from digestd.cli import (
     deliveries,
     demo,
     entries,
+    inbound,
     preview,
     run,
     settings,
@@ -39,6 +40,7 @@ app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(sources.app, name="sources")
 app.add_typer(entries.app, name="entries")
 app.add_typer(deliveries.app, name="deliveries")
+app.add_typer(inbound.app, name="inbound")
 preview.register(app)
 run.register(app)
 web.register(app)

@@ -1,4 +1,5 @@
-"""`digestd run --once` (ingest, plan, send, exit: for cron and tests) and `digestd send-now`.
+"""`digestd run --once` (ingest, plan, send, poll the inbound mailbox if one is set, exit: for
+cron and tests) and `digestd send-now`.
 
 Without `--once`, `digestd run` is the long-running daemon (`digestd.daemon.run_forever`).
 """
@@ -62,6 +63,20 @@ async def _once(app: AppContext, ingest: bool) -> tuple[dict | None, PlanReport,
     return fetch, plan, sent
 
 
+def _poll_inbound_once(app: AppContext) -> tuple[dict | None, str | None]:
+    """One poll of DIGESTD_INBOUND_IMAP for `run --once` (cron users have no daemon to poll):
+    (what it did, None), or (None, why it failed); (None, None) when no mailbox is set."""
+    if app.settings.imap is None:
+        return None, None
+    from digestd.inbound.imap_poll import poll_configured_mailbox
+
+    try:
+        report = poll_configured_mailbox(app)
+    except Exception as exc:  # the mailbox or the database: one line, sending already done
+        return None, first_line(exc)
+    return dataclasses.asdict(report), None
+
+
 def register(app: typer.Typer) -> None:
     """Add `run` and `send-now` to the root app."""
 
@@ -69,7 +84,9 @@ def register(app: typer.Typer) -> None:
     def run(
         ctx: typer.Context,
         once: bool = typer.Option(
-            False, "--once", help="Ingest due sources, plan, send what is due, then exit."
+            False,
+            "--once",
+            help="Ingest due sources, plan, send what is due, poll the inbound mailbox, exit.",
         ),
         no_ingest: bool = typer.Option(False, "--no-ingest", help="Skip fetching sources."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -87,8 +104,12 @@ def register(app: typer.Typer) -> None:
             fetch, plan, sent = asyncio.run(_once(context, ingest=not no_ingest))
         except Exception as exc:
             fail(f"run --once: {first_line(exc)}")
+        inbound, inbound_problem = _poll_inbound_once(context)
         if as_json:
-            print_json(_report_dict(plan, sent, fetch))
+            report = _report_dict(plan, sent, fetch)
+            if inbound is not None or inbound_problem:
+                report["inbound_imap"] = {**(inbound or {}), "problem": inbound_problem}
+            print_json(report)
             return
         fetched = None
         if fetch is not None:
@@ -97,7 +118,15 @@ def register(app: typer.Typer) -> None:
                 + (f", {fetch['failed']} failed" if fetch["failed"] else "")
             )
         console.print(_summary(plan, sent, fetched), highlight=False)
+        if inbound is not None:
+            console.print(
+                f"inbound mailbox: handled {inbound['handled']} (moved {inbound['moved']}, "
+                f"left {inbound['left']}, {inbound['waiting']} waiting for the next run)",
+                highlight=False,
+            )
         echo_problem(sent)
+        if inbound_problem:
+            typer.echo(f"problem: inbound mailbox: {inbound_problem}", err=True)
 
     @app.command("send-now")
     def send_now(

@@ -374,8 +374,17 @@ def confirm_cmd(
 def lift_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
-    """Lift a bounce: the address works again (active, bounce count reset)."""
-    _change_status(ctx, email, subs.lift, "lift")
+    """Lift a suppression (a bounce or a spam complaint): mail may go there again."""
+    from digestd.bounce_policy import lift_suppression
+
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        sub = find_subscriber(session, email)
+        try:
+            said = lift_suppression(session, sub, actor=app_ctx.actor, now=app_ctx.now())
+        except InvalidInput as exc:
+            fail(str(exc))
+    console.print(escape(said), highlight=False)
 
 
 @app.command("revoke-links")

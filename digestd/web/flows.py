@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from digestd import bounce_policy, votes
 from digestd import subscribers as subs
-from digestd import votes
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Subscriber
@@ -87,8 +87,8 @@ def _request_subscription(
         sub = subs.get_by_email(session, email)
         if sub is None:
             sub = subs.add_subscriber(session, email, prefs, status="pending", actor=ACTOR, now=now)
-        elif sub.status == S.BOUNCED:
-            # The address bounced: no mail goes there until an admin lifts it, not even a
+        elif bounce_policy.is_suppressed(session, sub):
+            # Bounced or complained: no mail goes there until an admin lifts it, not even a
             # confirmation. The page answers as for anyone else (no address is disclosed).
             return None
         elif sub.status not in SUBSCRIBED:

@@ -72,7 +72,8 @@ class ConfirmationSender:
             self._pool = SmtpPool(self.settings, max_connections=2)
         message = build_message(self.env, self.settings, mail)
         try:
-            await self._pool.send(message)
+            # With a bounce address, a confirmation that bounces comes back to digestd too.
+            await self._pool.send(message, sender=self.settings.bounce_address or None)
         except SendError as exc:
             log.warning("confirmation mail to subscriber %s not sent: %s", mail.subscriber_id, exc)
             return False

@@ -1,7 +1,7 @@
 """votes: "more / less like this" and liked papers
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-30 12:50:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import digestd.models
 
 revision: str = "0006"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -17,10 +17,8 @@ from digestd.models import Delivery, DeliveryEntry, Event, Subscriber
 from digestd.planning import plan_due
 from digestd.sending import EMPTY_REASON, send_due
 from digestd.smtp_pool import SmtpPool
-from digestd.subscribers import BOUNCE_LIMIT
 from digestd.tokens import read_token
 from tests.support.digests import add_subscriber, load_seed_entries
-from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer
 
 NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
@@ -89,8 +87,9 @@ async def test_each_due_subscriber_gets_one_complete_message(
     assert re.fullmatch(r"<digest\.2026-11-26\.\d+\.[0-9a-f]+@example\.net>", ada_msg["Message-ID"])
     assert ada_msg["List-Id"] == "Research paper digest <digest.example.net>"
     assert ada_msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    https, mailto = [u.strip(" <>") for u in ada_msg["List-Unsubscribe"].split(",")]
-    assert mailto == "mailto:digest@example.net?subject=unsubscribe"
+    # No DIGESTD_BOUNCE_ADDRESS: only the https link (tests/e2e/test_inbound_e2e.py: with one).
+    https = ada_msg["List-Unsubscribe"].strip(" <>")
+    assert "mailto:" not in ada_msg["List-Unsubscribe"]
     assert https.startswith("https://digest.example.net/unsubscribe/")
     claims = read_token(app.secret_key, "unsubscribe", https.rsplit("/", 1)[1])
     assert claims.subscriber_id == ada
@@ -172,33 +171,37 @@ async def test_transient_faults_end_in_exactly_one_delivery_each(
     assert sorted(m.recipients[0] for m in smtp_server.messages) == sorted(emails)
 
 
-async def test_hard_bounce_fails_one_and_repeated_ones_mark_bounced(
+async def test_a_hard_refusal_bounces_at_once_and_a_sender_refusal_never(
     mail_app: AppContext, smtp_server: SmtpTestServer, clock
 ) -> None:
+    """The synchronous side of the bounce policy (digestd.bounce_policy): a 5.1.1 is the
+    address itself, so the subscriber is bounced at once; a 5.7.1 block is about us."""
     app = mail_app
     gone = add(app, "gone@example.org")
+    blocked = add(app, "blocked@example.org")
     add(app, "fine@example.org")
+    replies = {
+        "gone": "550 5.1.1 <gone@example.org>: no such user",
+        "blocked": "554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org",
+    }
     smtp_server.set_fault(
-        lambda rcpt, _n: "550 5.1.1 <gone@example.org>: no such user" if "gone" in rcpt else None
+        lambda rcpt, _n: next((r for k, r in replies.items() if rcpt.startswith(k)), None)
     )
     await plan_and_send(app)
     rows = {d.subscriber_id: d for d in deliveries(app)}
-    assert rows[gone].status == "failed"
+    assert rows[gone].status == "failed" and rows[blocked].status == "failed"
     assert rows[gone].error is not None and "550" in rows[gone].error
     assert "5.1.1" in rows[gone].error and "no such user" in rows[gone].error
     assert [m.recipients for m in smtp_server.messages] == [["fine@example.org"]]
-
-    for _day in range(BOUNCE_LIMIT - 1):
-        clock.advance(days=1)
-        with session_scope(app.engine) as s:
-            add_papers(s, clock() - timedelta(hours=1), tag=f"day{_day}")
-        await plan_and_send(app)
     with session_scope(app.engine) as s:
         sub = s.get(Subscriber, gone)
-        assert sub is not None and sub.status == "bounced" and sub.bounce_count == BOUNCE_LIMIT
+        assert sub is not None and sub.status == "bounced"
         [event] = s.exec(select(Event).where(Event.action == "subscriber.status")).all()
-        assert (event.detail["to"], event.detail["reason"]) == ("bounced", "hard bounces")
-        assert "5.1.1" in event.detail["reply"] and event.subscriber_id == gone
+        assert event.subscriber_id == gone and event.detail["to"] == "bounced"
+        assert "userunknown" in event.detail["reason"] and "5.1.1" in event.detail["reply"]
+        still = s.get(Subscriber, blocked)
+        assert still is not None and still.status == "active" and still.bounce_count == 0
+
     # Bounced subscribers are not planned again; the other one still is.
     clock.advance(days=1)
     before = len(deliveries(app))

@@ -16,13 +16,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class DaemonProcess:
-    """`python -m digestd run` in a subprocess; a thread collects its output lines.
+    """`python -m digestd run` (or another long-running `command`, e.g. `inbound --listen`)
+    in a subprocess; a thread collects its output lines.
 
     Tests wait on lines (`wait_for_line`) or on any condition (`wait_until`) with a
     bounded timeout; nothing sleeps for time to pass.
     """
 
-    def __init__(self, env: Mapping[str, str], *args: str, cwd: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *args: str,
+        cwd: Path | str | None = None,
+        command: tuple[str, ...] = ("run",),
+    ) -> None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
         clean.update(env)
         clean["NO_COLOR"] = "1"
@@ -32,7 +39,7 @@ class DaemonProcess:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "digestd", "run", *args],
+            [sys.executable, "-m", "digestd", *command, *args],
             env=clean,
             cwd=cwd,
             stdout=subprocess.PIPE,

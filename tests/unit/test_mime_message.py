@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 from digestd.mime import build_digest_message
-from digestd.smtp_pool import PermanentSendError
+
+MAILTO = "mailto:bounces+u1-abcdefghijklmnop@bounce.example.net?subject=unsubscribe"
 
 
 def wire(**overrides):
@@ -35,9 +36,8 @@ def test_every_required_header_and_both_parts() -> None:
     assert msg["Date"].datetime == datetime(2026, 11, 26, 7, tzinfo=UTC)
     assert msg["Message-ID"] == "<digest.2026-11-26.1.abc@example.net>"
     assert msg["List-Id"] == "Research paper digest <digest.example.net>"
-    assert msg["List-Unsubscribe"] == (
-        "<https://example.net/unsubscribe/TOKEN>, <mailto:digest@example.net?subject=unsubscribe>"
-    )
+    # No DIGESTD_BOUNCE_ADDRESS: only the https link, never a mailto: nobody reads.
+    assert msg["List-Unsubscribe"] == "<https://example.net/unsubscribe/TOKEN>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg.get_content_type() == "multipart/alternative"
     assert msg.get_body(("plain",)).get_content().startswith("Hello")
@@ -61,12 +61,6 @@ def test_line_breaks_in_values_cannot_inject_headers() -> None:
     assert [a.addr_spec for a in msg["To"].addresses] == ["ada@example.org"]
 
 
-def test_only_550_class_5_1_x_replies_count_as_bad_addresses() -> None:
-    assert PermanentSendError("5.1.1 <x@example.org>: no such user", 550).is_bad_address
-    assert not PermanentSendError("5.7.1 message refused as spam", 550).is_bad_address
-    assert not PermanentSendError("5.2.2 mailbox full", 552).is_bad_address
-
-
 def test_list_unsubscribe_stays_plain_on_the_wire_with_a_real_length_url() -> None:
     # A real signed link makes the header longer than 78 characters; the email package
     # would then RFC 2047-encode the URL (=?utf-8?q?=3Chttps...), which mail providers
@@ -83,17 +77,16 @@ def test_list_unsubscribe_stays_plain_on_the_wire_with_a_real_length_url() -> No
         "message_id": "<digest.2026-11-26.1.abc@example.net>",
         "unsubscribe_url": url,
         "when": datetime(2026, 11, 26, 7, tzinfo=UTC),
+        "mailto": MAILTO,
     }
     msg = build_digest_message(**args)
     # Folded only between the two entries, as RFC 2369 allows; each URL stays whole.
-    expected = (
-        f"List-Unsubscribe: <{url}>,\r\n <mailto:digest@example.net?subject=unsubscribe>\r\n"
-    ).encode()
+    expected = (f"List-Unsubscribe: <{url}>,\r\n <{MAILTO}>\r\n").encode()
     for raw in (flatten_message(msg), msg.as_bytes(policy=policy.SMTP)):  # what aiosmtplib sends
         assert expected in raw
         assert b"=?utf-8?q?=3Chttp" not in raw
         parsed = message_from_bytes(raw, policy=policy.default)
         https, mailto = [u.strip(" <>") for u in parsed["List-Unsubscribe"].split(",")]
-        assert (https, mailto) == (url, "mailto:digest@example.net?subject=unsubscribe")
+        assert (https, mailto) == (url, MAILTO)
         assert parsed["Subject"] == args["subject"]
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

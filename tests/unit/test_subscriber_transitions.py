@@ -156,16 +156,3 @@ def test_a_forgotten_subscriber_cannot_be_confirmed(ctx: AppContext) -> None:
     # after the commit, too
     with session_scope(ctx.engine) as s, pytest.raises(subs.TransitionError, match="forgotten"):
         subs.confirm(s, sub, actor="t", now=NOW)
-
-
-def test_hard_bounces_up_to_the_limit_go_through_bounce(ctx: AppContext) -> None:
-    with session_scope(ctx.engine) as s:
-        sub = _new(s, 1, S.ACTIVE)
-        for _ in range(subs.BOUNCE_LIMIT - 1):
-            assert subs.note_hard_bounces(s, {sub.id: "550 5.1.1 no"}, actor="t", now=NOW) == []  # type: ignore[dict-item]
-        assert subs.note_hard_bounces(s, {sub.id: "550 5.1.1 no"}, actor="t", now=NOW) == [sub.id]  # type: ignore[dict-item]
-        s.flush()
-        s.refresh(sub)
-        assert sub.status == S.BOUNCED
-        [detail] = _status_events(s, sub)
-        assert detail["reply"] == "550 5.1.1 no" and detail["to"] == "bounced"

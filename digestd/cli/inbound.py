@@ -1,0 +1,183 @@
+"""`digestd inbound [FILE|-]...` and `digestd inbound list`: mail that comes back.
+
+`digestd inbound FILE...` (or standard input) is what an MTA `pipe`, a `.forward` or
+procmail runs: each message is recorded and acted on, and the exit status is 0 once it
+is recorded, so the MTA never retries forever; only when the database cannot be reached is
+it 75 (EX_TEMPFAIL), which makes the MTA keep the message and try again later.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from digestd.cli.common import (
+    console,
+    err_console,
+    fail,
+    first_line,
+    get_context,
+    print_json,
+    short_time,
+)
+from digestd.db import redact_url
+
+EX_TEMPFAIL = 75
+READ_LIMIT_FACTOR = 2  # read at most this many times DIGESTD_INBOUND_MAX_BYTES from a file
+
+
+class _ProcessByDefault(TyperGroup):
+    """`digestd inbound FILE...` runs the hidden `process` command; `list` stays a command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Typer vendors Click
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["process", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_ProcessByDefault,
+    help=(
+        "Bounces, complaints, unsubscribes and commands that come back by mail.\n\n"
+        "digestd inbound [FILE|-]... [--dry-run] [--json] [--mail-from ADDR] [--rcpt-to ADDR]:"
+        " record and act on messages from files or standard input (exit 0 once recorded).\n\n"
+        "digestd inbound list [--kind K] [--json]: what came in.\n\n"
+        "digestd inbound --listen: only the inbound SMTP listener on DIGESTD_INBOUND_LISTEN"
+        " (digestd run serves it too), until SIGTERM."
+    ),
+)
+
+
+@app.command("process", hidden=True)
+def process_cmd(
+    ctx: typer.Context,
+    files: list[str] = typer.Argument(None, help="Message files; '-' or none: standard input."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read and classify; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON array, one object per message."),
+    mail_from: str = typer.Option(None, "--mail-from", help="Envelope sender (MTA pipe)."),
+    rcpt_to: list[str] = typer.Option(
+        None, "--rcpt-to", help="Envelope recipient (MTA pipe); repeatable."
+    ),
+    listen: bool = typer.Option(
+        False,
+        "--listen",
+        help="Serve only the inbound SMTP listener on DIGESTD_INBOUND_LISTEN until SIGTERM.",
+    ),
+) -> None:
+    """Record and act on inbound messages from files or standard input."""
+    if listen:
+        _serve_listener(ctx, files, dry_run or as_json or bool(mail_from or rcpt_to))
+        return
+    from digestd.inbound.process import process_message  # on use: keeps --help quick
+
+    app_ctx = get_context(ctx, migrate=False)
+    try:
+        app_ctx.migrate()
+    except Exception as exc:  # the database is down: the MTA must keep the message
+        where = redact_url(app_ctx.settings.database_url)
+        fail(f"database {where}: {first_line(exc)}; try again later", EX_TEMPFAIL)
+    limit = app_ctx.settings.inbound_max_bytes * READ_LIMIT_FACTOR + 1
+    results: list[dict[str, Any]] = []
+    unreadable = 0
+    for name in files or ["-"]:
+        try:
+            if name == "-":
+                raw = sys.stdin.buffer.read(limit)
+            else:
+                with Path(name).open("rb") as fh:
+                    raw = fh.read(limit)
+        except OSError as exc:
+            err_console.print(f"[red]error:[/red] {escape(name)}: {exc.strerror or exc}")
+            unreadable += 1
+            continue
+        try:
+            result = process_message(
+                app_ctx,
+                raw,
+                mail_from=mail_from,
+                rcpt_to=rcpt_to or (),
+                source=name,
+                dry_run=dry_run,
+            )
+        except Exception as exc:  # the database, not the message: let the MTA try again
+            fail(f"{name}: not recorded, try again later: {first_line(exc)}", EX_TEMPFAIL)
+        if as_json:
+            results.append(result.as_json())
+        else:
+            done = "" if dry_run else f" #{result.recorded_id}"
+            effect = f" → {result.effect}" if result.effect else ""
+            console.print(
+                f"{escape(name)}: {result.kind}{done}: {escape(result.summary)}{escape(effect)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if as_json:
+        print_json(results)
+    if unreadable:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    kind: str = typer.Option(None, "--kind", help="Only this kind (bounce, complaint, …)."),
+    limit: int = typer.Option(100, "--limit", min=1, max=100000, help="Newest N messages."),
+    as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
+) -> None:
+    """The newest inbound messages: kind, subscriber, status, what it changed."""
+    from digestd.db import session_scope
+    from digestd.inbound.process import KINDS
+    from digestd.inbound.store import inbound_dict, list_inbound
+
+    if kind is not None and kind not in KINDS:
+        fail(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        rows = [
+            inbound_dict(row, email) for row, email in list_inbound(session, kind=kind, limit=limit)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no inbound messages" + (f" of kind {kind}" if kind else ""))
+        return
+    table = Table("id", "received", "kind", "subscriber", "status", "summary", "effect")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            short_time(_parse_time(r["received_at"])),
+            r["kind"],
+            escape(r["subscriber"] or "-"),
+            escape(r["status"] or ""),
+            escape(r["summary"]),
+            escape(r["effect"]),
+        )
+    console.print(table)
+
+
+def _parse_time(value: str | None) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value) if value else None
+
+
+def _serve_listener(ctx: typer.Context, files: list[str] | None, other_options: bool) -> None:
+    """`digestd inbound --listen`: the SMTP listener alone (e.g. next to `digestd run --once`
+    from cron, or as its own service); exits 0 on SIGTERM/SIGINT."""
+    import asyncio
+
+    from digestd.daemon import DaemonStartError, run_inbound_listener
+
+    if files or other_options:
+        fail("--listen takes no FILE and no --dry-run/--json/--mail-from/--rcpt-to")
+    try:
+        raise typer.Exit(asyncio.run(run_inbound_listener(get_context(ctx))))
+    except DaemonStartError as exc:
+        fail(str(exc))

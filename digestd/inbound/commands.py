@@ -1,0 +1,223 @@
+"""Email commands to the request address, listserv style: subscribe, unsubscribe, help.
+
+This is the mail counterpart of the subscription pages, so it reuses the web's flow for
+`subscribe` (the same double opt-in, the same per-address mail limit) instead of a copy.
+From can be forged, so nothing changes by mail alone: `subscribe` and `unsubscribe` both
+answer with a link to confirm, sent to the address itself.
+
+No loops (RFC 3834): no reply to the null sender, a mail system, an auto-reply or a list,
+replies carry `Auto-Submitted: auto-replied` and go out with the null envelope sender, so
+whatever answers them automatically has nowhere to answer to. At most
+MAX_REPLIES_PER_DAY replies go to one address, so a forger cannot make us flood anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid, parseaddr
+
+from sqlmodel import Session
+
+from digestd import bounce_policy
+from digestd import subscribers as subs
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.inbound import addresses, store
+from digestd.inbound.classify import is_auto_reply, looks_like_daemon
+from digestd.inbound.parse import Parsed, one_line, text_of, walk
+from digestd.mime import compose
+from digestd.smtp_pool import SendError, SmtpPool
+
+log = logging.getLogger(__name__)
+ACTOR = "mail"
+MAX_REPLIES_PER_DAY = 3
+COMMANDS = ("subscribe", "unsubscribe", "help")
+_ALIASES = {
+    "join": "subscribe",
+    "leave": "unsubscribe",
+    "signoff": "unsubscribe",
+    "stop": "unsubscribe",
+}
+_LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe", "Mailing-List", "X-Mailing-List")
+
+
+@dataclass
+class Outcome:
+    """What a command did (for the record) and the replies to send."""
+
+    effect: str
+    sender: str = ""
+    replies: list[EmailMessage] = field(default_factory=list)
+
+
+def why_not_reply(parsed: Parsed, mail_from: str | None) -> str:
+    """'' when a reply is safe, else why not (null sender, daemon, auto-reply, list)."""
+    if mail_from is not None and mail_from.strip("<> ") == "":
+        return "sent from the null sender"
+    if looks_like_daemon(parsed, mail_from):
+        return "sent by a mail system"
+    if is_auto_reply(parsed):
+        return "an automatic reply"
+    precedence = parsed.header("Precedence").lower()
+    if precedence in ("list", "bulk", "junk") or any(parsed.header(h) for h in _LIST_HEADERS):
+        return "sent by a mailing list"
+    return ""
+
+
+def read_command(parsed: Parsed) -> tuple[str, str]:
+    """(command, arguments) from the first line of the text (or the subject when it is empty)."""
+    lines: list[str] = []
+    if parsed.message is not None:
+        for part in walk(parsed.message):
+            if part.get_content_type() == "text/plain":
+                lines = text_of(part).splitlines()
+                break
+    words = ""
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith(">"):
+            words = text
+            break
+    subject = parsed.header("Subject")
+    first = words.split(maxsplit=1) if words else []
+    from_subject = subject.split() and _name(subject.split()[0]) in COMMANDS
+    if (not first or _name(first[0]) not in COMMANDS) and from_subject:
+        first = subject.split(maxsplit=1)
+    if not first:
+        return "", ""
+    return _name(first[0]), (first[1] if len(first) > 1 else "").strip()
+
+
+def _name(word: str) -> str:
+    word = word.strip().lower().rstrip(":")
+    return _ALIASES.get(word, word)
+
+
+def handle(ctx: AppContext, parsed: Parsed, *, mail_from: str | None) -> Outcome:
+    """Carry out one command (its own transactions); returns the effect and replies."""
+    _, sender = parseaddr(parsed.header("Reply-To") or parsed.header("From"))
+    sender = sender.strip()
+    command, args = read_command(parsed)
+    why = why_not_reply(parsed, mail_from)
+    if why:
+        return Outcome(f"{command or 'no command'}: no reply ({why})", sender)
+    try:
+        sender = subs.normalize_email(sender)
+    except subs.InvalidInput:
+        return Outcome(f"{command or 'no command'}: no reply (no valid sender address)")
+    now = ctx.now()
+    with session_scope(ctx.engine) as session:
+        since = now - timedelta(days=1)
+        if store.replies_to(session, sender, since) >= MAX_REPLIES_PER_DAY:
+            return Outcome(f"{command}: no reply (daily limit for {sender} reached)", sender)
+        sub = subs.get_by_email(session, sender)
+        if sub is not None and bounce_policy.is_suppressed(session, sub):
+            return Outcome(f"{command}: no reply (address is suppressed)", sender)
+        if command == "unsubscribe":
+            return _unsubscribe(ctx, session, parsed, sub, sender)
+    if command == "subscribe":
+        return _subscribe(ctx, parsed, sender, args, now)
+    kind = "help" if command == "help" else "unknown"
+    reply = _reply(ctx, parsed, sender, kind, command=command or parsed.header("Subject"))
+    return Outcome(f"{command or 'unknown command'}: help sent", sender, [reply])
+
+
+def _unsubscribe(
+    ctx: AppContext, session: Session, parsed: Parsed, sub: subs.Subscriber | None, sender: str
+) -> Outcome:
+    if sub is None or sub.status in ("unsubscribed", "bounced"):
+        return Outcome("unsubscribe: not subscribed, no reply", sender)
+    from digestd.web import links  # the signed page link, as the web mints it
+
+    url = links.url(ctx.settings.base_url, ctx.secret_key, "unsubscribe", sub)
+    reply = _reply(ctx, parsed, sender, "unsubscribe", unsubscribe_url=url)
+    return Outcome("unsubscribe: confirmation link sent", sender, [reply])
+
+
+def _subscribe(ctx: AppContext, parsed: Parsed, sender: str, args: str, now: datetime) -> Outcome:
+    # The web's own flow: the same validation, double opt-in and per-address limit.
+    from digestd.web import flows, mail, templating
+    from digestd.web.ratelimit import WebLimits
+
+    try:
+        prefs = subs.Preferences(topics=args[: subs.TOPICS_MAX]).validated()
+    except subs.InvalidInput as exc:
+        return Outcome(f"subscribe: {exc}", sender)
+    wanted = flows.request_subscription(
+        ctx, sender, prefs, mails_per_day=WebLimits().mails_per_email_per_day
+    )
+    if wanted is None:
+        return Outcome("subscribe: no mail (suppressed or daily limit reached)", sender)
+    env = templating.make_environment(ctx.settings)
+    message = mail.build_message(env, ctx.settings, wanted)
+    _as_reply(message, parsed)
+    return Outcome(f"subscribe: {wanted.kind} mail sent", sender, [message])
+
+
+def _reply(ctx: AppContext, parsed: Parsed, to: str, kind: str, **values: str) -> EmailMessage:
+    from digestd.web import templating
+
+    env = templating.make_environment(ctx.settings)
+    text = env.get_template("email/command.txt").render(
+        kind=kind,
+        email=to,
+        base_url=ctx.settings.base_url,
+        request_address=addresses.request_address(ctx.settings),
+        **values,
+    )
+    subject = parsed.header("Subject") or kind
+    message = compose(
+        sender=ctx.settings.from_address,
+        to=to,
+        subject=subject if subject.lower().startswith("re:") else f"Re: {subject}",
+        text=text.strip() + "\n",
+        message_id=make_msgid(domain=addresses.request_address(ctx.settings).split("@")[1]),
+    )
+    _as_reply(message, parsed)
+    return message
+
+
+def _as_reply(message: EmailMessage, parsed: Parsed) -> None:
+    """Mark an answer as an automatic reply to `parsed` (RFC 3834)."""
+    del message["Auto-Submitted"]
+    message["Auto-Submitted"] = "auto-replied"
+    if "X-Auto-Response-Suppress" not in message:
+        message["X-Auto-Response-Suppress"] = "All"
+    original = parsed.header("Message-ID")
+    if original:
+        message["In-Reply-To"] = one_line(original, 250)
+        message["References"] = one_line(original, 250)
+
+
+def send_replies(ctx: AppContext, replies: list[EmailMessage]) -> int:
+    """Send command replies with the null envelope sender; returns how many went out.
+
+    Callable from plain code and from inside an event loop (the SMTP listener): in the
+    latter case the sending runs in a short-lived thread with its own loop."""
+
+    async def send_all() -> int:
+        sent = 0
+        async with SmtpPool(ctx.settings, max_connections=1) as pool:
+            for message in replies:
+                to = parseaddr(str(message["To"]))[1]
+                try:
+                    await pool.send_bytes("", to, message.as_bytes())
+                    sent += 1
+                except SendError as exc:
+                    log.warning("reply to %s not sent: %s", to, exc)
+        return sent
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(send_all())
+    box: list[int] = [0]
+    thread = threading.Thread(target=lambda: box.__setitem__(0, asyncio.run(send_all())))
+    thread.start()
+    thread.join(timeout=ctx.settings.smtp_timeout * 2 + 5)
+    return box[0]

@@ -1,0 +1,122 @@
+"""`digestd inbound` as an MTA pipe and a script run it: files, stdin, --dry-run --json, list.
+
+The pipe and the unreachable database run the real command in a subprocess; the rest run
+the same CLI in-process (a subprocess costs seconds on a loaded machine)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from digestd.db import make_engine, session_scope, upgrade
+from digestd.subscribers import Preferences, add_subscriber
+from tests.support.cli import run_cli
+from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn
+from tests.support.subscribers import Invoke, make_invoke
+
+BOUNCES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    from datetime import UTC, datetime
+
+    with session_scope(engine) as session:
+        add_subscriber(
+            session,
+            "ada@example.net",
+            Preferences(),
+            status="active",
+            actor="t",
+            now=datetime.now(UTC),
+        )
+    engine.dispose()
+    return {
+        "DIGESTD_DATABASE_URL": url,
+        "DIGESTD_SECRET_KEY": "e2e-secret-key-0123456789",
+        "DIGESTD_BOUNCE_ADDRESS": BOUNCE_ADDRESS,
+    }
+
+
+def _invoke(env: dict[str, str]) -> Invoke:
+    extra = {k: v for k, v in env.items() if k != "DIGESTD_DATABASE_URL"}
+    return make_invoke(env["DIGESTD_DATABASE_URL"], **extra)
+
+
+def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    files = []
+    for i, raw in enumerate(
+        [
+            dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net"),
+            arf(to=BOUNCE_ADDRESS, recipient="ada@example.net"),
+            auto_reply(to=BOUNCE_ADDRESS, sender="ada@example.net"),
+        ]
+    ):
+        path = tmp_path / f"{i}.eml"
+        path.write_bytes(raw)
+        files.append(str(path))
+    shutil.copy(BOUNCES / "sisimai" / "rfc3464-01.eml", tmp_path / "3.eml")
+    files.append(str(tmp_path / "3.eml"))
+    invoke = _invoke(env)
+    result = invoke("inbound", "--dry-run", "--json", *files)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [o["file"] for o in out] == files
+    assert [o["kind"] for o in out] == ["bounce", "complaint", "auto_reply", "bounce"]
+    for o in out:
+        assert set(o) == {"file", "kind", "recipients", "subscriber", "delivery"}
+    assert out[0]["recipients"] == [
+        {
+            "address": "ada@example.net",
+            "status": "5.1.1",
+            "action": "failed",
+            "hard": True,
+            "reason": "userunknown",
+        }
+    ]
+    assert out[0]["subscriber"] == "ada@example.net" and out[0]["delivery"] is None
+    # Nothing changed and nothing was recorded.
+    assert json.loads(invoke("inbound", "list", "--json").stdout) == []
+    shown = invoke("subscribers", "show", "ada@example.net", "--json")
+    assert json.loads(shown.stdout)["subscriber"]["status"] == "active"
+
+
+def test_pipe_records_then_list_shows_it(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    raw = dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net").decode()
+    piped = run_cli("inbound", "--rcpt-to", BOUNCE_ADDRESS, env=env, input=raw)
+    assert piped.returncode == 0, piped.stderr
+    assert "bounce #1" in piped.stdout and "bounced" in piped.stdout
+    invoke = _invoke(env)
+    junk = invoke("inbound", "-", input="\x00\x01 not mail at all")
+    assert junk.exit_code == 0 and "unrecognized #2" in junk.stdout
+    listed = json.loads(invoke("inbound", "list", "--kind", "bounce", "--json").stdout)
+    assert [(r["kind"], r["subscriber"], r["status"]) for r in listed] == [
+        ("bounce", "ada@example.net", "5.1.1")
+    ]
+    table = invoke("inbound", "list")
+    assert "unrecognized" in table.stdout and "ada@example.net" in table.stdout
+    lifted = invoke("subscribers", "lift", "ada@example.net")
+    assert lifted.exit_code == 0 and "now active" in lifted.stdout
+
+
+def test_bad_input_is_one_line(tmp_path: Path) -> None:
+    invoke = _invoke(_env(tmp_path))
+    missing = invoke("inbound", str(tmp_path / "nope.eml"))
+    assert missing.exit_code == 1 and "nope.eml" in missing.stderr
+    kind = invoke("inbound", "list", "--kind", "spam")
+    assert kind.exit_code == 1 and len(kind.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_database_asks_the_mta_to_retry(tmp_path: Path) -> None:
+    env = {
+        "DIGESTD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "DIGESTD_BOUNCE_ADDRESS": BOUNCE_ADDRESS,
+    }
+    result = run_cli("inbound", "-", env=env, input="Subject: x\n\nbody\n")
+    assert result.returncode == 75, result.stderr  # EX_TEMPFAIL: the MTA keeps it and retries
+    assert "Traceback" not in result.stderr and "try again later" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,11 @@ def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     backend's bound-parameter limit (itertools.batched needs Python 3.12)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def sql_date(value: Any) -> date:
+    """A `func.date(...)` result as a date: SQLite returns a string, PostgreSQL a date."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def redact_url(url: str) -> str:

@@ -8,7 +8,8 @@
 The interface is small: `plan` (insert due deliveries), `claim` (take a batch under a
 lease), `record` (write outcomes), `release` (hand claims back), `history` and
 `sent_entry_ids` (what the window rules and never-twice read), and the admin views
-(`list_deliveries`, `get`, `counts`, `retry_now`, `forget_subscriber`). Callers own the
+(`list_deliveries`, `get`, `carried_papers`, `counts`, `retry_now`, `forget_subscriber`),
+and the figures of `digestd stats` (`counts_per_day`, `oldest_waiting`). Callers own the
 transaction (`session_scope`); nothing here commits.
 
 Idempotency: the unique (subscriber, period) key plus INSERT … ON CONFLICT DO NOTHING means
@@ -28,7 +29,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
@@ -36,7 +37,7 @@ from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from digestd.db import chunks
+from digestd.db import chunks, sql_date
 from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber, table_of
 from digestd.statuses import CLAIMABLE, WINDOW_DONE, DeliveryStatus
 
@@ -568,4 +569,69 @@ def latest_sent(session: Session, subscriber_id: int) -> DeliveryRow | None:
         .order_by(col(Delivery.id).desc())
         .limit(1),
     )
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class CarriedPaper:
+    """A paper a delivery carried, in rank order (`deliveries show`)."""
+
+    rank: int
+    entry_id: int
+    title: str
+    url: str
+
+
+def carried_papers(session: Session, delivery_id: int) -> list[CarriedPaper]:
+    """The papers a sent delivery carried, in the order of the digest, with title and link."""
+    rows = session.execute(
+        select(col(DeliveryEntry.rank), col(Entry.id), col(Entry.title), col(Entry.url))
+        .join(Entry, col(Entry.id) == col(DeliveryEntry.entry_id))
+        .where(col(DeliveryEntry.delivery_id) == delivery_id)
+        .order_by(col(DeliveryEntry.rank))
+    )
+    return [CarriedPaper(rank, entry_id, title, url) for rank, entry_id, title, url in rows]
+
+
+# ---- figures for `digestd stats` ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Deliveries of one UTC day (sent: by when sent; others: by when due) and one status."""
+
+    day: date
+    status: DeliveryStatus
+    count: int
+    hard: int  # refused for good at SMTP time (a 5xx reply)
+    soft: int  # met at least one temporary failure (retried, or waiting for a retry)
+
+
+def counts_per_day(session: Session, since: datetime, until: datetime) -> list[DayCount]:
+    """Deliveries per UTC day and status in [since, until): one grouped query for `stats`."""
+    when = func.coalesce(col(Delivery.sent_at), col(Delivery.due_at), col(Delivery.created_at))
+    day = func.date(when)
+    status = col(Delivery.status)
+    hard = case((and_(status == D.FAILED, col(Delivery.error).like("5%")), 1), else_=0)
+    soft = case((or_(col(Delivery.attempts) > 1, status == D.RETRY), 1), else_=0)
+    stmt = (
+        select(day, status, func.count(), func.sum(hard), func.sum(soft))
+        .where(when >= since, when < until)
+        .group_by(day, status)
+    )
+    return [
+        DayCount(sql_date(d), DeliveryStatus(st), int(n), int(h or 0), int(f or 0))
+        for d, st, n, h, f in session.execute(stmt)
+    ]
+
+
+def oldest_waiting(session: Session, now: datetime) -> DeliveryRow | None:
+    """The due delivery that has waited longest (pending or retry, and its time has come)."""
+    stmt = (
+        _with_email()
+        .where(col(Delivery.status).in_(CLAIMABLE), col(Delivery.next_attempt_at) <= now)
+        .order_by(func.coalesce(col(Delivery.due_at), col(Delivery.created_at)), col(Delivery.id))
+        .limit(1)
+    )
+    found = _rows(session, stmt)
     return found[0] if found else None

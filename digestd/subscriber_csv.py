@@ -1,20 +1,29 @@
 """Subscriber CSV import (all-or-nothing, streamed, batched) and export (streamed).
 
-Columns: email,name,topics,categories,frequency,hour,timezone,max_items,format,status.
+Export columns: email,name,topics,categories,frequency,hour,timezone,max_items,format,status.
 `categories` is comma-joined inside one quoted field. `frequency` is `daily` or `weekly`;
 a weekly digest on another day than Monday is written `weekly:tue` (…`weekly:sun`) so that
 export then import round-trips every preference without an extra column.
 
+Import reads what people have: only `email` is required, the other columns are optional and in
+any order, and common export headers are understood case-insensitively (`Email Address`,
+`E-mail`, `First Name` + `Last Name`, the listmonk and the Mailchimp export layouts; see
+`_header`). A missing column is an empty cell, and an empty cell takes the default of
+`subscribers add` (status: active, since an admin importing a list vouches for those people).
+
 Import runs inside the caller's transaction: rows are validated and inserted batch by batch
 (one query per batch to find existing addresses, executemany inserts), and any bad row makes
 the whole import raise `ImportRejected` after the file has been read to the end, so the caller's
-`session_scope` rolls everything back and every bad row is reported, each as `line N: reason`.
+`session_scope` rolls everything back and every bad row is reported as `line N: reason`, with
+all of its problems. A problem with the whole file (header, encoding) is one line instead.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +45,6 @@ from digestd.subscribers import (
     Preferences,
     admin_refusal,
     normalize_email,
-    parse_weekday,
     preference_diff,
     set_by_admin,
 )
@@ -61,7 +69,10 @@ class ImportRejected(InvalidInput):
 
     def __init__(self, report: ImportReport) -> None:
         n = len(report.errors)
-        super().__init__(f"{n} bad row{'s' if n != 1 else ''}: nothing imported")
+        if report.file_error:
+            super().__init__(f"{report.file_error}; nothing imported")
+        else:
+            super().__init__(f"{n} bad row{'s' if n != 1 else ''}: nothing imported")
         self.report = report
 
 
@@ -74,6 +85,9 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    # A problem with the whole file (header, encoding): reported alone, as one line.
+    file_error: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
     dry_run: bool = False
     seconds: float = 0.0
 
@@ -129,30 +143,217 @@ def export_csv(
     return count
 
 
-def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, SubscriberStatus]:
-    """Validate one row's cells; InvalidInput names the first problem."""
-    email = normalize_email(cells["email"])
-    frequency, _, weekday = (cells["frequency"].strip() or "daily").partition(":")
-    if weekday and frequency.strip().lower() != "weekly":
-        raise InvalidInput(f"frequency {cells['frequency']!r}: only weekly takes a day")
-    # Text as it came: validated() coerces and checks every field ("7", "cs.CL,cs.LG").
-    raw: dict[str, Any] = {
-        "name": cells["name"],
-        "topics": cells["topics"],
-        "categories": cells["categories"],
-        "frequency": frequency,
-        "send_hour": cells["hour"].strip() or 8,
-        "send_weekday": parse_weekday(weekday) if weekday else 0,
-        "timezone": cells["timezone"].strip() or "UTC",
-        "max_items": cells["max_items"].strip() or 10,
-        "format": cells["format"].strip() or "html",
-    }
-    prefs = Preferences(**raw).validated()
+# ---- reading what people have ------------------------------------------------------------
+
+
+def _key(header: str) -> str:
+    """A header compared loosely: case, spaces, `-` and `_` ignored (`E-mail` == `email`)."""
+    return re.sub(r"[\s_\-]+", "", header.strip().lower())
+
+
+# Our fields and the header spellings that mean them (as `_key`s).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "emailaddress", "mail", "mailaddress"),
+    "name": ("name", "fullname", "displayname"),
+    "first_name": ("firstname", "givenname", "fname"),
+    "last_name": ("lastname", "surname", "familyname", "lname"),
+    "topics": ("topics",),
+    "categories": ("categories",),
+    "frequency": ("frequency",),
+    "hour": ("hour", "sendhour"),
+    "timezone": ("timezone", "tz"),  # also Mailchimp's TIMEZONE (an IANA name)
+    "max_items": ("maxitems",),
+    "format": ("format",),
+    "status": ("status",),
+    # Mailchimp exports one file per status; these columns say which file a row came from.
+    "unsub_time": ("unsubtime",),
+    "clean_time": ("cleantime",),
+}
+_FIELD_OF = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
+
+# Columns of known export layouts that we read past (nothing of ours to keep in them).
+# listmonk (Subscribers → Export): uuid,email,name,attributes,status,created_at,updated_at.
+LISTMONK_SKIPPED = frozenset({"uuid", "attributes", "createdat", "updatedat"})
+# Mailchimp (Audience → Export audience): "Email Address","First Name","Last Name", the
+# audience's merge fields, then its system columns; the unsubscribed and cleaned files add
+# UNSUB_* and CLEAN_* columns.
+MAILCHIMP_SYSTEM = frozenset(
+    _key(c)
+    for c in (
+        "MEMBER_RATING",
+        "OPTIN_TIME",
+        "OPTIN_IP",
+        "CONFIRM_TIME",
+        "CONFIRM_IP",
+        "LATITUDE",
+        "LONGITUDE",
+        "GMTOFF",
+        "DSTOFF",
+        "CC",
+        "REGION",
+        "LAST_CHANGED",
+        "LEID",
+        "EUID",
+        "NOTES",
+        "TAGS",
+        "UNSUB_CAMPAIGN_TITLE",
+        "UNSUB_CAMPAIGN_ID",
+        "UNSUB_REASON",
+        "UNSUB_REASON_OTHER",
+        "CLEAN_CAMPAIGN_TITLE",
+        "CLEAN_CAMPAIGN_ID",
+    )
+)
+# A new Mailchimp audience's default merge fields: skipped in a file with Mailchimp's columns.
+MAILCHIMP_DEFAULT_FIELDS = frozenset({"address", "phonenumber", "birthday", "company"})
+
+# Status words of other tools, mapped to ours (ours are accepted as they are).
+STATUS_WORDS = {
+    "subscribed": SubscriberStatus.ACTIVE,  # Mailchimp
+    "enabled": SubscriberStatus.ACTIVE,  # listmonk
+    "confirmed": SubscriberStatus.ACTIVE,
+    "unconfirmed": SubscriberStatus.PENDING,
+    "disabled": SubscriberStatus.SUSPENDED,  # listmonk: an admin stopped it
+    "blocklisted": SubscriberStatus.UNSUBSCRIBED,  # listmonk: never mail again
+    "blacklisted": SubscriberStatus.UNSUBSCRIBED,
+    "cleaned": SubscriberStatus.BOUNCED,  # Mailchimp: hard bounces
+}
+
+
+@dataclass
+class _Header:
+    """Which cell of a row holds which of our fields."""
+
+    fields: dict[str, int]  # our field -> cell index
+    width: int  # cells per row
+    skipped: list[str]  # columns read past (layout columns, or unknown with --ignore)
+
+
+def _header(cells: list[str], *, ignore_unknown: bool) -> _Header | str:
+    """Map a header row to our fields, or a one-line problem naming the columns at fault."""
+    keys = [_key(c) for c in cells]
+    mailchimp = any(k in MAILCHIMP_SYSTEM for k in keys)
+    fields: dict[str, int] = {}
+    skipped: list[str] = []
+    unknown: list[str] = []
+    for i, (raw, k) in enumerate(zip(cells, keys, strict=True)):
+        name = _FIELD_OF.get(k)
+        if name is not None:
+            if name in fields:
+                first = cells[fields[name]].strip()
+                return f"columns {first!r} and {raw.strip()!r} both mean {name}"
+            fields[name] = i
+        elif (
+            k in LISTMONK_SKIPPED
+            or k in MAILCHIMP_SYSTEM
+            or (mailchimp and k in MAILCHIMP_DEFAULT_FIELDS)
+            or not k  # an unnamed column (a spreadsheet's trailing comma)
+        ):
+            skipped.append(raw.strip())
+        else:
+            unknown.append(raw.strip())
+    if "email" not in fields:
+        return 'no email column (the one required column; "Email Address" and "E-mail" work too)'
+    if unknown and not ignore_unknown:
+        quoted = ", ".join(repr(u) for u in unknown)
+        return (
+            f"unknown column{'s' if len(unknown) > 1 else ''} {quoted} "
+            f"(known: {', '.join(COLUMNS)}, first_name, last_name; "
+            "--ignore-unknown-columns skips unknown columns)"
+        )
+    return _Header(fields, len(cells), [c for c in skipped + unknown if c])
+
+
+def _status(cells: dict[str, str]) -> SubscriberStatus:
+    """The row's status: the status cell (ours or another tool's word), else what the
+    Mailchimp file says (cleaned/unsubscribed), else the import default."""
+    raw = cells.get("status", "").strip().lower()
+    if raw:
+        if raw in STATUS_WORDS:
+            return STATUS_WORDS[raw]
+        try:
+            return parse_subscriber_status(raw)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+    if cells.get("clean_time", "").strip():
+        return SubscriberStatus.BOUNCED
+    if cells.get("unsub_time", "").strip():
+        return SubscriberStatus.UNSUBSCRIBED
+    return DEFAULT_STATUS
+
+
+def _name(cells: dict[str, str]) -> str:
+    """The name cell, or `First Name` + `Last Name` joined."""
+    if "name" in cells:
+        return cells["name"]
+    parts = (cells.get("first_name", "").strip(), cells.get("last_name", "").strip())
+    return " ".join(p for p in parts if p)
+
+
+def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, SubscriberStatus, list[str]]:
+    """Validate one row's cells: (email, preferences, status, every problem it has)."""
+    problems: list[str] = []
+    email = ""
     try:
-        status = parse_subscriber_status(cells["status"]) if cells["status"].strip() else None
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    return email, prefs, status or DEFAULT_STATUS
+        email = normalize_email(cells["email"])
+    except InvalidInput as exc:
+        problems.append(str(exc))
+    frequency_text = cells.get("frequency", "").strip() or "daily"
+    frequency, _, weekday = frequency_text.partition(":")
+    if weekday and frequency.strip().lower() != "weekly":
+        problems.append(f"frequency {frequency_text!r}: only weekly takes a day")
+        weekday = ""
+    # Text as it came: checked() coerces and checks every field ("7", "cs.CL,cs.LG").
+    raw: dict[str, Any] = {
+        "name": _name(cells),
+        "topics": cells.get("topics", ""),
+        "categories": cells.get("categories", ""),
+        "frequency": frequency,
+        "send_hour": cells.get("hour", "").strip() or 8,
+        "send_weekday": weekday or 0,
+        "timezone": cells.get("timezone", "").strip() or "UTC",
+        "max_items": cells.get("max_items", "").strip() or 10,
+        "format": cells.get("format", "").strip() or "html",
+    }
+    prefs, pref_problems = Preferences(**raw).checked()
+    problems.extend(pref_problems)
+    status = DEFAULT_STATUS
+    try:
+        status = _status(cells)
+    except InvalidInput as exc:
+        problems.append(str(exc))
+    return email, prefs, status, problems
+
+
+def first_bad_utf8(path: str | Path, chunk: int = 1 << 16) -> tuple[int, int, int] | None:
+    """(byte offset, byte value, line) of the first byte that is not UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0  # bytes read before this chunk
+    lines = 1
+    with open(path, "rb") as raw:
+        while True:
+            data = raw.read(chunk)
+            held = decoder.getstate()[0]  # a split character's first bytes, kept back
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                # exc.start counts in the held-back bytes followed by this chunk.
+                at = offset - len(held) + exc.start
+                line = lines + bytes(exc.object[: exc.start]).count(b"\n")
+                return at, exc.object[exc.start], line
+            if not data:
+                return None
+            lines += data.count(b"\n")
+            offset += len(data)
+
+
+def _encoding_problem(path: str | Path) -> str:
+    found = first_bad_utf8(path)
+    where = f"byte 0x{found[1]:02X} at offset {found[0]} (line {found[2]})" if found else "a byte"
+    return (
+        f"not UTF-8 text: {where} cannot be decoded; save the file as UTF-8 "
+        '(in Excel: "CSV UTF-8") and import it again'
+    )
 
 
 class _CountingReader(io.RawIOBase):
@@ -175,48 +376,41 @@ class _CountingReader(io.RawIOBase):
 
 
 def _records(
-    stream: TextIO, errors: list[str]
+    stream: TextIO, report: ImportReport, *, ignore_unknown: bool
 ) -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
-    """(first line, cells, problem) per CSV record; header problems end the file early."""
+    """(first line, cells by our field name, problem) per CSV record. A header problem sets
+    `report.file_error` and ends the file; a decoding error propagates (see import_csv)."""
     reader = csv.reader(stream)
     try:
-        header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        errors.append(f"line 1: cannot read the header ({_reason(exc)})")
+        header_cells = next(reader, None)
+    except csv.Error as exc:
+        report.file_error = f"line 1: cannot read the header ({_reason(exc)})"
         return
-    if not header:
-        errors.append("line 1: the file is empty (expected a header: " + ",".join(COLUMNS) + ")")
+    if not header_cells or not any(c.strip() for c in header_cells):
+        report.file_error = "line 1: the file is empty (expected a header with an email column)"
         return
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in COLUMNS if c not in names]
-    unknown = [h for h in names if h not in COLUMNS]
-    if missing or unknown or len(set(names)) != len(names):
-        parts = []
-        if missing:
-            parts.append("missing " + ",".join(missing))
-        if unknown:
-            parts.append("unknown " + ",".join(unknown))
-        if not parts:
-            parts.append("repeated column")
-        errors.append(f"line 1: header must be {','.join(COLUMNS)} ({'; '.join(parts)})")
+    header = _header(header_cells, ignore_unknown=ignore_unknown)
+    if isinstance(header, str):
+        report.file_error = f"line 1: {header}"
         return
+    report.ignored_columns = header.skipped
     last_line = reader.line_num
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             # The parser cannot continue past this point: report where and stop reading.
-            errors.append(f"line {last_line + 1}: {_reason(exc)}; the rest was not read")
+            report.errors.append(f"line {last_line + 1}: {_reason(exc)}; the rest was not read")
             return
         start, last_line = last_line + 1, reader.line_num
-        if not cells:
-            continue  # a blank line
-        if len(cells) != len(names):
-            yield start, None, f"{len(cells)} fields, expected {len(names)}"
+        if not any(c.strip() for c in cells):
+            continue  # a blank line, or a spreadsheet's row of empty cells
+        if len(cells) != header.width:
+            yield start, None, f"{len(cells)} fields, expected {header.width}"
             continue
-        yield start, dict(zip(names, cells, strict=True)), None
+        yield start, {name: cells[i] for name, i in header.fields.items()}, None
 
 
 def _line_number(error: str) -> int:
@@ -225,8 +419,6 @@ def _line_number(error: str) -> int:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "not valid UTF-8 text"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -237,6 +429,7 @@ def import_csv(
     actor: str,
     now: datetime,
     update_existing: bool = False,
+    ignore_unknown_columns: bool = False,
     dry_run: bool = False,
     batch_size: int = 1000,
     on_bytes: Callable[[int], None] | None = None,
@@ -255,28 +448,36 @@ def import_csv(
     with open(path, "rb") as raw:
         text = io.TextIOWrapper(
             io.BufferedReader(_CountingReader(raw, on_bytes), 1 << 16),
-            encoding="utf-8-sig",
+            encoding="utf-8-sig",  # a UTF-8 BOM (what Excel writes) is skipped
             newline="",
         )
-        for line, cells, problem in _records(text, report.errors):
-            report.rows += 1
-            if problem is not None or cells is None:
-                report.errors.append(f"line {line}: {problem}")
-                continue
-            try:
-                email, prefs, status = _parse_row(cells)
-            except InvalidInput as exc:
-                report.errors.append(f"line {line}: {exc}")
-                continue
-            first = seen.setdefault(email, line)
-            if first != line:
-                report.errors.append(f"line {line}: {email} repeats line {first}")
-                continue
-            batch.append(_Row(line, email, prefs, status))
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+        try:
+            for line, cells, problem in _records(
+                text, report, ignore_unknown=ignore_unknown_columns
+            ):
+                report.rows += 1
+                if problem is not None or cells is None:
+                    report.errors.append(f"line {line}: {problem}")
+                    continue
+                email, prefs, status, problems = _parse_row(cells)
+                if problems:
+                    report.errors.append(f"line {line}: {'; '.join(problems)}")
+                    continue
+                first = seen.setdefault(email, line)
+                if first != line:
+                    report.errors.append(f"line {line}: {email} repeats line {first}")
+                    continue
+                batch.append(_Row(line, email, prefs, status))
+                if len(batch) >= batch_size:
+                    flush()
+            flush()
+        except UnicodeDecodeError:
+            # Not UTF-8 (a legacy-encoding export): one line says where, not noise per row.
+            report.file_error = _encoding_problem(path)
     report.seconds = time.perf_counter() - started
+    if report.file_error:
+        report.errors = []
+        raise ImportRejected(report)
     if report.errors:
         # Rows already in the database are found per batch, after later rows' own errors.
         report.errors.sort(key=_line_number)

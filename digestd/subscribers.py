@@ -12,9 +12,9 @@ Services never commit: the caller (CLI, web, daemon) owns the transaction throug
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import inspect
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from digestd import deliveries, votes
-from digestd.db import chunks
+from digestd.db import chunks, sql_date
 from digestd.models import FORMATS, FREQUENCIES, Event, Subscriber
 from digestd.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
 
@@ -186,17 +186,22 @@ class Preferences:
 
     def validated(self) -> Preferences:
         """A normalized copy (strings coerced: `"7"`, `"tue"`, `"cs.CL,cs.LG"`), or InvalidInput."""
-        return Preferences(
-            name=_one_line(self.name, "name", NAME_MAX),
-            topics=" ".join(_one_line(self.topics, "topics", TOPICS_MAX).split()),
-            categories=parse_categories(self.categories),
-            frequency=_choice(self.frequency, "frequency", FREQUENCIES),
-            send_hour=_int_in(self.send_hour, "hour", 0, 23),
-            send_weekday=parse_weekday(self.send_weekday),
-            timezone=validate_timezone(self.timezone),
-            max_items=_int_in(self.max_items, "max items", *MAX_ITEMS_RANGE),
-            format=_choice(self.format, "format", FORMATS),
-        )
+        clean, problems = self.checked()
+        if problems:
+            raise InvalidInput(problems[0])
+        return clean
+
+    def checked(self) -> tuple[Preferences, list[str]]:
+        """A normalized copy and every problem found, not only the first (an import reports
+        each bad row whole); a field with a problem keeps its default in the copy."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, check in _CHECKS.items():
+            try:
+                values[name] = check(getattr(self, name))
+            except InvalidInput as exc:
+                problems.append(str(exc))
+        return Preferences(**values), problems
 
     @classmethod
     def of(cls, sub: Subscriber) -> Preferences:
@@ -212,6 +217,19 @@ class Preferences:
 
 
 PREFERENCE_FIELDS = tuple(f.name for f in fields(Preferences))
+
+# One check per preference field: `validated` and `checked` both run exactly these.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": lambda v: _one_line(v, "name", NAME_MAX),
+    "topics": lambda v: " ".join(_one_line(v, "topics", TOPICS_MAX).split()),
+    "categories": parse_categories,
+    "frequency": lambda v: _choice(v, "frequency", FREQUENCIES),
+    "send_hour": lambda v: _int_in(v, "hour", 0, 23),
+    "send_weekday": parse_weekday,
+    "timezone": validate_timezone,
+    "max_items": lambda v: _int_in(v, "max items", *MAX_ITEMS_RANGE),
+    "format": lambda v: _choice(v, "format", FORMATS),
+}
 
 
 def record_event(
@@ -604,6 +622,99 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
     )
     session.flush()
     return event
+
+
+# ---- listing ------------------------------------------------------------------------------
+
+
+def _matching(stmt: Any, search: str | None, status: str | None) -> Any:
+    if status:
+        stmt = stmt.where(Subscriber.status == status)
+    if search:
+        # Plain substring (wildcards in the text are literal), case-insensitive on both backends.
+        stmt = stmt.where(
+            col(Subscriber.email).icontains(search, autoescape=True)
+            | col(Subscriber.name).icontains(search, autoescape=True)
+        )
+    return stmt
+
+
+def list_page(
+    session: Session,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    after_id: int = 0,
+    limit: int = 50,
+) -> list[Subscriber]:
+    """One page of subscribers (oldest first) after `after_id`: keyset paging, so a page
+    costs the same at the end of a million-row list as at the start."""
+    stmt = _matching(select(Subscriber), search, status)
+    stmt = stmt.where(col(Subscriber.id) > after_id).order_by(col(Subscriber.id)).limit(limit)
+    return list(session.exec(stmt))
+
+
+def count_matching(
+    session: Session, *, search: str | None = None, status: str | None = None, after_id: int = 0
+) -> int:
+    """How many subscribers `list_page` would page through (after `after_id`)."""
+    stmt = _matching(select(func.count()).select_from(Subscriber), search, status)
+    if after_id:
+        stmt = stmt.where(col(Subscriber.id) > after_id)
+    return int(session.exec(stmt).one())
+
+
+# ---- figures for `digestd stats` ----------------------------------------------------------
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """How many subscribers are in each status (every status, zeros included)."""
+    counts = dict.fromkeys((str(s) for s in SubscriberStatus), 0)
+    stmt = select(Subscriber.status, func.count()).group_by(col(Subscriber.status))
+    for status, n in session.exec(stmt):
+        counts[status] = int(n)
+    return counts
+
+
+def confirmed_per_day(session: Session, since: datetime, until: datetime) -> dict[date, int]:
+    """New confirmed subscribers per UTC day (by confirmed_at) in [since, until)."""
+    confirmed = col(Subscriber.confirmed_at)
+    day = func.date(confirmed)
+    stmt = select(day, func.count()).where(confirmed >= since, confirmed < until).group_by(day)
+    return {sql_date(d): int(n) for d, n in session.exec(stmt)}
+
+
+@dataclass(frozen=True)
+class StatusChanges:
+    """Status events of one UTC day with the same from, to and way."""
+
+    day: date
+    old: str
+    new: str
+    way: str  # the transition's way ("one-click", "page", "mail", "admin", "complaint") or ""
+    count: int
+
+
+def status_changes_per_day(
+    session: Session, since: datetime, until: datetime
+) -> list[StatusChanges]:
+    """Subscriber status changes per UTC day, from their audit events in [since, until)."""
+    created = col(Event.created_at)
+    detail = col(Event.detail)
+    day = func.date(created)
+    old, new = detail["from"].as_string(), detail["to"].as_string()
+    # Events written before `way` existed carried the way as the reason ("one-click").
+    way = func.coalesce(detail["way"].as_string(), detail["reason"].as_string(), "")
+    # SQLAlchemy's select: sqlmodel's is typed for at most four columns.
+    stmt = (
+        sa_select(day, old, new, way, func.count())
+        .where(col(Event.action) == STATUS, created >= since, created < until)
+        .group_by(day, old, new, way)
+    )
+    return [
+        StatusChanges(sql_date(d), o or "", n or "", w or "", int(c))
+        for d, o, n, w, c in session.execute(stmt)
+    ]
 
 
 def subscriber_dict(sub: Subscriber) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, NoReturn
 
@@ -79,6 +81,19 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+def print_json_stream(items: Iterable[Any]) -> None:
+    """A JSON array written item by item (same text as `print_json` of the list), so a long
+    list is never held in memory whole."""
+    out = sys.stdout
+    out.write("[")
+    first = True
+    for item in items:
+        text = json.dumps(item, sort_keys=True, default=_json_default, ensure_ascii=False, indent=2)
+        out.write(("\n" if first else ",\n") + textwrap.indent(text, "  "))
+        first = False
+    out.write("]\n" if first else "\n]\n")
 
 
 def print_json(data: Any) -> None:

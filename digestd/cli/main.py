@@ -23,6 +23,7 @@ from digestd.cli import (
     run,
     settings,
     sources,
+    stats,
     subscribers,
     web,
 )
@@ -42,6 +43,7 @@ app.add_typer(entries.app, name="entries")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(inbound.app, name="inbound")
 preview.register(app)
+stats.register(app)
 run.register(app)
 web.register(app)
 demo.register(app)

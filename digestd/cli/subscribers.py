@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from digestd.cli.common import (
     find_subscriber,
     get_context,
     print_json,
+    print_json_stream,
 )
 from digestd.db import session_scope
 from digestd.models import Event, Subscriber
@@ -41,7 +44,9 @@ from digestd.subscribers import (
     Preferences,
     SubscriberExists,
     add_subscriber,
+    count_matching,
     forget,
+    list_page,
     revoke_links,
     subscriber_dict,
     update_preferences,
@@ -152,47 +157,106 @@ def add_cmd(
     )
 
 
+PAGE = 50  # rows per page of `list` (a table); --json pages through everything
+
+
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
     status: str | None = typer.Option(
         None, "--status", help=f"Only this status: {', '.join(SubscriberStatus)}."
     ),
+    search: str | None = typer.Option(
+        None, "--search", help="Only addresses or names containing TEXT (any case)."
+    ),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        min=1,
+        max=100000,
+        help=f"Rows per page (table: {PAGE}; --json: everything).",
+    ),
+    after: int = typer.Option(
+        0, "--after", min=0, help="Start after this subscriber id (the next page)."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
-    """List subscribers, oldest first."""
+    """List subscribers, oldest first, a page at a time (--search to find someone)."""
     wanted = _status_filter(status)
+    text = search.strip() if search else None
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        stmt = select(Subscriber).order_by(col(Subscriber.id))
-        if wanted:
-            stmt = stmt.where(Subscriber.status == wanted)
-        subs = [subscriber_dict(sub) for sub in session.exec(stmt)]
-    if as_json:
-        print_json(subs)
-        return
-    table = Table(title=f"{len(subs)} subscriber{'s' if len(subs) != 1 else ''}")
-    for header in ("id", "email", "name", "status", "schedule", "timezone", "max", "format"):
-        table.add_column(header, overflow="fold")
-    table.add_column("categories", overflow="fold")
-    table.add_column("topics", overflow="fold")
-    for s in subs:
-        schedule = f"{s['frequency']}" + (
-            f" {s['send_weekday']}" if s["frequency"] == "weekly" else ""
+        if as_json:
+            print_json_stream(
+                subscriber_dict(sub) for sub in _pages(session, text, wanted, after, limit)
+            )
+            return
+        subs = list_page(session, search=text, status=wanted, after_id=after, limit=limit or PAGE)
+        matching = count_matching(session, search=text, status=wanted)
+        remaining = (
+            count_matching(session, search=text, status=wanted, after_id=after)
+            if after
+            else matching
         )
+        before = matching - remaining  # rows on earlier pages
+        rows = [subscriber_dict(sub) for sub in subs]
+    console.print(_subscriber_table(rows), width=min(console.width, 80))
+    what = f"{matching:,} subscriber{'s' if matching != 1 else ''}"
+    if text:
+        what += f" matching {text!r}"
+    if not rows:
+        console.print(f"no rows to show ({what})", highlight=False)
+        return
+    console.print(f"{before + 1:,}-{before + len(rows):,} of {escape(what)}", highlight=False)
+    if before + len(rows) < matching:
+        more = f"digestd subscribers list --after {rows[-1]['id']}"
+        if text:
+            more += f" --search {shlex.quote(text)}"
+        if wanted:
+            more += f" --status {wanted}"
+        if limit:
+            more += f" --limit {limit}"
+        console.print(f"next page: {escape(more)}", highlight=False, soft_wrap=True)
+
+
+def _pages(
+    session: Any, text: str | None, status: str | None, after: int, limit: int | None
+) -> Iterator[Subscriber]:
+    """Matching subscribers page by page (bounded memory), at most `limit` if given."""
+    left = limit
+    while left is None or left > 0:
+        size = PAGE * 20 if left is None else min(left, PAGE * 20)
+        page = list_page(session, search=text, status=status, after_id=after, limit=size)
+        if not page:
+            return
+        yield from page
+        after = page[-1].id or after
+        if left is not None:
+            left -= len(page)
+        if len(page) < size:
+            return
+
+
+def _subscriber_table(rows: list[dict[str, Any]]) -> Table:
+    """Subscribers in at most 80 columns: the address and name are cut, never wrapped."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("email", no_wrap=True, overflow="ellipsis", max_width=30)
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=18)
+    table.add_column("status", no_wrap=True)
+    table.add_column("schedule", no_wrap=True)
+    table.add_column("timezone", no_wrap=True, overflow="ellipsis", max_width=16)
+    for s in rows:
+        day = f" {s['send_weekday']}" if s["frequency"] == "weekly" else ""
         table.add_row(
             str(s["id"]),
             escape(s["email"]),
             escape(s["name"]),
             s["status"],
-            f"{schedule} {s['send_hour']:02d}:00",
+            f"{s['frequency']}{day} {s['send_hour']:02d}:00",
             s["timezone"],
-            str(s["max_items"]),
-            s["format"],
-            escape(",".join(s["categories"])),
-            escape(s["topics"]),
         )
-    console.print(table)
+    return table
 
 
 @app.command("show")
@@ -434,10 +498,15 @@ def remove_cmd(
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV with the columns of `export`."),
+    file: Path = typer.Argument(
+        ..., help="CSV with an email column; any columns of `export`; Mailchimp/listmonk exports."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
     update_existing: bool = typer.Option(
         False, "--update-existing", help="Update known addresses instead of rejecting them."
+    ),
+    ignore_unknown_columns: bool = typer.Option(
+        False, "--ignore-unknown-columns", help="Skip columns digestd does not know."
     ),
 ) -> None:
     """Import subscribers from CSV: all rows or none; every bad row is listed by line."""
@@ -464,6 +533,7 @@ def import_cmd(
                 actor=app_ctx.actor,
                 now=app_ctx.now(),
                 update_existing=update_existing,
+                ignore_unknown_columns=ignore_unknown_columns,
                 dry_run=dry_run,
                 batch_size=app_ctx.settings.batch_size if app_ctx.settings.batch_size > 1 else 1000,
                 on_bytes=lambda n: progress.advance(task, n),
@@ -471,7 +541,7 @@ def import_cmd(
     except ImportRejected as exc:
         for line in exc.report.errors:
             err_console.print(f"{file}: {line}", highlight=False, markup=False, soft_wrap=True)
-        fail(f"{file}: {exc}")
+        fail(f"{escape(str(file))}: {escape(str(exc))}")
     except OSError as exc:
         fail(f"{file}: {exc.strerror or exc}")
     prefix = "dry run, nothing written: would add" if dry_run else "added"
@@ -482,6 +552,9 @@ def import_cmd(
         f"{report.rows_per_second:,.0f} rows/s)",
         highlight=False,
     )
+    if report.ignored_columns:
+        skipped = ", ".join(report.ignored_columns)
+        console.print(f"columns not imported: {escape(skipped)}", highlight=False)
 
 
 @app.command("export")

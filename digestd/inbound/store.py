@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
+from digestd.db import sql_date
 from digestd.models import Inbound, Subscriber
 
 MAX_HEADER_CHARS = 16_000  # of the stored header copy, all fields together
@@ -99,3 +101,40 @@ def replies_to(session: Session, address: str, since: datetime) -> int:
         )
     )
     return int(session.exec(stmt).one())
+
+
+def for_delivery(session: Session, delivery_id: int) -> list[Inbound]:
+    """What came back about one delivery (bounces, complaints, replies), oldest first."""
+    stmt = (
+        select(Inbound)
+        .where(col(Inbound.delivery_id) == delivery_id)
+        .order_by(col(Inbound.received_at), col(Inbound.id))
+    )
+    return list(session.exec(stmt).all())
+
+
+@dataclass(frozen=True)
+class KindCount:
+    """Inbound records of one UTC day, kind and severity (`digestd stats`)."""
+
+    day: date
+    kind: str
+    severity: str
+    count: int
+
+
+def counts_per_day(
+    session: Session, since: datetime, until: datetime, kinds: tuple[str, ...]
+) -> list[KindCount]:
+    """Inbound records per UTC day, kind and severity in [since, until), of these kinds."""
+    received = col(Inbound.received_at)
+    day = func.date(received)
+    stmt = (
+        select(day, col(Inbound.kind), col(Inbound.severity), func.count())
+        .where(received >= since, received < until, col(Inbound.kind).in_(kinds))
+        .group_by(day, col(Inbound.kind), col(Inbound.severity))
+    )
+    return [
+        KindCount(sql_date(d), kind, severity or "", int(n))
+        for d, kind, severity, n in session.exec(stmt)
+    ]

@@ -387,3 +387,47 @@ def test_like_and_unlike_papers_by_arxiv_id_or_entry_id(invoke: Invoke, db_url: 
     assert sorted(v["paper"] for v in _show(invoke, "liker@example.org")["votes"]) == sorted(
         ["2310.06825", str(other_id)]
     )
+
+
+def test_list_search_pages_through_a_large_list_in_80_columns(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    rows = ["email,name"]
+    for i in range(300):
+        who = f"ada{i}@lab.example.org,Ada Number {i}" if i % 12 == 0 else f"p{i}@example.org,P {i}"
+        rows.append(who)
+    rows.append("long.address.of.someone.who.likes.long.names@a-very-long-domain.example.org,X")
+    people = tmp_path / "people.csv"
+    people.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert invoke("subscribers", "import", str(people)).exit_code == 0
+
+    first = invoke("subscribers", "list", "--search", "ADA", "--limit", "10")
+    assert first.exit_code == 0, first.output
+    lines = first.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    listed = [line.split()[1] for line in lines[1:-2]]
+    assert listed == [f"ada{i}@lab.example.org" for i in range(0, 120, 12)]
+    assert lines[-2:] == [
+        "1-10 of 25 subscribers matching 'ADA'",
+        f"next page: digestd subscribers list --after {10 * 12 - 11} --search ADA --limit 10",
+    ]
+    # the next page, as the footer says
+    after = lines[-1].split("--after ")[1].split()[0]
+    second = invoke("subscribers", "list", "--search", "ADA", "--limit", "10", "--after", after)
+    assert second.stdout.splitlines()[-2] == "11-20 of 25 subscribers matching 'ADA'"
+    last = invoke("subscribers", "list", "--search", "ada", "--after", "229").stdout.splitlines()
+    assert last[-1] == "21-25 of 25 subscribers matching 'ada'"  # no next page
+
+    everyone = invoke("subscribers", "list")
+    assert max(len(line) for line in everyone.stdout.splitlines()) <= 80
+    assert "long.address.of.someone" not in everyone.stdout  # page 1 of 301 rows
+    assert everyone.stdout.splitlines()[-2] == "1-50 of 301 subscribers"
+    found = json_of(invoke("subscribers", "list", "--search", "Number 1", "--json"))
+    assert [s["name"] for s in found] == [
+        f"Ada Number {i}" for i in range(0, 300, 12) if str(i).startswith("1")
+    ]
+    assert len(json_of(invoke("subscribers", "list", "--json"))) == 301
+    assert json_of(invoke("subscribers", "list", "--search", "%", "--json")) == []
+    long_one = invoke("subscribers", "list", "--search", "long.address")
+    assert max(len(line) for line in long_one.stdout.splitlines()) <= 80
+    assert "long.address.of" in long_one.stdout and "…" in long_one.stdout

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from digestd.paths import data_dir
 from digestd.subscriber_csv import COLUMNS
+from tests.conftest import FIXTURES
 from tests.support.subscribers import Invoke, json_of, make_invoke
 
 HEADER = ",".join(COLUMNS)
@@ -138,23 +139,41 @@ def test_bad_rows_import_nothing_and_are_all_listed(
     assert _counts(db_url) == before
 
 
-def test_header_and_file_problems(invoke: Invoke, tmp_path: Path) -> None:
-    wrong = _write(tmp_path / "wrong.csv", "email,name,hour", "a@example.org,A,8")
-    result = invoke("subscribers", "import", str(wrong))
-    assert result.exit_code == 1
-    assert f"{wrong}: line 1: header must be {HEADER} (missing topics,categories" in result.stderr
-    empty = _write(tmp_path / "empty.csv", "")
-    assert "line 1: the file is empty" in invoke("subscribers", "import", str(empty)).stderr
-    binary = tmp_path / "latin1.csv"
-    binary.write_bytes(
-        (HEADER + "\n").encode()
-        + "ana@example.org,Ana Mü,,,daily,8,UTC,10,html,active\n".encode("latin-1")
+def test_header_and_file_problems(invoke: Invoke, tmp_path: Path, db_url: str) -> None:
+    def one_error_line(path: Path, *extra: str) -> str:
+        result = invoke("subscribers", "import", str(path), *extra)
+        assert result.exit_code == 1
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        return lines[0]
+
+    unknown = _write(tmp_path / "unknown.csv", "email,name,Phone,hour", "a@example.org,A,555,8")
+    assert one_error_line(unknown) == (
+        f"error: {unknown}: line 1: unknown column 'Phone' (known: {', '.join(COLUMNS)}, "
+        "first_name, last_name; --ignore-unknown-columns skips unknown columns); "
+        "nothing imported"
     )
-    result = invoke("subscribers", "import", str(binary))
-    assert result.exit_code == 1 and "not valid UTF-8 text" in result.stderr
+    no_email = _write(tmp_path / "no-email.csv", "name,hour", "A,8")
+    assert "line 1: no email column" in one_error_line(no_email)
+    twice = _write(tmp_path / "twice.csv", "Email,E-mail", "a@example.org,b@example.org")
+    assert "columns 'Email' and 'E-mail' both mean email" in one_error_line(twice)
+    empty = _write(tmp_path / "empty.csv", "")
+    assert "line 1: the file is empty" in one_error_line(empty)
+
+    binary = tmp_path / "latin1.csv"
+    head = (HEADER + "\n" + "bo@example.org,Bo,,,daily,8,UTC,10,html,active\n").encode()
+    binary.write_bytes(
+        head + "ana@example.org,Ana Mü,,,daily,8,UTC,10,html,active\n".encode("latin-1")
+    )
+    offset = len(head) + len("ana@example.org,Ana M")
+    assert one_error_line(binary) == (
+        f"error: {binary}: not UTF-8 text: byte 0xFC at offset {offset} (line 3) cannot be "
+        'decoded; save the file as UTF-8 (in Excel: "CSV UTF-8") and import it again; '
+        "nothing imported"
+    )
     missing = invoke("subscribers", "import", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 1 and "nope.csv: no such file" in missing.stderr
-    assert json_of(invoke("subscribers", "list", "--json")) == []
+    assert _counts(db_url) == (0, 0)
 
 
 def test_dry_run_writes_nothing(invoke: Invoke, db_url: str) -> None:
@@ -215,3 +234,87 @@ def test_update_existing_updates_audits_and_never_resubscribes(
     assert lifted.exit_code == 0 and "bo@example.org is now active" in lifted.stdout
     result = invoke("subscribers", "import", str(again), "--update-existing")
     assert result.exit_code == 0, result.output
+
+
+IMPORTS = FIXTURES / "import"
+
+
+def test_mailchimp_listmonk_and_bare_exports_import(invoke: Invoke, tmp_path: Path) -> None:
+    def imported(path: Path) -> str:
+        result = invoke("subscribers", "import", str(path))
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    out = imported(IMPORTS / "mailchimp_subscribed.csv")
+    assert "added 4" in out
+    assert "columns not imported: Address, Phone Number, Birthday, MEMBER_RATING" in out
+    out = imported(IMPORTS / "mailchimp_unsubscribed.csv")
+    assert "added 1" in out
+    out = imported(IMPORTS / "listmonk.csv")
+    assert "added 4" in out and "columns not imported: uuid, attributes, created_at" in out
+    assert "added 3" in imported(IMPORTS / "bare_email.csv")
+
+    people = {s["email"]: s for s in json_of(invoke("subscribers", "list", "--json"))}
+    assert len(people) == 12
+    got = {e: (s["name"], s["status"], s["timezone"]) for e, s in people.items()}
+    assert got["ada.lovelace@example.org"] == ("Ada Lovelace", "active", "Europe/London")
+    assert got["grace.hopper@example.com"] == ("Grace Hopper", "active", "America/New_York")
+    assert got["katherine.johnson@example.net"] == ("Katherine", "active", "UTC")
+    assert got["alan@example.org"] == ("Turing", "active", "UTC")
+    assert got["left@example.org"] == ("Lea Ving", "unsubscribed", "UTC")
+    assert got["john@example.org"] == ("John Doe", "active", "UTC")
+    assert got["paused@example.com"][1] == "suspended"  # listmonk "disabled"
+    assert got["spam-me-not@example.com"][1] == "unsubscribed"  # listmonk "blocklisted"
+    assert got["dos@example.org"] == ("", "active", "UTC")
+    # columns that are missing take the defaults of `subscribers add`
+    dos = people["dos@example.org"]
+    assert (dos["frequency"], dos["send_hour"], dos["max_items"], dos["format"]) == (
+        "daily",
+        8,
+        10,
+        "html",
+    )
+
+
+def test_bom_headers_in_any_case_and_ignored_unknown_columns(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(
+        "\ufeffE-mail,First Name,LAST NAME,Time Zone,Max Items,Shoe size\r\n"
+        "Zoe@Example.org,Zoë,Ngata,pacific/auckland,5,38\r\n".encode()
+    )
+    refused = invoke("subscribers", "import", str(excel))
+    assert refused.exit_code == 1 and "unknown column 'Shoe size'" in refused.stderr
+    result = invoke("subscribers", "import", str(excel), "--ignore-unknown-columns")
+    assert result.exit_code == 0, result.output
+    assert "added 1" in result.stdout and "columns not imported: Shoe size" in result.stdout
+    [zoe] = json_of(invoke("subscribers", "list", "--json"))
+    assert (zoe["email"], zoe["name"], zoe["timezone"], zoe["max_items"]) == (
+        "zoe@example.org",
+        "Zoë Ngata",
+        "Pacific/Auckland",
+        5,
+    )
+
+
+def test_a_row_with_three_problems_lists_all_three(
+    invoke: Invoke, tmp_path: Path, db_url: str
+) -> None:
+    path = _write(
+        tmp_path / "three.csv",
+        "Email Address,hour,timezone",
+        "fine@example.org,7,Europe/Paris",
+        "not-an-address,25,Mars/Base",
+    )
+    result = invoke("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    [row] = [e for e in errors if "line 3" in e]
+    assert row.startswith(f"{path}: line 3: 'not-an-address' is not a valid email address")
+    assert row.endswith(
+        "; hour must be between 0 and 23, got 25; unknown time zone 'Mars/Base' "
+        "(use an IANA name like Europe/Berlin)"
+    )
+    assert errors[-1] == f"error: {path}: 1 bad row: nothing imported"
+    assert _counts(db_url) == (0, 0)

@@ -1,0 +1,174 @@
+"""digestd.stats on a real database (SQLite file and PostgreSQL): each figure comes from the
+rows that make it, on the right UTC day, inbound bounces and complaints included."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from digestd.context import AppContext
+from digestd.db import session_scope
+from digestd.inbound import store as inbound_store
+from digestd.models import Delivery, Source
+from digestd.stats import compute
+from digestd.subscribers import STATUS, record_event
+from tests.conftest import FakeClock
+from tests.support.digests import add_subscriber
+
+
+def _delivery(sub_id: int, period: str, status: str, **fields: object) -> Delivery:
+    return Delivery(
+        subscriber_id=sub_id,
+        period=period,
+        status=status,
+        message_id=f"<{sub_id}.{period}@test>",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_figures_per_day_rates_sources_and_oldest_waiting(
+    app: AppContext, clock: FakeClock
+) -> None:
+    now = clock()  # 2026-11-26 06:00 UTC
+    yesterday = now - timedelta(days=1)
+    with session_scope(app.engine) as s:
+        subs = [add_subscriber(s, f"u{i}@example.org", yesterday) for i in range(6)]
+        ids = [sub.id or 0 for sub in subs]
+        add_subscriber(s, "old@example.org", now - timedelta(days=30))
+        s.add_all(
+            [
+                _delivery(ids[0], "2026-11-26", "sent", due_at=now, sent_at=now, created_at=now),
+                _delivery(
+                    ids[1],
+                    "2026-11-26",
+                    "sent",
+                    attempts=3,
+                    due_at=now,
+                    sent_at=now,
+                    created_at=now,
+                ),
+                _delivery(ids[2], "2026-11-25", "skipped", due_at=yesterday, created_at=yesterday),
+                _delivery(
+                    ids[3],
+                    "2026-11-26",
+                    "failed",
+                    error="550 5.1.1 no such user",
+                    attempts=1,
+                    due_at=now,
+                    created_at=now,
+                ),
+                _delivery(
+                    ids[4],
+                    "2026-11-26",
+                    "failed",
+                    attempts=8,
+                    due_at=now,
+                    created_at=now,
+                    error="gave up after 8 attempts: 451 4.3.0 try later",
+                ),
+                _delivery(
+                    ids[5],
+                    "2026-11-26",
+                    "retry",
+                    attempts=1,
+                    error="452 4.2.2 mailbox full",
+                    due_at=now - timedelta(hours=2),
+                    next_attempt_at=now - timedelta(hours=1),
+                    created_at=now,
+                ),
+                # long before the period: not counted
+                _delivery(
+                    ids[0],
+                    "2026-10-01",
+                    "sent",
+                    due_at=now - timedelta(days=56),
+                    sent_at=now - timedelta(days=56),
+                    created_at=now - timedelta(days=56),
+                ),
+            ]
+        )
+        for sub_id, way in ((ids[0], "page"), (ids[1], "mail"), (ids[2], "complaint")):
+            record_event(s, sub_id, STATUS, actor="t", now=now, to="unsubscribed", way=way)
+        # an event written before `way` existed: the way was the reason
+        record_event(
+            s, ids[3], STATUS, actor="t", now=yesterday, to="unsubscribed", reason="one-click"
+        )
+        record_event(s, ids[4], STATUS, actor="t", now=now, to="suspended", reason="admin")
+        s.execute(sa.text("UPDATE subscriber SET status = 'unsubscribed' WHERE id IN (1, 2, 3)"))
+        for name, extra in (
+            ("fresh", {"last_fetch_at": now - timedelta(minutes=10), "last_status": "ok"}),
+            (
+                "broken",
+                {
+                    "last_fetch_at": now,
+                    "last_status": "error",
+                    "failures": 2,
+                    "last_error": "HTTP 503",
+                },
+            ),
+            ("quiet", {"last_fetch_at": now - timedelta(hours=10), "last_status": "ok"}),
+            ("off", {"enabled": False}),
+            ("new", {}),
+        ):
+            s.add(
+                Source(url=f"https://{name}.example.org/feed", name=name, created_at=now, **extra)
+            )  # type: ignore[arg-type]
+
+    with session_scope(app.engine) as s:
+        stats = compute(s, now, days=3, fetch_interval_minutes=60)
+    data = stats.as_json()
+    assert [d["date"] for d in data["daily"]] == ["2026-11-24", "2026-11-25", "2026-11-26"]
+    today, before = data["daily"][2], data["daily"][1]
+    assert (today["sent"], today["skipped"], today["failed"]) == (2, 0, 2)
+    assert (today["hard_bounces"], today["soft_bounces"]) == (1, 3)
+    assert today["unsubscribes"] == {
+        "one-click": 0,
+        "page": 1,
+        "mail": 1,
+        "admin": 0,
+        "complaint": 1,
+    }
+    assert today["complaints"] == 0  # complaints are inbound records (none yet)
+    assert (before["skipped"], before["new_confirmed"], before["unsubscribes"]["one-click"]) == (
+        1,
+        6,
+        1,
+    )
+    assert data["subscribers"]["unsubscribed"] == 3 and data["subscribers"]["active"] == 4
+    assert data["rates"]["bounces"]["count"] == 1 and data["rates"]["bounces"]["of"] == 4
+    assert data["rates"]["complaints"]["of"] == 2
+    assert [(x["name"], x["health"]) for x in data["sources"]] == [
+        ("fresh", "ok"),
+        ("broken", "failing"),
+        ("quiet", "stale"),
+        ("off", "disabled"),
+        ("new", "never fetched"),
+    ]
+    oldest = data["oldest_due"]
+    assert (oldest["email"], oldest["waiting_seconds"]) == ("u5@example.org", 7200)
+
+    # Mail that came back after the server accepted it adds its bounces and complaints.
+    with session_scope(app.engine) as s:
+        for kind, severity in (
+            ("bounce", "hard"),
+            ("bounce", "hard"),
+            ("bounce", "soft"),
+            ("complaint", ""),
+            ("auto_reply", ""),
+        ):
+            inbound_store.record(s, received_at=now, kind=kind, severity=severity)
+        inbound_store.record(s, received_at=yesterday, kind="bounce", severity="hard")
+    with session_scope(app.engine) as s:
+        data = compute(s, now, days=3, fetch_interval_minutes=60).as_json()
+    today, before = data["daily"][2], data["daily"][1]
+    assert (today["hard_bounces"], today["soft_bounces"], today["complaints"]) == (3, 4, 1)
+    assert before["hard_bounces"] == 1
+    assert data["rates"]["complaints"] == {
+        "count": 1,
+        "of": 2,
+        "rate": 0.5,
+        "limit": 0.003,
+        "aim": 0.001,
+        "level": "over",
+    }

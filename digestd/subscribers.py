@@ -351,7 +351,7 @@ def _move(
     actor: str,
     now: datetime,
     reason: str = "",
-    **extra: Any,
+    extra: dict[str, Any] | None = None,
 ) -> bool:
     """Apply one checked transition with its audit event; False when already at `to`."""
     if _forgotten(sub):
@@ -369,7 +369,9 @@ def _move(
     elif to == S.UNSUBSCRIBED:
         sub.unsubscribed_at = now
     session.add(sub)
-    detail: dict[str, Any] = {"from": old.value, "to": to.value, "reason": reason, **extra}
+    # The caller's extra detail (a bounce's reply, the way out) never overrides the move's own.
+    detail: dict[str, Any] = {**(extra or {}), "from": old.value, "to": to.value}
+    detail["reason"] = reason
     record_event(session, sub.id, STATUS, actor=actor, now=now, **detail)
     return True
 
@@ -461,7 +463,7 @@ def unsubscribe(
         actor=actor,
         now=now,
         reason=reason,
-        way=way,
+        extra={"way": way},
     )
 
 
@@ -486,8 +488,7 @@ def complain(
         actor=actor,
         now=now,
         reason=reason,
-        way="complaint",
-        **(detail or {}),
+        extra={**(detail or {}), "way": "complaint"},
     )
 
 
@@ -510,7 +511,7 @@ def bounce(
         actor=actor,
         now=now,
         reason=reason,
-        **(detail or {}),
+        extra=detail,
     )
 
 

@@ -156,3 +156,18 @@ def test_a_forgotten_subscriber_cannot_be_confirmed(ctx: AppContext) -> None:
     # after the commit, too
     with session_scope(ctx.engine) as s, pytest.raises(subs.TransitionError, match="forgotten"):
         subs.confirm(s, sub, actor="t", now=NOW)
+
+
+def test_extra_detail_never_overrides_the_move_itself(ctx: AppContext) -> None:
+    with session_scope(ctx.engine) as s:
+        sub = _new(s, 1, S.ACTIVE)
+        odd = {"way": "page", "from": "x", "to": "y", "feedback_type": "abuse"}
+        assert subs.complain(s, sub, actor="inbound", now=NOW, reason="ARF", detail=odd)
+        [detail] = _status_events(s, sub)
+        assert detail == {
+            "from": "active",
+            "to": "unsubscribed",
+            "reason": "ARF",
+            "way": "complaint",
+            "feedback_type": "abuse",
+        }

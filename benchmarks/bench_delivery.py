@@ -13,6 +13,12 @@
 
 Prints messages/s end to end, the floor's messages/s, their ratio, per-phase times and
 peak memory (ru_maxrss of this process: an upper bound, it includes setup).
+
+Votes ("more / less like this", issue 12): `--voters 0.1` gives 10 % of the subscribers
+5–20 votes each (`--votes-per-voter 5-20`; 70 % up, up to 60 days old) on 300 earlier papers
+(seed texts, ingested before the window), so they are ranked individually. `--compare`
+runs the script twice in fresh processes, without votes and with `--voters` (default 0.1),
+and prints both side by side (peak RSS is then per run).
 """
 
 from __future__ import annotations
@@ -203,6 +209,71 @@ def add_subscribers(ctx: Any, count: int, profiles: int, now: datetime) -> None:
             session.execute(insert(Subscriber), rows)
 
 
+OLD_PAPERS = 300
+
+
+def add_votes(ctx: Any, args: argparse.Namespace, now: datetime) -> tuple[int, int]:
+    """Earlier papers (outside the digest window) and votes of a share of the subscribers on
+    them; returns (voters, votes)."""
+    import random
+
+    from sqlalchemy import insert, select
+
+    from digestd.db import session_scope
+    from digestd.models import Entry, Subscriber, Vote
+
+    if args.voters <= 0:
+        return 0, 0
+    rng = random.Random(12)
+    seed = json.loads((REPO / "seeds" / "trending-papers.json").read_text(encoding="utf-8"))
+    base = seed["items"]
+    lo, hi = (int(x) for x in args.votes_per_voter.split("-"))
+    earlier = now - timedelta(days=3)
+    with session_scope(ctx.engine) as session:
+        session.execute(
+            insert(Entry),
+            [
+                {
+                    "canonical_key": f"old:{i}",
+                    "url": f"https://example.org/old/{i}",
+                    "title": base[i % len(base)]["title"] + f" (earlier {i})",
+                    "summary": base[i % len(base)].get("content_text", ""),
+                    "summary_html": "",
+                    "authors": [],
+                    "categories": [CATEGORIES[i % len(CATEGORIES)]],
+                    "keywords": [],
+                    "published_at": earlier,
+                    "ingested_at": earlier,
+                    "upvotes": 0,
+                    "comments": 0,
+                    "version": 1,
+                }
+                for i in range(OLD_PAPERS)
+            ],
+        )
+        old_ids = list(session.scalars(select(Entry.id).where(Entry.ingested_at <= earlier)))
+        sub_ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+    voters = rng.sample(sub_ids, int(len(sub_ids) * args.voters))
+    total = 0
+    # Streamed in chunks of voters: the setup must not inflate the peak RSS it reports.
+    for first in range(0, len(voters), 500):
+        rows = [
+            {
+                "subscriber_id": sub_id,
+                "entry_id": entry_id,
+                "value": 1 if rng.random() < 0.7 else -1,
+                "interest": False,
+                "created_at": now - timedelta(days=rng.uniform(0, 60)),
+            }
+            for sub_id in voters[first : first + 500]
+            for entry_id in rng.sample(old_ids, rng.randint(lo, hi))
+        ]
+        with session_scope(ctx.engine) as session:
+            session.execute(insert(Vote), rows)
+        total += len(rows)
+    return len(voters), total
+
+
 def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, float | int | str]:
     """Setup (untimed), then ingest → plan → select/render/send (timed) into the sink."""
     from digestd.config import Settings
@@ -226,10 +297,14 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
     now = utcnow()
     started = time.perf_counter()
     add_subscribers(ctx, args.subscribers, args.profiles, now)
+    voters, votes = add_votes(ctx, args, now)
     feed = tmp / "feed.json"
     write_feed(feed, args.entries, now)
     setup_s = time.perf_counter() - started
-    print(f"setup: {args.subscribers} subscribers, {args.entries} papers in {setup_s:.1f}s")
+    print(
+        f"setup: {args.subscribers} subscribers ({voters} with {votes} votes), "
+        f"{args.entries} papers in {setup_s:.1f}s"
+    )
 
     profiler = None
     if args.profile:
@@ -262,6 +337,8 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
     assert messages == report.sent, (messages, report)
     total = t3 - t0
     return {
+        "voters": voters,
+        "votes": votes,
         "messages": messages,
         "avg_message_bytes": size // max(1, messages),
         "renders": report.renders,
@@ -328,7 +405,15 @@ def main() -> None:
     parser.add_argument("--message-size", type=int, default=20000, help="floor-only size")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--profile", default=None, help="write a cProfile of the timed run here")
+    parser.add_argument("--voters", type=float, default=0.0, help="share of voting subscribers")
+    parser.add_argument("--votes-per-voter", default="5-20", help="votes per voter, lo-hi")
+    parser.add_argument(
+        "--compare", action="store_true", help="run without and with votes, side by side"
+    )
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
 
     print(f"machine: {machine()}")
     sink = start_sink()
@@ -367,6 +452,42 @@ def _print(figures: dict[str, float | int | str], as_json: bool) -> None:
         print(f"{key:>24}: {value}")
     if as_json:
         print(json.dumps(figures))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Run this script twice in fresh processes (no votes, then votes) and print both."""
+    share = args.voters or 0.1
+    base = [a for a in sys.argv[1:] if a != "--compare"]
+    # Drop any --voters given: each run sets its own.
+    cleaned: list[str] = []
+    skip = False
+    for a in base:
+        if skip:
+            skip = False
+            continue
+        if a == "--voters":
+            skip = True
+            continue
+        if a.startswith("--voters="):
+            continue
+        cleaned.append(a)
+    runs = {}
+    for label, voters in (("without votes", 0.0), (f"{share:.0%} voting", share)):
+        out = subprocess.run(
+            [sys.executable, __file__, *cleaned, "--voters", str(voters), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        print(f"--- {label}\n{out.stdout.rsplit(chr(10), 2)[0]}", flush=True)
+        runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"load average after the run: {os.getloadavg()[0]:.2f}", flush=True)
+    keys = ["voters", "votes", "messages", "renders", "e2e_seconds", "e2e_msgs_per_s"]
+    keys += ["e2e_cpu_ms_per_msg", "floor_msgs_per_s", "ratio", "peak_rss_mb"]
+    labels = list(runs)
+    print(f"{'':>20} {labels[0]:>16} {labels[1]:>16}")
+    for key in keys:
+        print(f"{key:>20} {runs[labels[0]].get(key)!s:>16} {runs[labels[1]].get(key)!s:>16}")
 
 
 if __name__ == "__main__":

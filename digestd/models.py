@@ -263,3 +263,26 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(default="")
+
+
+class Vote(SQLModel, table=True):
+    """A subscriber's "more / less like this" on one paper, or a paper they named as liked.
+
+    The only learning signal (no open or click tracking). One row per (subscriber, entry):
+    voting again overwrites, so a repeated vote changes nothing. `interest` marks papers the
+    subscriber listed as "papers I like" (CLI `--like`, preferences page): they describe
+    the subscriber like topics do and do not fade; votes from digests fade with age.
+    """
+
+    __tablename__ = "vote"
+    __table_args__ = (
+        sa.UniqueConstraint("subscriber_id", "entry_id", name="uq_vote_subscriber_entry"),
+        sa.Index("ix_vote_entry", "entry_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    entry_id: int = Field(foreign_key="entry.id", ondelete="CASCADE")
+    value: int = Field(default=1)  # +1 more like this, -1 less like this
+    interest: bool = Field(default=False)
+    created_at: datetime = _ts(nullable=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,16 +31,21 @@ from jinja2 import (
 
 from digestd.config import Settings
 from digestd.mime import one_line
+from digestd.models import Entry
 from digestd.paths import data_dir
 from digestd.select import Pick, Profile
 
 FORMATS = ("html", "text")
-SLOTS = ("email", "unsubscribe_url", "preferences_url", "view_url")
+SLOTS = ("email", "unsubscribe_url", "preferences_url", "view_url", "vote_url")
+# Per-paper slots of the vote links' MACs: "vote-<entry id>-up" / "vote-<entry id>-down"
+# (see tokens.py: one signed token per message in `vote_url`, one short MAC per link).
+VOTE_SLOT_PREFIX = "vote-"
 MAX_AUTHORS = 3
 EXCERPT_MAX_CHARS = 420
 EXCERPT_MAX_SENTENCES = 3
 # Gmail clips a message body above 102 KB; renders are checked against a margin below it.
 GMAIL_CLIP_BYTES = 102 * 1024
+PAPER_CACHE_SIZE = 4096
 
 # Sentence ends for a 2–3 sentence excerpt. A regex suffices for abstracts (no abbreviation
 # dictionary needed at this precision; a full sentence tokenizer would be a large dependency).
@@ -93,7 +99,7 @@ def _split(rendered: str, marker: str) -> list[str]:
     parts = [head]
     for chunk in chunks:
         slot, sep, tail = chunk.partition("--")
-        if sep and slot in SLOTS:
+        if sep and (slot in SLOTS or slot.startswith(VOTE_SLOT_PREFIX)):
             parts += [slot, tail]
         else:  # the marker followed by something that is not a slot: literal text
             parts[-1] += prefix + chunk
@@ -103,8 +109,17 @@ def _split(rendered: str, marker: str) -> list[str]:
 def _fill(parts: list[str], values: dict[str, str]) -> str:
     out = parts[:]
     for i in range(1, len(out), 2):
-        out[i] = values[out[i]]
+        out[i] = values.get(out[i], "")
     return "".join(out)
+
+
+def vote_slots(entry_ids: Sequence[int]) -> tuple[str, ...]:
+    """The vote-MAC slot names of a digest's papers, in `tokens.vote_macs` order."""
+    return tuple(
+        f"{VOTE_SLOT_PREFIX}{entry_id}-{direction}"
+        for entry_id in entry_ids
+        for direction in ("up", "down")
+    )
 
 
 def _placeholder(marker: str, slot: str) -> str:
@@ -190,6 +205,7 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._statics: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 
     @cached_property
     def env(self) -> Environment:
@@ -206,6 +222,26 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+
+    def _static(self, entry: Entry) -> dict[str, Any]:
+        # A paper's own fields are the same in every digest that carries it; subscribers
+        # ranked by their votes get digests of their own, mostly of the same papers.
+        key = (
+            entry.id,
+            entry.version,
+            entry.title,
+            entry.url,
+            entry.code_url,
+            entry.upvotes,
+            len(entry.summary or ""),
+        )
+        found = self._statics.get(key)
+        if found is None:
+            found = _paper_static(self.env, entry)
+            self._statics[key] = found
+            if len(self._statics) > PAPER_CACHE_SIZE:
+                self._statics.popitem(last=False)
+        return found
 
     @cached_property
     def _inliner(self) -> css_inline.CSSInliner:
@@ -239,7 +275,6 @@ class Renderer:
         per-subscriber values stay placeholders."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        papers = [pick_fields(p) for p in picks]
         # A marker feed content already contains could be substituted by personalize;
         # 64 random bits make that practically impossible, and we check anyway.
         haystack = "\n".join(
@@ -250,6 +285,7 @@ class Renderer:
         marker = secrets.token_hex(8)
         while marker in haystack:
             marker = secrets.token_hex(8)
+        papers = [_paper(p, marker, self._static(p.entry)) for p in picks]
         context: dict[str, Any] = {
             "title": subject_line(day, len(papers)),
             "date_label": date_label(day),
@@ -276,14 +312,19 @@ class Renderer:
         email: str,
         unsubscribe_url: str,
         preferences_url: str,
-        view_url: str,
+        view_url: str = "",
+        vote_url: str = "",
+        vote_macs: Sequence[str] = (),
     ) -> PersonalDigest:
-        """Fill in one subscriber's address and signed links: string substitution only."""
+        """Fill in one subscriber's address and signed links: string substitution only.
+        `vote_url` and `vote_macs` come from tokens.links(..."vote"...) and vote_macs."""
         values = slot_values(
             email=email,
             unsubscribe_url=unsubscribe_url,
             preferences_url=preferences_url,
             view_url=view_url,
+            vote_url=vote_url,
+            vote_macs=dict(zip(vote_slots(body.entry_ids), vote_macs, strict=False)),
         )
         text = _fill(body._text_parts, values["plain"])
         html_parts = body._html_parts
@@ -292,16 +333,52 @@ class Renderer:
 
 
 def slot_values(
-    *, email: str, unsubscribe_url: str, preferences_url: str, view_url: str
+    *,
+    email: str,
+    unsubscribe_url: str,
+    preferences_url: str,
+    view_url: str = "",
+    vote_url: str = "",
+    vote_macs: dict[str, str] | None = None,
 ) -> dict[str, dict[str, str]]:
-    """One subscriber's slot values per MIME subtype, escaped for it (HTML-escaped in HTML)."""
+    """One subscriber's slot values per MIME subtype, escaped for it (HTML-escaped in HTML).
+    `vote_macs` maps `vote_slots` names to MACs (hex digits: the same in every part)."""
     plain = {
         "email": email,
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,
         "view_url": view_url,
+        "vote_url": vote_url,
     }
-    return {"plain": plain, "html": {k: html_escape(v, quote=True) for k, v in plain.items()}}
+    html = {k: html_escape(v, quote=True) for k, v in plain.items()}
+    if vote_macs:
+        plain.update(vote_macs)
+        html.update(vote_macs)
+    return {"plain": plain, "html": html}
+
+
+def _paper(pick: Pick, marker: str, static: dict[str, Any]) -> dict[str, Any]:
+    entry_id = pick.entry.id or 0
+    vote = _placeholder(marker, "vote_url")
+    return {
+        **static,
+        "reason": pick.reason,
+        # "More / less like this": the subscriber's vote token and a MAC per link are slots.
+        "more_url": f"{vote}/{entry_id}/up/{_placeholder(marker, f'vote-{entry_id}-up')}",
+        "less_url": f"{vote}/{entry_id}/down/{_placeholder(marker, f'vote-{entry_id}-down')}",
+    }
+
+
+def _paper_static(env: Environment, entry: Entry) -> dict[str, Any]:
+    """What a paper shows whoever gets it (cached per paper by `Renderer`): `paper_fields`
+    plus the text part's wrapped excerpt."""
+    fields = paper_fields(entry)
+    # The text part's wrapped excerpt, computed once per paper with Jinja's own filters
+    # (templates may still wrap `excerpt` themselves): textwrap was a fifth of a render.
+    wrapped = env.filters["wordwrap"](
+        env, fields["excerpt"], 72, break_long_words=False, break_on_hyphens=False
+    )
+    return {**fields, "excerpt_text": env.filters["indent"](wrapped, 3, first=True)}
 
 
 class PaperLike(Protocol):

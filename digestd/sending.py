@@ -29,6 +29,7 @@ from digestd.deliveries import Claim, Outcome
 from digestd.deliveries import temporary_failure as _temporary
 from digestd.digests import local_day
 from digestd.inbound import addresses
+from digestd.learning import PaperCache
 from digestd.mime import (
     DigestTemplate,
     SlotPart,
@@ -38,17 +39,18 @@ from digestd.mime import (
     one_line,
 )
 from digestd.recorder import Recorder
-from digestd.render import Renderer, TemplateProblem, slot_values
-from digestd.select import Pick, Profile, Selector
+from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
+from digestd.select import Pick, Profile, Selector, Taste, load_tastes
 from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
 from digestd.statuses import DeliveryStatus, SubscriberStatus
-from digestd.tokens import links, view_url
+from digestd.tokens import links, view_url, vote_macs
 
 log = logging.getLogger(__name__)
 
 D = DeliveryStatus
-# The signed links each digest carries; "view" is completed with the period per message.
-LINK_PURPOSES = ("unsubscribe", "preferences", "view")
+# The signed links each digest carries: "view" is completed with the period per message;
+# "vote" is the token its vote links share.
+LINK_PURPOSES = ("unsubscribe", "preferences", "view", "vote")
 EMPTY_REASON = "empty digest: no new papers matched in this window"
 
 
@@ -96,6 +98,7 @@ class _Digest:
 
     template: DigestTemplate
     entry_ids: tuple[int, ...]
+    vote_slots: tuple[str, ...]  # the vote-MAC slot names, in tokens.vote_macs order
     profile: Profile
     picks: tuple[Pick, ...]
     day: date  # the subscriber's local date, in the subject
@@ -132,10 +135,12 @@ def _short(exc: BaseException) -> str:
 # are spread over many claim batches, and a per-batch cache rendered ~9x too often in
 # benchmarks/bench_delivery.py (1000 profiles, batches of 500). Bounded (LRU) for memory;
 # an entry holds only the message template (≈ the message's size), not the rendered text.
+# The key holds the reasons: a subscriber ranked by their votes may get the same papers as
+# their profile with other reasons, and must not be sent the profile's.
 BODY_CACHE_SIZE = 1024
 # Keyed by profile, format, local date (subscribers of one profile in two time zones may be
-# on different days) and the papers.
-BodyCache = OrderedDict[tuple[str, str, date, tuple[int, ...]], _Digest]
+# on different days) and the papers with their reasons.
+BodyCache = OrderedDict[tuple[str, str, date, tuple[tuple[int, str], ...]], _Digest]
 
 
 def _digest(
@@ -153,7 +158,9 @@ def _digest(
         parts=[SlotPart(subtype, parts) for subtype, parts in body.slot_parts()],
         list_headers=addresses.list_headers(ctx.settings),
     )
-    return _Digest(template, body.entry_ids, profile, tuple(picks), day, fmt)
+    return _Digest(
+        template, body.entry_ids, vote_slots(body.entry_ids), profile, tuple(picks), day, fmt
+    )
 
 
 def _prepare(
@@ -163,6 +170,7 @@ def _prepare(
     report: SendReport,
     bodies: BodyCache | None = None,
     loaded: list[tuple[datetime, datetime, Selector]] | None = None,
+    papers: PaperCache | None = None,
 ) -> _Batch:
     """Load the batch's subscribers, select per profile and render once per distinct digest."""
     batch = _Batch(claims)
@@ -207,16 +215,23 @@ def _prepare(
             selector = Selector.load(session, start, end)
             loaded[:] = [(start, end, selector)]
         history = deliveries.sent_entry_ids(session, [s.id for _, s, _ in wanted], since=start)
+        # Votes of the batch's subscribers in one query; those without keep sharing their
+        # profile's memoized ranking, those with votes are ranked individually.
+        tastes: dict[int, Taste] = load_tastes(
+            session, [s.id for _, s, _ in wanted], papers or PaperCache(), ctx.now()
+        )
         picks_of: list[list[Pick]] = [
-            selector.select(p, history.get(s.id, frozenset())) for _, s, p in wanted
+            selector.select(p, history.get(s.id, frozenset()), tastes.get(s.id))
+            for _, s, p in wanted
         ]
+        voters = set(tastes)
     bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
             done.append(Outcome(c, D.SKIPPED, EMPTY_REASON))
             continue
         day = local_day(c.window_end, sub.timezone)
-        key = (profile.key, sub.format, day, tuple(p.entry.id or 0 for p in picks))
+        key = (profile.key, sub.format, day, tuple((p.entry.id or 0, p.reason) for p in picks))
         digest = bodies.get(key)
         if digest is not None:
             bodies.move_to_end(key)
@@ -231,9 +246,12 @@ def _prepare(
                 log.exception("render failed for delivery %s", c.id, extra=_ids(c))
                 done.append(_temporary(c, f"render failed: {_short(exc)}"))
                 continue
-            bodies[key] = digest
-            if len(bodies) > BODY_CACHE_SIZE:
-                bodies.popitem(last=False)
+            # A digest ranked by one subscriber's votes is theirs alone: kept out of the
+            # pass's cache so it does not push out the digests profiles share.
+            if sub.id not in voters:
+                bodies[key] = digest
+                if len(bodies) > BODY_CACHE_SIZE:
+                    bodies.popitem(last=False)
             report.renders += 1
         batch.jobs.append(_Job(c, sub, digest))
     return batch
@@ -243,20 +261,23 @@ def _reference_message(
     ctx: AppContext,
     renderer: Renderer,
     job: _Job,
-    urls: tuple[str, str, str],
+    urls: tuple[str, str, str, str],
+    macs: list[str],
     when: datetime,
 ) -> EmailMessage:
     """The message built by the email package from a fresh render: for what the fast path
     declines (a non-ASCII address needs SMTPUTF8, which `send_message` negotiates)."""
     d, sub = job.digest, job.sub
     body = renderer.render_digest(d.profile, list(d.picks), day=d.day, fmt=d.fmt)
-    unsubscribe, preferences, view = urls
+    unsubscribe, preferences, view, vote = urls
     personal = renderer.personalize(
         body,
         email=sub.email,
         unsubscribe_url=unsubscribe,
         preferences_url=preferences,
         view_url=view,
+        vote_url=vote,
+        vote_macs=macs,
     )
     s, secret = ctx.settings, ctx.secret_key
     return build_digest_message(
@@ -303,11 +324,13 @@ async def _send_jobs(
             await recorder.before_send()
             outcome: Outcome
             try:
-                unsubscribe, preferences, view = links(
+                unsubscribe, preferences, view, vote = links(
                     s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
                 )
                 view = view_url(view, c.period)
-                template = job.digest.template
+                digest = job.digest
+                macs = vote_macs(secret, vote.rpartition("/")[2], digest.entry_ids)
+                template = digest.template
                 # Bounces name their delivery (VERP); the mailto: unsubscribes this subscriber.
                 envelope = addresses.envelope_sender(s, secret, c.id, template.sender)
                 mailto = addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version)
@@ -322,6 +345,8 @@ async def _send_jobs(
                         unsubscribe_url=unsubscribe,
                         preferences_url=preferences,
                         view_url=view,
+                        vote_url=vote,
+                        vote_macs=dict(zip(digest.vote_slots, macs, strict=True)),
                     ),
                     mailto=mailto,
                 )
@@ -333,7 +358,8 @@ async def _send_jobs(
                         ctx,
                         renderer,
                         job,
-                        (unsubscribe, preferences, view),
+                        (unsubscribe, preferences, view, vote),
+                        macs,
                         now,
                     )
                     await pool.send(message, sender=envelope)
@@ -360,6 +386,7 @@ def _claim_and_prepare(
     loaded: list[tuple[datetime, datetime, Selector]],
     worker_id: str,
     limit: int,
+    papers: PaperCache | None = None,
 ) -> _Batch | None:
     """Claim the next batch (its own committed transaction) and prepare it; None: none due.
     Runs in a worker thread: the event loop keeps sending (and serving the web) meanwhile."""
@@ -373,7 +400,7 @@ def _claim_and_prepare(
         )
     if not claims:
         return None
-    return _prepare(ctx, renderer, claims, report, bodies, loaded)
+    return _prepare(ctx, renderer, claims, report, bodies, loaded, papers)
 
 
 def _release(ctx: AppContext) -> int:
@@ -409,6 +436,7 @@ async def send_due(
     renderer = Renderer(ctx.settings)
     bodies: BodyCache = OrderedDict()
     loaded: list[tuple[datetime, datetime, Selector]] = []
+    papers = PaperCache()  # voted papers' text, read once per pass
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings, on_transaction=ctx.metrics.smtp_transaction_done)
     size = limit or ctx.settings.batch_size
@@ -428,7 +456,15 @@ async def send_due(
     def claim_next() -> asyncio.Task[_Batch | None]:
         return asyncio.ensure_future(
             asyncio.to_thread(
-                _claim_and_prepare, ctx, renderer, report, bodies, loaded, worker_id, size
+                _claim_and_prepare,
+                ctx,
+                renderer,
+                report,
+                bodies,
+                loaded,
+                worker_id,
+                size,
+                papers,
             )
         )
 

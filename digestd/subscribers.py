@@ -24,7 +24,7 @@ from sqlalchemy import inspect
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, func, select
 
-from digestd import deliveries
+from digestd import deliveries, votes
 from digestd.db import chunks, sql_date
 from digestd.models import FORMATS, FREQUENCIES, Event, Subscriber
 from digestd.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
@@ -609,6 +609,7 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
     deliveries_deleted = deliveries.forget_subscriber(session, sub_id)
     # Earlier events carry the name and preferences: they are personal data too.
     events = session.exec(delete(Event).where(col(Event.subscriber_id) == sub_id)).rowcount
+    votes_deleted = votes.forget(session, sub_id)
     session.delete(sub)
     event = record_event(
         session,
@@ -618,6 +619,7 @@ def forget(session: Session, sub: Subscriber, *, actor: str, now: datetime) -> E
         now=now,
         deliveries_deleted=deliveries_deleted,
         events_deleted=events,
+        votes_deleted=votes_deleted,
     )
     session.flush()
     return event

@@ -14,7 +14,7 @@ from digestd.db import session_scope
 from digestd.render import Renderer, TemplateProblem, subject_line
 from digestd.statuses import SubscriberStatus
 from digestd.subscribers import subscriber_dict
-from digestd.tokens import link, view_url
+from digestd.tokens import link, view_url, vote_macs
 
 FORMATS = ("html", "text", "json")
 
@@ -67,6 +67,8 @@ def register(app: typer.Typer) -> None:
                         "title": p.entry.title,
                         "url": p.entry.url,
                         "score": p.score,
+                        # topic, learned, popularity, freshness: they add up to `score`
+                        "score_parts": dict(p.parts),
                         "reason": p.reason,
                     }
                     for p in picks
@@ -88,12 +90,15 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         base, secret = app_ctx.settings.base_url, app_ctx.secret_key
         assert sub_id is not None
+        vote = link(base, secret, "vote", sub_id, token_version)
         mail = renderer.personalize(
             body,
             email=sub_info["email"],
             unsubscribe_url=link(base, secret, "unsubscribe", sub_id, token_version),
             preferences_url=link(base, secret, "preferences", sub_id, token_version),
             view_url=view_url(link(base, secret, "view", sub_id, token_version), period),
+            vote_url=vote,
+            vote_macs=vote_macs(secret, vote.rpartition("/")[2], body.entry_ids),
         )
         if fmt == "html":
             assert mail.html is not None

@@ -18,6 +18,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from digestd import subscribers as subs
+from digestd import votes
 from digestd.cli.common import (
     console,
     err_console,
@@ -279,8 +280,18 @@ def show_cmd(
             }
             for e in rows
         ]
+        assert sub.id is not None
+        voted: list[dict[str, str]] = [
+            {
+                "paper": v.paper_id,
+                "title": v.title,
+                "vote": "like" if v.interest else votes.direction_name(v.value),
+                "at": v.created_at.isoformat(),
+            }
+            for v in votes.listing(session, sub.id)
+        ]
     if as_json:
-        print_json({"subscriber": data, "events": events})
+        print_json({"subscriber": data, "events": events, "votes": voted})
         return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -296,6 +307,13 @@ def show_cmd(
         detail = json.dumps(e["detail"], sort_keys=True, ensure_ascii=False)
         history.add_row(e["at"], e["action"], escape(e["actor"]), escape(detail))
     console.print(history)
+    if voted:
+        table = Table(title="liked papers and votes (newest first)")
+        for header in ("at", "vote", "paper", "title"):
+            table.add_column(header, overflow="fold")
+        for v in voted:
+            table.add_row(v["at"], v["vote"], v["paper"], escape(v["title"]))
+        console.print(table)
 
 
 @app.command("update")
@@ -311,6 +329,15 @@ def update_cmd(
     timezone: str | None = TimezoneOpt,
     max_items: str | None = MaxItemsOpt,
     fmt: str | None = FormatOpt,
+    like: str | None = typer.Option(
+        None,
+        "--like",
+        help="Add papers I like (arXiv ids or entry ids, comma-separated, papers in the "
+        "database): digests rank similar papers higher.",
+    ),
+    unlike: str | None = typer.Option(
+        None, "--unlike", help="Remove papers from the liked ones (same forms as --like)."
+    ),
 ) -> None:
     """Change preferences; only the options given are changed."""
     app_ctx = get_context(ctx)
@@ -325,20 +352,41 @@ def update_cmd(
         max_items=max_items,
         format=fmt,
     )
-    if not changes:
+    if not changes and like is None and unlike is None:
         fail("nothing to update: give at least one option (see --help)")
+    liked: list[str] = []
     try:
         with session_scope(app_ctx.engine) as session:
             sub = find_subscriber(session, email)
-            diff = update_preferences(session, sub, changes, actor=app_ctx.actor, now=app_ctx.now())
+            now = app_ctx.now()
+            diff = update_preferences(session, sub, changes, actor=app_ctx.actor, now=now)
             shown = sub.email
-    except InvalidInput as exc:
+            assert sub.id is not None
+            added = removed = 0
+            if like is not None:
+                added = votes.like(
+                    session, sub.id, votes.find_papers(session, votes.parse_refs(like)), now=now
+                )
+            if unlike is not None:
+                removed = votes.unlike(
+                    session, sub.id, votes.find_papers(session, votes.parse_refs(unlike))
+                )
+            if like is not None or unlike is not None:
+                liked = [v.paper_id for v in votes.interests(session, sub.id)]
+    except (InvalidInput, ValueError) as exc:  # votes.UnknownPaper is a ValueError
         fail(str(exc))
-    if not diff:
+    messages = []
+    if diff:
+        summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in diff.items())
+        messages.append(summary)
+    if added or removed:
+        messages.append(
+            f"liked papers +{added} -{removed} (now {', '.join(liked) if liked else 'none'})"
+        )
+    if not messages:
         console.print(f"{escape(shown)}: nothing changed", highlight=False)
         return
-    summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in diff.items())
-    console.print(f"updated {escape(shown)}: {escape(summary)}", highlight=False)
+    console.print(f"updated {escape(shown)}: {escape('; '.join(messages))}", highlight=False)
 
 
 def _change_status(ctx: typer.Context, email: str, move: subs.Transition, verb: str) -> None:
@@ -432,7 +480,8 @@ def remove_cmd(
             counts = event.detail
             message = (
                 f"forgot {escape(shown)}: deleted the subscriber, "
-                f"{counts['deliveries_deleted']} deliveries and {counts['events_deleted']} events"
+                f"{counts['deliveries_deleted']} deliveries, {counts['events_deleted']} events "
+                f"and {counts.get('votes_deleted', 0)} votes"
             )
         elif subs.unsubscribe(session, sub, actor=app_ctx.actor, now=app_ctx.now(), way="admin"):
             message = f"unsubscribed {escape(shown)} (kept so it is not mailed again)"

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from digestd import __version__
 from digestd.context import AppContext
-from digestd.web import digest_view, health, metrics, pages, public, subscribe
+from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes
 from digestd.web.links import LinkError
 from digestd.web.mail import ConfirmationSender
 from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders
@@ -79,6 +79,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     metrics.watch_database(ctx)
+    app.include_router(votes.router)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:

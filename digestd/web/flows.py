@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
-from digestd import bounce_policy
+from digestd import bounce_policy, votes
 from digestd import subscribers as subs
 from digestd.context import AppContext
 from digestd.db import session_scope
@@ -36,15 +37,25 @@ class Page:
     preferences_token: str
     unsubscribe_token: str
     changed: bool = False
+    # The subscriber's votes and liked papers, newest first (the preference centre lists them).
+    votes: tuple[votes.VoteView, ...] = ()
 
 
 def _page(ctx: AppContext, sub: Subscriber, changed: bool = False) -> Page:
     key = ctx.secret_key
+    # The page lists the subscriber's votes, read in the flow's own session (transaction).
+    session = Session.object_session(sub)
+    listed = (
+        votes.listing(session, sub.id)  # type: ignore[arg-type]  # a sqlmodel Session
+        if session is not None and sub.id
+        else []
+    )
     return Page(
         sub=sub,
         preferences_token=links.token_of(key, "preferences", sub),
         unsubscribe_token=links.token_of(key, "unsubscribe", sub),
         changed=changed,
+        votes=tuple(listed),
     )
 
 

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from digestd import votes
 from digestd.subscribers import Preferences
-from digestd.web import flows, forms
+from digestd.web import flows, forms, vote_flows
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
 from digestd.web.responses import error, read_form, render, state
 
@@ -26,7 +27,7 @@ _FORM_BODY = {
                     "properties": {
                         "action": {
                             "type": "string",
-                            "enum": ["save", "pause", "resume", "forget"],
+                            "enum": ["save", "pause", "resume", "forget", "clear_votes"],
                         },
                         FORM_TOKEN_FIELD: {"type": "string"},
                         "confirm_forget": {"type": "string"},
@@ -38,6 +39,7 @@ _FORM_BODY = {
                         "timezone": {"type": "string"},
                         "max_items": {"type": "string"},
                         "format": {"type": "string"},
+                        "liked_papers": {"type": "string"},
                     },
                 }
             }
@@ -71,6 +73,7 @@ def _prefs_page(
 ) -> Response:
     prefs = Preferences.of(page.sub)
     shown = forms.prefs_values(prefs)
+    shown["liked_papers"] = "\n".join(v.paper_id for v in reversed(page.votes) if v.interest)
     shown.update(values or {})
     return render(
         request,
@@ -192,9 +195,34 @@ async def preferences(request: Request, token: str) -> Response:
         parsed = forms.validate(data, base=Preferences.of(page.sub), need_email=False)
         if not parsed.ok:
             return _prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
-        assert parsed.prefs is not None
+        assert parsed.prefs is not None and page.sub.id is not None
+        liked_changed = False
+        liked = form.get("liked_papers")
+        if isinstance(liked, str):
+            try:
+                liked_changed = await run_in_threadpool(
+                    vote_flows.set_liked, ctx, page.sub.id, votes.parse_refs(liked)
+                )
+            except ValueError as exc:  # an unknown paper, or too many
+                values = {**parsed.values, "liked_papers": liked}
+                message = str(exc)[:1].upper() + str(exc)[1:] + "."
+                return _prefs_page(
+                    request, page, 422, values=values, errors={"liked_papers": message}
+                )
         page = await run_in_threadpool(flows.save_preferences, ctx, token, parsed.prefs)
-        notice = "Your preferences are saved." if page.changed else "Nothing changed."
+        changed = page.changed or liked_changed
+        notice = "Your preferences are saved." if changed else "Nothing changed."
+        return _prefs_page(request, page, notice=notice)
+    if action == "clear_votes":
+        assert page.sub.id is not None
+        cleared = await run_in_threadpool(vote_flows.clear, ctx, page.sub.id)
+        page = await run_in_threadpool(flows.show, ctx, "preferences", token)
+        notice = (
+            f"Cleared {cleared} vote{'s' if cleared != 1 else ''}: your digests follow your "
+            "topics again."
+            if cleared
+            else "There were no votes to clear."
+        )
         return _prefs_page(request, page, notice=notice)
     if action in ("pause", "resume"):
         page, problem = await run_in_threadpool(flows.set_paused, ctx, token, action == "pause")

@@ -281,10 +281,18 @@ def test_remove_forget_leaves_no_personal_data(invoke: Invoke, db_url: str) -> N
             s.add(DeliveryEntry(delivery_id=d.id, entry_id=entry.id))
     ctx.dispose()
     assert "forget.me@example.org" in _all_rows_text(db_url)
+    for email in ("forget.me@example.org", "keep@example.org"):
+        liked = invoke("subscribers", "update", email, "--like", "2611.00001")
+        assert liked.exit_code == 0, liked.output
 
     result = invoke("subscribers", "remove", "forget.me@example.org", "--forget")
     assert result.exit_code == 0, result.output
-    assert "1 deliveries and 3 events" in result.stdout
+    assert "1 deliveries, 3 events and 1 votes" in result.stdout
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        voters = conn.execute(sa.text("SELECT subscriber_id FROM vote")).scalars().all()
+    engine.dispose()
+    assert voters == [keep_id]  # their liked papers went with them, the other's stayed
 
     everything = _all_rows_text(db_url)
     for personal in ("forget.me", "Forgettable", "F. Person", "secret hobby"):
@@ -339,6 +347,45 @@ def test_revoke_links_makes_every_earlier_link_invalid(invoke: Invoke, db_url: s
     assert events[0]["action"] == "subscriber.links_revoked"
     assert "no subscriber" in _one_error_line(
         invoke("subscribers", "revoke-links", "x@example.org")
+    )
+
+
+def test_like_and_unlike_papers_by_arxiv_id_or_entry_id(invoke: Invoke, db_url: str) -> None:
+    invoke("subscribers", "add", "liker@example.org", "--confirmed")
+    ctx = AppContext(settings=Settings(database_url=db_url))
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    with session_scope(ctx.engine) as s:
+        entries = [
+            Entry(canonical_key=key, title=title, published_at=now, ingested_at=now)
+            for key, title in (
+                ("arxiv:2310.06825", "Mistral 7B"),
+                ("arxiv:2401.04088", "Mixtral of Experts"),
+                ("url:https://example.org/p", "A paper without an arXiv id"),
+            )
+        ]
+        s.add_all(entries)
+        s.flush()
+        other_id = entries[2].id
+    ctx.dispose()
+    refs = f"2310.06825,arXiv:2401.04088v2,{other_id}"
+    result = invoke("subscribers", "update", "liker@example.org", "--like", refs)
+    assert result.exit_code == 0, result.output
+    assert "liked papers +3 -0" in result.stdout
+    again = invoke("subscribers", "update", "liker@example.org", "--like", "2310.06825")
+    assert "nothing changed" in again.stdout
+    shown = _show(invoke, "liker@example.org")["votes"]
+    assert sorted(v["paper"] for v in shown) == sorted(["2310.06825", "2401.04088", str(other_id)])
+    assert {v["vote"] for v in shown} == {"like"}
+
+    unknown = invoke("subscribers", "update", "liker@example.org", "--like", "2312.99999")
+    assert unknown.exit_code == 1
+    assert "2312.99999" in _one_error_line(unknown) and "not in the database" in unknown.stderr
+    assert len(_show(invoke, "liker@example.org")["votes"]) == 3  # nothing half-done
+
+    removed = invoke("subscribers", "update", "liker@example.org", "--unlike", "2401.04088")
+    assert removed.exit_code == 0 and "liked papers +0 -1" in removed.stdout
+    assert sorted(v["paper"] for v in _show(invoke, "liker@example.org")["votes"]) == sorted(
+        ["2310.06825", str(other_id)]
     )
 
 

@@ -18,7 +18,7 @@ from digestd.mime import (
     format_date,
 )
 from digestd.models import Entry
-from digestd.render import DigestBody, Renderer, slot_values
+from digestd.render import DigestBody, Renderer, slot_values, vote_slots
 from digestd.select import Pick, Profile
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -71,12 +71,21 @@ SUBSCRIBERS = [
 ]
 
 
+MACS = [f"{i:016x}" for i in range(200)]
+
+
 def reference(body: DigestBody, email: str, name: str, base: str, mid: str) -> EmailMessage:
     r = Renderer(SETTINGS)
     unsub, prefs = f"{base}/unsubscribe/TOKEN-{email}", f"{base}/preferences/P=1&q={email}"
     view = f"{base}/view/V-{email}/2026-11-26"
     personal = r.personalize(
-        body, email=email, unsubscribe_url=unsub, preferences_url=prefs, view_url=view
+        body,
+        email=email,
+        unsubscribe_url=unsub,
+        preferences_url=prefs,
+        view_url=view,
+        vote_url=f"{base}/vote/V-{email}",
+        vote_macs=MACS,
     )
     raw = build_digest_message(
         sender=SENDER,
@@ -107,7 +116,12 @@ def fast(body: DigestBody, email: str, name: str, base: str, mid: str) -> bytes 
         unsubscribe_url=unsub,
         date=format_date(NOW),
         values=slot_values(
-            email=email, unsubscribe_url=unsub, preferences_url=prefs, view_url=view
+            email=email,
+            unsubscribe_url=unsub,
+            preferences_url=prefs,
+            view_url=view,
+            vote_url=f"{base}/vote/V-{email}",
+            vote_macs=dict(zip(vote_slots(body.entry_ids), MACS, strict=False)),
         ),
     )
 

@@ -28,6 +28,8 @@ LINKS = dict(
     unsubscribe_url="https://digest.example.org/unsubscribe/UNSUB.TOKEN",
     preferences_url="https://digest.example.org/preferences/PREFS.TOKEN",
     view_url="https://digest.example.org/view/VIEW.TOKEN/2026-11-26",
+    vote_url="https://digest.example.org/vote/VOTE.TOKEN",
+    vote_macs=[f"mac{i:013d}" for i in range(20)],
 )
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import select
 
 from digestd.db import session_scope
-from digestd.models import Delivery, DeliveryEntry, Entry, Event, Subscriber
+from digestd.models import Delivery, DeliveryEntry, Entry, Event, Subscriber, Vote
 from digestd.subscribers import (
     ADDED,
     FORGOTTEN,
@@ -250,6 +250,7 @@ def test_forget_leaves_no_personal_data(app) -> None:
             s.add(d)
             s.flush()
             s.add(DeliveryEntry(delivery_id=d.id, entry_id=entry.id, rank=0))
+            s.add(Vote(subscriber_id=who.id, entry_id=entry.id, value=1, created_at=NOW))
         sub_id, keep_id = sub.id, keep.id
     with session_scope(app.engine) as s:
         event = forget(s, s.get(Subscriber, sub_id), actor="cli:subscribers remove", now=NOW)
@@ -266,6 +267,12 @@ def test_forget_leaves_no_personal_data(app) -> None:
         assert len(forgotten) == 1 and forgotten[0].id == event_id
         assert forgotten[0].subscriber_id is None
         assert forgotten[0].actor == "cli:subscribers remove"
-        assert forgotten[0].detail == {"deliveries_deleted": 1, "events_deleted": 2}
+        assert forgotten[0].detail == {
+            "deliveries_deleted": 1,
+            "events_deleted": 2,
+            "votes_deleted": 1,
+        }
+        # their votes are gone too (the only learning signal is personal data)
+        assert [v.subscriber_id for v in s.exec(select(Vote)).all()] == [keep_id]
         # the other subscriber is untouched
         assert s.get(Subscriber, keep_id).email == "keep@example.org"

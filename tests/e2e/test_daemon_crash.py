@@ -87,8 +87,14 @@ def _restart_until_all_sent(env: dict[str, str], url: str, what: str, *, line: s
         daemon.stop()
 
 
+# Long enough that the killed daemon's claims cannot expire while it is still sending, even
+# on a loaded machine (a lease that runs out mid-send hands rows back early: more duplicates
+# than the crash itself causes), short enough that the restart does not wait long.
+LEASE_SECONDS = "6"
+
+
 def _kill_and_restart(url: str, server: SmtpTestServer) -> None:
-    url, planned, env = _seeded(url, server, DIGESTD_LEASE_SECONDS="2")
+    url, planned, env = _seeded(url, server, DIGESTD_LEASE_SECONDS=LEASE_SECONDS)
     _signal_mid_send(env, server, after=TOTAL // 2, sig=signal.SIGKILL, code=-signal.SIGKILL)
     at_kill = delivery_statuses(url)
     assert at_kill.get("sent", 0) < TOTAL, f"the kill came too late to test anything: {at_kill}"

@@ -27,19 +27,11 @@ from digestd.db import session_scope
 from digestd.inbound import addresses, commands, store
 from digestd.inbound.classify import Reading, RecipientReport, classify
 from digestd.inbound.parse import Parsed, one_line, parse
-from digestd.models import Subscriber
+from digestd.models import INBOUND_KINDS, Subscriber
 
 log = logging.getLogger(__name__)
 ACTOR = "inbound"
-KINDS = (
-    "bounce",
-    "complaint",
-    "unsubscribe",
-    "auto_reply",
-    "delivery_report",
-    "command",
-    "unrecognized",
-)
+KINDS = INBOUND_KINDS  # what an inbound record's `kind` can be (the --json contract)
 # Headers that may carry the address a message was delivered to (when no envelope is given).
 _DELIVERED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Cc")
 

@@ -15,6 +15,8 @@ from typing import cast
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from digestd.models import Subscriber
+
 PURPOSES = {
     # purpose -> max age in seconds
     "confirm": 3 * 24 * 3600,
@@ -198,3 +200,15 @@ def read_vote(
     if not hmac.compare_digest(vote_mac(secret_key, token, entry_id, direction), mac):
         raise TokenError("link is not valid")
     return read_token(secret_key, "vote", token, now_ts)
+
+
+def subscriber_link(base_url: str, secret_key: str, purpose: str, sub: Subscriber) -> str:
+    """The signed public URL of `purpose` for this subscriber's current token version."""
+    assert sub.id is not None
+    return link(base_url, secret_key, purpose, sub.id, sub.token_version)
+
+
+def subscriber_token(secret_key: str, purpose: str, sub: Subscriber) -> str:
+    """Just the token part, for building form actions on our own pages."""
+    assert sub.id is not None
+    return make_token(secret_key, purpose, sub.id, sub.token_version)

@@ -23,7 +23,7 @@ from email.utils import make_msgid, parseaddr
 
 from sqlmodel import Session
 
-from digestd import bounce_policy
+from digestd import bounce_policy, optin, templating, tokens
 from digestd import subscribers as subs
 from digestd.context import AppContext
 from digestd.db import session_scope
@@ -132,36 +132,28 @@ def _unsubscribe(
 ) -> Outcome:
     if sub is None or sub.status in ("unsubscribed", "bounced"):
         return Outcome("unsubscribe: not subscribed, no reply", sender)
-    from digestd.web import links  # the signed page link, as the web mints it
-
-    url = links.url(ctx.settings.base_url, ctx.secret_key, "unsubscribe", sub)
+    url = tokens.subscriber_link(ctx.settings.base_url, ctx.secret_key, "unsubscribe", sub)
     reply = _reply(ctx, parsed, sender, "unsubscribe", unsubscribe_url=url)
     return Outcome("unsubscribe: confirmation link sent", sender, [reply])
 
 
 def _subscribe(ctx: AppContext, parsed: Parsed, sender: str, args: str, now: datetime) -> Outcome:
-    # The web's own flow: the same validation, double opt-in and per-address limit.
-    from digestd.web import flows, mail, templating
-    from digestd.web.ratelimit import WebLimits
+    # The web form's own opt-in: the same validation, double opt-in and per-address limit.
 
     try:
         prefs = subs.Preferences(topics=args[: subs.TOPICS_MAX]).validated()
     except subs.InvalidInput as exc:
         return Outcome(f"subscribe: {exc}", sender)
-    wanted = flows.request_subscription(
-        ctx, sender, prefs, mails_per_day=WebLimits().mails_per_email_per_day
-    )
+    wanted = optin.request_subscription(ctx, sender, prefs)
     if wanted is None:
         return Outcome("subscribe: no mail (suppressed or daily limit reached)", sender)
     env = templating.make_environment(ctx.settings)
-    message = mail.build_message(env, ctx.settings, wanted)
+    message = optin.build_message(env, ctx.settings, wanted)
     _as_reply(message, parsed)
     return Outcome(f"subscribe: {wanted.kind} mail sent", sender, [message])
 
 
 def _reply(ctx: AppContext, parsed: Parsed, to: str, kind: str, **values: str) -> EmailMessage:
-    from digestd.web import templating
-
     env = templating.make_environment(ctx.settings)
     text = env.get_template("email/command.txt").render(
         kind=kind,

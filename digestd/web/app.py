@@ -15,14 +15,14 @@ from starlette.exceptions import HTTPException
 
 from digestd import __version__
 from digestd.context import AppContext
+from digestd.optin import ConfirmationSender
+from digestd.templating import make_environment
 from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes
 from digestd.web.links import LinkError
-from digestd.web.mail import ConfirmationSender
 from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders
 from digestd.web.ratelimit import ClientLimiter, WebLimits
 from digestd.web.responses import error
 from digestd.web.state import SchedulerHeartbeat, WebState
-from digestd.web.templating import make_environment
 
 log = logging.getLogger(__name__)
 

@@ -9,24 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from digestd import bounce_policy, votes
 from digestd import subscribers as subs
+from digestd import tokens, votes
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Subscriber
+from digestd.optin import SUBSCRIBED
 from digestd.statuses import SubscriberStatus
 from digestd.web import links
-from digestd.web.mail import ConfirmationMail
-from digestd.web.ratelimit import CONFIRMATION_SENT, confirmation_mails_sent
 
 ACTOR = "web"
-CONFIRMATION_FAILED = "confirmation_failed"
 S = SubscriberStatus
-# Statuses where the address is already in (a new sign-up only sends a "manage here" mail).
-SUBSCRIBED = (S.ACTIVE, S.SUSPENDED)
+CONFIRMATION_FAILED = "confirmation_failed"
 
 
 @dataclass(frozen=True)
@@ -52,71 +48,11 @@ def _page(ctx: AppContext, sub: Subscriber, changed: bool = False) -> Page:
     )
     return Page(
         sub=sub,
-        preferences_token=links.token_of(key, "preferences", sub),
-        unsubscribe_token=links.token_of(key, "unsubscribe", sub),
+        preferences_token=tokens.subscriber_token(key, "preferences", sub),
+        unsubscribe_token=tokens.subscriber_token(key, "unsubscribe", sub),
         changed=changed,
         votes=tuple(listed),
     )
-
-
-def request_subscription(
-    ctx: AppContext, email: str, prefs: subs.Preferences, *, mails_per_day: int
-) -> ConfirmationMail | None:
-    """Record a sign-up and say which mail to send (None: this address had its share today).
-
-    The caller answers the same way whatever this returns, so a response never tells
-    whether an address was known.
-    """
-    for attempt in range(2):
-        try:
-            return _request_subscription(ctx, email, prefs, mails_per_day)
-        except IntegrityError:
-            # Two sign-ups for one new address raced on the unique email; the second
-            # attempt finds the row the other one created.
-            if attempt == 1:
-                raise
-    return None  # pragma: no cover - the loop returns or raises
-
-
-def _request_subscription(
-    ctx: AppContext, email: str, prefs: subs.Preferences, mails_per_day: int
-) -> ConfirmationMail | None:
-    now = ctx.now()
-    key, base = ctx.secret_key, ctx.settings.base_url
-    with session_scope(ctx.engine) as session:
-        sub = subs.get_by_email(session, email)
-        if sub is None:
-            sub = subs.add_subscriber(session, email, prefs, status="pending", actor=ACTOR, now=now)
-        elif bounce_policy.is_suppressed(session, sub):
-            # Bounced or complained: no mail goes there until an admin lifts it, not even a
-            # confirmation. The page answers as for anyone else (no address is disclosed).
-            return None
-        elif sub.status not in SUBSCRIBED:
-            # Pending or unsubscribed: the newest form wins, and only a click on the
-            # confirmation link (proof the mailbox is theirs) makes it active again.
-            subs.update_preferences(session, sub, prefs.as_dict(), actor=ACTOR, now=now)
-            subs.subscribe(session, sub, actor=ACTOR, now=now, reason="subscribe form")
-        assert sub.id is not None
-        # Concurrent requests for one address may both pass this count; the cap is for
-        # abuse (a handful a day), so an occasional extra mail is acceptable.
-        if confirmation_mails_sent(session, sub.id, now) >= mails_per_day:
-            return None
-        kind = "already" if sub.status in SUBSCRIBED else "confirm"
-        subs.record_event(session, sub.id, CONFIRMATION_SENT, actor=ACTOR, now=now, kind=kind)
-        if kind == "confirm":
-            return ConfirmationMail(
-                kind=kind,
-                to=sub.email,
-                subscriber_id=sub.id,
-                confirm_url=links.url(base, key, "confirm", sub),
-            )
-        return ConfirmationMail(
-            kind=kind,
-            to=sub.email,
-            subscriber_id=sub.id,
-            preferences_url=links.url(base, key, "preferences", sub),
-            unsubscribe_url=links.url(base, key, "unsubscribe", sub),
-        )
 
 
 def record_send_failure(ctx: AppContext, subscriber_id: int) -> None:

@@ -1,4 +1,5 @@
-"""Signed links as the web sees them: resolve a token to its subscriber and mint links."""
+"""Signed links as the web sees them: resolve a token to its subscriber (minting them is
+`tokens.subscriber_link`)."""
 
 from __future__ import annotations
 
@@ -43,15 +44,3 @@ def resolve(
     if sub.token_version != claims.token_version:
         raise LinkError(410, "This link was withdrawn. Please use the link from a newer email.")
     return sub
-
-
-def url(base_url: str, secret_key: str, purpose: str, sub: Subscriber) -> str:
-    """The signed public URL of `purpose` for this subscriber's current token version."""
-    assert sub.id is not None
-    return tokens.link(base_url, secret_key, purpose, sub.id, sub.token_version)
-
-
-def token_of(secret_key: str, purpose: str, sub: Subscriber) -> str:
-    """Just the token part, for building form actions on our own pages."""
-    assert sub.id is not None
-    return tokens.make_token(secret_key, purpose, sub.id, sub.token_version)

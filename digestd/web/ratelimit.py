@@ -2,8 +2,8 @@
 
 Per client address: the `limits` library, in memory, per process (a client that
 spreads over replicas gets at most N times the limit, which is fine for abuse
-control). Per email address: counted from `confirmation_sent` Event rows of the
-last 24 hours, so the cap holds across processes and replicas and survives a restart.
+control). Per email address: `digestd.optin` counts `confirmation_sent` events of the last
+24 hours, so that cap holds across processes and replicas and survives a restart.
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from sqlmodel import Session, col, func, select
 
-from digestd.models import Event
-
-CONFIRMATION_SENT = "confirmation_sent"
+from digestd.optin import MAILS_PER_ADDRESS_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -29,7 +25,7 @@ class WebLimits:
 
     subscribe_per_client: str = "5/minute;20/hour"
     posts_per_client: str = "60/minute"
-    mails_per_email_per_day: int = 3
+    mails_per_email_per_day: int = MAILS_PER_ADDRESS_PER_DAY
 
 
 class ClientLimiter:
@@ -53,18 +49,3 @@ class ClientLimiter:
         for item in items:
             self._limiter.hit(item, bucket, client)
         return None
-
-
-def confirmation_mails_sent(session: Session, subscriber_id: int, now: datetime) -> int:
-    """How many confirmation/manage mails went to this subscriber in the last 24 hours."""
-    since = now - timedelta(hours=24)
-    stmt = (
-        select(func.count())
-        .select_from(Event)
-        .where(
-            Event.subscriber_id == subscriber_id,
-            Event.action == CONFIRMATION_SENT,
-            col(Event.created_at) >= since,
-        )
-    )
-    return int(session.exec(stmt).one())

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from jinja2 import Environment
 
 from digestd.context import AppContext
+from digestd.optin import ConfirmationSender
 from digestd.web.caching import PageCache
-from digestd.web.mail import ConfirmationSender
 from digestd.web.ratelimit import ClientLimiter, WebLimits
 
 # Returns True while the daemon's scheduler runs; set by `digestd run` (absent: web alone).

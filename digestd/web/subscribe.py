@@ -9,9 +9,10 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from digestd import optin
+from digestd.optin import ConfirmationMail
 from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
-from digestd.web.mail import ConfirmationMail
 from digestd.web.responses import error, read_form, render, state
 from digestd.web.state import WebState
 
@@ -158,7 +159,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
 
     assert parsed.prefs is not None
     mail = await run_in_threadpool(
-        flows.request_subscription,
+        optin.request_subscription,
         web.ctx,
         parsed.email,
         parsed.prefs,

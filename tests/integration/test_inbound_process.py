@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from sqlmodel import select
 
-from digestd import bounce_policy
+from digestd import bounce_policy, optin
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
@@ -16,7 +16,6 @@ from digestd.inbound.addresses import unsubscribe_address, verp_address
 from digestd.inbound.process import process_message
 from digestd.models import Delivery, Event, Inbound, Subscriber
 from digestd.subscribers import Preferences, add_subscriber, forget, revoke_links
-from digestd.web import flows
 from tests.conftest import FakeClock
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn, plain
 
@@ -205,13 +204,13 @@ def test_complaint_unsubscribes_and_suppresses_until_an_admin_lifts_it(ctx: AppC
         sub = session.exec(select(Subscriber).where(Subscriber.email == EMAIL)).one()
         assert bounce_policy.is_suppressed(session, sub)
     # The web form answers as usual, but not even a confirmation mail goes out.
-    assert flows.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3) is None
+    assert optin.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3) is None
     assert _status(ctx) == "unsubscribed"
     with session_scope(ctx.engine) as session:
         sub = session.exec(select(Subscriber).where(Subscriber.email == EMAIL)).one()
         said = bounce_policy.lift_suppression(session, sub, actor="cli:admin", now=ctx.now())
         assert "lifted" in said
-    mail = flows.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3)
+    mail = optin.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3)
     assert mail is not None and mail.kind == "confirm"
 
 
@@ -219,7 +218,7 @@ def test_bounced_addresses_get_no_confirmation_mail(ctx: AppContext) -> None:
     _, delivery_id, _ = _subscriber_with_delivery(ctx)
     verp = verp_address(ctx.settings, ctx.secret_key, delivery_id)
     process_message(ctx, dsn(to=verp, recipient=EMAIL), rcpt_to=[verp])
-    assert flows.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3) is None
+    assert optin.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3) is None
     assert _status(ctx) == "bounced"
 
 

@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from digestd.db import session_scope
+from digestd.optin import CONFIRMATION_SENT
 from digestd.statuses import SubscriberStatus
 from digestd.subscribers import get_by_email, set_by_admin
-from digestd.web.ratelimit import CONFIRMATION_SENT, WebLimits
+from digestd.web.ratelimit import WebLimits
 from tests.support.web import (
     BASE_URL,
     WebHarness,

@@ -14,11 +14,12 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import col, select
 
+from digestd import tokens
 from digestd.context import AppContext
 from digestd.db import session_scope
 from digestd.models import Event, Subscriber
 from digestd.subscribers import get_by_email
-from digestd.web import create_app, links
+from digestd.web import create_app
 from digestd.web.csrf import make_form_token
 from digestd.web.ratelimit import WebLimits
 from digestd.web.server import bind, serve
@@ -185,4 +186,4 @@ def events(ctx: AppContext, action: str) -> list[Event]:
 
 def link_for(ctx: AppContext, purpose: str, sub: Subscriber, base_url: str = BASE_URL) -> str:
     """A signed link as an email would carry it (path only, for the ASGI client)."""
-    return links.url(base_url, ctx.secret_key, purpose, sub).removeprefix(base_url)
+    return tokens.subscriber_link(base_url, ctx.secret_key, purpose, sub).removeprefix(base_url)

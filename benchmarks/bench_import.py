@@ -18,16 +18,18 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.subscriber_csv import COLUMNS, export_csv, import_csv
+
+from benchmarks.pg_schema import private_schema_url  # noqa: E402
+from digestd.config import Settings  # noqa: E402
+from digestd.context import AppContext  # noqa: E402
+from digestd.db import session_scope  # noqa: E402
+from digestd.subscriber_csv import COLUMNS, export_csv, import_csv  # noqa: E402
 
 ZONES = ["UTC", "Europe/Berlin", "Asia/Tokyo", "America/New_York", "America/Sao_Paulo"]
 CATS = ["cs.CL", "cs.LG", "cs.AI", "cs.CV", "stat.ML"]
@@ -97,17 +99,11 @@ def main() -> None:
         if not pg:
             print("postgresql skipped (set DIGESTD_TEST_POSTGRES_URL)")
             return
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url, drop = private_schema_url(pg)
         try:
-            sep = "&" if "?" in pg else "?"
-            run("postgresql", f"{pg}{sep}options=-csearch_path%3D{schema}", path, n)
+            run("postgresql", url, path, n)
         finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+            drop()
 
 
 if __name__ == "__main__":

@@ -17,17 +17,20 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, insert, text
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.models import Delivery, Subscriber
-from digestd.web.metrics import watch_database
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
+
+from benchmarks.pg_schema import private_schema_url  # noqa: E402
+from digestd.config import Settings  # noqa: E402
+from digestd.context import AppContext  # noqa: E402
+from digestd.models import Delivery, Subscriber  # noqa: E402
+from digestd.web.metrics import watch_database  # noqa: E402
 
 DAYS = 30
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -99,17 +102,11 @@ def main() -> None:
         run("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", n, repeats)
     base = os.environ.get("DIGESTD_TEST_POSTGRES_URL")
     if base:
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url, drop = private_schema_url(base)
         try:
-            sep = "&" if "?" in base else "?"
-            run("postgresql", f"{base}{sep}options=-csearch_path%3D{schema}", n, repeats)
+            run("postgresql", url, n, repeats)
         finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+            drop()
 
 
 if __name__ == "__main__":

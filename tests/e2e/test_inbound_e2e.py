@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from digestd.config import Settings
-from digestd.db import make_engine, session_scope, upgrade
 from digestd.inbound.addresses import is_ours
+from tests.e2e.test_run_once import prepare
 from tests.support.cli import run_cli
-from tests.support.digests import add_subscriber
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn, plain
-from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer
 
 PEOPLE = ["bounce@example.org", "complain@example.org", "leave@example.org", "stay@example.org"]
@@ -27,23 +24,9 @@ PEOPLE = ["bounce@example.org", "complain@example.org", "leave@example.org", "st
 def test_what_comes_back_acts_on_the_right_subscriber(
     tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'd.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    now = datetime.now(UTC)
-    with session_scope(engine) as s:
-        add_papers(s, now - timedelta(hours=1))
-        for email in PEOPLE:
-            add_subscriber(s, email, now - timedelta(days=3))
-    engine.dispose()
-    env = {
-        "DIGESTD_DATABASE_URL": url,
-        "DIGESTD_SMTP_PORT": str(smtp_server.port),
-        "DIGESTD_SECRET_KEY": "e2e-secret-key-0123456789",
-        "DIGESTD_BASE_URL": "https://digest.example.net",
-        "DIGESTD_FROM": "Paper digest <digest@example.net>",
-        "DIGESTD_BOUNCE_ADDRESS": BOUNCE_ADDRESS,
-    }
+    env = prepare(tmp_path, smtp_server, PEOPLE)
+    env["DIGESTD_FROM"] = "Paper digest <digest@example.net>"
+    env["DIGESTD_BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
     sent = run_cli("run", "--once", env=env, cwd=tmp_path)
     assert sent.returncode == 0, sent.stderr
     by_rcpt = {m.recipients[0]: m for m in smtp_server.messages}

@@ -9,7 +9,10 @@
 3. End to end (timed): ingest the feed, plan every subscriber, then select, render and
    send through the daemon's own send path (`send_due`) over C pooled connections.
 4. Floor (timed): the same number of pre-built messages of the same average size, over
-   the same number of connections, to the same sink, with the same client library.
+   the same number of connections, to the same sink, with the same call send_due makes
+   (`digestd.smtp_pool.transmit` on aiosmtplib connections, messages in wire form).
+   `--sendmail-floor` also times aiosmtplib's own `sendmail` (what send_due used before)
+   on up to 20,000 messages.
 
 Prints messages/s end to end, the floor's messages/s, their ratio, per-phase times and
 peak memory (ru_maxrss of this process: an upper bound, it includes setup).
@@ -96,9 +99,17 @@ def build_raw_message(i: int, size: int) -> bytes:
     return head + body
 
 
-async def floor(port: int, count: int, size: int, connections: int) -> float:
-    """Seconds to push `count` pre-built messages over `connections` reused connections."""
+async def floor(
+    port: int, count: int, size: int, connections: int, call: str = "transmit"
+) -> float:
+    """Seconds to push `count` pre-built messages over `connections` reused connections,
+    with `call`: "transmit", the call `send_due` makes (`digestd.smtp_pool.transmit`), or
+    "sendmail", aiosmtplib's own (what the floor used before, and send_due with it)."""
+    from digestd.smtp_pool import transmit, wire_data
+
     distinct = [build_raw_message(i, size) for i in range(min(count, 256))]
+    # Pre-built in wire form, as send_due's messages are (it sends them with wire=True).
+    wired = [wire_data(m)[:-3] for m in distinct]
     remaining = iter(range(count))
 
     async def worker() -> None:
@@ -106,9 +117,12 @@ async def floor(port: int, count: int, size: int, connections: int) -> float:
         await client.connect()
         try:
             for i in remaining:  # shared iterator: each message goes to exactly one worker
-                await client.sendmail(
-                    "digest@localhost", [f"reader{i}@example.org"], distinct[i % len(distinct)]
-                )
+                rcpt = f"reader{i}@example.org"
+                if call == "transmit":
+                    wire = wired[i % len(wired)]
+                    await transmit(client, "digest@localhost", rcpt, wire, wire=True)
+                else:
+                    await client.sendmail("digest@localhost", [rcpt], distinct[i % len(distinct)])
         finally:
             await client.quit()
 
@@ -403,6 +417,11 @@ def main() -> None:
         "--no-floor", action="store_true", help="skip the floor (memory runs at 1M subscribers)"
     )
     parser.add_argument("--message-size", type=int, default=20000, help="floor-only size")
+    parser.add_argument(
+        "--sendmail-floor",
+        action="store_true",
+        help="also time aiosmtplib's sendmail as the floor (up to 20,000 messages)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--profile", default=None, help="write a cProfile of the timed run here")
     parser.add_argument("--voters", type=float, default=0.0, help="share of voting subscribers")
@@ -437,6 +456,10 @@ def main() -> None:
             figures["floor_seconds"] = round(seconds, 2)
             figures["floor_msgs_per_s"] = round(count / seconds, 1)
             figures["floor_cpu_ms_per_msg"] = round(floor_cpu * 1000 / max(1, count), 3)
+            if args.sendmail_floor:
+                sample = min(count, 20000)
+                seconds = asyncio.run(floor(sink.port, sample, size, args.connections, "sendmail"))
+                figures["floor_sendmail_msgs_per_s"] = round(sample / seconds, 1)
             if "e2e_msgs_per_s" in figures:
                 figures["ratio"] = round(
                     float(figures["e2e_msgs_per_s"]) / float(figures["floor_msgs_per_s"]), 3

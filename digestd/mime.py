@@ -171,6 +171,37 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
 
 
+# Wire form (RFC 5321 4.5.2): a template's bytes are kept as they go on the wire after DATA,
+# i.e. with a "." that starts a line doubled, so sending needs no pass over each message
+# (`smtp_pool.send_wire`). Every piece of a template starts at the start of a line (headers,
+# MIME structure, and bodies cut between soft line breaks), so each piece is stuffed on its
+# own: once per template for the shared pieces, per subscriber only for encoded values
+# (quoted-printable breaks long lines, so a line can start with a "." of the text). Header
+# lines start with a name or, folded, with white space: never with a ".".
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+_STUFFED_DOT = re.compile(rb"(?m)^\.\.")
+# Text that is its own quoted-printable on one line (RFC 2045 6.7: printable ASCII but "=",
+# no trailing white space, at most 76 characters, not starting with "."): a vote MAC, say.
+_QP_AS_IS = re.compile(
+    r"[\x21-\x2d\x2f-\x3c\x3e-\x7e]"  # first: printable, not "=" or "."
+    r"(?:[\x20-\x3c\x3e-\x7e]{0,74}[\x21-\x3c\x3e-\x7e])?"  # then: no "=", no space last
+)
+
+
+def _stuff(data: bytes) -> bytes:
+    return _LINE_START_DOT.sub(b"..", data) if data[:1] == b"." or b"\n." in data else data
+
+
+def _qp_wire(text: str) -> bytes:
+    return _stuff(_qp(_normalize_newlines(text)))
+
+
+def from_wire(data: bytes) -> bytes:
+    """A message in wire form (`DigestTemplate.fill`) as plain message bytes: each "." that
+    starts a line undoubled."""
+    return _STUFFED_DOT.sub(b".", data)
+
+
 def _normalize_newlines(text: str) -> str:
     # What EmailMessage.set_content does to text (bytes.splitlines: \r\n, \r, \n).
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -187,7 +218,8 @@ class SlotPart:
 
 @dataclass(frozen=True)
 class DigestTemplate:
-    """A digest's message as bytes with holes for one subscriber's values (see above)."""
+    """A digest's message as bytes with holes for one subscriber's values (see above), in
+    wire form (dot-stuffed, see `_LINE_START_DOT`)."""
 
     sender: str  # envelope sender (the address of DIGESTD_FROM) when there is no VERP
     # bytes are written as they are; (subtype, slot) pieces take that slot's encoded value.
@@ -204,9 +236,10 @@ class DigestTemplate:
         values: Mapping[str, Mapping[str, str]],
         mailto: str = "",
     ) -> bytes | None:
-        """The message for one subscriber, or None when it needs the reference path (a
-        non-ASCII address, which needs SMTPUTF8). `values` maps a part's subtype to its
-        slot values, already escaped for that part (HTML); `date` is `format_date(...)`."""
+        """The message for one subscriber in SMTP wire form (`from_wire` reads it back), or
+        None when it needs the reference path (a non-ASCII address, which needs SMTPUTF8).
+        `values` maps a part's subtype to its slot values, already escaped for that part
+        (HTML); `date` is `format_date(...)`."""
         to_email = one_line(to_email)
         if not to_email.isascii():
             return None
@@ -227,9 +260,11 @@ class DigestTemplate:
             value = encoded.get(piece)
             if value is None:
                 subtype, slot = piece
-                text = _normalize_newlines(values[subtype][slot])
+                text = values[subtype][slot]
+                # Most values (MACs, short ids) are their own quoted-printable: no encoding.
+                qp = text.encode("ascii") if _QP_AS_IS.fullmatch(text) else _qp_wire(text)
                 # Soft line breaks around the value: an encoded line of its own.
-                value = encoded[piece] = b"=\r\n" + _qp(text) + b"=\r\n"
+                value = encoded[piece] = b"=\r\n" + qp + b"=\r\n"
             out.append(value)
         return b"".join(out)
 
@@ -297,7 +332,7 @@ def build_digest_template(
             merged.append(piece)
     return DigestTemplate(
         sender=parseaddr(sender)[1],
-        pieces=tuple(merged),
+        pieces=tuple(_stuff(p) if isinstance(p, bytes) else p for p in merged),
     )
 
 

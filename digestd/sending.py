@@ -351,7 +351,7 @@ async def _send_jobs(
                     mailto=mailto,
                 )
                 if data is not None:
-                    await pool.send_bytes(envelope, one_line(sub.email), data)
+                    await pool.send_wire(envelope, one_line(sub.email), data)
                 else:
                     message = await asyncio.to_thread(
                         _reference_message,

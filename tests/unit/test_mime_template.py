@@ -16,6 +16,7 @@ from digestd.mime import (
     build_digest_message,
     build_digest_template,
     format_date,
+    from_wire,
 )
 from digestd.models import Entry
 from digestd.render import DigestBody, Renderer, slot_values, vote_slots
@@ -109,7 +110,7 @@ def fast(body: DigestBody, email: str, name: str, base: str, mid: str) -> bytes 
         subject=body.subject,
         parts=[SlotPart(st, parts) for st, parts in body.slot_parts()],
     )
-    return template.fill(
+    wire = template.fill(
         to_email=email,
         to_name=name,
         message_id=mid,
@@ -124,6 +125,12 @@ def fast(body: DigestBody, email: str, name: str, base: str, mid: str) -> bytes 
             vote_macs=dict(zip(vote_slots(body.entry_ids), MACS, strict=False)),
         ),
     )
+    if wire is None:
+        return None
+    # Wire form: CRLF line ends only, no line starting with a single "." (RFC 5321 4.5.2).
+    assert wire.count(b"\n") == wire.count(b"\r\n") == wire.count(b"\r")
+    assert all(not line.startswith(b".") or line.startswith(b"..") for line in wire.split(b"\r\n"))
+    return from_wire(wire)
 
 
 def headers(msg: EmailMessage) -> list[tuple[str, str]]:

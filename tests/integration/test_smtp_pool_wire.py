@@ -1,0 +1,99 @@
+"""SmtpPool.send_bytes against a real aiosmtpd: what arrives is the message as given (lines
+starting with "." come back single, bare line ends become CRLF), the envelope is as given
+(the null sender included), an unusual address still goes through aiosmtplib's own
+handling, and a refused recipient leaves the connection ready for the next message."""
+
+from __future__ import annotations
+
+import pytest
+
+from digestd.config import Settings
+from digestd.mime import SlotPart, build_digest_template
+from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
+from tests.support.smtp import SmtpTestServer
+
+
+@pytest.fixture
+def pool_settings(smtp_server: SmtpTestServer) -> Settings:
+    return Settings(database_url="sqlite://", smtp_port=smtp_server.port, smtp_max_connections=1)
+
+
+MESSAGE = (
+    b"From: a@example.org\r\nTo: b@example.org\r\nSubject: dots\r\n\r\n"
+    b".a line that starts with a dot\r\n.\r\n..two\r\nmiddle . dot\r\n"
+)
+
+
+async def test_dots_and_line_ends_arrive_as_written(
+    pool_settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    opened = smtp_server.connections  # aiosmtpd's controller connects once to check it runs
+    async with SmtpPool(pool_settings) as pool:
+        reply = await pool.send_bytes("bounce+x@example.org", "b@example.org", MESSAGE)
+        await pool.send_bytes("", "c@example.org", MESSAGE.replace(b"\r\n", b"\n") + b"tail")
+    assert "queued" in reply
+    first, second = smtp_server.messages
+    assert (first.envelope_from, first.recipients) == ("bounce+x@example.org", ["b@example.org"])
+    assert first.data == MESSAGE
+    assert (second.envelope_from, second.recipients) == ("<>", ["c@example.org"])
+    assert second.data == MESSAGE + b"tail\r\n"
+    assert smtp_server.connections == opened + 1
+
+
+async def test_a_quoted_local_part_goes_through_aiosmtplib(
+    pool_settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    async with SmtpPool(pool_settings) as pool:
+        await pool.send_bytes("a@example.org", '"odd name"@example.org', MESSAGE)
+    (received,) = smtp_server.messages
+    assert received.recipients == ['"odd name"@example.org']
+    assert received.data == MESSAGE
+
+
+async def test_a_refused_recipient_leaves_the_connection_usable(
+    pool_settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    replies = {"gone@example.org": "550 5.1.1 no such user", "later@example.org": "451 4.3.0 busy"}
+    smtp_server.set_fault(lambda rcpt, _n: replies.get(rcpt))
+    opened = smtp_server.connections
+    async with SmtpPool(pool_settings) as pool:
+        with pytest.raises(PermanentSendError) as hard:
+            await pool.send_bytes("a@example.org", "gone@example.org", MESSAGE)
+        await pool.send_bytes("a@example.org", "fine@example.org", MESSAGE)
+        assert smtp_server.connections == opened + 1  # the same connection, reset
+        with pytest.raises(TemporarySendError) as soft:
+            await pool.send_bytes("a@example.org", "later@example.org", MESSAGE)
+        await pool.send_bytes("a@example.org", "fine2@example.org", MESSAGE)
+    assert (hard.value.code, hard.value.reply) == (550, "5.1.1 no such user")
+    assert soft.value.code == 451
+    assert [m.recipients for m in smtp_server.messages] == [
+        ["fine@example.org"],
+        ["fine2@example.org"],
+    ]
+
+
+async def test_a_digest_template_with_dotted_lines_arrives_whole(
+    pool_settings: Settings, smtp_server: SmtpTestServer
+) -> None:
+    text = ".NET, a line that starts with a dot\n.\n..and two\nslot: "
+    template = build_digest_template(
+        sender="digest@example.org",
+        subject="dots",
+        parts=[SlotPart("plain", [text, "email", "\n.after the slot\n"])],
+    )
+    wire = template.fill(
+        to_email="b@example.org",
+        to_name="",
+        message_id="<m.1@example.org>",
+        unsubscribe_url="https://example.org/u",
+        date="Thu, 26 Nov 2026 08:00:00 +0000",
+        values={"plain": {"email": ".b@example.org"}},
+    )
+    assert wire is not None and b"\r\n..NET" in wire  # stuffed once, when built
+    async with SmtpPool(pool_settings) as pool:
+        await pool.send_wire("digest@example.org", "b@example.org", wire)
+    (received,) = smtp_server.messages
+    body = received.message.get_content().replace("\r\n", "\n")
+    assert body == (
+        ".NET, a line that starts with a dot\n.\n..and two\nslot: .b@example.org\n.after the slot\n"
+    )

@@ -8,11 +8,13 @@
    subscribers spread over P distinct preference profiles, a JSON Feed of E papers.
 3. End to end (timed): ingest the feed, plan every subscriber, then select, render and
    send through the daemon's own send path (`send_due`) over C pooled connections.
-4. Floor (timed): the same number of pre-built messages of the same average size, over
-   the same number of connections, to the same sink, with the same call send_due makes
-   (`digestd.smtp_pool.transmit` on aiosmtplib connections, messages in wire form).
-   `--sendmail-floor` also times aiosmtplib's own `sendmail` (what send_due used before)
-   on up to 20,000 messages.
+4. Floor (timed): as many pre-built messages: the end-to-end run's own first 256, as the
+   sink received them, round robin (same sizes, same lines: the sink's work per message
+   grows with its lines), over the same number of connections, to the same sink, with the
+   same call send_due makes (`digestd.smtp_pool.transmit` on aiosmtplib connections,
+   messages in wire form). `--other-floors` also times synthetic messages of the same
+   average size (the floor before 2026-11-30: fewer, longer lines), with that call and
+   with aiosmtplib's own `sendmail` (what send_due used before), up to 20,000 each.
 
 Prints messages/s end to end, the floor's messages/s, their ratio, per-phase times and
 peak memory (ru_maxrss of this process: an upper bound, it includes setup).
@@ -100,14 +102,21 @@ def build_raw_message(i: int, size: int) -> bytes:
 
 
 async def floor(
-    port: int, count: int, size: int, connections: int, call: str = "transmit"
+    port: int,
+    count: int,
+    size: int,
+    connections: int,
+    call: str = "transmit",
+    messages: list[bytes] | None = None,
 ) -> float:
-    """Seconds to push `count` pre-built messages over `connections` reused connections,
-    with `call`: "transmit", the call `send_due` makes (`digestd.smtp_pool.transmit`), or
-    "sendmail", aiosmtplib's own (what the floor used before, and send_due with it)."""
+    """Seconds to push `count` pre-built messages over `connections` reused connections:
+    `messages` round robin (the end-to-end run's own, as the sink received them), else
+    synthetic ones of `size` bytes; with `call`: "transmit", the call `send_due` makes
+    (`digestd.smtp_pool.transmit`), or "sendmail", aiosmtplib's own (what send_due used
+    before)."""
     from digestd.smtp_pool import transmit, wire_data
 
-    distinct = [build_raw_message(i, size) for i in range(min(count, 256))]
+    distinct = messages or [build_raw_message(i, size) for i in range(min(count, 256))]
     # Pre-built in wire form, as send_due's messages are (it sends them with wire=True).
     wired = [wire_data(m)[:-3] for m in distinct]
     remaining = iter(range(count))
@@ -129,6 +138,19 @@ async def floor(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     return time.perf_counter() - started
+
+
+def read_dump(sink: Sink, path: Path) -> list[bytes]:
+    """The first messages the sink received (`smtp_sink.KEEP`), as it received them."""
+    sink.command(f"dump {path}")
+    data = path.read_bytes()
+    out, at = [], 0
+    while at < len(data):
+        end = data.index(b"\n", at)
+        size = int(data[at:end])
+        out.append(data[end + 1 : end + 1 + size])
+        at = end + 1 + size
+    return out
 
 
 # ---- the end-to-end run ------------------------------------------------------------------
@@ -418,9 +440,10 @@ def main() -> None:
     )
     parser.add_argument("--message-size", type=int, default=20000, help="floor-only size")
     parser.add_argument(
-        "--sendmail-floor",
+        "--other-floors",
         action="store_true",
-        help="also time aiosmtplib's sendmail as the floor (up to 20,000 messages)",
+        help="also time synthetic messages of the same average size, with transmit and with "
+        "aiosmtplib's sendmail (up to 20,000 messages each)",
     )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--profile", default=None, help="write a cProfile of the timed run here")
@@ -437,29 +460,38 @@ def main() -> None:
     print(f"machine: {machine()}")
     sink = start_sink()
     figures: dict[str, float | int | str] = {}
+    own: list[bytes] = []  # the end-to-end run's first messages, replayed by the floor
     try:
         count, size = args.subscribers, args.message_size
         if not args.floor_only:
             with tempfile.TemporaryDirectory(prefix="digestd-bench-") as tmp:
                 e2e = end_to_end(args, sink, Path(tmp))
+                own = read_dump(sink, Path(tmp) / "replay.bin")
             figures.update(e2e)
             count = int(e2e["messages"])
             size = int(e2e["avg_message_bytes"])
         if not args.no_floor:
             sink.command("reset")
             cpu0 = cpu_seconds()
-            seconds = asyncio.run(floor(sink.port, count, size, args.connections))
+            seconds = asyncio.run(floor(sink.port, count, size, args.connections, "transmit", own))
             floor_cpu = cpu_seconds() - cpu0
             got, _ = sink.command("count")
             assert got == count, f"floor: sink received {got} of {count}"
             figures["floor_messages"] = count
+            figures["floor_replayed"] = len(own) if own else "none: synthetic messages"
             figures["floor_seconds"] = round(seconds, 2)
             figures["floor_msgs_per_s"] = round(count / seconds, 1)
             figures["floor_cpu_ms_per_msg"] = round(floor_cpu * 1000 / max(1, count), 3)
-            if args.sendmail_floor:
+            if args.other_floors:
                 sample = min(count, 20000)
-                seconds = asyncio.run(floor(sink.port, sample, size, args.connections, "sendmail"))
-                figures["floor_sendmail_msgs_per_s"] = round(sample / seconds, 1)
+                for label, call, msgs in (
+                    ("synthetic", "transmit", None),
+                    ("sendmail_synthetic", "sendmail", None),
+                ):
+                    seconds = asyncio.run(
+                        floor(sink.port, sample, size, args.connections, call, msgs)
+                    )
+                    figures[f"floor_{label}_msgs_per_s"] = round(sample / seconds, 1)
             if "e2e_msgs_per_s" in figures:
                 figures["ratio"] = round(
                     float(figures["e2e_msgs_per_s"]) / float(figures["floor_msgs_per_s"]), 3

@@ -6,6 +6,9 @@ answers commands read from stdin, one per line, with one line on stdout:
 
 - `count`  → `<messages> <bytes>` received so far
 - `reset`  → zeroes the counters, answers `0 0`
+- `dump PATH` → writes the first `KEEP` messages received (as received, each preceded by
+  its length on a line of its own) to PATH, answers `<messages kept> <bytes>`: the floor
+  replays the end-to-end run's own messages
 - end of input (the benchmark exits or closes the pipe) → the sink stops.
 
 aiosmtpd is used as is (a well-kept server); the only hand-written part is this tiny
@@ -20,17 +23,24 @@ import sys
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+KEEP = 256  # messages kept for `dump`
+
 
 class CountingHandler:
-    """Accepts every message, keeps only counts."""
+    """Accepts every message, keeps counts and the first KEEP messages."""
 
     def __init__(self) -> None:
         self.messages = 0
         self.bytes = 0
+        self.kept: list[bytes] = []
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or envelope.content or b""
+        assert isinstance(data, bytes)
         self.messages += 1
-        self.bytes += len(envelope.original_content or envelope.content or b"")
+        self.bytes += len(data)
+        if len(self.kept) < KEEP:
+            self.kept.append(data)
         return "250 2.0.0 OK"
 
 
@@ -57,8 +67,16 @@ async def serve(host: str, port: int) -> None:
         command = line.decode().strip()
         if command == "reset":
             handler.messages = handler.bytes = 0
+            handler.kept = []
         if command in ("count", "reset"):
             sys.stdout.write(f"{handler.messages} {handler.bytes}\n")
+            sys.stdout.flush()
+        if command.startswith("dump "):
+            with open(command[5:], "wb") as out:
+                for message in handler.kept:
+                    out.write(b"%d\n" % len(message) + message)
+            size = sum(len(m) for m in handler.kept)
+            sys.stdout.write(f"{len(handler.kept)} {size}\n")
             sys.stdout.flush()
     server.close()
     await server.wait_closed()

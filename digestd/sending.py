@@ -375,7 +375,7 @@ async def _send_jobs(
                 outcome = Outcome(c, D.SENT, None, entry_ids=job.digest.entry_ids)
             recorder.add(outcome, credit=True)
 
-    await asyncio.gather(*(sender() for _ in range(max(1, min(pool.size, len(jobs))))))
+    await asyncio.gather(*(sender() for _ in range(max(1, min(2 * pool.size, len(jobs))))))
 
 
 def _claim_and_prepare(

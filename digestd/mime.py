@@ -222,8 +222,10 @@ class DigestTemplate:
     wire form (dot-stuffed, see `_LINE_START_DOT`)."""
 
     sender: str  # envelope sender (the address of DIGESTD_FROM) when there is no VERP
-    # bytes are written as they are; (subtype, slot) pieces take that slot's encoded value.
-    pieces: tuple[bytes | tuple[str, str], ...]
+    # The shared bytes as a %-format (a literal "%" doubled): one `%s` per slot, in order.
+    # One C-level format per message instead of a Python join over ~180 pieces.
+    body: bytes
+    slots: tuple[tuple[str, str], ...]  # (part subtype, slot name) of each `%s`
 
     def fill(
         self,
@@ -251,22 +253,18 @@ class DigestTemplate:
             one_line(mailto),
             date,
         )
-        encoded: dict[tuple[str, str], bytes] = {}
-        out = [head]
-        for piece in self.pieces:
-            if isinstance(piece, bytes):
-                out.append(piece)
-                continue
-            value = encoded.get(piece)
+        encoded: dict[str, bytes] = {}  # by value: a link is the same in both parts
+        args = []
+        for subtype, slot in self.slots:
+            text = values[subtype][slot]
+            value = encoded.get(text)
             if value is None:
-                subtype, slot = piece
-                text = values[subtype][slot]
                 # Most values (MACs, short ids) are their own quoted-printable: no encoding.
                 qp = text.encode("ascii") if _QP_AS_IS.fullmatch(text) else _qp_wire(text)
                 # Soft line breaks around the value: an encoded line of its own.
-                value = encoded[piece] = b"=\r\n" + qp + b"=\r\n"
-            out.append(value)
-        return b"".join(out)
+                value = encoded[text] = b"=\r\n" + qp + b"=\r\n"
+            args.append(value)
+        return head + self.body % tuple(args)
 
 
 def format_date(when: datetime) -> str:
@@ -332,7 +330,10 @@ def build_digest_template(
             merged.append(piece)
     return DigestTemplate(
         sender=parseaddr(sender)[1],
-        pieces=tuple(_stuff(p) if isinstance(p, bytes) else p for p in merged),
+        body=b"".join(
+            _stuff(p).replace(b"%", b"%%") if isinstance(p, bytes) else b"%s" for p in merged
+        ),
+        slots=tuple(p for p in merged if not isinstance(p, bytes)),
     )
 
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 from digestd import bounce_policy, deliveries
 from digestd.context import AppContext
@@ -59,8 +60,15 @@ def record_group(ctx: AppContext, outcomes: Sequence[Outcome], worker_id: str) -
 class Recorder:
     """Collects outcomes from concurrent senders and commits them in bounded groups."""
 
-    def __init__(self, ctx: AppContext, worker_id: str, on_recorded: Recorded) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        worker_id: str,
+        on_recorded: Recorded,
+        executor: Executor | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._executor = executor  # where commits run (None: the loop's default executor)
         self._worker_id = worker_id
         self._on_recorded = on_recorded
         self._waiting: list[tuple[Outcome, bool]] = []  # (outcome, holds a credit)
@@ -115,8 +123,8 @@ class Recorder:
             try:
                 # This task is not the pass's: cancelling a pass never interrupts a commit
                 # (settle waits for it).
-                bounced = await asyncio.to_thread(
-                    record_group, self._ctx, outcomes, self._worker_id
+                bounced = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, record_group, self._ctx, outcomes, self._worker_id
                 )
             except Exception as exc:
                 self.error = exc

@@ -304,8 +304,10 @@ async def _send_jobs(
     stop: StopSignal | None,
     recorder: Recorder,
 ) -> None:
-    """Personalize and send with `pool.size` concurrent senders; each outcome goes to the
-    recorder as soon as the server answered (committed within a bounded group)."""
+    """Personalize and send with twice `pool.size` senders (while a connection carries one
+    message, another sender personalizes the next and waits for a free connection); each
+    outcome goes to the recorder as soon as the server answered (committed within a bounded
+    group)."""
     s = ctx.settings
     secret = ctx.secret_key
     now = ctx.now()

@@ -164,22 +164,38 @@ def _digest(
     )
 
 
+PROFILE_CACHE_SIZE = 4096  # distinct preference profiles kept by a pass (a few hundred bytes each)
+
+
+@dataclass
+class _PassCache:
+    """What one send pass keeps from batch to batch, each part bounded."""
+
+    bodies: BodyCache = field(default_factory=OrderedDict)
+    # The latest loaded selector and the window it covers (see _prepare).
+    loaded: list[tuple[datetime, datetime, Selector]] = field(default_factory=list)
+    papers: PaperCache = field(default_factory=PaperCache)  # voted papers' text, read once
+    # Equal preferences share one Profile, and its key (a hash) is computed once per pass.
+    profiles: dict[tuple[Any, ...], Profile] = field(default_factory=dict)
+
+
 def _prepare(
     ctx: AppContext,
     renderer: Renderer,
     claims: list[Claim],
     report: SendReport,
-    bodies: BodyCache | None = None,
-    loaded: list[tuple[datetime, datetime, Selector]] | None = None,
-    papers: PaperCache | None = None,
+    cache: _PassCache | None = None,
 ) -> _Batch:
     """Load the batch's subscribers, select per profile and render once per distinct digest."""
+    cache = cache or _PassCache()
+    bodies, loaded, profiles = cache.bodies, cache.loaded, cache.profiles
     batch = _Batch(claims)
     done = batch.outcomes
     with session_scope(ctx.engine) as session:
         subs = subscribers.for_sending(session, (c.subscriber_id for c in claims))
         wanted: list[tuple[Claim, Any, Profile]] = []
-        profiles: dict[tuple[Any, ...], Profile] = {}  # equal preferences share one Profile
+        if len(profiles) > PROFILE_CACHE_SIZE:
+            profiles.clear()
         for c in claims:
             sub = subs.get(c.subscriber_id)
             if sub is None or sub.status != SubscriberStatus.ACTIVE:
@@ -209,7 +225,6 @@ def _prepare(
         # reuse the entries already loaded (a selector ranks each profile over its own
         # window, so one loaded over a wider range gives the same answer). Only the
         # latest is kept.
-        loaded = [] if loaded is None else loaded
         if loaded and loaded[0][0] <= start and end <= loaded[0][1]:
             selector = loaded[0][2]
         else:
@@ -219,14 +234,13 @@ def _prepare(
         # Votes of the batch's subscribers in one query; those without keep sharing their
         # profile's memoized ranking, those with votes are ranked individually.
         tastes: dict[int, Taste] = load_tastes(
-            session, [s.id for _, s, _ in wanted], papers or PaperCache(), ctx.now()
+            session, [s.id for _, s, _ in wanted], cache.papers, ctx.now()
         )
         picks_of: list[list[Pick]] = [
             selector.select(p, history.get(s.id, frozenset()), tastes.get(s.id))
             for _, s, p in wanted
         ]
         voters = set(tastes)
-    bodies = OrderedDict() if bodies is None else bodies
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
             done.append(Outcome(c, D.SKIPPED, EMPTY_REASON))
@@ -385,11 +399,9 @@ def _claim_and_prepare(
     ctx: AppContext,
     renderer: Renderer,
     report: SendReport,
-    bodies: BodyCache,
-    loaded: list[tuple[datetime, datetime, Selector]],
+    cache: _PassCache,
     worker_id: str,
     limit: int,
-    papers: PaperCache | None = None,
 ) -> _Batch | None:
     """Claim the next batch (its own committed transaction) and prepare it; None: none due.
     Runs in a worker thread: the event loop keeps sending (and serving the web) meanwhile."""
@@ -403,7 +415,7 @@ def _claim_and_prepare(
         )
     if not claims:
         return None
-    return _prepare(ctx, renderer, claims, report, bodies, loaded, papers)
+    return _prepare(ctx, renderer, claims, report, cache)
 
 
 def _release(ctx: AppContext) -> int:
@@ -437,9 +449,7 @@ async def send_due(
     report = SendReport()
     started = time.perf_counter()
     renderer = Renderer(ctx.settings)
-    bodies: BodyCache = OrderedDict()
-    loaded: list[tuple[datetime, datetime, Selector]] = []
-    papers = PaperCache()  # voted papers' text, read once per pass
+    cache = _PassCache()
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings, on_transaction=ctx.metrics.smtp_transaction_done)
     size = limit or ctx.settings.batch_size
@@ -470,11 +480,9 @@ async def send_due(
                 ctx,
                 renderer,
                 report,
-                bodies,
-                loaded,
+                cache,
                 worker_id,
                 size,
-                papers,
             )
         )
 

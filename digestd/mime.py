@@ -145,7 +145,7 @@ def build_digest_message(
 # encoding of both parts), more than the whole SMTP exchange on a fast link (≈1.1 ms in
 # benchmarks/bench_delivery.py). Every subscriber of one profile gets the same digest but
 # for a handful of values, so the email package builds the message ONCE per rendered body
-# and flattens it to bytes; per subscriber we only join those bytes with the subscriber's
+# and flattens it to bytes; per subscriber we only fill those bytes in with the subscriber's
 # values, each encoded for where it goes:
 # - headers (To, Date, Message-ID, List-Unsubscribe) are written as whole lines prepended to
 #   the shared headers (header order carries no meaning, RFC 5322 3.6). Each value is
@@ -323,7 +323,7 @@ def build_digest_template(
         pieces.extend(_encoded_body(part))
         pieces.append(after)
     merged: list[bytes | tuple[str, str]] = []
-    for piece in pieces:  # adjacent literals as one bytes object: fewer joins per message
+    for piece in pieces:  # adjacent literals as one bytes object
         if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
             merged[-1] += piece
         elif piece != b"":

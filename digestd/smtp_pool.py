@@ -16,7 +16,7 @@ import aiosmtplib
 from aiolimiter import AsyncLimiter
 
 from digestd.config import Settings
-from digestd.mime import from_wire
+from digestd.mime import dot_stuff, from_wire
 
 
 class SendError(Exception):
@@ -66,7 +66,6 @@ _Outgoing = EmailMessage | tuple[EmailMessage, str] | tuple[str, str, bytes, boo
 # DATA, the data, and RSET after a refusal; the replies raise the same aiosmtplib errors.
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
-_LINE_START_DOT = re.compile(rb"(?m)^\.")
 # A path written as is inside <…>; anything else (quoted local parts, spaces, non-ASCII)
 # goes through aiosmtplib's own address handling.
 _PLAIN_ADDRESS = re.compile(r"[!-;=?-~]*")
@@ -80,9 +79,7 @@ def wire_data(data: bytes) -> bytes:
         data = _LINE_ENDS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    if data.startswith(b".") or b"\n." in data:
-        data = _LINE_START_DOT.sub(b"..", data)
-    return data + b".\r\n"
+    return dot_stuff(data) + b".\r\n"
 
 
 async def transmit(

@@ -1,16 +1,18 @@
 """SmtpPool.send_bytes against a real aiosmtpd: what arrives is the message as given (lines
 starting with "." come back single, bare line ends become CRLF), the envelope is as given
 (the null sender included), an unusual address still goes through aiosmtplib's own
-handling, and a refused recipient leaves the connection ready for the next message."""
+handling, and a refused recipient or message leaves the connection ready for the next."""
 
 from __future__ import annotations
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from digestd.config import Settings
 from digestd.mime import SlotPart, build_digest_template
 from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
-from tests.support.smtp import SmtpTestServer
+from tests.support.smtp import RecordingHandler, SmtpTestServer, free_port
 
 
 @pytest.fixture
@@ -97,3 +99,29 @@ async def test_a_digest_template_with_dotted_lines_arrives_whole(
     assert body == (
         ".NET, a line that starts with a dot\n.\n..and two\nslot: .b@example.org\n.after the slot\n"
     )
+
+
+class RefusingData(RecordingHandler):
+    """Refuses the message itself (the reply after the data) for one recipient."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if envelope.rcpt_tos == ["big@example.org"]:
+            return "552 5.3.4 message too big"
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_refusal_after_the_data_is_permanent_and_the_connection_goes_on() -> None:
+    handler = RefusingData()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings = Settings(database_url="sqlite://", smtp_port=port, smtp_max_connections=1)
+        async with SmtpPool(settings) as pool:
+            with pytest.raises(PermanentSendError) as refused:
+                await pool.send_bytes("a@example.org", "big@example.org", MESSAGE)
+            await pool.send_bytes("a@example.org", "fine@example.org", MESSAGE)
+    finally:
+        controller.stop()
+    assert (refused.value.code, refused.value.reply) == (552, "5.3.4 message too big")
+    assert [m.recipients for m in handler.messages] == [["fine@example.org"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,8 +116,9 @@ def _fill(parts: list[str], values: dict[str, str]) -> str:
 
 def vote_slots(entry_ids: Sequence[int]) -> tuple[str, ...]:
     """The vote-MAC slot names of a digest's papers, in `tokens.vote_macs` order."""
+    # Interned: a pass keeps these for every cached digest, and the names repeat.
     return tuple(
-        f"{VOTE_SLOT_PREFIX}{entry_id}-{direction}"
+        sys.intern(f"{VOTE_SLOT_PREFIX}{entry_id}-{direction}")
         for entry_id in entry_ids
         for direction in ("up", "down")
     )

@@ -185,3 +185,42 @@ def test_a_placeholder_in_feed_text_stays_text() -> None:
 def test_a_non_ascii_address_is_left_to_the_reference_path() -> None:
     body = Renderer(SETTINGS).render_digest(PROFILE, picks("ok"), day=NOW.date(), fmt="text")
     assert fast(body, "zoë@example.org", "", "https://d.example.org", "<m.1@x.org>") is None
+
+
+def _encoded_run_by_run(part: SlotPart) -> bytes:
+    """The template body as it was built before the single pass: each literal run
+    quoted-printable-encoded on its own (binascii), dot-stuffed, "%" doubled."""
+    import binascii
+    import re
+
+    literals = [p.replace("\r\n", "\n").replace("\r", "\n") for p in part.parts[0::2]]
+    if not literals[-1].endswith("\n"):
+        literals[-1] += "\n"
+    out = []
+    for text in literals:
+        qp = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+        out.append(re.sub(rb"(?m)^\.", b"..", qp).replace(b"%", b"%%"))
+    return b"%s".join(out)
+
+
+def test_one_encoding_pass_gives_the_bytes_of_encoding_each_run_alone() -> None:
+    # What the encoder treats specially at a line's end or a run's edge: trailing blanks,
+    # a lone ".", "=", "%", CR/LF mixes, non-ASCII, lines long enough for soft breaks, and
+    # text that looks like the sentinel.
+    import random
+
+    from digestd.mime import _encoded_body
+
+    rng = random.Random(20261130)
+    alphabet = [" ", "\t", "\n", "\r", ".", "=", "%", "é", "€", "a", "x" * 80, "digestd", "-"]
+    for _ in range(3000):
+        runs = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+            for _ in range(rng.randint(1, 6))
+        ]
+        parts: list[str] = []
+        for i, run in enumerate(runs):
+            parts += [run] if i == 0 else [f"slot{i}", run]
+        encoded, names = _encoded_body(SlotPart("html", parts))
+        assert encoded == _encoded_run_by_run(SlotPart("html", parts)), parts
+        assert names == tuple(parts[1::2])

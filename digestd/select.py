@@ -13,6 +13,7 @@ library ranks a few hundred in-memory documents per field with phrase support.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -150,11 +151,12 @@ class _Window:
 class _Shared:
     """Per profile (and history), what the subscribers ranked by their votes share. Kept
     for the whole pass (one per profile with voters), so it is compact: a byte per
-    document, and the topic matches (sparse)."""
+    document and the topic relevance (sparse). Which clauses a pick matched is worked out
+    for the picks only (`Selector._matches`): kept for every candidate of every profile,
+    it was ≈4 MB in benchmarks/bench_delivery.py."""
 
     allowed: bytes  # allowed[i] == 1: document i is a candidate for this profile
     relevance: dict[int, float]
-    matched: dict[int, list[tuple[float, Clause]]]
 
 
 class Selector:
@@ -196,6 +198,19 @@ class Selector:
         self._memo: dict[tuple[str, frozenset[int]], list[Pick]] = {}
         self._shared_memo: dict[tuple[str, frozenset[int]], _Shared] = {}
         self._category_docs: dict[tuple[str, ...], frozenset[int]] = {}
+        # Each document's place in the order that breaks equal scores (most upvotes, then
+        # newest, then lowest id): one int to compare instead of a key built per sort.
+        order = sorted(
+            range(len(self._docs)),
+            key=lambda i: (
+                -self._docs[i].upvotes,
+                -self._docs[i].published_at.timestamp(),
+                self._docs[i].entry_id,
+            ),
+        )
+        self._tiebreak = [0] * len(self._docs)
+        for place, i in enumerate(order):
+            self._tiebreak[i] = place
 
     @classmethod
     def load(cls, session: Session, start: datetime, end: datetime) -> Selector:
@@ -394,11 +409,11 @@ class Selector:
         shared = self._shared_memo.get(key)
         if shared is None:
             candidates = self._candidates(profile, win, query, excluded)
-            relevance, matched = self._topic_relevance(win, candidates, query)
+            relevance, _ = self._topic_relevance(win, candidates, query)
             allowed = bytearray(len(self._docs))
             for i in candidates:
                 allowed[i] = 1
-            shared = _Shared(bytes(allowed), relevance, matched)
+            shared = _Shared(bytes(allowed), relevance)
             self._shared_memo[key] = shared
         return shared
 
@@ -432,13 +447,7 @@ class Selector:
         """BM25F relevance of each candidate to the topic query, and the clauses it matched."""
         relevance: dict[int, float] = {}
         matched: dict[int, list[tuple[float, Clause]]] = {}
-        n = max(len(win.docs), 1)
-        for clause, is_bonus in _scoring_clauses(query):
-            hits = self._clause_hits(clause.tokens)
-            df = self._df(win, clause.tokens)
-            if not df:
-                continue
-            idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        for clause, is_bonus, hits, idf in self._scored_clauses(win, query):
             for i in candidates:
                 counts = hits.get(i)
                 if counts is None:
@@ -448,6 +457,28 @@ class Selector:
                 if not is_bonus:
                     matched.setdefault(i, []).append((part, clause))
         return relevance, matched
+
+    def _scored_clauses(
+        self, win: _Window, query: TopicQuery
+    ) -> list[tuple[Clause, bool, dict[int, tuple[int, int]], float]]:
+        """Each scoring clause found in the window: is it a bonus, its hits, its idf."""
+        n = max(len(win.docs), 1)
+        out = []
+        for clause, is_bonus in _scoring_clauses(query):
+            hits = self._clause_hits(clause.tokens)
+            df = self._df(win, clause.tokens)
+            if df:
+                out.append((clause, is_bonus, hits, math.log(1.0 + (n - df + 0.5) / (df + 0.5))))
+        return out
+
+    def _matches(self, win: _Window, query: TopicQuery, i: int) -> list[tuple[float, Clause]]:
+        """The clauses document i matched with their parts: `_topic_relevance`'s `matched[i]`
+        for one document."""
+        return [
+            (idf * self._saturated(win, self._docs[i], hits[i]), clause)
+            for clause, is_bonus, hits, idf in self._scored_clauses(win, query)
+            if not is_bonus and i in hits
+        ]
 
     def _learned(
         self,
@@ -459,7 +490,7 @@ class Selector:
     ) -> list[Pick]:
         """One subscriber's ranking: topics, the learned model, popularity, freshness."""
         shared = self._shared(profile, win, query, excluded)
-        relevance, matched = shared.relevance, shared.matched
+        relevance = shared.relevance
         voted = {e.entry_id for e in model.exemplars}
         allowed = shared.allowed
         raw: dict[int, float] = {}
@@ -491,28 +522,28 @@ class Selector:
         else:
             weights = TRENDING_WEIGHTS
             eligible = list(candidates)
-        scored = []
         w_topic, w_learned = weights["topic"] / best_topic, weights["learned"]
         w_pop, w_fresh = weights["popularity"], weights["freshness"]
-        pop, fresh = win.popularity, win.freshness
-        for i in eligible:
-            total = (
-                w_topic * relevance.get(i, 0.0)
-                + w_learned * learned.get(i, 0.0)
-                + w_pop * pop[i]
-                + w_fresh * fresh[i]
-            )
-            scored.append((total, i))
-        scored.sort(
-            key=lambda s: (
-                -s[0],
-                -docs[s[1]].upvotes,
-                -docs[s[1]].published_at.timestamp(),
-                docs[s[1]].entry_id,
-            )
+        pop, fresh, tiebreak = win.popularity, win.freshness, self._tiebreak
+        # Best first, equal scores in the tie-break order; only the top max_items sorted.
+        best = heapq.nsmallest(
+            profile.max_items,
+            [
+                (
+                    -(
+                        w_topic * relevance.get(i, 0.0)
+                        + w_learned * learned.get(i, 0.0)
+                        + w_pop * pop[i]
+                        + w_fresh * fresh[i]
+                    ),
+                    tiebreak[i],
+                    i,
+                )
+                for i in eligible
+            ],
         )
         picks = []
-        for _, i in scored[: profile.max_items]:
+        for _, _, i in best:
             doc = self._docs[i]
             parts = {
                 "topic": w_topic * relevance.get(i, 0.0),
@@ -525,8 +556,8 @@ class Selector:
                 liked = learning.closest_liked(model, doc.terms)
                 if liked is not None:
                     reasons.append(f'like "{learning.short_title(liked.title)}" you liked')
-            if i in matched:
-                reasons.append("matches: " + ", ".join(_match_labels(query, matched[i])))
+            if i in relevance and (matches := self._matches(win, query, i)):
+                reasons.append("matches: " + ", ".join(_match_labels(query, matches)))
             upvotes = doc.entry.upvotes or 0
             if not reasons:
                 reasons.append("trending" if upvotes > 0 else "new this period")

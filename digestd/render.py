@@ -12,7 +12,7 @@ import re
 import secrets
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -359,16 +359,33 @@ def slot_values(
     return {"plain": plain, "html": html}
 
 
-def _paper(pick: Pick, marker: str, static: dict[str, Any]) -> dict[str, Any]:
+class PaperFields(dict[str, Any]):
+    """A paper's template fields: a dict whose keys also read as attributes.
+
+    Jinja reads `p.title` by trying the attribute first and the key only after catching the
+    AttributeError; on a plain dict that is an exception per field per paper (≈150 a
+    digest, a tenth of a render). Here the attribute is found at once. `p["title"]` and
+    the dict methods work as before (no field is named like one)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _paper(pick: Pick, marker: str, static: dict[str, Any]) -> PaperFields:
     entry_id = pick.entry.id or 0
     vote = _placeholder(marker, "vote_url")
-    return {
-        **static,
-        "reason": pick.reason,
+    return PaperFields(
+        static,
+        reason=pick.reason,
         # "More / less like this": the subscriber's vote token and a MAC per link are slots.
-        "more_url": f"{vote}/{entry_id}/up/{_placeholder(marker, f'vote-{entry_id}-up')}",
-        "less_url": f"{vote}/{entry_id}/down/{_placeholder(marker, f'vote-{entry_id}-down')}",
-    }
+        more_url=f"{vote}/{entry_id}/up/{_placeholder(marker, f'vote-{entry_id}-up')}",
+        less_url=f"{vote}/{entry_id}/down/{_placeholder(marker, f'vote-{entry_id}-down')}",
+    )
 
 
 def _paper_static(env: Environment, entry: Entry) -> dict[str, Any]:
@@ -418,7 +435,7 @@ def pick_fields(pick: Pick) -> dict[str, Any]:
     return {**paper_fields(pick.entry), "reason": pick.reason}
 
 
-def _preheader(papers: list[dict[str, Any]]) -> str:
+def _preheader(papers: Sequence[Mapping[str, Any]]) -> str:
     titles = [p["title"] for p in papers[:3]]
     text = " · ".join(titles)
     return text if len(text) <= 140 else text[:139].rsplit(" ", 1)[0] + "…"

@@ -198,19 +198,20 @@ class Selector:
         self._memo: dict[tuple[str, frozenset[int]], list[Pick]] = {}
         self._shared_memo: dict[tuple[str, frozenset[int]], _Shared] = {}
         self._category_docs: dict[tuple[str, ...], frozenset[int]] = {}
-        # Each document's place in the order that breaks equal scores (most upvotes, then
-        # newest, then lowest id): one int to compare instead of a key built per sort.
+
+    @cached_property
+    def _tiebreak(self) -> list[int]:
+        """Each document's place in the order that breaks equal scores (most upvotes, then
+        newest, then lowest id): one int to compare instead of a key built per sort."""
+        docs = self._docs
         order = sorted(
-            range(len(self._docs)),
-            key=lambda i: (
-                -self._docs[i].upvotes,
-                -self._docs[i].published_at.timestamp(),
-                self._docs[i].entry_id,
-            ),
+            range(len(docs)),
+            key=lambda i: (-docs[i].upvotes, -docs[i].published_at.timestamp(), docs[i].entry_id),
         )
-        self._tiebreak = [0] * len(self._docs)
-        for place, i in enumerate(order):
-            self._tiebreak[i] = place
+        place = [0] * len(docs)
+        for rank, i in enumerate(order):
+            place[i] = rank
+        return place
 
     @classmethod
     def load(cls, session: Session, start: datetime, end: datetime) -> Selector:

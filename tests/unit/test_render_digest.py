@@ -203,3 +203,24 @@ def test_templates_dir_overrides_one_template_and_keeps_the_rest(tmp_path: Path)
     assert mail.text.startswith("CUSTOM 3: Successor Heads")
     assert mail.text.rstrip().endswith("https://digest.example.org/unsubscribe/UNSUB.TOKEN")
     assert "picked for you" in (mail.html or "")  # digest.html still the shipped one
+
+
+def test_an_override_reads_paper_fields_as_keys_or_attributes_and_a_typo_names_its_line(
+    tmp_path: Path,
+) -> None:
+    from digestd.render import TemplateProblem
+
+    (tmp_path / "email").mkdir()
+    text = tmp_path / "email" / "digest.txt"
+    text.write_text(
+        "{% for p in papers %}{{ p.title }}|{{ p['title'] }}|{{ p.get('url') }};{% endfor %}\n",
+        encoding="utf-8",
+    )
+    settings = Settings(from_address="Papers <papers@example.org>", templates_dir=tmp_path)
+    _, mail = render(settings=settings)
+    first = mail.text.split(";")[0].split("|")
+    assert first[0] == first[1] and first[0].startswith("Successor Heads")
+    assert first[2].startswith("https://")
+    text.write_text("{% for p in papers %}\n{{ p.titel }}{% endfor %}\n", encoding="utf-8")
+    with pytest.raises(TemplateProblem, match=r"digest\.txt line 2: .*titel"):
+        render(settings=settings)

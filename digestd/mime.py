@@ -155,11 +155,12 @@ def build_digest_message(
 #   package instead (`_header_lines_slow`), so the fast path only handles what it provably
 #   writes the same way.
 # - the bodies keep quoted-printable (7-bit safe, any line length, no 8BITMIME needed).
-#   Each literal run of the rendered body is QP-encoded once (binascii.b2a_qp, the C
-#   encoder), and each slot sits between soft line breaks ("=\r\n"), i.e. on an encoded
-#   line of its own: the values are QP-encoded per subscriber and no soft break can ever
-#   split a placeholder, because the placeholders are never in the encoded text at all
-#   (the body is split on them before encoding). Soft breaks decode to nothing, so the
+#   The literal runs of the rendered body are QP-encoded once per template (binascii.b2a_qp,
+#   the C encoder, one call per part: `_encoded_body`), and each slot sits between soft
+#   line breaks ("=\r\n"), i.e. on an encoded line of its own: the values are QP-encoded
+#   per subscriber and no soft break can ever split a placeholder, because the
+#   placeholders are never in the encoded text at all (the body is split on them before
+#   encoding). Soft breaks decode to nothing, so the
 #   decoded parts are exactly the reference's (`build_digest_message`; tests compare).
 # `build_digest_message` stays the reference and the path for anything the fast path
 # declines.

@@ -472,12 +472,17 @@ class Selector:
                 out.append((clause, is_bonus, hits, math.log(1.0 + (n - df + 0.5) / (df + 0.5))))
         return out
 
-    def _matches(self, win: _Window, query: TopicQuery, i: int) -> list[tuple[float, Clause]]:
+    def _matches(
+        self,
+        win: _Window,
+        clauses: list[tuple[Clause, bool, dict[int, tuple[int, int]], float]],
+        i: int,
+    ) -> list[tuple[float, Clause]]:
         """The clauses document i matched with their parts: `_topic_relevance`'s `matched[i]`
-        for one document."""
+        for one document (`clauses` from `_scored_clauses`)."""
         return [
             (idf * self._saturated(win, self._docs[i], hits[i]), clause)
-            for clause, is_bonus, hits, idf in self._scored_clauses(win, query)
+            for clause, is_bonus, hits, idf in clauses
             if not is_bonus and i in hits
         ]
 
@@ -543,6 +548,7 @@ class Selector:
                 for i in eligible
             ],
         )
+        clauses = self._scored_clauses(win, query) if relevance else []
         picks = []
         for _, _, i in best:
             doc = self._docs[i]
@@ -557,7 +563,7 @@ class Selector:
                 liked = learning.closest_liked(model, doc.terms)
                 if liked is not None:
                     reasons.append(f'like "{learning.short_title(liked.title)}" you liked')
-            if i in relevance and (matches := self._matches(win, query, i)):
+            if i in relevance and (matches := self._matches(win, clauses, i)):
                 reasons.append("matches: " + ", ".join(_match_labels(query, matches)))
             upvotes = doc.entry.upvotes or 0
             if not reasons:

@@ -150,3 +150,26 @@ def test_preview_json_shows_score_parts_and_reason(learn_app: AppContext, db_url
     assert entries[0]["score_parts"]["learned"] > 0
     assert "you liked" in entries[0]["reason"]
     json.dumps(doc)  # plain JSON
+
+
+def test_a_voter_s_reasons_name_the_same_topic_matches_as_the_shared_ranking(
+    learn_app: AppContext,
+) -> None:
+    # A voter is ranked on their own, but which topic clauses a paper matched is the same
+    # rule as for everyone: the "matches: …" part of a paper's reason must not differ.
+    plain = subscribe(learn_app, "plain@example.org", topics="language models, attention")
+    fan = subscribe(learn_app, "fan@example.org", topics="language models, attention")
+    vote(learn_app, fan, votes.UP)
+
+    def matches(sub_id: int) -> dict[int, str]:
+        with session_scope(learn_app.engine) as s:
+            sub = s.get(Subscriber, sub_id)
+            assert sub is not None
+            picks = preview(s, sub, NOW).selection.picks
+        found = {p.entry.id or 0: re.search(r"matches: [^·]*", p.reason) for p in picks}
+        return {k: m.group(0).strip() for k, m in found.items() if m}
+
+    shared, own = matches(plain), matches(fan)
+    both = shared.keys() & own.keys()
+    assert len(both) >= 2, (shared, own)
+    assert {k: own[k] for k in both} == {k: shared[k] for k in both}

@@ -160,8 +160,8 @@ def build_digest_message(
 #   line breaks ("=\r\n"), i.e. on an encoded line of its own: the values are QP-encoded
 #   per subscriber and no soft break can ever split a placeholder, because the
 #   placeholders are never in the encoded text at all (the body is split on them before
-#   encoding). Soft breaks decode to nothing, so the
-#   decoded parts are exactly the reference's (`build_digest_message`; tests compare).
+#   encoding). Soft breaks decode to nothing, so the decoded parts are exactly the
+#   reference's (`build_digest_message`; tests compare).
 # `build_digest_message` stays the reference and the path for anything the fast path
 # declines.
 

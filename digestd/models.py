@@ -143,7 +143,7 @@ class Subscriber(SQLModel, table=True):
     # (status, id), not status alone: planning pages through the active subscribers in id
     # order (`subscribers.active_page`), which this index serves as one range scan. With a
     # status-only index, PostgreSQL's planner (statistics not yet gathered after a large
-    # import) read and sorted every active row for each page: 0.25 s a page, 8 minutes to
+    # import) read and sorted every active row for each page: 0.2 s a page, 8 minutes to
     # plan 1M subscribers in benchmarks/bench_delivery.py. Its prefix still serves status
     # counts.
     __table_args__ = (sa.Index("ix_subscriber_status_id", "status", "id"),)

@@ -591,17 +591,10 @@ class Selector:
                 + W_POPULARITY * self._popularity(win, doc)
                 + W_FRESHNESS * self._freshness(profile, doc)
             )
-            scored.append((score, i, rel_norm))
-        scored.sort(
-            key=lambda si: (
-                -si[0],
-                -(self._docs[si[1]].entry.upvotes or 0),
-                -self._docs[si[1]].published_at.timestamp(),
-                self._docs[si[1]].entry.id or 0,
-            )
-        )
+            scored.append((-score, self._tiebreak[i], i, rel_norm))
         picks = []
-        for score, i, rel_norm in scored[: profile.max_items]:
+        for neg_score, _, i, rel_norm in heapq.nsmallest(profile.max_items, scored):
+            score = -neg_score
             doc = self._docs[i]
             reason = _match_reason(query, matched[i], doc.entry)
             parts = {

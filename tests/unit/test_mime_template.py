@@ -4,6 +4,9 @@ parts, for ordinary and hostile subscribers and feed content."""
 
 from __future__ import annotations
 
+import binascii
+import random
+import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -13,6 +16,7 @@ import pytest
 from digestd.config import Settings
 from digestd.mime import (
     SlotPart,
+    _encoded_body,
     build_digest_message,
     build_digest_template,
     format_date,
@@ -190,9 +194,6 @@ def test_a_non_ascii_address_is_left_to_the_reference_path() -> None:
 def _encoded_run_by_run(part: SlotPart) -> bytes:
     """The template body as it was built before the single pass: each literal run
     quoted-printable-encoded on its own (binascii), dot-stuffed, "%" doubled."""
-    import binascii
-    import re
-
     literals = [p.replace("\r\n", "\n").replace("\r", "\n") for p in part.parts[0::2]]
     if not literals[-1].endswith("\n"):
         literals[-1] += "\n"
@@ -207,10 +208,6 @@ def test_one_encoding_pass_gives_the_bytes_of_encoding_each_run_alone() -> None:
     # What the encoder treats specially at a line's end or a run's edge: trailing blanks,
     # a lone ".", "=", "%", CR/LF mixes, non-ASCII, lines long enough for soft breaks, and
     # text that looks like the sentinel.
-    import random
-
-    from digestd.mime import _encoded_body
-
     rng = random.Random(20261130)
     alphabet = [" ", "\t", "\n", "\r", ".", "=", "%", "é", "€", "a", "x" * 80, "digestd", "-"]
     for _ in range(3000):

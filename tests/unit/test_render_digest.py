@@ -16,7 +16,7 @@ import pytest
 
 from digestd.config import Settings
 from digestd.models import Entry
-from digestd.render import GMAIL_CLIP_BYTES, Renderer
+from digestd.render import GMAIL_CLIP_BYTES, Renderer, TemplateProblem
 from digestd.select import Pick, Profile
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "render"
@@ -208,8 +208,6 @@ def test_templates_dir_overrides_one_template_and_keeps_the_rest(tmp_path: Path)
 def test_an_override_reads_paper_fields_as_keys_or_attributes_and_a_typo_names_its_line(
     tmp_path: Path,
 ) -> None:
-    from digestd.render import TemplateProblem
-
     (tmp_path / "email").mkdir()
     text = tmp_path / "email" / "digest.txt"
     text.write_text(

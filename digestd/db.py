@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from digestd.paths import data_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30000
 READ_ONLY_OPTION = "digestd_read_only"
+# A table's PostgreSQL statistics count as stale after this many changed rows plus this
+# fraction of its rows: autovacuum's rule (50 + 10 %), looser, so that where autovacuum runs
+# and keeps up it gets there first.
+STALE_ROWS = 1000
+STALE_FRACTION = 0.2
 T = TypeVar("T")
+log = logging.getLogger("digestd.db")
 
 
 def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -124,3 +132,40 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def refresh_statistics(engine: Engine, tables: Sequence[str]) -> list[str]:
+    """ANALYZE those of `tables` whose PostgreSQL statistics are missing or stale, so that the
+    batch queries keep their index plans; returns the tables analyzed (none on SQLite).
+
+    PostgreSQL plans from statistics that autovacuum gathers, when it is on and has caught
+    up. Without them (a large import just before a send hour, autovacuum off or behind) it
+    guesses: a page of 500 subscribers' deliveries became a scan of every row, seconds a
+    batch (benchmarks/README.md). Costs one catalog query when nothing is stale.
+    """
+    if engine.dialect.name != "postgresql" or not tables:
+        return []
+    done: list[str] = []
+    # Autocommit: ANALYZE's lock is released at once, and it never rides in a caller's
+    # transaction. SKIP_LOCKED: a table another replica (or autovacuum) is analyzing now
+    # is skipped, not waited for.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, s.n_mod_since_analyze, c.reltuples"
+                " FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid"
+                " WHERE c.oid IN (SELECT to_regclass(n) FROM unnest(CAST(:names AS text[])) n)"
+            ),
+            {"names": list(tables)},
+        ).all()
+        quote = engine.dialect.identifier_preparer.quote
+        for name, changed, rows_now in rows:
+            if changed <= STALE_ROWS + STALE_FRACTION * max(rows_now, 0):
+                continue
+            try:
+                conn.exec_driver_sql(f"ANALYZE (SKIP_LOCKED) {quote(name)}")
+            except DBAPIError as exc:  # not the owner, say: plans may be slow, nothing breaks
+                log.warning("could not analyze table %s: %s", name, str(exc.orig).strip())
+                continue
+            done.append(name)
+    return done

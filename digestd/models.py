@@ -177,10 +177,14 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("subscriber_id", "period", name="uq_delivery_subscriber_period"),
         sa.Index("ix_delivery_status_next", "status", "next_attempt_at"),
+        # (subscriber_id, sent_at), not subscriber_id alone: the never-twice query reads a
+        # subscriber's deliveries sent after a window's start (deliveries.sent_entry_ids),
+        # a range in this index, not their whole history. It serves subscriber_id alone too.
+        sa.Index("ix_delivery_subscriber_sent", "subscriber_id", "sent_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
     period: str = Field(max_length=16)
     status: str = Field(default=DeliveryStatus.PENDING.value, max_length=16)
     window_start: datetime | None = _ts()

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 
 from digestd import deliveries, digests, subscribers
 from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.db import refresh_statistics, session_scope
+from digestd.models import Delivery, Subscriber, table_of
+
+# The tables planning's batch queries read (statistics kept fresh on PostgreSQL).
+PLANNING_TABLES = (table_of(Subscriber).name, table_of(Delivery).name)
 
 
 @dataclass
@@ -36,6 +40,7 @@ def plan_due(
     report = PlanReport()
     seen: set[str] = set()
     last_id = 0
+    refresh_statistics(ctx.engine, PLANNING_TABLES)
     while True:
         # One short transaction per batch: planning never holds the write lock for long.
         with session_scope(ctx.engine) as session:

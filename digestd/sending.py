@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from digestd import deliveries, subscribers
 from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.db import refresh_statistics, session_scope
 from digestd.deliveries import Claim, Outcome
 from digestd.deliveries import temporary_failure as _temporary
 from digestd.digests import local_day
@@ -39,6 +39,7 @@ from digestd.mime import (
     format_date,
     one_line,
 )
+from digestd.models import Delivery, DeliveryEntry, Entry, Vote, table_of
 from digestd.recorder import Recorder
 from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
 from digestd.select import Pick, Profile, Selector, Taste, load_tastes
@@ -177,6 +178,14 @@ class _PassCache:
     papers: PaperCache = field(default_factory=PaperCache)  # voted papers' text, read once
     # Equal preferences share one Profile, and its key (a hash) is computed once per pass.
     profiles: dict[tuple[Any, ...], Profile] = field(default_factory=dict)
+    claims: int = 0  # claims made, for the statistics check every STATS_EVERY
+
+
+# The tables the per-batch queries read; on PostgreSQL their statistics are checked when a
+# pass starts and every STATS_EVERY claims, as a long pass adds ~10 delivery_entry rows a
+# message (db.refresh_statistics: one catalog query unless something is stale).
+SENDING_TABLES = tuple(table_of(m).name for m in (Delivery, DeliveryEntry, Entry, Vote))
+STATS_EVERY = 20
 
 
 def _prepare(
@@ -405,6 +414,9 @@ def _claim_and_prepare(
 ) -> _Batch | None:
     """Claim the next batch (its own committed transaction) and prepare it; None: none due.
     Runs in a worker thread: the event loop keeps sending (and serving the web) meanwhile."""
+    if cache.claims % STATS_EVERY == 0:
+        refresh_statistics(ctx.engine, SENDING_TABLES)
+    cache.claims += 1
     with session_scope(ctx.engine) as session:
         claims = deliveries.claim(
             session,

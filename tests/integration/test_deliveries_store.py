@@ -5,17 +5,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import insert, text
 from sqlmodel import Session, select
 
 from digestd.config import Settings
 from digestd.context import AppContext
-from digestd.db import make_engine, session_scope
-from digestd.deliveries import Outcome, claim, record, release, retry_now
-from digestd.models import Delivery
+from digestd.db import make_engine, refresh_statistics, session_scope
+from digestd.deliveries import (
+    SENT_AFTER_MARGIN,
+    Outcome,
+    claim,
+    record,
+    release,
+    retry_now,
+    sent_entry_ids,
+)
+from digestd.models import Delivery, Subscriber, table_of
 from digestd.planning import plan_due
 from digestd.sending import send_due
 from digestd.statuses import DeliveryStatus as D
-from tests.support.digests import add_subscriber
+from tests.support.digests import add_subscriber, record_sent
 from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer
 
@@ -126,3 +135,86 @@ def test_retry_failed_only_touches_failed(app: AppContext, clock) -> None:
     assert after[claims[0].id].next_attempt_at == NOW
     assert after[claims[1].id].next_attempt_at > NOW  # type: ignore[operator]
     assert after[claims[2].id].status == "sent"
+
+
+def test_never_twice_finds_every_sent_paper_a_window_could_offer_again(
+    app: AppContext, clock
+) -> None:
+    """`sent_entry_ids(since=…)` reads only deliveries sent after the window's start (a
+    paper is sent after it is ingested), with a margin for replicas' clocks."""
+    clock.set(NOW)
+    since = NOW - timedelta(days=1)
+    with session_scope(app.engine) as s:
+        sub = add_subscriber(s, "h@example.org", NOW - timedelta(days=60))
+        other = add_subscriber(s, "o@example.org", NOW - timedelta(days=60))
+        # A long history: 30 daily digests of papers from before the window.
+        old = []
+        for day in range(30, 1, -1):
+            sent_on = NOW - timedelta(days=day)
+            papers = add_papers(s, sent_on - timedelta(hours=2), 2, tag=f"old{day}")
+            old += papers
+            record_sent(
+                s,
+                sub,
+                papers,
+                period=f"d{day}",
+                window_start=sent_on - timedelta(days=1),
+                window_end=sent_on,
+            )
+        fresh = add_papers(s, since + timedelta(minutes=5), 3, tag="fresh")
+        # Sent by a replica whose clock is 30 minutes behind: before `since` by its clock.
+        skewed = record_sent(
+            s,
+            sub,
+            fresh[:1],
+            period="skew",
+            window_start=since - timedelta(days=1),
+            window_end=since - timedelta(minutes=30),
+        )
+        failed = record_sent(
+            s, sub, fresh[1:2], period="f", window_start=since, window_end=NOW, status="failed"
+        )
+        record_sent(s, other, fresh[2:], period="o", window_start=since, window_end=NOW)
+        got = sent_entry_ids(s, [sub.id, other.id], since=since)  # type: ignore[list-item]
+    assert timedelta(minutes=30) < SENT_AFTER_MARGIN
+    assert skewed.sent_at is not None and failed.sent_at is None
+    assert fresh[0].id in got[sub.id]  # type: ignore[index]
+    assert fresh[1].id not in got[sub.id]  # type: ignore[index]  # failed: not sent
+    assert got[other.id] == {fresh[2].id}  # type: ignore[index]
+    # The old digests are not read: their papers were ingested long before the window.
+    assert not {e.id for e in old} & got[sub.id]  # type: ignore[index]
+    with session_scope(app.engine) as s:  # without `since`: the whole history
+        whole = sent_entry_ids(s, [sub.id])[sub.id]  # type: ignore[list-item]
+    assert {e.id for e in old} | {fresh[0].id} == whole
+
+
+def test_missing_postgres_statistics_are_gathered_once(postgres_url: str, clock) -> None:
+    """A table filled at once (a CSV import before a send hour) gets statistics before the
+    batch queries are planned; a fresh one is not analyzed again."""
+    app = AppContext(settings=Settings(database_url=postgres_url, secret_key="k" * 20), clock=clock)
+    app.migrate()
+    try:
+        with session_scope(app.engine) as s:
+            s.execute(
+                insert(table_of(Subscriber)),
+                [
+                    {"email": f"bulk{i}@example.org", "status": "active", "created_at": NOW}
+                    for i in range(3000)
+                ],
+            )
+            # Counters reach the statistics view when a transaction ends, at most once a
+            # second per backend: make this one's arrive with its commit.
+            s.execute(text("SELECT pg_stat_force_next_flush()"))
+        assert refresh_statistics(app.engine, ["subscriber", "delivery"]) == ["subscriber"]
+        with app.engine.connect() as conn:
+            analyzed, rows = conn.execute(
+                text(
+                    "SELECT s.last_analyze IS NOT NULL, c.reltuples FROM pg_stat_user_tables s"
+                    " JOIN pg_class c ON c.oid = s.relid WHERE s.relid = to_regclass('subscriber')"
+                )
+            ).one()
+        assert analyzed and rows == 3000
+        assert refresh_statistics(app.engine, ["subscriber", "delivery"]) == []
+        assert refresh_statistics(make_engine("sqlite://"), ["subscriber"]) == []
+    finally:
+        app.dispose()

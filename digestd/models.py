@@ -202,10 +202,14 @@ class Delivery(SQLModel, table=True):
 
 
 class DeliveryEntry(SQLModel, table=True):
-    """Which entries a delivery carried, in rank order: the never-twice record."""
+    """Which entries a delivery carried, in rank order: the never-twice record.
+
+    Read by delivery only (its primary key), so there is no index on entry_id: the table
+    grows by ten rows a message, and that index was half the cost of writing them
+    (benchmarks/README.md). digestd never deletes entries; a manual DELETE of one would
+    scan this table for its cascade."""
 
     __tablename__ = "delivery_entry"
-    __table_args__ = (sa.Index("ix_delivery_entry_entry", "entry_id"),)
 
     delivery_id: int = Field(foreign_key="delivery.id", ondelete="CASCADE", primary_key=True)
     entry_id: int = Field(foreign_key="entry.id", ondelete="CASCADE", primary_key=True)

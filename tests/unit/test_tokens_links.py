@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from itsdangerous import URLSafeTimedSerializer
 
 from digestd.tokens import TokenError, link, links, read_token, view_url
 
@@ -49,3 +50,12 @@ def test_view_links_expire_after_90_days_and_carry_the_period() -> None:
         read_token(SECRET, "view", token, now_ts=now + 91 * 86400)
     with pytest.raises(TokenError):
         read_token(SECRET, "preferences", token, now_ts=now)
+
+
+@time_machine.travel("2026-11-26 08:00:00+00:00", tick=False)
+def test_links_are_itsdangerous_default_tokens_so_links_already_mailed_keep_working() -> None:
+    """The signer's digest method is set for speed; the tokens must stay byte-for-byte
+    those of itsdangerous' defaults, or every link in digests already sent would break."""
+    plain = URLSafeTimedSerializer(SECRET, salt="digestd.unsubscribe").dumps([42, 3])
+    assert links(BASE, SECRET, ("unsubscribe",), 42, 3) == [f"{BASE}unsubscribe/{plain}"]
+    assert read_token(SECRET, "unsubscribe", plain).subscriber_id == 42

@@ -15,6 +15,8 @@ from hashlib import blake2s as _blake2s
 from typing import cast
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
+from itsdangerous.serializer import Serializer
 
 from digestd.models import Subscriber
 
@@ -57,6 +59,20 @@ class _Signer(TimestampSigner):
         return self._key
 
 
+class _UncompressedSerializer(URLSafeTimedSerializer):
+    """itsdangerous' URL-safe timed serializer, minus the zlib attempt when dumping.
+
+    It tries `zlib.compress` on every payload and keeps the result only when shorter. A
+    [subscriber id, version] payload is a few digits and practically never is, and each
+    attempt cost 30-70 µs (zlib sets up its state per call): more than signing a digest's
+    four links. Dumping writes what itsdangerous writes for an uncompressed payload;
+    loading (the mixin's) still reads both forms, so every link ever mailed keeps working.
+    """
+
+    def dump_payload(self, obj: object) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
 @lru_cache(maxsize=64)
 def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
     # Cached: building a serializer (key derivation setup) costs about as much as signing,
@@ -66,7 +82,7 @@ def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
     # digest_method: the same HMAC-SHA1 as itsdangerous' default (`_lazy_sha1`, a Python
     # wrapper), but passed as hashlib's own constructor so `hmac` takes OpenSSL's fast path
     # instead of its pure-Python one: 31 → 28 µs for a digest's four links, same tokens.
-    return URLSafeTimedSerializer(
+    return _UncompressedSerializer(
         secret_key,
         salt=f"digestd.{purpose}",
         signer=_Signer,

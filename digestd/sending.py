@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from digestd import deliveries, subscribers
 from digestd.context import AppContext
-from digestd.db import refresh_statistics, session_scope
+from digestd.db import read_scope, refresh_statistics, session_scope
 from digestd.deliveries import Claim, Outcome
 from digestd.deliveries import temporary_failure as _temporary
 from digestd.digests import local_day
@@ -200,7 +200,11 @@ def _prepare(
     bodies, loaded, profiles = cache.bodies, cache.loaded, cache.profiles
     batch = _Batch(claims)
     done = batch.outcomes
-    with session_scope(ctx.engine) as session:
+    # Reads only, so a read transaction: on SQLite a plain BEGIN that takes no write lock.
+    # Under `session_scope` (BEGIN IMMEDIATE) the lock was held through the batch's
+    # selection, and the recorder's group commits waited for it: sending stalled on the
+    # unrecorded bound (recorder.UNRECORDED_MAX) while the next batch was prepared.
+    with read_scope(ctx.engine) as session:
         subs = subscribers.for_sending(session, (c.subscriber_id for c in claims))
         wanted: list[tuple[Claim, Any, Profile]] = []
         if len(profiles) > PROFILE_CACHE_SIZE:

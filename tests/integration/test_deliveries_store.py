@@ -14,6 +14,7 @@ from digestd.db import make_engine, refresh_statistics, session_scope
 from digestd.deliveries import (
     SENT_AFTER_MARGIN,
     Outcome,
+    backoff,
     claim,
     record,
     release,
@@ -128,6 +129,13 @@ def test_retry_failed_only_touches_failed(app: AppContext, clock) -> None:
             worker_id="w",
             now=NOW,
         )
+    # What was written, read back (the outcomes go through the driver's executemany).
+    before = rows(app)
+    assert before[claims[0].id].error == "550 5.7.1 rejected"
+    assert before[claims[1].id].status == "retry" and before[claims[1].id].error == "451 later"
+    assert before[claims[1].id].next_attempt_at == NOW + backoff(1)
+    assert before[claims[2].id].sent_at == NOW and before[claims[2].id].error is None
+    assert all(d.claimed_by is None and d.lease_until is None for d in before.values())
     with session_scope(app.engine) as s:
         assert retry_now(s, NOW, failed=True) == 1
     after = rows(app)

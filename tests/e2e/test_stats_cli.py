@@ -38,7 +38,16 @@ def _fault(rcpt: str, _n: int) -> str | None:
 def test_stats_match_a_send_run_with_bounces_and_unsubscribes(
     tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
-    env = prepare(tmp_path, smtp_server, [*EMAILS, HARD, SOFT, LATE, ANGRY, MAILER])
+    # Hour 0 UTC: the digests are due today whenever the test runs. Failures count on the
+    # day a digest was due, and with the default hour (8) a run between midnight and 08:00
+    # UTC found them on yesterday's line.
+    env = prepare(
+        tmp_path,
+        smtp_server,
+        [*EMAILS, HARD, SOFT, LATE, ANGRY, MAILER],
+        send_hour=0,
+        timezone="UTC",
+    )
     env.update(DIGESTD_BOUNCE_ADDRESS=BOUNCE_ADDRESS, DIGESTD_FROM="Digest <digest@example.net>")
     joined = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
     smtp_server.set_fault(_fault)

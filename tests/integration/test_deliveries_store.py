@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, text
 from sqlmodel import Session, select
 
 from digestd.config import Settings
@@ -143,6 +143,33 @@ def test_retry_failed_only_touches_failed(app: AppContext, clock) -> None:
     assert after[claims[0].id].next_attempt_at == NOW
     assert after[claims[1].id].next_attempt_at > NOW  # type: ignore[operator]
     assert after[claims[2].id].status == "sent"
+
+
+def test_timestamps_written_in_bulk_match_in_sql_as_any_other(app: AppContext, clock) -> None:
+    """Planning and recording write through the driver's executemany; their timestamps must
+    be stored as every other statement writes them (on SQLite: one text form), or SQL's
+    comparisons of equal instants disagree (`sent_at = ?` found nothing for a whole
+    second: '12:00:00' against '12:00:00.000000')."""
+    setup(app, clock, 2)  # planned at NOW, a whole second
+    with session_scope(app.engine) as s:
+        claims = claim(s, worker_id="w", limit=2, now=NOW, lease_seconds=60)
+        record(
+            s,
+            [Outcome(claims[0], D.SENT), Outcome(claims[1], D.RETRY, "451 later")],
+            worker_id="w",
+            now=NOW,
+        )
+    t = table_of(Delivery)
+    due = {d.due_at for d in rows(app).values()}
+    with app.engine.connect() as conn:
+
+        def count(*where) -> int:
+            return conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one()
+
+        assert count(t.c.created_at == NOW) == 2
+        assert sum(count(t.c.due_at == d) for d in due) == 2
+        assert count(t.c.sent_at == NOW) == 1
+        assert count(t.c.next_attempt_at == NOW + backoff(1)) == 1
 
 
 def test_never_twice_finds_every_sent_paper_a_window_could_offer_again(

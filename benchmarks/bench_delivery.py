@@ -63,6 +63,14 @@ class Sink:
         messages, size = self.proc.stdout.readline().split()
         return int(messages), int(size)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the sink process so far (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
@@ -375,6 +383,7 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
         profiler.enable()
     sink.command("reset")
     cpu0 = cpu_seconds()
+    sink_cpu0 = sink.cpu_seconds()
     t0 = time.perf_counter()
     ingested = ingest_file(ctx, str(feed))
     if asyncio.iscoroutine(ingested):  # the ingest service may be async
@@ -385,6 +394,7 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
     report = asyncio.run(send_due(ctx, worker_id="bench"))
     t3 = time.perf_counter()
     cpu3 = cpu_seconds()
+    sink_cpu = sink.cpu_seconds() - sink_cpu0
     if profiler is not None:
         import pstats
 
@@ -412,6 +422,9 @@ def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, flo
         # CPU of this process (all threads) per message: near e2e_seconds/messages means
         # this process, not the network or the sink, is what limits the rate.
         "e2e_cpu_ms_per_msg": round((cpu3 - cpu0) * 1000 / max(1, messages), 3),
+        # The sink's CPU per message, in its own process: with two CPUs, this process and
+        # the sink each have one; neither near its 1000/msgs_per_s means waits, not work.
+        "e2e_sink_cpu_ms_per_msg": round(sink_cpu * 1000 / max(1, messages), 3),
         # The most messages that were on the wire or accepted but not yet recorded at once:
         # a SIGKILL at the worst moment of this run would have re-sent at most this many.
         "crash_duplicates_at_most": report.unrecorded_peak,
@@ -502,8 +515,10 @@ def main() -> None:
         if not args.no_floor:
             sink.command("reset")
             cpu0 = cpu_seconds()
+            sink_cpu0 = sink.cpu_seconds()
             seconds = asyncio.run(floor(sink.port, count, size, args.connections, "transmit", own))
             floor_cpu = cpu_seconds() - cpu0
+            floor_sink_cpu = sink.cpu_seconds() - sink_cpu0
             got, _ = sink.command("count")
             assert got == count, f"floor: sink received {got} of {count}"
             figures["floor_messages"] = count
@@ -511,6 +526,7 @@ def main() -> None:
             figures["floor_seconds"] = round(seconds, 2)
             figures["floor_msgs_per_s"] = round(count / seconds, 1)
             figures["floor_cpu_ms_per_msg"] = round(floor_cpu * 1000 / max(1, count), 3)
+            figures["floor_sink_cpu_ms_per_msg"] = round(floor_sink_cpu * 1000 / max(1, count), 3)
             if args.other_floors:
                 sample = min(count, 20000)
                 for label, call, msgs in (

@@ -6,7 +6,7 @@
                             └──> skipped (empty digest / subscriber no longer active)
 
 The interface is small: `plan` (insert due deliveries), `claim` (take a batch under a
-lease), `record` (write outcomes), `release` (hand claims back), `history` and
+lease), `renew` (extend it), `record` (write outcomes), `release` (hand claims back), `history` and
 `sent_entry_ids` (what the window rules and never-twice read), and the admin views
 (`list_deliveries`, `get`, `carried_papers`, `counts`, `retry_now`, `forget_subscriber`),
 and the figures of `digestd stats` (`counts_per_day`, `oldest_waiting`). Callers own the
@@ -330,6 +330,26 @@ def release(session: Session, now: datetime, *, worker_id: str | None = None) ->
         .where(held, which)
         .values(status=D.PENDING.value, lease_until=None, claimed_by=None, next_attempt_at=now)
         .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def renew(session: Session, worker_id: str, now: datetime, lease_seconds: int) -> int:
+    """Extend the leases of the deliveries this worker still holds (a long send pass: a
+    slow server or DIGESTD_SMTP_RATE), so housekeeping never hands back, and a second
+    claim never re-sends, a delivery that is still on its way; returns how many.
+
+    Rows being recorded meanwhile are skipped on PostgreSQL (SKIP LOCKED), never waited
+    for: the recorder's transaction and this one touch the same rows in different orders.
+    """
+    held = and_(_TABLE.c.status == D.SENDING.value, _TABLE.c.claimed_by == worker_id)
+    ids = select(_TABLE.c.id).where(held)
+    if session.get_bind().dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    result = session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.id.in_(ids.scalar_subquery()), held)
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
     )
     return _rowcount(result)
 

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -330,6 +330,7 @@ async def _send_jobs(
     jobs: list[_Job],
     stop: StopSignal | None,
     recorder: Recorder,
+    keep_leases: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Personalize and send with twice `pool.size` senders (while a connection carries one
     message, another sender personalizes the next and waits for a free connection); each
@@ -349,6 +350,8 @@ async def _send_jobs(
                 # Not attempted: hand it straight back instead of holding it to lease expiry.
                 recorder.add(Outcome(c, D.PENDING, None), credit=False)
                 continue
+            if keep_leases is not None:
+                await keep_leases()  # renewed when due (send_due)
             # At most recorder.UNRECORDED_MAX messages on the wire or accepted-but-unrecorded:
             # the most a crash can re-send.
             await recorder.before_send()
@@ -434,6 +437,19 @@ def _claim_and_prepare(
     return _prepare(ctx, renderer, claims, report, cache)
 
 
+def _renew(ctx: AppContext, worker_id: str) -> int:
+    with session_scope(ctx.engine) as session:
+        return deliveries.renew(session, worker_id, ctx.now(), ctx.settings.lease_seconds)
+
+
+def _renewed(done: asyncio.Future[int]) -> None:
+    """A failed renewal is logged, not raised: the pass goes on (the next one may work, and
+    the recorder notices a database that went away)."""
+    exc = None if done.cancelled() else done.exception()
+    if exc is not None:
+        log.warning("renewing leases failed: %s", _short(exc))
+
+
 def _release(ctx: AppContext) -> int:
     with session_scope(ctx.engine) as session:
         return deliveries.release(session, ctx.now())
@@ -477,16 +493,38 @@ async def send_due(
         if progress is not None:
             progress(report)
 
-    # Two threads for the pass's database work: one claims and prepares the next batch, one
-    # commits outcomes. Not the loop's default executor, which grows to six threads when
-    # both are busy: each thread that allocates gets its own malloc arena, and those arenas
-    # kept ≈15 MB more resident (benchmarks/bench_delivery.py).
-    threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="digestd-send")
+    # The pass's database work in its own threads: one claims and prepares the next batch,
+    # one commits outcomes, and a third, started only when both are busy, renews leases
+    # (senders wait for it, so it must not queue behind them). Not the loop's default
+    # executor, which grows to six threads: each thread that allocates gets its own malloc
+    # arena, and those arenas kept ≈15 MB more resident (benchmarks/bench_delivery.py).
+    threads = ThreadPoolExecutor(max_workers=3, thread_name_prefix="digestd-send")
     loop = asyncio.get_running_loop()
     recorder = Recorder(ctx, worker_id, recorded, threads)
 
     def stopped() -> bool:
         return stop is not None and stop.is_set()
+
+    # Leases are renewed every third of their length (by the injected clock, checked before
+    # each message): a pass can outlast one lease (a slow server, DIGESTD_SMTP_RATE), and a
+    # lease that ran out would let housekeeping hand back, and a claim send again, what
+    # this pass still holds. Senders wait for a renewal in progress (a few ms every third
+    # of a lease), so no message goes out while it could be stale.
+    lease = ctx.settings.lease_seconds
+    renewed_at = ctx.now()
+    renewal: asyncio.Future[int] | None = None
+
+    async def keep_leases() -> None:
+        nonlocal renewed_at, renewal
+        if renewal is None or renewal.done():
+            now = ctx.now()
+            if (now - renewed_at).total_seconds() * 3 < lease:
+                return
+            renewed_at = now
+            renewal = loop.run_in_executor(threads, _renew, ctx, worker_id)
+            renewal.add_done_callback(_renewed)
+        with contextlib.suppress(Exception):  # logged by _renewed; the pass goes on
+            await asyncio.shield(renewal)
 
     def claim_next() -> asyncio.Task[_Batch | None]:
         return asyncio.ensure_future(
@@ -518,7 +556,8 @@ async def send_due(
                 upcoming = claim_next()
             for outcome in current.outcomes:  # decided while preparing (skips, render errors)
                 recorder.add(outcome, credit=False)
-            await _send_jobs(ctx, smtp, renderer, current.jobs, stop, recorder)
+            await keep_leases()
+            await _send_jobs(ctx, smtp, renderer, current.jobs, stop, recorder, keep_leases)
         await recorder.close()
         report.unrecorded_peak = recorder.unrecorded_peak
     except asyncio.CancelledError:

@@ -9,8 +9,10 @@ import pytest
 from sqlmodel import select
 
 from digestd import recorder
+from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.deliveries import release
 from digestd.models import Delivery
 from digestd.sending import send_due
 from digestd.smtp_pool import SmtpPool
@@ -82,3 +84,30 @@ async def test_outcomes_are_committed_in_small_groups_as_replies_come_in(
     for accepted, size in zip(recorded_at, groups, strict=True):
         assert accepted - committed <= recorder.UNRECORDED_MAX
         committed += size
+
+
+async def test_a_pass_longer_than_the_lease_keeps_what_it_holds(
+    app: AppContext, smtp_server: SmtpTestServer, clock
+) -> None:
+    """A pass that outlasts the lease (a slow server, a rate limit) renews it: housekeeping,
+    running all along, hands nothing back, and nothing is sent twice."""
+    plan_digests(app, smtp_server.port, 12)
+    app.settings = Settings(**{**app.settings.__dict__, "lease_seconds": 60})
+    released: list[int] = []
+
+    def slow_server_and_housekeeping(_rcpt: str, _received: int) -> str | None:
+        clock.advance(seconds=10)  # each message takes 10 s: the pass lasts two leases
+        with session_scope(app.engine) as s:
+            released.append(release(s, clock()))
+        return None
+
+    smtp_server.set_fault(slow_server_and_housekeeping)
+    async with SmtpPool(app.settings, max_connections=1) as pool:
+        report = await send_due(app, worker_id="w1", pool=pool, limit=3)
+
+    assert sum(released) == 0 and len(released) == 12
+    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    assert len(ids) == len(set(ids)) == 12 == report.sent
+    with session_scope(app.engine) as s:
+        rows = list(s.exec(select(Delivery)))
+    assert {d.status for d in rows} == {"sent"} and all(d.attempts == 1 for d in rows)

@@ -6,9 +6,9 @@
                             └──> skipped (empty digest / subscriber no longer active)
 
 The interface is small: `plan` (insert due deliveries), `claim` (take a batch under a
-lease), `renew` (extend it), `record` (write outcomes), `release` (hand claims back), `history` and
-`sent_entry_ids` (what the window rules and never-twice read), and the admin views
-(`list_deliveries`, `get`, `carried_papers`, `counts`, `retry_now`, `forget_subscriber`),
+lease), `renew` (extend it), `record` (write outcomes), `release` (hand claims back),
+`history` and `sent_entry_ids` (what the window rules and never-twice read), and the admin
+views (`list_deliveries`, `get`, `carried_papers`, `counts`, `retry_now`, `forget_subscriber`),
 and the figures of `digestd stats` (`counts_per_day`, `oldest_waiting`). Callers own the
 transaction (`session_scope`); nothing here commits.
 
@@ -187,6 +187,22 @@ class NewDelivery:
     message_id: str
 
 
+# The columns `plan` writes, in the order of its rows.
+_PLAN_COLUMNS = (
+    "subscriber_id",
+    "period",
+    "status",
+    "window_start",
+    "window_end",
+    "due_at",
+    "attempts",
+    "next_attempt_at",
+    "message_id",
+    "entry_count",
+    "created_at",
+)
+
+
 def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int:
     """Insert due deliveries, skipping (subscriber, period) pairs that exist; returns how many
     were new. INSERT … ON CONFLICT DO NOTHING: a concurrent planner adds nothing twice."""
@@ -222,21 +238,6 @@ def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int
             for r in rows
         ],
     )
-
-
-_PLAN_COLUMNS = (
-    "subscriber_id",
-    "period",
-    "status",
-    "window_start",
-    "window_end",
-    "due_at",
-    "attempts",
-    "next_attempt_at",
-    "message_id",
-    "entry_count",
-    "created_at",
-)
 
 
 # ---- claiming ------------------------------------------------------------------------------

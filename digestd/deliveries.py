@@ -1,4 +1,4 @@
-"""The delivery store: every statement on `delivery` and `delivery_entry` lives here.
+"""The delivery store: every statement on `delivery` (with the papers each one carried) lives here.
 
     pending ──claim──> sending ──record──> sent
        ^                  │ ├──> retry (next_attempt_at, backoff) ──claim──> … ──> failed
@@ -27,7 +27,8 @@ import os
 import secrets
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
@@ -38,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from digestd.db import chunks, sql_date
-from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber, table_of
+from digestd.models import Delivery, Entry, Subscriber, table_of
 from digestd.statuses import CLAIMABLE, WINDOW_DONE, DeliveryStatus
 
 D = DeliveryStatus
@@ -52,12 +53,16 @@ MAX_ATTEMPTS = 8
 IN_CHUNK = 1000
 
 _TABLE = table_of(Delivery)
-_ENTRY_TABLE = table_of(DeliveryEntry)
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert
+def _joined_ids(entry_ids: Sequence[int]) -> str:
+    """The `entry_ids` column of a delivery: its papers' ids in rank order, each once."""
+    return ",".join(map(str, dict.fromkeys(entry_ids)))
+
+
+def _split_ids(text: str | None) -> list[int]:
+    """The paper ids of an `entry_ids` column, in rank order."""
+    return [int(x) for x in text.split(",")] if text else []
 
 
 def _rowcount(result: Any) -> int:
@@ -146,29 +151,18 @@ def sent_entry_ids(
     entries too (a caller intersects with its window, as `Selector.select` does)."""
     ids = list(dict.fromkeys(subscriber_ids))
     found: dict[int, set[int]] = {i: set() for i in ids}
-    # Two single-table queries, not one join: each has one sensible plan (the
-    # (subscriber_id, sent_at) index, then delivery_entry's primary key), where PostgreSQL
-    # turned the join into a parallel scan of delivery_entry (benchmarks/README.md).
+    # One single-table query a chunk, a range of the (subscriber_id, sent_at) index.
     # The status is checked here, not in SQL: given `status = 'sent'`, SQLite (and
     # PostgreSQL without statistics) read every sent delivery through the status index.
-    owner: dict[int, int] = {}
     for chunk in chunks(ids, IN_CHUNK):
-        stmt = select(col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.status)).where(
-            col(Delivery.subscriber_id).in_(chunk)
-        )
+        stmt = select(
+            col(Delivery.subscriber_id), col(Delivery.status), col(Delivery.entry_ids)
+        ).where(col(Delivery.subscriber_id).in_(chunk))
         if since is not None:
             stmt = stmt.where(col(Delivery.sent_at) > since - SENT_AFTER_MARGIN)
-        for delivery_id, sub_id, status in session.execute(stmt):
+        for sub_id, status, carried in session.execute(stmt):
             if status == D.SENT:
-                owner[delivery_id] = sub_id
-    for chunk in chunks(list(owner), IN_CHUNK):
-        rows = session.execute(
-            select(col(DeliveryEntry.delivery_id), col(DeliveryEntry.entry_id)).where(
-                col(DeliveryEntry.delivery_id).in_(chunk)
-            )
-        )
-        for delivery_id, entry_id in rows:
-            found[owner[delivery_id]].add(entry_id)
+                found[sub_id].update(_split_ids(carried))
     return {k: frozenset(v) for k, v in found.items()}
 
 
@@ -199,6 +193,7 @@ _PLAN_COLUMNS = (
     "next_attempt_at",
     "message_id",
     "entry_count",
+    "entry_ids",
     "created_at",
 )
 
@@ -212,14 +207,10 @@ def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int
     # handling (five datetimes a row, each through two bind processors) was 40 % of
     # planning. The driver counts only the rows it inserted, not those ON CONFLICT skipped.
     # inline(): no implicit RETURNING of the new id (PostgreSQL), which executemany drops.
-    stmt = (
-        _insert(session)(_TABLE)
-        .inline()
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-    )
+    build = _plan_postgresql if session.get_bind().dialect.name == "postgresql" else _plan_sqlite
     return _executemany_raw(
         session,
-        stmt.values({name: bindparam(name, type_=_TABLE.c[name].type) for name in _PLAN_COLUMNS}),
+        build,
         _PLAN_COLUMNS,
         [
             (
@@ -233,11 +224,29 @@ def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int
                 now,
                 r.message_id,
                 0,
+                "",
                 now,
             )
             for r in rows
         ],
     )
+
+
+def _plan_statement(insert: Any) -> Any:
+    return (
+        insert(_TABLE)
+        .inline()
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+        .values({name: bindparam(name, type_=_TABLE.c[name].type) for name in _PLAN_COLUMNS})
+    )
+
+
+def _plan_postgresql() -> Any:
+    return _plan_statement(postgresql.insert)
+
+
+def _plan_sqlite() -> Any:
+    return _plan_statement(sqlite.insert)
 
 
 # ---- claiming ------------------------------------------------------------------------------
@@ -380,37 +389,69 @@ def temporary_failure(claim: Claim, reply: str) -> Outcome:
     return Outcome(claim, D.RETRY, reply)
 
 
-def _executemany_raw(
-    session: Session, stmt: Any, names: Sequence[str], rows: list[tuple[Any, ...]]
-) -> int:
-    """Run a Core statement for many rows through the driver's own executemany; `rows`
-    give the values of the bound parameters `names`, in that order. Returns the rows the
-    statement changed (the driver's count over all of them).
+@dataclass(frozen=True)
+class _RawStatement:
+    """A statement compiled for one dialect, ready for the driver's executemany."""
 
-    SQLAlchemy's per-row parameter handling cost about as much as SQLite's work itself
-    (≈1.5 µs a row for ten delivery_entry rows a message, and the per-row compile of the
-    outcome UPDATE). Here each parameter's bind processor (a datetime to the driver's
-    form, say) is looked up once and applied once per distinct non-None value (the rows of
-    a batch share a few instants); the statement's own constants (the worker in a WHERE)
-    come from the compiled statement.
-    """
-    conn = session.connection()
-    compiled = stmt.compile(dialect=conn.dialect)
+    sql: str
+    positional: bool
+    order: tuple[str, ...]  # the driver's parameters, in its order
+    # Per driver parameter: (index in a row, or None for a constant of the statement;
+    # the constant, in the driver's form; the bind processor, or None).
+    getters: tuple[tuple[int | None, Any, Any], ...]
+
+
+# Per dialect (an engine's), the compiled form of each statement builder: compiling a
+# statement cost about as much as the driver's work on a group of outcomes. Weak: the
+# dialects of engines that are gone (tests make many) take their entries with them.
+_COMPILED: weakref.WeakKeyDictionary[Any, dict[Callable[[], Any], _RawStatement]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _raw_statement(dialect: Any, build: Callable[[], Any], names: Sequence[str]) -> _RawStatement:
+    """`build()` compiled for `dialect`, once per dialect (see _COMPILED)."""
+    cached = _COMPILED.setdefault(dialect, {}).get(build)
+    if cached is not None:
+        return cached
+    compiled = build().compile(dialect=dialect)
     fixed = compiled.params
     index = {n: i for i, n in enumerate(names)}
-    order = compiled.positiontup if compiled.positional else list(fixed)
-    getters: list[tuple[int | None, Any, Any]] = []  # (row index or None, constant, processor)
-    for name in order or []:
+    order = tuple(compiled.positiontup if compiled.positional else fixed)
+    getters: list[tuple[int | None, Any, Any]] = []
+    for name in order:
         # The dialect's own processor: a TypeDecorator's `bind_processor` alone skips its
         # impl's (on SQLite, the datetime → text format every other statement writes, so
         # text comparisons in SQL agree).
-        type_ = compiled.binds[name].type.dialect_impl(conn.dialect)
-        proc = type_.bind_processor(conn.dialect)
+        proc = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
         i = index.get(name)
         if i is None:  # a constant of the statement
             getters.append((None, proc(fixed[name]) if proc else fixed[name], None))
         else:
-            getters.append((i, None, _memo(proc) if proc else None))
+            getters.append((i, None, proc))
+    raw = _RawStatement(str(compiled), bool(compiled.positional), order, tuple(getters))
+    _COMPILED[dialect][build] = raw
+    return raw
+
+
+def _executemany_raw(
+    session: Session,
+    build: Callable[[], Any],
+    names: Sequence[str],
+    rows: list[tuple[Any, ...]],
+) -> int:
+    """Run the Core statement `build()` (compiled once per dialect) for many rows through
+    the driver's own executemany; `rows` give the values of the bound parameters `names`,
+    in that order. Returns the rows the statement changed (the driver's count over all).
+
+    SQLAlchemy's per-row parameter handling cost about as much as SQLite's work itself.
+    Here each parameter's bind processor (a datetime to the driver's form, say) is applied
+    once per distinct non-None value (the rows of a batch share a few instants); the
+    statement's own constants come from the compiled statement.
+    """
+    conn = session.connection()
+    raw = _raw_statement(conn.dialect, build, names)
+    getters = [(i, const, _memo(proc) if proc else None) for i, const, proc in raw.getters]
     if [(i, proc) for i, _, proc in getters] == [(k, None) for k in range(len(names))]:
         params: list[Any] = rows  # already the driver's values, in its order
     else:
@@ -421,9 +462,9 @@ def _executemany_raw(
             )
             for row in rows
         ]
-    if not compiled.positional:  # PostgreSQL's psycopg: named parameters
-        params = [dict(zip(order, p, strict=True)) for p in params]
-    return _rowcount(conn.exec_driver_sql(str(compiled), params))
+    if not raw.positional:  # PostgreSQL's psycopg: named parameters
+        params = [dict(zip(raw.order, p, strict=True)) for p in params]
+    return _rowcount(conn.exec_driver_sql(raw.sql, params))
 
 
 def _memo(proc: Any) -> Any:
@@ -465,15 +506,24 @@ def record(session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now
                 None if sent else (o.error or None),
                 next_at,
                 now if sent else None,
-                len(o.entry_ids),
+                len(o.entry_ids) if sent else 0,
+                _joined_ids(o.entry_ids) if sent else "",
+                worker_id,
             )
         )
-    stmt = (
+    _executemany_raw(session, _record_statement, _RECORD_NAMES, rows)
+
+
+_RECORD_NAMES = ("b_id", "b_status", "b_error", "b_next", "b_sent", "b_count", "b_ids", "b_worker")
+
+
+def _record_statement() -> Any:
+    return (
         update(_TABLE)
         .where(
             _TABLE.c.id == bindparam("b_id"),
             _TABLE.c.status == D.SENDING.value,
-            _TABLE.c.claimed_by == worker_id,
+            _TABLE.c.claimed_by == bindparam("b_worker"),
         )
         .values(
             status=bindparam("b_status"),
@@ -481,32 +531,11 @@ def record(session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now
             next_attempt_at=bindparam("b_next", type_=_TABLE.c.next_attempt_at.type),
             sent_at=bindparam("b_sent", type_=_TABLE.c.sent_at.type),
             entry_count=bindparam("b_count"),
+            entry_ids=bindparam("b_ids"),
             lease_until=None,
             claimed_by=None,
         )
     )
-    _executemany_raw(
-        session, stmt, ("b_id", "b_status", "b_error", "b_next", "b_sent", "b_count"), rows
-    )
-
-    links = [
-        (o.claim.id, entry_id, rank)
-        for o in outcomes
-        if o.status == D.SENT
-        for rank, entry_id in enumerate(dict.fromkeys(o.entry_ids))
-    ]
-    if links:
-        # One driver executemany (the driver loops over the rows), not a multi-row VALUES
-        # statement: compiling ~5000 rows' bound parameters cost more than the whole
-        # write (≈0.15 ms per delivery in benchmarks/bench_delivery.py).
-        _executemany_raw(
-            session,
-            _insert(session)(_ENTRY_TABLE).on_conflict_do_nothing(
-                index_elements=["delivery_id", "entry_id"]
-            ),
-            ("delivery_id", "entry_id", "rank"),
-            links,
-        )
 
 
 # ---- admin views and actions ---------------------------------------------------------------
@@ -610,12 +639,8 @@ def find_by_message_id(session: Session, message_id: str) -> DeliveryRow | None:
 
 def entry_ids(session: Session, delivery_id: int) -> list[int]:
     """The papers a delivery carried, in rank order."""
-    return list(
-        session.scalars(
-            select(col(DeliveryEntry.entry_id))
-            .where(col(DeliveryEntry.delivery_id) == delivery_id)
-            .order_by(col(DeliveryEntry.rank))
-        )
+    return _split_ids(
+        session.scalar(select(col(Delivery.entry_ids)).where(col(Delivery.id) == delivery_id))
     )
 
 
@@ -629,15 +654,27 @@ def latest_per_subscriber(session: Session) -> list[tuple[DeliveryRow, str]]:
         session,
         _with_email().where(col(Delivery.id).in_(newest)).order_by(col(Subscriber.email)),
     )
-    tops = dict(
+    carried = dict(
         session.execute(
-            select(col(DeliveryEntry.delivery_id), col(Entry.title))
-            .join(Entry, col(Entry.id) == col(DeliveryEntry.entry_id))
-            .where(col(DeliveryEntry.rank) == 0)
-            .where(col(DeliveryEntry.delivery_id).in_([r.id for r in rows]))
+            select(col(Delivery.id), col(Delivery.entry_ids)).where(
+                col(Delivery.id).in_([r.id for r in rows])
+            )
         ).all()
     )
-    return [(r, tops.get(r.id, "")) for r in rows]
+    first = {d: ids[0] for d, ids in ((d, _split_ids(t)) for d, t in carried.items()) if ids}
+    titles = _titles(session, list(first.values()))
+    return [(r, titles.get(first.get(r.id, 0), ("", ""))[0]) for r in rows]
+
+
+def _titles(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Title and link of each of these entries that exists."""
+    out: dict[int, tuple[str, str]] = {}
+    for chunk in chunks(list(dict.fromkeys(ids)), IN_CHUNK):
+        rows = session.execute(
+            select(col(Entry.id), col(Entry.title), col(Entry.url)).where(col(Entry.id).in_(chunk))
+        )
+        out.update((entry_id, (title, url)) for entry_id, title, url in rows)
+    return out
 
 
 def counts(
@@ -679,10 +716,7 @@ def retry_now(session: Session, now: datetime, *, failed: bool = False) -> int:
 
 
 def forget_subscriber(session: Session, subscriber_id: int) -> int:
-    """Delete a subscriber's deliveries and their paper lists; returns how many deliveries."""
-    ids = select(col(Delivery.id)).where(col(Delivery.subscriber_id) == subscriber_id)
-    # Explicit deletes rather than relying on ON DELETE CASCADE being enabled on the connection.
-    session.execute(delete(DeliveryEntry).where(col(DeliveryEntry.delivery_id).in_(ids)))
+    """Delete a subscriber's deliveries (with the papers each carried); returns how many."""
     return _rowcount(
         session.execute(delete(Delivery).where(col(Delivery.subscriber_id) == subscriber_id))
     )
@@ -712,13 +746,13 @@ class CarriedPaper:
 
 def carried_papers(session: Session, delivery_id: int) -> list[CarriedPaper]:
     """The papers a sent delivery carried, in the order of the digest, with title and link."""
-    rows = session.execute(
-        select(col(DeliveryEntry.rank), col(Entry.id), col(Entry.title), col(Entry.url))
-        .join(Entry, col(Entry.id) == col(DeliveryEntry.entry_id))
-        .where(col(DeliveryEntry.delivery_id) == delivery_id)
-        .order_by(col(DeliveryEntry.rank))
-    )
-    return [CarriedPaper(rank, entry_id, title, url) for rank, entry_id, title, url in rows]
+    ids = entry_ids(session, delivery_id)
+    found = _titles(session, ids)
+    return [
+        CarriedPaper(rank, entry_id, *found[entry_id])
+        for rank, entry_id in enumerate(ids)
+        if entry_id in found
+    ]
 
 
 # ---- figures for `digestd stats` ----------------------------------------------------------

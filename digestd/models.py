@@ -197,23 +197,15 @@ class Delivery(SQLModel, table=True):
     message_id: str = Field(max_length=255)
     error: str | None = Field(default=None)
     entry_count: int = Field(default=0)
+    # The papers a sent delivery carried, as their ids in rank order, comma-separated
+    # ("12,7,40"): the never-twice record and what "View in browser" shows. A column, not a
+    # row per paper: writing ten rows a message (with their key and foreign-key checks) was
+    # a tenth of the sending process's work (benchmarks/README.md), and nothing reads them
+    # by paper. Written and parsed only in `deliveries` (`_joined_ids`, `_split_ids`).
+    # digestd never deletes entries; an id whose entry was deleted by hand is skipped.
+    entry_ids: str = Field(default="", sa_column_kwargs={"server_default": ""})
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts()
-
-
-class DeliveryEntry(SQLModel, table=True):
-    """Which entries a delivery carried, in rank order: the never-twice record.
-
-    Read by delivery only (its primary key), so there is no index on entry_id: the table
-    grows by ten rows a message, and that index was half the cost of writing them
-    (benchmarks/README.md). digestd never deletes entries; a manual DELETE of one would
-    scan this table for its cascade."""
-
-    __tablename__ = "delivery_entry"
-
-    delivery_id: int = Field(foreign_key="delivery.id", ondelete="CASCADE", primary_key=True)
-    entry_id: int = Field(foreign_key="entry.id", ondelete="CASCADE", primary_key=True)
-    rank: int = Field(default=0)
 
 
 class Event(SQLModel, table=True):

@@ -39,7 +39,7 @@ from digestd.mime import (
     format_date,
     one_line,
 )
-from digestd.models import Delivery, DeliveryEntry, Entry, Vote, table_of
+from digestd.models import Delivery, Entry, Vote, table_of
 from digestd.recorder import Recorder
 from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
 from digestd.select import Pick, Profile, Selector, Taste, load_tastes
@@ -182,9 +182,9 @@ class _PassCache:
 
 
 # The tables the per-batch queries read; on PostgreSQL their statistics are checked when a
-# pass starts and every STATS_EVERY claims, as a long pass adds ~10 delivery_entry rows a
+# pass starts and every STATS_EVERY claims, as a long pass changes a delivery row a
 # message (db.refresh_statistics: one catalog query unless something is stale).
-SENDING_TABLES = tuple(table_of(m).name for m in (Delivery, DeliveryEntry, Entry, Vote))
+SENDING_TABLES = tuple(table_of(m).name for m in (Delivery, Entry, Vote))
 STATS_EVERY = 20
 
 

@@ -13,7 +13,7 @@ from sqlmodel import SQLModel
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.models import Delivery, DeliveryEntry, Entry
+from digestd.models import Delivery, Entry
 from tests.support.subscribers import Invoke, json_of, make_invoke
 
 DOCUMENTED_FIELDS = {
@@ -274,11 +274,10 @@ def test_remove_forget_leaves_no_personal_data(invoke: Invoke, db_url: str) -> N
             d = Delivery(
                 subscriber_id=sid, period="2026-11-26", message_id=f"<{sid}@digestd>",
                 error="550 forget.me@example.org mailbox full" if sid == forget_id else None,
-                created_at=now,
+                created_at=now, entry_ids=str(entry.id),
             )  # fmt: skip
             s.add(d)
             s.flush()
-            s.add(DeliveryEntry(delivery_id=d.id, entry_id=entry.id))
     ctx.dispose()
     assert "forget.me@example.org" in _all_rows_text(db_url)
     for email in ("forget.me@example.org", "keep@example.org"):

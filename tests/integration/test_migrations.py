@@ -36,3 +36,62 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
         assert current_revision(engine) == first is not None
     finally:
         engine.dispose()
+
+
+def test_papers_carried_move_to_the_delivery_row_and_back(db_url: str) -> None:
+    """0009 copies delivery_entry rows into delivery.entry_ids in rank order (what the
+    never-twice record and "View in browser" read), and its downgrade rebuilds the rows."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from digestd.db import alembic_config, session_scope
+    from digestd.deliveries import entry_ids, sent_entry_ids
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (id, email, name, status, topics, categories,"
+                    " frequency, send_hour, send_weekday, timezone, format, max_items,"
+                    " created_at, bounce_count, token_version) VALUES (1, 'a@example.org', '',"
+                    " 'active', '', '[]', 'daily', 8, 0, 'UTC', 'html', 10,"
+                    " '2026-11-26 08:00:00', 0, 1)"
+                )
+            )
+            for i in (1, 2, 3):
+                conn.execute(
+                    text(
+                        "INSERT INTO entry (id, canonical_key, url, title, summary, summary_html,"
+                        " authors, categories, keywords, published_at, ingested_at, upvotes,"
+                        " comments, version) VALUES (:i, :k, '', :t, '', '', '[]', '[]', '[]',"
+                        " '2026-11-26 07:00:00', '2026-11-26 07:00:00', 0, 0, 1)"
+                    ),
+                    {"i": i, "k": f"k{i}", "t": f"paper {i}"},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (id, subscriber_id, period, status, attempts,"
+                    " message_id, entry_count, created_at, sent_at) VALUES (7, 1, '2026-11-26',"
+                    " 'sent', 1, '<m@x>', 3, '2026-11-26 08:00:00', '2026-11-26 08:00:01')"
+                )
+            )
+            # Inserted out of rank order: the copy follows rank, not insertion.
+            for entry_id, rank in ((2, 1), (3, 0), (1, 2)):
+                conn.execute(
+                    text("INSERT INTO delivery_entry VALUES (7, :e, :r)"),
+                    {"e": entry_id, "r": rank},
+                )
+        upgrade(engine)
+        with session_scope(engine) as s:
+            assert entry_ids(s, 7) == [3, 2, 1]
+            assert sent_entry_ids(s, [1]) == {1: frozenset({1, 2, 3})}
+        command.downgrade(alembic_config(engine), "0008")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT entry_id, rank FROM delivery_entry ORDER BY rank")
+            ).all()
+        assert [tuple(r) for r in rows] == [(3, 0), (2, 1), (1, 2)]
+    finally:
+        engine.dispose()

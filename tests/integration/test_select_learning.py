@@ -16,8 +16,9 @@ from digestd import votes
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
+from digestd.deliveries import entry_ids
 from digestd.digests import preview
-from digestd.models import Delivery, DeliveryEntry, Entry, Subscriber
+from digestd.models import Delivery, Entry, Subscriber
 from digestd.planning import plan_due
 from digestd.sending import send_due
 from tests.support.digests import add_subscriber, load_seed_entries
@@ -68,15 +69,13 @@ async def send(app: AppContext) -> dict[int, list[str]]:
     await asyncio.to_thread(plan_due, app)
     await send_due(app, worker_id="test")
     with session_scope(app.engine) as s:
-        rows = s.exec(
-            select(Delivery.subscriber_id, Entry.title)
-            .join(DeliveryEntry, DeliveryEntry.delivery_id == Delivery.id)  # type: ignore[arg-type]
-            .join(Entry, Entry.id == DeliveryEntry.entry_id)  # type: ignore[arg-type]
-            .order_by(Delivery.subscriber_id, DeliveryEntry.rank)
-        ).all()
-    got: dict[int, list[str]] = {}
-    for sub_id, title in rows:
-        got.setdefault(sub_id, []).append(title)
+        titles = dict(s.exec(select(Entry.id, Entry.title)).all())
+        got: dict[int, list[str]] = {}
+        for delivery_id, sub_id in s.exec(
+            select(Delivery.id, Delivery.subscriber_id).order_by(Delivery.subscriber_id)
+        ).all():
+            for entry_id in entry_ids(s, delivery_id):  # type: ignore[arg-type]
+                got.setdefault(sub_id, []).append(titles[entry_id])
     return got
 
 

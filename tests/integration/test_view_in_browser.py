@@ -15,7 +15,8 @@ from sqlmodel import func, select
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.models import Delivery, DeliveryEntry, Entry, Event, Subscriber
+from digestd.deliveries import carried_papers
+from digestd.models import Delivery, Event, Subscriber
 from digestd.planning import plan_due
 from digestd.sending import send_due
 from digestd.subscribers import forget, revoke_links
@@ -47,22 +48,19 @@ async def sent(app: AppContext, smtp_server: SmtpTestServer, clock: Any) -> dict
 
 def delivered_titles(app: AppContext, email: str) -> list[str]:
     with session_scope(app.engine) as s:
-        rows = s.exec(
-            select(Entry.title)
-            .join(DeliveryEntry, DeliveryEntry.entry_id == Entry.id)  # type: ignore[arg-type]
-            .join(Delivery, Delivery.id == DeliveryEntry.delivery_id)  # type: ignore[arg-type]
+        ids = s.exec(
+            select(Delivery.id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)  # type: ignore[arg-type]
             .where(Subscriber.email == email)
-            .order_by(DeliveryEntry.rank)  # type: ignore[arg-type]
-        )
-        return list(rows)
+            .order_by(Delivery.id)
+        ).all()
+        return [p.title for d in ids for p in carried_papers(s, d)]  # type: ignore[arg-type]
 
 
 def counts(app: AppContext) -> tuple[int, ...]:
     with session_scope(app.engine) as s:
         return tuple(
-            s.exec(select(func.count()).select_from(t)).one()
-            for t in (Event, Delivery, DeliveryEntry, Subscriber)
+            s.exec(select(func.count()).select_from(t)).one() for t in (Event, Delivery, Subscriber)
         )
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from digestd.config import Settings
 from digestd.context import AppContext
 from digestd.db import session_scope
-from digestd.models import Delivery, DeliveryEntry, Entry, Source, Subscriber
+from digestd.models import Delivery, Entry, Source, Subscriber
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_FEED = REPO / "seeds" / "trending-papers.json"
@@ -107,10 +107,8 @@ def record_sent(
         created_at=window_end,
         sent_at=window_end if status == "sent" else None,
         entry_count=len(entries),
+        entry_ids=",".join(str(e.id) for e in entries),  # deliveries' format: ids in rank order
     )
     session.add(delivery)
-    session.flush()
-    for rank, entry in enumerate(entries):
-        session.add(DeliveryEntry(delivery_id=delivery.id, entry_id=entry.id, rank=rank))  # type: ignore[arg-type]
     session.flush()
     return delivery

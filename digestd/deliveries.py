@@ -484,7 +484,7 @@ def _memo(proc: Any) -> Any:
 
 
 def record(session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now: datetime) -> None:
-    """Write a group of outcomes in a few statements (the papers of sent ones too).
+    """Write a group of outcomes in one executemany (a sent one's papers on its own row).
 
     Updates only rows this worker still holds (`sending`, claimed_by = worker): if the lease
     expired and another worker took the row over, that worker's record wins.

@@ -1,7 +1,7 @@
 """`GET /view/{token}/{period}`: "View in browser", the web version of one sent digest.
 
 The signed token (purpose `view`, tokens.py) proves the subscriber; the period picks one of
-their sent digests. The page shows the digest's papers (its `delivery_entry` rows, in
+their sent digests. The page shows the digest's papers (its delivery's `entry_ids`, in
 order) with their reasons, and nothing about the person: no address, no unsubscribe or
 preference links (anyone the mail is forwarded to could use those). A GET changes nothing;
 a forgotten subscriber's links stop working (the row is gone), revoked ones too.

@@ -207,10 +207,9 @@ def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int
     # handling (five datetimes a row, each through two bind processors) was 40 % of
     # planning. The driver counts only the rows it inserted, not those ON CONFLICT skipped.
     # inline(): no implicit RETURNING of the new id (PostgreSQL), which executemany drops.
-    build = _plan_postgresql if session.get_bind().dialect.name == "postgresql" else _plan_sqlite
     return _executemany_raw(
         session,
-        build,
+        _plan_statement,
         _PLAN_COLUMNS,
         [
             (
@@ -232,21 +231,14 @@ def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int
     )
 
 
-def _plan_statement(insert: Any) -> Any:
+def _plan_statement(dialect: Any) -> Any:
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
     return (
         insert(_TABLE)
         .inline()
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
         .values({name: bindparam(name, type_=_TABLE.c[name].type) for name in _PLAN_COLUMNS})
     )
-
-
-def _plan_postgresql() -> Any:
-    return _plan_statement(postgresql.insert)
-
-
-def _plan_sqlite() -> Any:
-    return _plan_statement(sqlite.insert)
 
 
 # ---- claiming ------------------------------------------------------------------------------
@@ -399,22 +391,26 @@ class _RawStatement:
     # Per driver parameter: (index in a row, or None for a constant of the statement;
     # the constant, in the driver's form; the bind processor, or None).
     getters: tuple[tuple[int | None, Any, Any], ...]
+    as_is: bool  # rows go to the driver unchanged: no constant, no processor, same order
 
 
 # Per dialect (an engine's), the compiled form of each statement builder: compiling a
 # statement cost about as much as the driver's work on a group of outcomes. Weak: the
 # dialects of engines that are gone (tests make many) take their entries with them.
-_COMPILED: weakref.WeakKeyDictionary[Any, dict[Callable[[], Any], _RawStatement]] = (
+_COMPILED: weakref.WeakKeyDictionary[Any, dict[Callable[[Any], Any], _RawStatement]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _raw_statement(dialect: Any, build: Callable[[], Any], names: Sequence[str]) -> _RawStatement:
-    """`build()` compiled for `dialect`, once per dialect (see _COMPILED)."""
-    cached = _COMPILED.setdefault(dialect, {}).get(build)
+def _raw_statement(
+    dialect: Any, build: Callable[[Any], Any], names: Sequence[str]
+) -> _RawStatement:
+    """`build(dialect)` compiled for `dialect`, once per dialect (see _COMPILED)."""
+    per_dialect = _COMPILED.setdefault(dialect, {})
+    cached = per_dialect.get(build)
     if cached is not None:
         return cached
-    compiled = build().compile(dialect=dialect)
+    compiled = build(dialect).compile(dialect=dialect)
     fixed = compiled.params
     index = {n: i for i, n in enumerate(names)}
     order = tuple(compiled.positiontup if compiled.positional else fixed)
@@ -429,18 +425,19 @@ def _raw_statement(dialect: Any, build: Callable[[], Any], names: Sequence[str])
             getters.append((None, proc(fixed[name]) if proc else fixed[name], None))
         else:
             getters.append((i, None, proc))
-    raw = _RawStatement(str(compiled), bool(compiled.positional), order, tuple(getters))
-    _COMPILED[dialect][build] = raw
+    as_is = [(i, proc) for i, _, proc in getters] == [(k, None) for k in range(len(names))]
+    raw = _RawStatement(str(compiled), bool(compiled.positional), order, tuple(getters), as_is)
+    per_dialect[build] = raw
     return raw
 
 
 def _executemany_raw(
     session: Session,
-    build: Callable[[], Any],
+    build: Callable[[Any], Any],
     names: Sequence[str],
     rows: list[tuple[Any, ...]],
 ) -> int:
-    """Run the Core statement `build()` (compiled once per dialect) for many rows through
+    """Run the Core statement `build(dialect)` (compiled once per dialect) for many rows through
     the driver's own executemany; `rows` give the values of the bound parameters `names`,
     in that order. Returns the rows the statement changed (the driver's count over all).
 
@@ -451,10 +448,10 @@ def _executemany_raw(
     """
     conn = session.connection()
     raw = _raw_statement(conn.dialect, build, names)
-    getters = [(i, const, _memo(proc) if proc else None) for i, const, proc in raw.getters]
-    if [(i, proc) for i, _, proc in getters] == [(k, None) for k in range(len(names))]:
+    if raw.as_is:
         params: list[Any] = rows  # already the driver's values, in its order
     else:
+        getters = [(i, const, _memo(proc) if proc else None) for i, const, proc in raw.getters]
         params = [
             tuple(
                 const if i is None else (row[i] if proc is None or row[i] is None else proc(row[i]))
@@ -517,7 +514,7 @@ def record(session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now
 _RECORD_NAMES = ("b_id", "b_status", "b_error", "b_next", "b_sent", "b_count", "b_ids", "b_worker")
 
 
-def _record_statement() -> Any:
+def _record_statement(dialect: Any) -> Any:
     return (
         update(_TABLE)
         .where(

@@ -22,7 +22,7 @@ down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-COPY_CHUNK = 5000  # deliveries updated per executemany while copying
+COPY_CHUNK = 5000  # deliveries (upgrade) or rows (downgrade) written per executemany
 
 
 def upgrade() -> None:
@@ -77,12 +77,9 @@ def downgrade() -> None:
         )
     )
     insert = sa.text("INSERT INTO delivery_entry (delivery_id, entry_id, rank) VALUES (:d, :e, :r)")
-    pending: list[dict[str, object]] = []
+    pending: list[tuple[int, int, int]] = []
     for delivery_id, text in rows:
-        # Only ids of entries that still exist: the old table's foreign key required it.
-        pending.extend(
-            {"d": delivery_id, "e": int(e), "r": rank} for rank, e in enumerate(text.split(","))
-        )
+        pending.extend((delivery_id, int(e), rank) for rank, e in enumerate(text.split(",")))
         if len(pending) >= COPY_CHUNK:
             _insert_existing(conn, insert, pending)
             pending = []
@@ -95,20 +92,18 @@ def downgrade() -> None:
 
 
 def _insert_existing(
-    conn: sa.Connection, insert: sa.TextClause, rows: list[dict[str, object]]
+    conn: sa.Connection, insert: sa.TextClause, rows: list[tuple[int, int, int]]
 ) -> None:
-    wanted = sorted({int(str(r["e"])) for r in rows})
-    existing: set[int] = set()
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
-        existing.update(
-            conn.execute(
-                sa.text("SELECT id FROM entry WHERE id IN :ids").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                ),
-                {"ids": chunk},
-            ).scalars()
-        )
-    keep = [r for r in rows if int(str(r["e"])) in existing]
+    """Insert (delivery, entry, rank) rows whose entry still exists: the old table's foreign
+    key required it, and an entry deleted by hand may still be named in the column."""
+    existing = set(
+        conn.execute(
+            sa.text("SELECT id FROM entry WHERE id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": sorted({e for _, e, _ in rows})},
+        ).scalars()
+    )
+    keep = [{"d": d, "e": e, "r": r} for d, e, r in rows if e in existing]
     if keep:
         conn.execute(insert, keep)

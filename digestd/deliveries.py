@@ -23,6 +23,7 @@ in `sending`; `release` hands them back once the lease has run out, and the Mess
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -43,6 +44,7 @@ from digestd.models import Delivery, Entry, Subscriber, table_of
 from digestd.statuses import CLAIMABLE, WINDOW_DONE, DeliveryStatus
 
 D = DeliveryStatus
+log = logging.getLogger(__name__)
 
 # Retries: exponential backoff from RETRY_BASE, at most MAX_ATTEMPTS attempts in all.
 # 10 min doubling over 8 attempts spreads the tries over ~21 hours ("about a day").
@@ -60,9 +62,21 @@ def _joined_ids(entry_ids: Sequence[int]) -> str:
     return ",".join(map(str, dict.fromkeys(entry_ids)))
 
 
-def _split_ids(text: str | None) -> list[int]:
-    """The paper ids of an `entry_ids` column, in rank order."""
-    return [int(x) for x in text.split(",")] if text else []
+def _split_ids(text: str | None, delivery_id: int) -> list[int]:
+    """The paper ids of a delivery's `entry_ids` column, in rank order. Only digestd writes
+    it; a part edited by hand into something else is skipped with one warning, so one bad
+    row cannot stop a send pass or a page."""
+    if not text:
+        return []
+    parts = text.split(",")
+    ids = [int(x) for x in parts if x.isdigit()]
+    if len(ids) != len(parts):
+        log.warning(
+            "delivery %s: entry_ids %r has parts that are not paper ids; skipped",
+            delivery_id,
+            text[:200],
+        )
+    return ids
 
 
 def _rowcount(result: Any) -> int:
@@ -156,13 +170,16 @@ def sent_entry_ids(
     # PostgreSQL without statistics) read every sent delivery through the status index.
     for chunk in chunks(ids, IN_CHUNK):
         stmt = select(
-            col(Delivery.subscriber_id), col(Delivery.status), col(Delivery.entry_ids)
+            col(Delivery.id),
+            col(Delivery.subscriber_id),
+            col(Delivery.status),
+            col(Delivery.entry_ids),
         ).where(col(Delivery.subscriber_id).in_(chunk))
         if since is not None:
             stmt = stmt.where(col(Delivery.sent_at) > since - SENT_AFTER_MARGIN)
-        for sub_id, status, carried in session.execute(stmt):
+        for delivery_id, sub_id, status, carried in session.execute(stmt):
             if status == D.SENT:
-                found[sub_id].update(_split_ids(carried))
+                found[sub_id].update(_split_ids(carried, delivery_id))
     return {k: frozenset(v) for k, v in found.items()}
 
 
@@ -637,7 +654,8 @@ def find_by_message_id(session: Session, message_id: str) -> DeliveryRow | None:
 def entry_ids(session: Session, delivery_id: int) -> list[int]:
     """The papers a delivery carried, in rank order."""
     return _split_ids(
-        session.scalar(select(col(Delivery.entry_ids)).where(col(Delivery.id) == delivery_id))
+        session.scalar(select(col(Delivery.entry_ids)).where(col(Delivery.id) == delivery_id)),
+        delivery_id,
     )
 
 
@@ -658,7 +676,7 @@ def latest_per_subscriber(session: Session) -> list[tuple[DeliveryRow, str]]:
             )
         ).all()
     )
-    first = {d: ids[0] for d, ids in ((d, _split_ids(t)) for d, t in carried.items()) if ids}
+    first = {d: ids[0] for d, ids in ((d, _split_ids(t, d)) for d, t in carried.items()) if ids}
     titles = _titles(session, list(first.values()))
     return [(r, titles.get(first.get(r.id, 0), ("", ""))[0]) for r in rows]
 

@@ -202,7 +202,8 @@ class Delivery(SQLModel, table=True):
     # row per paper: writing ten rows a message (with their key and foreign-key checks) was
     # a tenth of the sending process's work (benchmarks/README.md), and nothing reads them
     # by paper. Written and parsed only in `deliveries` (`_joined_ids`, `_split_ids`).
-    # digestd never deletes entries; an id whose entry was deleted by hand is skipped.
+    # An id whose entry was deleted by hand is skipped where papers are shown, and a part
+    # edited by hand into something else is skipped with a warning (`_split_ids`).
     entry_ids: str = Field(default="", sa_column_kwargs={"server_default": ""})
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, insert, text
 from sqlmodel import Session, select
 
@@ -15,6 +16,7 @@ from digestd.deliveries import (
     SENT_AFTER_MARGIN,
     Outcome,
     backoff,
+    carried_papers,
     claim,
     record,
     release,
@@ -253,3 +255,25 @@ def test_missing_postgres_statistics_are_gathered_once(postgres_url: str, clock)
         assert refresh_statistics(make_engine("sqlite://"), ["subscriber"]) == []
     finally:
         app.dispose()
+
+
+def test_a_hand_edited_paper_list_is_read_around_with_one_warning(
+    app: AppContext, clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only digestd writes `entry_ids`; a value edited by hand must not stop a send pass or
+    `deliveries show`: the parts that are paper ids are kept, the rest named in a warning."""
+    clock.set(NOW)
+    with session_scope(app.engine) as s:
+        sub = add_subscriber(s, "e@example.org", NOW - timedelta(days=3))
+        papers = add_papers(s, NOW - timedelta(hours=2), 3, tag="edit")
+        d = record_sent(
+            s, sub, papers, period="p", window_start=NOW - timedelta(days=1), window_end=NOW
+        )
+        d.entry_ids = f"{papers[0].id},oops,{papers[2].id}"
+    with session_scope(app.engine) as s:
+        got = sent_entry_ids(s, [sub.id])[sub.id]  # type: ignore[list-item]
+        shown = carried_papers(s, d.id)  # type: ignore[arg-type]
+    assert got == {papers[0].id, papers[2].id}
+    assert [p.entry_id for p in shown] == [papers[0].id, papers[2].id]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings and all(f"delivery {d.id}" in w and "oops" in w for w in warnings)

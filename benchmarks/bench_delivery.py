@@ -11,7 +11,7 @@
 4. Floor (timed): as many pre-built messages: the end-to-end run's own first 256, as the
    sink received them, round robin (same sizes, same lines: the sink's work per message
    grows with its lines), over the same number of connections, to the same sink, with the
-   same call send_due makes (`digestd.smtp_pool.transmit` on aiosmtplib connections,
+   same call send_due makes (`digestd.mail.smtp_pool.transmit` on aiosmtplib connections,
    messages in wire form). `--other-floors` also times synthetic messages of the same
    average size (the floor before 2026-11-30: fewer, longer lines), with that call and
    with aiosmtplib's own `sendmail` (what send_due used before), up to 20,000 each.
@@ -121,9 +121,9 @@ async def floor(
     """Seconds to push `count` pre-built messages over `connections` reused connections:
     `messages` round robin (the end-to-end run's own, as the sink received them), else
     synthetic ones of `size` bytes; with `call`: "transmit", the call `send_due` makes
-    (`digestd.smtp_pool.transmit`), or "sendmail", aiosmtplib's own (what send_due used
+    (`digestd.mail.smtp_pool.transmit`), or "sendmail", aiosmtplib's own (what send_due used
     before)."""
-    from digestd.smtp_pool import transmit, wire_data
+    from digestd.mail.smtp_pool import transmit, wire_data
 
     distinct = messages or [build_raw_message(i, size) for i in range(min(count, 256))]
     # Pre-built in wire form, as send_due's messages are (it sends them with wire=True).
@@ -227,8 +227,8 @@ def add_subscribers(ctx: Any, count: int, profiles: int, now: datetime) -> None:
     """`count` active subscribers, round-robin over `profiles` profiles (streamed inserts)."""
     from sqlalchemy import insert
 
-    from digestd.db import session_scope
-    from digestd.models import Subscriber
+    from digestd.core.db import session_scope
+    from digestd.core.models import Subscriber
 
     chunk = 5000
     for first in range(0, count, chunk):
@@ -264,8 +264,8 @@ def add_votes(ctx: Any, args: argparse.Namespace, now: datetime) -> tuple[int, i
 
     from sqlalchemy import insert, select
 
-    from digestd.db import session_scope
-    from digestd.models import Entry, Subscriber, Vote
+    from digestd.core.db import session_scope
+    from digestd.core.models import Entry, Subscriber, Vote
 
     if args.voters <= 0:
         return 0, 0
@@ -321,7 +321,7 @@ def add_votes(ctx: Any, args: argparse.Namespace, now: datetime) -> tuple[int, i
 
 def bench_settings(args: argparse.Namespace, tmp: Path, smtp_port: int = 25) -> Any:
     """The settings of both processes: the setup's and the measured one's."""
-    from digestd.config import Settings
+    from digestd.core.config import Settings
 
     return Settings(
         database_url=args.database_url or f"sqlite:///{tmp / 'bench.db'}",
@@ -337,8 +337,8 @@ def setup(args: argparse.Namespace, tmp: Path) -> dict[str, float | int]:
     """The database (migrated, subscribers, votes) and the feed file: run in a child process
     (`--setup-only`), so what inserting N subscribers leaves allocated is not counted in
     the peak memory of the process that delivers (a daemon never does both)."""
-    from digestd.context import AppContext
-    from digestd.models import utcnow
+    from digestd.core.context import AppContext
+    from digestd.core.models import utcnow
 
     ctx = AppContext(settings=bench_settings(args, tmp), actor="bench")
     ctx.migrate()
@@ -354,10 +354,10 @@ def setup(args: argparse.Namespace, tmp: Path) -> dict[str, float | int]:
 def end_to_end(args: argparse.Namespace, sink: Sink, tmp: Path) -> dict[str, float | int | str]:
     """Setup (untimed, in a child process), then ingest → plan → select/render/send (timed)
     into the sink."""
-    from digestd.context import AppContext
+    from digestd.core.context import AppContext
+    from digestd.delivery.planning import plan_due
+    from digestd.delivery.sending import send_due
     from digestd.ingest import ingest_file
-    from digestd.planning import plan_due
-    from digestd.sending import send_due
 
     child = subprocess.run(
         [sys.executable, __file__, *sys.argv[1:], "--setup-only", str(tmp)],

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 
 from benchmarks.pg_schema import private_schema_url  # noqa: E402
-from digestd.config import Settings  # noqa: E402
-from digestd.context import AppContext  # noqa: E402
-from digestd.db import session_scope  # noqa: E402
-from digestd.subscriber_csv import COLUMNS, export_csv, import_csv  # noqa: E402
+from digestd.core.config import Settings  # noqa: E402
+from digestd.core.context import AppContext  # noqa: E402
+from digestd.core.db import session_scope  # noqa: E402
+from digestd.subscribers.csv_io import COLUMNS, export_csv, import_csv  # noqa: E402
 
 ZONES = ["UTC", "Europe/Berlin", "Asia/Tokyo", "America/New_York", "America/Sao_Paulo"]
 CATS = ["cs.CL", "cs.LG", "cs.AI", "cs.CV", "stat.ML"]

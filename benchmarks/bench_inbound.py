@@ -98,11 +98,11 @@ def setup(url: str, count: int) -> tuple[Any, list[int]]:
 
     from sqlalchemy import insert, select
 
-    from digestd.config import Settings
-    from digestd.context import AppContext
-    from digestd.db import session_scope
-    from digestd.models import Delivery, Subscriber
-    from digestd.planning import plan_due
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
+    from digestd.core.db import session_scope
+    from digestd.core.models import Delivery, Subscriber
+    from digestd.delivery.planning import plan_due
 
     settings = Settings(
         database_url=url,
@@ -144,8 +144,8 @@ def cpu_seconds() -> float:
 def recorded(ctx: Any) -> tuple[Counter[str], int]:
     from sqlalchemy import func, select, text
 
-    from digestd.db import session_scope
-    from digestd.models import Subscriber
+    from digestd.core.db import session_scope
+    from digestd.core.models import Subscriber
 
     with session_scope(ctx.engine) as session:
         kinds = Counter(

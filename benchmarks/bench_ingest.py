@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 
 from benchmarks.pg_schema import private_schema_url  # noqa: E402
-from digestd.config import Settings  # noqa: E402
-from digestd.context import AppContext  # noqa: E402
-from digestd.db import session_scope  # noqa: E402
+from digestd.core.config import Settings  # noqa: E402
+from digestd.core.context import AppContext  # noqa: E402
+from digestd.core.db import session_scope  # noqa: E402
 from digestd.ingest.detect import parse_document  # noqa: E402
 from digestd.ingest.run import fetch_sources  # noqa: E402
-from digestd.sources import add_source  # noqa: E402
+from digestd.ingest.sources import add_source  # noqa: E402
 from tests.support.feeds import Reply, feed_server  # noqa: E402
 
 WORDS = [

@@ -27,9 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from sqlalchemy import insert  # noqa: E402
 
 from benchmarks.pg_schema import private_schema_url  # noqa: E402
-from digestd.config import Settings  # noqa: E402
-from digestd.context import AppContext  # noqa: E402
-from digestd.models import Delivery, Subscriber  # noqa: E402
+from digestd.core.config import Settings  # noqa: E402
+from digestd.core.context import AppContext  # noqa: E402
+from digestd.core.models import Delivery, Subscriber  # noqa: E402
 from digestd.web.metrics import watch_database  # noqa: E402
 
 DAYS = 30

@@ -30,13 +30,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from digestd.config import Settings  # noqa: E402
-from digestd.context import AppContext  # noqa: E402
-from digestd.db import session_scope  # noqa: E402
-from digestd.models import Entry, Source  # noqa: E402
-from digestd.render import DigestBody, Renderer  # noqa: E402
-from digestd.select import Profile, Selector  # noqa: E402
-from digestd.tokens import link, view_url  # noqa: E402
+from digestd.core.config import Settings  # noqa: E402
+from digestd.core.context import AppContext  # noqa: E402
+from digestd.core.db import session_scope  # noqa: E402
+from digestd.core.models import Entry, Source  # noqa: E402
+from digestd.core.tokens import link, view_url  # noqa: E402
+from digestd.mail.render import DigestBody, Renderer  # noqa: E402
+from digestd.ranking.select import Profile, Selector  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 CATEGORIES = ["cs.CL", "cs.LG", "cs.AI", "cs.CV", "cs.IR", "stat.ML", "cs.SE", "cs.RO"]

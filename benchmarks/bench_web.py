@@ -39,10 +39,10 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from digestd.config import Settings  # noqa: E402
-from digestd.context import AppContext  # noqa: E402
-from digestd.db import session_scope  # noqa: E402
-from digestd.models import Entry, Source  # noqa: E402
+from digestd.core.config import Settings  # noqa: E402
+from digestd.core.context import AppContext  # noqa: E402
+from digestd.core.db import session_scope  # noqa: E402
+from digestd.core.models import Entry, Source  # noqa: E402
 from digestd.web import create_app  # noqa: E402
 
 PATHS = ("/", "/feed.xml")

@@ -25,7 +25,7 @@ sends finish for a bounded time, then hand back whatever this worker still holds
 
 SQLite is single-process: a second daemon on the same file is refused (an fcntl lock on
 `<db>.lock`, released by the kernel even on SIGKILL). PostgreSQL allows many replicas;
-they share work through `SELECT … FOR UPDATE SKIP LOCKED` in `digestd.deliveries`.
+they share work through `SELECT … FOR UPDATE SKIP LOCKED` in `digestd.delivery.deliveries`.
 """
 
 from __future__ import annotations
@@ -48,17 +48,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
-from digestd.context import AppContext
-from digestd.db import redact_url, session_scope
-from digestd.deliveries import new_worker_id
-from digestd.logs import configure_logging
+from digestd.core.context import AppContext
+from digestd.core.db import redact_url, session_scope
+from digestd.core.logs import configure_logging
+from digestd.delivery.deliveries import new_worker_id
 
 if TYPE_CHECKING:
+    from digestd.delivery.planning import PlanReport
+    from digestd.delivery.sending import SendReport
     from digestd.inbound.imap_poll import PollReport
     from digestd.inbound.smtp_listener import InboundSmtpListener
     from digestd.ingest.types import FetchReport
-    from digestd.planning import PlanReport
-    from digestd.sending import SendReport
 
 log = logging.getLogger("digestd.daemon")
 
@@ -209,7 +209,7 @@ class Daemon:
         await self._first_ingest_done.wait()
 
         async def body() -> dict[str, Any]:
-            from digestd.planning import plan_due
+            from digestd.delivery.planning import plan_due
 
             # Planning is synchronous database work: run it off the loop so the web
             # endpoints and in-flight SMTP transactions keep moving.
@@ -222,7 +222,7 @@ class Daemon:
 
     async def send(self) -> None:
         async def body() -> dict[str, Any]:
-            from digestd.sending import send_due
+            from digestd.delivery.sending import send_due
 
             # send_due claims batches until none is due or `stop` is set; a stop lets the
             # messages already handed to SMTP finish, and returns.
@@ -246,7 +246,7 @@ class Daemon:
 
     async def housekeeping(self) -> None:
         async def body() -> dict[str, Any]:
-            from digestd import deliveries
+            from digestd.delivery import deliveries
 
             def release() -> int:
                 with session_scope(self.ctx.engine) as session:
@@ -325,7 +325,7 @@ class Daemon:
 
     def release_own_leases(self) -> int:
         """Deliveries this worker claimed but did not finish go back to pending at once."""
-        from digestd import deliveries
+        from digestd.delivery import deliveries
 
         with session_scope(self.ctx.engine) as session:
             return deliveries.release(session, self.ctx.now(), worker_id=self.worker_id)

@@ -20,13 +20,13 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from digestd import deliveries
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.paths import data_dir
-from digestd.planning import plan_due
-from digestd.sending import send_due
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.paths import data_dir
+from digestd.delivery import deliveries
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
 
 DEFAULT_DB = "digestd-demo.db"
 OUTBOX = "outbox"
@@ -152,7 +152,7 @@ async def run_demo(workdir: Path, database: Path | None = None) -> DemoResult:
 
 def _import_subscribers(ctx: AppContext, csv_path: Path) -> None:
     """The demo subscribers, through the same importer as `digestd subscribers import`."""
-    from digestd.subscriber_csv import import_csv
+    from digestd.subscribers.csv_io import import_csv
 
     with session_scope(ctx.engine) as session:
         import_csv(session, csv_path, actor=ctx.actor, now=ctx.now(), update_existing=True)

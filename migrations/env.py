@@ -1,11 +1,11 @@
-"""Alembic environment: uses the engine handed over by digestd.db (or DIGESTD_DATABASE_URL)."""
+"""Alembic environment: uses the engine handed over by digestd.core.db (or DIGESTD_DATABASE_URL)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import digestd.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import digestd.core.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -15,8 +15,8 @@ def _engine():
     engine = config.attributes.get("engine")
     if engine is not None:
         return engine
-    from digestd.config import load_settings
-    from digestd.db import make_engine
+    from digestd.core.config import load_settings
+    from digestd.core.db import make_engine
 
     return make_engine(load_settings().database_url)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from digestd.config import Settings
-from digestd.context import AppContext
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
 from tests.support.dovecot import DovecotServer, DovecotUnavailable
 from tests.support.smtp import SmtpTestServer
 

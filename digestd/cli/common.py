@@ -13,12 +13,12 @@ import typer
 from rich.console import Console
 from sqlmodel import Session
 
-from digestd.config import ConfigError, load_settings
-from digestd.context import AppContext
-from digestd.db import redact_url
-from digestd.logs import configure_logging
-from digestd.models import Subscriber
-from digestd.subscribers import InvalidInput, get_by_email
+from digestd.core.config import ConfigError, load_settings
+from digestd.core.context import AppContext
+from digestd.core.db import redact_url
+from digestd.core.logs import configure_logging
+from digestd.core.models import Subscriber
+from digestd.subscribers.lifecycle import InvalidInput, get_by_email
 
 console = Console()
 err_console = Console(stderr=True)

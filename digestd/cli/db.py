@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from digestd.cli.common import console, get_context
-from digestd.db import current_revision
+from digestd.core.db import current_revision
 
 app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 

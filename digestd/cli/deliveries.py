@@ -11,12 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from digestd import deliveries
 from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
 from digestd.cli.progress import QuietOpt, SendProgress
-from digestd.db import session_scope
+from digestd.core.db import session_scope
+from digestd.core.statuses import CLAIMABLE, DeliveryStatus, parse_delivery_status
+from digestd.delivery import deliveries
 from digestd.inbound import store as inbound_store
-from digestd.statuses import CLAIMABLE, DeliveryStatus, parse_delivery_status
 
 app = typer.Typer(help="Inspect and retry digest deliveries.", no_args_is_help=True)
 
@@ -229,7 +229,7 @@ def retry_cmd(
     if no_send or count == 0:
         return
     from digestd.cli.run import echo_problem
-    from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
+    from digestd.delivery.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     try:
         with SendProgress(app_ctx, quiet=quiet) as progress:

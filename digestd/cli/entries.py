@@ -10,9 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from digestd.cli.common import console, fail, get_context, print_json
-from digestd.db import session_scope
+from digestd.core.db import session_scope
+from digestd.core.models import Entry
 from digestd.ingest.store import list_entries
-from digestd.models import Entry
 
 app = typer.Typer(help="Inspect stored entries (papers).", no_args_is_help=True)
 

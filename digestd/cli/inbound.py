@@ -26,7 +26,7 @@ from digestd.cli.common import (
     print_json,
     short_time,
 )
-from digestd.db import redact_url
+from digestd.core.db import redact_url
 
 EX_TEMPFAIL = 75
 READ_LIMIT_FACTOR = 2  # read at most this many times DIGESTD_INBOUND_MAX_BYTES from a file
@@ -131,7 +131,7 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
     """The newest inbound messages: kind, subscriber, status, what it changed."""
-    from digestd.db import session_scope
+    from digestd.core.db import session_scope
     from digestd.inbound.process import KINDS
     from digestd.inbound.store import inbound_dict, list_inbound
 

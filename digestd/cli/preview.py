@@ -8,13 +8,13 @@ from typing import Any
 
 import typer
 
-from digestd import digests
 from digestd.cli.common import fail, find_subscriber, get_context, print_json
-from digestd.db import session_scope
-from digestd.render import Renderer, TemplateProblem, subject_line
-from digestd.statuses import SubscriberStatus
-from digestd.subscribers import subscriber_dict
-from digestd.tokens import link, view_url, vote_macs
+from digestd.core.db import session_scope
+from digestd.core.statuses import SubscriberStatus
+from digestd.core.tokens import link, view_url, vote_macs
+from digestd.delivery import digests
+from digestd.mail.render import Renderer, TemplateProblem, subject_line
+from digestd.subscribers.lifecycle import subscriber_dict
 
 FORMATS = ("html", "text", "json")
 

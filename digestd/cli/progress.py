@@ -23,11 +23,11 @@ from rich.progress import (
 )
 
 from digestd.cli.common import err_console
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
 
 if TYPE_CHECKING:
-    from digestd.sending import SendReport
+    from digestd.delivery.sending import SendReport
 
 QuietOpt = typer.Option(
     False, "--quiet", "-q", help="No progress bar (there is none off a terminal)."
@@ -69,7 +69,7 @@ class SendProgress:
 
     def __enter__(self) -> SendProgress:
         if not self.bar.disable:
-            from digestd.deliveries import waiting
+            from digestd.delivery.deliveries import waiting
 
             with session_scope(self.ctx.engine) as session:
                 due, _ = waiting(session, self.ctx.now())

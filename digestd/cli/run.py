@@ -14,12 +14,12 @@ import typer
 
 from digestd.cli.common import console, fail, first_line, get_context, print_json
 from digestd.cli.progress import QuietOpt, SendProgress, progress_bar
-from digestd.context import AppContext
-from digestd.deliveries import new_worker_id
-from digestd.planning import PlanReport, plan_due
+from digestd.core.context import AppContext
+from digestd.delivery.deliveries import new_worker_id
+from digestd.delivery.planning import PlanReport, plan_due
 
 if TYPE_CHECKING:
-    from digestd.sending import SendReport
+    from digestd.delivery.sending import SendReport
 
 
 def _summary(plan: PlanReport, sent: SendReport, fetched: str | None = None) -> str:
@@ -49,7 +49,7 @@ def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) 
 async def _once(
     app: AppContext, ingest: bool, quiet: bool = False
 ) -> tuple[dict | None, PlanReport, SendReport]:
-    from digestd.sending import send_due  # imported on use: keeps `digestd --help` quick
+    from digestd.delivery.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     fetch = None
     if ingest:
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
         context = get_context(ctx)
         wanted = None
         if emails:
-            from digestd.subscribers import InvalidInput, normalize_email
+            from digestd.subscribers.lifecycle import InvalidInput, normalize_email
 
             try:
                 wanted = [normalize_email(e) for e in emails]
@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
                 fail(str(exc))
 
         async def go() -> tuple[PlanReport, SendReport]:
-            from digestd.sending import send_due
+            from digestd.delivery.sending import send_due
 
             plan = await asyncio.to_thread(plan_due, context, force=True, emails=wanted)
             with SendProgress(context, quiet=quiet) as progress:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from digestd.cli.common import console, get_context, print_json
-from digestd.config import PARSERS
+from digestd.core.config import PARSERS
 
 app = typer.Typer(help="Settings (DIGESTD_* variables and .env).", no_args_is_help=True)
 

@@ -13,10 +13,16 @@ from rich.table import Table
 
 from digestd.cli.common import console, err_console, fail, get_context, print_json, short_time
 from digestd.cli.progress import QuietOpt, progress_bar
-from digestd.db import session_scope
+from digestd.core.db import session_scope
+from digestd.core.models import SOURCE_KINDS, Source
+from digestd.ingest.sources import (
+    InvalidSource,
+    add_source,
+    get_sources,
+    list_sources,
+    remove_source,
+)
 from digestd.ingest.types import FetchReport
-from digestd.models import SOURCE_KINDS, Source
-from digestd.sources import InvalidSource, add_source, get_sources, list_sources, remove_source
 
 app = typer.Typer(help="Manage feed sources and fetch them.", no_args_is_help=True)
 

@@ -1,4 +1,4 @@
-"""`digestd stats`: the list at a glance, drawn in 80 columns (figures from digestd.stats)."""
+"""`digestd stats`: the list at a glance in 80 columns (figures from digestd.reporting.stats)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import typer
 from rich.text import Text
 
 from digestd.cli.common import console, get_context, print_json, short_time
-from digestd.db import session_scope
-from digestd.stats import SERIES, Day, Rate, Stats, compute, percent, series_value, total
+from digestd.core.db import session_scope
+from digestd.reporting.stats import SERIES, Day, Rate, Stats, compute, percent, series_value, total
 
 WIDTH = 80
 LABEL = 2 + max(len(label) for _, label in SERIES) + 1  # the label column of chart lines

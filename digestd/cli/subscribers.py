@@ -17,8 +17,6 @@ from rich.progress import DownloadColumn, MofNCompleteColumn
 from rich.table import Table
 from sqlmodel import col, select
 
-from digestd import subscribers as subs
-from digestd import votes
 from digestd.cli.common import (
     console,
     err_console,
@@ -29,11 +27,12 @@ from digestd.cli.common import (
     print_json_stream,
 )
 from digestd.cli.progress import CountingWriter, QuietOpt, progress_bar
-from digestd.db import session_scope
-from digestd.models import Event, Subscriber
-from digestd.statuses import SubscriberStatus, parse_subscriber_status
-from digestd.subscriber_csv import ImportRejected, export_csv, import_csv
-from digestd.subscribers import (
+from digestd.core.db import session_scope
+from digestd.core.models import Event, Subscriber
+from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
+from digestd.subscribers import lifecycle as subs
+from digestd.subscribers.csv_io import ImportRejected, export_csv, import_csv
+from digestd.subscribers.lifecycle import (
     InvalidInput,
     Preferences,
     SubscriberExists,
@@ -45,6 +44,7 @@ from digestd.subscribers import (
     revoke_links,
     subscriber_dict,
     update_preferences,
+    votes,
 )
 
 app = typer.Typer(help="Manage subscribers and their preferences.", no_args_is_help=True)
@@ -434,7 +434,7 @@ def lift_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Lift a suppression (a bounce or a spam complaint): mail may go there again."""
-    from digestd.bounce_policy import lift_suppression
+    from digestd.subscribers.bounce_policy import lift_suppression
 
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:

@@ -6,8 +6,8 @@ import asyncio
 import ssl
 from email.utils import parseaddr
 
-from digestd.config import dns_server_address
-from digestd.context import AppContext
+from digestd.core.config import dns_server_address
+from digestd.core.context import AppContext
 from digestd.doctor import dns, setup
 from digestd.doctor.result import Check
 from digestd.doctor.smtp import check_smtp

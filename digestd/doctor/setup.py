@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from digestd import sources as source_service
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import alembic_config, current_revision, redact_url, session_scope
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import alembic_config, current_revision, redact_url, session_scope
 from digestd.doctor.result import Check, fail, ok, warn
 from digestd.doctor.smtp import is_local
+from digestd.ingest import sources as source_service
 
 LISTENER_TIMEOUT_SECONDS = 3.0
 # A source counts as fetched recently within twice its interval plus this slack (a fetch

@@ -9,7 +9,7 @@ import ssl
 
 import aiosmtplib
 
-from digestd.config import Settings
+from digestd.core.config import Settings
 from digestd.doctor.result import Check, fail, ok, warn
 
 PROBE_TIMEOUT_SECONDS = 10.0

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from digestd.config import Settings
+from digestd.core.config import Settings
 
 REQUEST = "request"
 _SIG_LEN = 16

@@ -20,9 +20,9 @@ from typing import Any
 
 from flufl.bounce import all_failures
 
-from digestd.bounce_policy import Failure, read_failure, status_in
 from digestd.inbound.addresses import addresses_in
 from digestd.inbound.parse import Parsed, decode, header_text, one_line, text_of, walk
+from digestd.subscribers.bounce_policy import Failure, read_failure, status_in
 
 SUCCESS_ACTIONS = ("delivered", "relayed", "expanded")
 # Non-standard Action values seen in the wild.

@@ -23,15 +23,17 @@ from email.utils import make_msgid, parseaddr
 
 from sqlmodel import Session
 
-from digestd import bounce_policy, optin, templating, tokens
-from digestd import subscribers as subs
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core import tokens
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
 from digestd.inbound import addresses, store
 from digestd.inbound.classify import is_auto_reply, looks_like_daemon
 from digestd.inbound.parse import Parsed, one_line, text_of, walk
-from digestd.mime import compose
-from digestd.smtp_pool import SendError, SmtpPool
+from digestd.mail import templating
+from digestd.mail.mime import compose
+from digestd.mail.smtp_pool import SendError, SmtpPool
+from digestd.subscribers import bounce_policy, optin
+from digestd.subscribers import lifecycle as subs
 
 log = logging.getLogger(__name__)
 ACTOR = "mail"

@@ -33,12 +33,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from digestd.config import ImapTarget
+from digestd.core.config import ImapTarget
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from digestd.context import AppContext
+    from digestd.core.context import AppContext
 
 log = logging.getLogger("digestd.inbound.imap")
 
@@ -311,8 +311,8 @@ class MetaCursor:
         self.key = "imap-cursor:" + hashlib.sha256(ident.encode()).hexdigest()[:40]
 
     def load(self) -> Cursor:
-        from digestd.db import session_scope
-        from digestd.models import Meta
+        from digestd.core.db import session_scope
+        from digestd.core.models import Meta
 
         with session_scope(self.engine) as session:
             row = session.get(Meta, self.key)
@@ -325,8 +325,8 @@ class MetaCursor:
                 return Cursor()
 
     def save(self, cursor: Cursor) -> None:
-        from digestd.db import session_scope
-        from digestd.models import Meta
+        from digestd.core.db import session_scope
+        from digestd.core.models import Meta
 
         with session_scope(self.engine) as session:
             value = f"{cursor.uidvalidity}:{cursor.last_uid}"

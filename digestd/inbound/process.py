@@ -20,14 +20,15 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd import bounce_policy, deliveries
-from digestd import subscribers as subs
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import INBOUND_KINDS, Subscriber
+from digestd.delivery import deliveries
 from digestd.inbound import addresses, commands, store
 from digestd.inbound.classify import Reading, RecipientReport, classify
 from digestd.inbound.parse import Parsed, one_line, parse
-from digestd.models import INBOUND_KINDS, Subscriber
+from digestd.subscribers import bounce_policy
+from digestd.subscribers import lifecycle as subs
 
 log = logging.getLogger(__name__)
 ACTOR = "inbound"

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 if TYPE_CHECKING:
-    from digestd.config import Settings
-    from digestd.context import AppContext
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
 
 log = logging.getLogger("digestd.inbound.smtp")
 

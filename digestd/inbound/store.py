@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from digestd.db import sql_date
-from digestd.models import Inbound, Subscriber
+from digestd.core.db import sql_date
+from digestd.core.models import Inbound, Subscriber
 
 MAX_HEADER_CHARS = 16_000  # of the stored header copy, all fields together
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from digestd import __version__
-from digestd.config import Settings
+from digestd.core.config import Settings
 
 MAX_REDIRECTS = 5
 ACCEPT = (

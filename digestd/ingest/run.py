@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from digestd import sources as source_service
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Source
+from digestd.ingest import sources as source_service
 from digestd.ingest.detect import parse_document
 from digestd.ingest.fetch import Fetched, FetchError, fetch, make_client
 from digestd.ingest.normalize import Rejected, normalize
 from digestd.ingest.store import upsert_entries
 from digestd.ingest.types import FetchReport, NormalizedEntry, ParseResult
-from digestd.models import Source
 
 log = logging.getLogger(__name__)
 

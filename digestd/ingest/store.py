@@ -19,9 +19,9 @@ from sqlalchemy import select as core_select
 from sqlalchemy.engine import Row
 from sqlmodel import Session, col, select
 
-from digestd.db import chunks
+from digestd.core.db import chunks
+from digestd.core.models import Entry, EntrySource, EntryVersion, Source, UTCDateTime
 from digestd.ingest.types import NormalizedEntry, StoreCounts
-from digestd.models import Entry, EntrySource, EntryVersion, Source, UTCDateTime
 
 CHUNK = 500  # bound on IN (...) lists: SQLite and PostgreSQL both take this comfortably
 

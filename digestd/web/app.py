@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from digestd import __version__
-from digestd.context import AppContext
-from digestd.optin import ConfirmationSender
-from digestd.templating import make_environment
+from digestd.core.context import AppContext
+from digestd.mail.templating import make_environment
+from digestd.subscribers.optin import ConfirmationSender
 from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes
 from digestd.web.links import LinkError
 from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders

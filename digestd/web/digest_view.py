@@ -17,13 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from digestd import deliveries
-from digestd.context import AppContext
-from digestd.db import read_scope
-from digestd.digests import local_day
+from digestd.core.context import AppContext
+from digestd.core.db import read_scope
+from digestd.delivery import deliveries
+from digestd.delivery.digests import local_day
 from digestd.ingest.store import entries_by_id
-from digestd.render import count_label, date_label, pick_fields, subject_line
-from digestd.select import Pick, Profile, reasons_for
+from digestd.mail.render import count_label, date_label, pick_fields, subject_line
+from digestd.ranking.select import Pick, Profile, reasons_for
 from digestd.web import links
 from digestd.web.responses import render, state
 

@@ -17,8 +17,8 @@ from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
 from digestd import __version__
-from digestd.config import Settings
-from digestd.trending import FeedDay
+from digestd.core.config import Settings
+from digestd.ranking.trending import FeedDay
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 RSS_TYPE = "application/rss+xml; charset=utf-8"

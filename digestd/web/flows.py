@@ -1,7 +1,7 @@
 """What each page does to the database: one transaction per request, owned here.
 
 These functions are synchronous (SQLAlchemy sessions); the routes run them in
-the thread pool. Services (`digestd.subscribers`) never commit; `session_scope`
+the thread pool. Services (`digestd.subscribers.lifecycle`) never commit; `session_scope`
 commits each flow as a whole or rolls it back.
 """
 
@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from digestd import subscribers as subs
-from digestd import tokens, votes
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Subscriber
-from digestd.optin import SUBSCRIBED
-from digestd.statuses import SubscriberStatus
+from digestd.core import tokens
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Subscriber
+from digestd.core.statuses import SubscriberStatus
+from digestd.subscribers import lifecycle as subs
+from digestd.subscribers import votes
+from digestd.subscribers.optin import SUBSCRIBED
 from digestd.web import links
 
 ACTOR = "web"

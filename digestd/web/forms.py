@@ -13,7 +13,12 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from digestd.subscribers import PREFERENCE_FIELDS, InvalidInput, Preferences, normalize_email
+from digestd.subscribers.lifecycle import (
+    PREFERENCE_FIELDS,
+    InvalidInput,
+    Preferences,
+    normalize_email,
+)
 
 # The fields a person may send, and what JSON types each accepts.
 _STRING_FIELDS = ("email", "name", "topics", "frequency", "timezone", "format")

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from digestd import tokens
-from digestd.models import Subscriber
+from digestd.core import tokens
+from digestd.core.models import Subscriber
 
 MAX_TOKEN_LENGTH = 512
 

@@ -18,11 +18,12 @@ from prometheus_client.registry import Collector
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digestd import deliveries, subscribers
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.metrics import CONTENT_TYPE, Metrics
-from digestd.statuses import DeliveryStatus
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.metrics import CONTENT_TYPE, Metrics
+from digestd.core.statuses import DeliveryStatus
+from digestd.delivery import deliveries
+from digestd.subscribers import lifecycle as subscribers
 from digestd.web.responses import state
 
 router = APIRouter()

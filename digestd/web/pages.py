@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from digestd import votes
-from digestd.subscribers import Preferences
+from digestd.subscribers.lifecycle import Preferences, votes
 from digestd.web import flows, forms, vote_flows
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
 from digestd.web.responses import error, read_form, render, state

@@ -19,11 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from digestd import __version__
-from digestd.db import read_scope
+from digestd.core.db import read_scope
 from digestd.ingest.store import WindowStamp, days_with_entries, window_stamp
-from digestd.mime import one_line
-from digestd.render import date_label
-from digestd.trending import (
+from digestd.mail.mime import one_line
+from digestd.mail.render import date_label
+from digestd.ranking.trending import (
     DAY,
     day_start,
     day_window,

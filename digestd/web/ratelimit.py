@@ -2,8 +2,8 @@
 
 Per client address: the `limits` library, in memory, per process (a client that
 spreads over replicas gets at most N times the limit, which is fine for abuse
-control). Per email address: `digestd.optin` counts `confirmation_sent` events of the last
-24 hours, so that cap holds across processes and replicas and survives a restart.
+control). Per email address: `digestd.subscribers.optin` counts `confirmation_sent` events
+of the last 24 hours, so that cap holds across processes and replicas and survives a restart.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from digestd.optin import MAILS_PER_ADDRESS_PER_DAY
+from digestd.subscribers.optin import MAILS_PER_ADDRESS_PER_DAY
 
 
 @dataclass(frozen=True)

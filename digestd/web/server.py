@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from digestd.context import AppContext
+from digestd.core.context import AppContext
 from digestd.web.app import create_app
 from digestd.web.state import SchedulerHeartbeat
 

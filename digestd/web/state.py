@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from jinja2 import Environment
 
-from digestd.context import AppContext
-from digestd.optin import ConfirmationSender
+from digestd.core.context import AppContext
+from digestd.subscribers.optin import ConfirmationSender
 from digestd.web.caching import PageCache
 from digestd.web.ratelimit import ClientLimiter, WebLimits
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from digestd import optin
-from digestd.optin import ConfirmationMail
+from digestd.subscribers import optin
+from digestd.subscribers.optin import ConfirmationMail
 from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
 from digestd.web.responses import error, read_form, render, state

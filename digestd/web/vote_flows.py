@@ -12,10 +12,11 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from digestd import tokens, votes
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Entry, Subscriber
+from digestd.core import tokens
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Entry, Subscriber
+from digestd.subscribers import votes
 from digestd.web.links import MAX_TOKEN_LENGTH, LinkError
 
 INVALID = "This link is not valid. Please use the link from your latest email."

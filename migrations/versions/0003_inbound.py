@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digestd.models
+import digestd.core.models
 
 revision: str = "0003"
 down_revision: str | None = "0001"
@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "inbound",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("received_at", digestd.models.UTCDateTime(), nullable=False),
+        sa.Column("received_at", digestd.core.models.UTCDateTime(), nullable=False),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("subscriber_id", sa.Integer(), nullable=True),
@@ -55,7 +55,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("subscriber", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("bounce_last_at", digestd.models.UTCDateTime(), nullable=True)
+            sa.Column("bounce_last_at", digestd.core.models.UTCDateTime(), nullable=True)
         )
 
     # ### end Alembic commands ###

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import digestd.models
+import digestd.core.models
 
 revision: str = "0006"
 down_revision: str | None = "0003"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("entry_id", sa.Integer(), nullable=False),
         sa.Column("value", sa.Integer(), nullable=False),
         sa.Column("interest", sa.Boolean(), nullable=False),
-        sa.Column("created_at", digestd.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", digestd.core.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["entry_id"], ["entry.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscriber.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

@@ -14,7 +14,7 @@ import typer.main
 import yaml
 
 from digestd.cli.main import app as cli_app
-from digestd.config import load_settings
+from digestd.core.config import load_settings
 from tests.conftest import skip_or_fail
 from tests.support.cli import run_cli
 

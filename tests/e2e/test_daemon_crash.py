@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digestd.recorder import UNRECORDED_MAX
+from digestd.delivery.recorder import UNRECORDED_MAX
 from tests.support.daemon import (
     DaemonProcess,
     daemon_env,

@@ -8,12 +8,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digestd import deliveries
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.paths import data_dir
-from digestd.sources import add_source
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.paths import data_dir
+from digestd.delivery import deliveries
+from digestd.ingest.sources import add_source
 from tests.support.daemon import DaemonProcess, daemon_env, wait_until
 from tests.support.digests import add_subscriber
 from tests.support.feeds import Reply, feed_server

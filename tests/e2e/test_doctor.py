@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Source, utcnow
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Source, utcnow
 from tests.support.cli import run_cli
 from tests.support.dns import DnsTestServer, mx, txt, zone
 from tests.support.smtp import SmtpTestServer

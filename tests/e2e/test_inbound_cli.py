@@ -9,8 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from digestd.db import make_engine, session_scope, upgrade
-from digestd.subscribers import Preferences, add_subscriber
+from digestd.core.db import make_engine, session_scope, upgrade
+from digestd.subscribers.lifecycle import Preferences, add_subscriber
 from tests.support.cli import run_cli
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn
 from tests.support.subscribers import Invoke, make_invoke

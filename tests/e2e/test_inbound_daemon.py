@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from digestd.config import Settings
-from digestd.context import AppContext
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
 from digestd.inbound.addresses import verp_address
 from tests.support.cli import run_cli
 from tests.support.daemon import (

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from digestd.config import Settings
+from digestd.core.config import Settings
 from digestd.inbound.addresses import is_ours
 from tests.e2e.test_run_once import prepare
 from tests.support.cli import run_cli

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digestd.tokens import read_token
+from digestd.core.tokens import read_token
 from tests.support.cli import run_cli
 from tests.support.digests import KENJI, seed_database
 

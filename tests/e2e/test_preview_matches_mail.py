@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from digestd import deliveries
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.delivery import deliveries
 from tests.support.digests import add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.subscribers import make_invoke

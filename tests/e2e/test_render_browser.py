@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestd.config import Settings
-from digestd.render import Renderer
-from digestd.select import Profile, Selector
+from digestd.core.config import Settings
+from digestd.mail.render import Renderer
+from digestd.ranking.select import Profile, Selector
 from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 from tests.support.digests import seed_entries
 

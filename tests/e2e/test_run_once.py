@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digestd.db import make_engine, session_scope, upgrade
+from digestd.core.db import make_engine, session_scope, upgrade
 from tests.support.cli import run_cli
 from tests.support.digests import add_subscriber
 from tests.support.sending import add_papers

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from digestd.config import Settings
-from digestd.context import AppContext
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
 from tests.e2e.test_run_once import SECRET, prepare
 from tests.support.cli import run_cli
 from tests.support.inbound import BOUNCE_ADDRESS, arf, dsn, plain

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Delivery, Entry
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Entry
 from tests.support.subscribers import Invoke, json_of, make_invoke
 
 DOCUMENTED_FIELDS = {
@@ -323,8 +323,8 @@ def test_show_and_list_bad_input(invoke: Invoke) -> None:
 
 
 def test_revoke_links_makes_every_earlier_link_invalid(invoke: Invoke, db_url: str) -> None:
-    from digestd import tokens
-    from digestd.context import AppContext as Ctx
+    from digestd.core import tokens
+    from digestd.core.context import AppContext as Ctx
 
     invoke("subscribers", "add", "r@example.org", "--confirmed")
     shown = _show(invoke, "r@example.org")["subscriber"]
@@ -333,7 +333,7 @@ def test_revoke_links_makes_every_earlier_link_invalid(invoke: Invoke, db_url: s
         old = tokens.make_token(ctx.secret_key, "unsubscribe", shown["id"], 1)
         assert "revoked" in invoke("subscribers", "revoke-links", "r@example.org").stdout
         with session_scope(ctx.engine) as session:
-            from digestd.models import Subscriber
+            from digestd.core.models import Subscriber
 
             row = session.get(Subscriber, shown["id"])
             assert row is not None

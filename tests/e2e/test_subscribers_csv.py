@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from digestd.paths import data_dir
-from digestd.subscriber_csv import COLUMNS
+from digestd.core.paths import data_dir
+from digestd.subscribers.csv_io import COLUMNS
 from tests.conftest import FIXTURES
 from tests.support.subscribers import Invoke, json_of, make_invoke
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer.main
 
 from digestd.cli.main import app as cli_app
-from digestd.subscriber_csv import COLUMNS
+from digestd.subscribers.csv_io import COLUMNS
 from tests.support.cli import run_cli
 
 

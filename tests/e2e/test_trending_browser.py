@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.paths import data_dir
+from digestd.core.tokens import links, view_url
 from digestd.ingest.run import ingest_file
-from digestd.paths import data_dir
-from digestd.select import Profile, Selector
-from digestd.tokens import links, view_url
+from digestd.ranking.select import Profile, Selector
 from tests.support.browser import ARTIFACTS, shared_browser
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries, record_sent
 from tests.support.smtp import SmtpTestServer

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Vote
-from digestd.planning import plan_due
-from digestd.sending import send_due
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Vote
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries

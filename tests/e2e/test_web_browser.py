@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from digestd.context import AppContext
+from digestd.core.context import AppContext
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
 from tests.support.browser import shared_browser
 from tests.support.smtp import SmtpTestServer

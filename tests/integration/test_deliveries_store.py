@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy import func, insert, text
 from sqlmodel import Session, select
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import make_engine, refresh_statistics, session_scope
-from digestd.deliveries import (
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import make_engine, refresh_statistics, session_scope
+from digestd.core.models import Delivery, Subscriber, table_of
+from digestd.core.statuses import DeliveryStatus as D
+from digestd.delivery.deliveries import (
     SENT_AFTER_MARGIN,
     Outcome,
     backoff,
@@ -23,10 +25,8 @@ from digestd.deliveries import (
     retry_now,
     sent_entry_ids,
 )
-from digestd.models import Delivery, Subscriber, table_of
-from digestd.planning import plan_due
-from digestd.sending import send_due
-from digestd.statuses import DeliveryStatus as D
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
 from tests.support.digests import add_subscriber, record_sent
 from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer

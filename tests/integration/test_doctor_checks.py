@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from digestd.config import Settings
+from digestd.core.config import Settings
 from digestd.doctor import dns, setup
 from digestd.doctor.smtp import check_smtp
 from tests.support.dns import DnsTestServer, mx, txt, zone

@@ -8,14 +8,14 @@ from email import message_from_bytes, policy
 import pytest
 from sqlmodel import select
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Subscriber
 from digestd.inbound.addresses import request_address
 from digestd.inbound.commands import MAX_REPLIES_PER_DAY
 from digestd.inbound.process import process_message
-from digestd.models import Subscriber
-from digestd.subscribers import Preferences, add_subscriber, bounce
+from digestd.subscribers.lifecycle import Preferences, add_subscriber, bounce
 from tests.conftest import FakeClock
 from tests.support.inbound import BOUNCE_ADDRESS, plain
 from tests.support.smtp import SmtpTestServer

@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 
 import pytest
 
-from digestd.config import parse_imap_url
+from digestd.core.config import parse_imap_url
 from digestd.inbound.imap_poll import (
     ImapPollError,
     MemoryCursor,
@@ -171,7 +171,7 @@ def test_an_untrusted_certificate_a_wrong_password_or_no_server_is_one_clear_lin
 @pytest.mark.postgres
 def test_postgres_replicas_poll_one_at_a_time(postgres_url: str) -> None:
     """Replicas share the mailbox: while one polls, another skips the round."""
-    from digestd.db import make_engine
+    from digestd.core.db import make_engine
     from digestd.inbound.imap_poll import _one_poller
 
     engine, other = make_engine(postgres_url), make_engine(postgres_url)
@@ -190,8 +190,8 @@ def test_postgres_replicas_poll_one_at_a_time(postgres_url: str) -> None:
 
 def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, db_url: str) -> None:
     """`digestd run` keeps the cursor in the meta table: a restart does not re-read."""
-    from digestd.config import Settings
-    from digestd.context import AppContext
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
     from digestd.inbound.imap_poll import MetaCursor
 
     user = dovecot.new_user()

@@ -8,14 +8,20 @@ from dataclasses import replace
 import pytest
 from sqlmodel import select
 
-from digestd import bounce_policy, optin
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Event, Inbound, Subscriber
 from digestd.inbound.addresses import unsubscribe_address, verp_address
 from digestd.inbound.process import process_message
-from digestd.models import Delivery, Event, Inbound, Subscriber
-from digestd.subscribers import Preferences, add_subscriber, forget, revoke_links
+from digestd.subscribers.lifecycle import (
+    Preferences,
+    add_subscriber,
+    bounce_policy,
+    forget,
+    optin,
+    revoke_links,
+)
 from tests.conftest import FakeClock
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn, plain
 

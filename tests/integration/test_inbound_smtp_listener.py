@@ -216,7 +216,7 @@ def test_a_message_being_recorded_at_stop_still_gets_its_250() -> None:
 def test_starttls_is_offered_with_a_certificate_and_plain_mail_still_accepted(
     handle: RecordingHandle, tmp_path: Path
 ) -> None:
-    from digestd.config import Settings
+    from digestd.core.config import Settings
     from digestd.inbound.smtp_listener import InboundSmtpListener, _tls_context
 
     cert = self_signed_cert(tmp_path / "tls")
@@ -242,7 +242,7 @@ def test_starttls_is_offered_with_a_certificate_and_plain_mail_still_accepted(
 
 
 def test_a_bad_certificate_is_one_line(tmp_path: Path) -> None:
-    from digestd.config import Settings
+    from digestd.core.config import Settings
     from digestd.inbound.smtp_listener import ListenerError, _tls_context
 
     cert = self_signed_cert(tmp_path / "tls")

@@ -12,12 +12,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Subscriber
 from digestd.inbound.addresses import verp_address
 from digestd.inbound.smtp_listener import listener_for
-from digestd.models import Delivery, Subscriber
 from tests.conftest import FIXTURES
 from tests.support.daemon import SECRET, seed_due_deliveries
 from tests.support.inbound import BOUNCE_ADDRESS, dsn

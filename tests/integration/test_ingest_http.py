@@ -13,11 +13,11 @@ import pytest
 from sqlmodel import func, select
 
 from digestd import __version__
-from digestd.db import session_scope
+from digestd.core.db import session_scope
+from digestd.core.models import Entry, EntrySource, Source
 from digestd.ingest import run as ingest_run
 from digestd.ingest.run import fetch_sources
-from digestd.models import Entry, EntrySource, Source
-from digestd.sources import add_source
+from digestd.ingest.sources import add_source
 from tests.support.feeds import FeedServer, Reply, feed_server, fixture_bytes, ingest_context
 
 ARXIV_RSS = "arxiv-rss/current/rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24_trimmed.xml"

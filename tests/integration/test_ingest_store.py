@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from digestd.db import session_scope
+from digestd.core.db import session_scope
+from digestd.core.models import Entry, EntrySource, EntryVersion, Source
+from digestd.core.paths import data_dir
 from digestd.ingest.run import fetch_sources, ingest_file
-from digestd.ingest.store import list_entries
-from digestd.models import Entry, EntrySource, EntryVersion, Source
-from digestd.paths import data_dir
-from digestd.sources import (
+from digestd.ingest.sources import (
     InvalidSource,
     add_source,
     due_sources,
     normalize_location,
     remove_source,
 )
+from digestd.ingest.store import list_entries
 from tests.support.feeds import FIXTURES, fixture_bytes, ingest_context
 
 ARXIV_RSS = "arxiv-rss/current/rss_cs.CL_2026-04-27_trimmed.xml"

@@ -9,8 +9,8 @@ from dataclasses import replace
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from digestd.context import AppContext
-from digestd.sending import send_due
+from digestd.core.context import AppContext
+from digestd.delivery.sending import send_due
 from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import running_web

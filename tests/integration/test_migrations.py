@@ -8,9 +8,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-import digestd.models  # noqa: F401
-from digestd.db import alembic_config, current_revision, make_engine, session_scope, upgrade
-from digestd.deliveries import entry_ids, sent_entry_ids
+import digestd.core.models  # noqa: F401
+from digestd.core.db import alembic_config, current_revision, make_engine, session_scope, upgrade
+from digestd.delivery.deliveries import entry_ids, sent_entry_ids
 
 
 def test_upgrade_then_autogenerate_finds_no_difference(db_url: str) -> None:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Delivery
-from digestd.planning import plan_due
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery
+from digestd.delivery.planning import plan_due
 from tests.support.digests import add_subscriber
 
 

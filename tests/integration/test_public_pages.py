@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Entry, Source
+from digestd.core.paths import data_dir
 from digestd.ingest.run import ingest_file
-from digestd.models import Entry, Source
-from digestd.paths import data_dir
-from digestd.select import Profile, Selector
+from digestd.ranking.select import Profile, Selector
 from tests.support.digests import add_subscriber
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import BASE_URL, WebHarness, harness
@@ -384,7 +384,7 @@ async def test_templates_dir_overrides_the_paper_list(site: WebHarness, tmp_path
 async def test_another_digestd_reads_the_json_feed_with_upvotes_and_code_links(
     site: WebHarness, tmp_path: Any
 ) -> None:
-    from digestd.config import Settings
+    from digestd.core.config import Settings
 
     async with site.client() as client:
         body = (await client.get("/feed.json")).content

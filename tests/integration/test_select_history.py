@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import event
 from sqlmodel import Session
 
-from digestd import deliveries, digests
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.deliveries import sent_entry_ids
-from digestd.models import Entry, EntryVersion, Subscriber
-from digestd.select import Profile, Selector, SubscriberSelection
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Entry, EntryVersion, Subscriber
+from digestd.delivery import deliveries, digests
+from digestd.delivery.deliveries import sent_entry_ids
+from digestd.ranking.select import Profile, Selector, SubscriberSelection
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber, load_seed_entries, record_sent
 

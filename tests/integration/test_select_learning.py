@@ -12,15 +12,15 @@ import pytest
 import time_machine
 from sqlmodel import select
 
-from digestd import votes
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.deliveries import entry_ids
-from digestd.digests import preview
-from digestd.models import Delivery, Entry, Subscriber
-from digestd.planning import plan_due
-from digestd.sending import send_due
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Entry, Subscriber
+from digestd.delivery.deliveries import entry_ids
+from digestd.delivery.digests import preview
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
+from digestd.subscribers import votes
 from tests.support.digests import add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.subscribers import json_of, make_invoke

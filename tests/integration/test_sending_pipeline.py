@@ -8,14 +8,14 @@ import threading
 import pytest
 from sqlmodel import select
 
-from digestd import recorder
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.deliveries import release
-from digestd.models import Delivery
-from digestd.sending import send_due
-from digestd.smtp_pool import SmtpPool
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery
+from digestd.delivery import recorder
+from digestd.delivery.deliveries import release
+from digestd.delivery.sending import send_due
+from digestd.mail.smtp_pool import SmtpPool
 from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 

@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.deliveries import entry_ids
-from digestd.models import Delivery, Event, Subscriber
-from digestd.planning import plan_due
-from digestd.sending import EMPTY_REASON, send_due
-from digestd.smtp_pool import SmtpPool
-from digestd.tokens import read_token
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Event, Subscriber
+from digestd.core.tokens import read_token
+from digestd.delivery.deliveries import entry_ids
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import EMPTY_REASON, send_due
+from digestd.mail.smtp_pool import SmtpPool
 from tests.support.digests import add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 
@@ -175,7 +175,7 @@ async def test_transient_faults_end_in_exactly_one_delivery_each(
 async def test_a_hard_refusal_bounces_at_once_and_a_sender_refusal_never(
     mail_app: AppContext, smtp_server: SmtpTestServer, clock
 ) -> None:
-    """The synchronous side of the bounce policy (digestd.bounce_policy): a 5.1.1 is the
+    """The synchronous side of the bounce policy (digestd.subscribers.bounce_policy): a 5.1.1 is the
     address itself, so the subscriber is bounced at once; a 5.7.1 block is about us."""
     app = mail_app
     gone = add(app, "gone@example.org")

@@ -11,9 +11,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
 
-from digestd.config import Settings
-from digestd.mime import build_digest_message
-from digestd.smtp_pool import SmtpPool, TemporarySendError
+from digestd.core.config import Settings
+from digestd.mail.mime import build_digest_message
+from digestd.mail.smtp_pool import SmtpPool, TemporarySendError
 from tests.support.smtp import RecordingHandler, free_port
 from tests.support.tls import SelfSignedCert as Cert
 from tests.support.tls import self_signed_cert

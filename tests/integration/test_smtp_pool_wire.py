@@ -9,9 +9,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from digestd.config import Settings
-from digestd.mime import SlotPart, build_digest_template
-from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
+from digestd.core.config import Settings
+from digestd.mail.mime import SlotPart, build_digest_template
+from digestd.mail.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
 from tests.support.smtp import RecordingHandler, SmtpTestServer, free_port
 
 

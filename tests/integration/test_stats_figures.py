@@ -1,5 +1,5 @@
-"""digestd.stats on a real database (SQLite file and PostgreSQL): each figure comes from the
-rows that make it, on the right UTC day, inbound bounces and complaints included."""
+"""digestd.reporting.stats on a real database (SQLite file and PostgreSQL): each figure comes
+from the rows that make it, on the right UTC day, inbound bounces and complaints included."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from digestd.context import AppContext
-from digestd.db import session_scope
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Source
 from digestd.inbound import store as inbound_store
-from digestd.models import Delivery, Source
-from digestd.stats import compute
-from digestd.subscribers import STATUS, record_event
+from digestd.reporting.stats import compute
+from digestd.subscribers.lifecycle import STATUS, record_event
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber
 

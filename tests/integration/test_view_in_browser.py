@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from sqlmodel import func, select
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.deliveries import carried_papers
-from digestd.models import Delivery, Event, Subscriber
-from digestd.planning import plan_due
-from digestd.sending import send_due
-from digestd.subscribers import forget, revoke_links
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Event, Subscriber
+from digestd.delivery.deliveries import carried_papers
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
+from digestd.subscribers.lifecycle import forget, revoke_links
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import BASE_URL, harness, html_part, text_part

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from digestd import tokens
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.subscribers import Preferences, add_subscriber, get_by_email
+from digestd.core import tokens
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.subscribers.lifecycle import Preferences, add_subscriber, get_by_email
 from digestd.web import create_app
 from digestd.web.csrf import make_form_token
 from digestd.web.middleware import CSP

@@ -7,9 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestd.db import session_scope
-from digestd.models import Subscriber
-from digestd.subscribers import FORGOTTEN, Preferences, add_subscriber, get_by_email, revoke_links
+from digestd.core.db import session_scope
+from digestd.core.models import Subscriber
+from digestd.subscribers.lifecycle import (
+    FORGOTTEN,
+    Preferences,
+    add_subscriber,
+    get_by_email,
+    revoke_links,
+)
 from tests.support.web import (
     BASE_URL,
     WebHarness,

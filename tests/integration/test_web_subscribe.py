@@ -7,10 +7,10 @@ import re
 import httpx
 import pytest
 
-from digestd.db import session_scope
-from digestd.optin import CONFIRMATION_SENT
-from digestd.statuses import SubscriberStatus
-from digestd.subscribers import get_by_email, set_by_admin
+from digestd.core.db import session_scope
+from digestd.core.statuses import SubscriberStatus
+from digestd.subscribers.lifecycle import get_by_email, set_by_admin
+from digestd.subscribers.optin import CONFIRMATION_SENT
 from digestd.web.ratelimit import WebLimits
 from tests.support.web import (
     BASE_URL,

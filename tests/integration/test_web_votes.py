@@ -10,14 +10,14 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from digestd import tokens
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Subscriber, Vote
-from digestd.planning import plan_due
-from digestd.sending import send_due
-from digestd.subscribers import revoke_links
+from digestd.core import tokens
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Subscriber, Vote
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
+from digestd.subscribers.lifecycle import revoke_links
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import (

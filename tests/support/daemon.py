@@ -130,11 +130,11 @@ def seed_due_deliveries(database_url: str, count: int) -> dict[str, str]:
 
     from sqlmodel import select
 
-    from digestd.config import Settings
-    from digestd.context import AppContext
-    from digestd.db import session_scope
-    from digestd.models import Delivery, Subscriber, utcnow
-    from digestd.planning import plan_due
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
+    from digestd.core.db import session_scope
+    from digestd.core.models import Delivery, Subscriber, utcnow
+    from digestd.delivery.planning import plan_due
     from tests.support.digests import load_seed_entries
 
     ctx = AppContext(Settings(database_url=database_url, secret_key=SECRET), actor="test")

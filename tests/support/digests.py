@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Delivery, Entry, Source, Subscriber
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Entry, Source, Subscriber
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_FEED = REPO / "seeds" / "trending-papers.json"

@@ -184,8 +184,8 @@ def fixture_bytes(rel: str) -> bytes:
 @contextmanager
 def ingest_context(db_url: str, clock: Callable[[], datetime], **settings: Any) -> Iterator[Any]:
     """A migrated AppContext for ingestion tests, with small fetch limits by default."""
-    from digestd.config import Settings
-    from digestd.context import AppContext
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
 
     values: dict[str, Any] = {
         "database_url": db_url,

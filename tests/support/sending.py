@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Entry
-from digestd.planning import plan_due
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Entry
+from digestd.delivery.planning import plan_due
 
 TOPICS = ("language models", "retrieval", "interpretability", "diffusion", "robotics")
 

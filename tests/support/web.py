@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import col, select
 
-from digestd import tokens
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Event, Subscriber
-from digestd.subscribers import get_by_email
+from digestd.core import tokens
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Event, Subscriber
+from digestd.subscribers.lifecycle import get_by_email
 from digestd.web import create_app
 from digestd.web.csrf import make_form_token
 from digestd.web.ratelimit import WebLimits

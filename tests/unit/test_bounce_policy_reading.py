@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digestd.bounce_policy import read_failure, read_smtp_reply
+from digestd.subscribers.bounce_policy import read_failure, read_smtp_reply
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digestd.config import ConfigError, load_settings
+from digestd.core.config import ConfigError, load_settings
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -69,7 +69,7 @@ def test_secrets_are_never_echoed() -> None:
 
 
 def test_every_default_passes_its_own_validation() -> None:
-    from digestd.config import PARSERS, Settings
+    from digestd.core.config import PARSERS, Settings
 
     defaults = Settings()
     for var, (name, parse) in PARSERS.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digestd.config import ConfigError, load_settings
+from digestd.core.config import ConfigError, load_settings
 
 
 def _imap(url: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from digestd.digests import (
+from digestd.delivery.digests import (
     due_period,
     latest_period,
     period_key,

@@ -6,7 +6,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from digestd.config import PARSERS, Settings, load_settings
+from digestd.core.config import PARSERS, Settings, load_settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 _LINE = re.compile(r"^#?\s*(DIGESTD_[A-Z0-9_]+)=(.*)$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digestd.config import ConfigError, Settings, load_settings
+from digestd.core.config import ConfigError, Settings, load_settings
 from digestd.inbound.addresses import (
     is_ours,
     read_address,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from digestd import learning
-from digestd.select import Profile, Selector, Taste
-from digestd.votes import VoteRow
+from digestd.ranking import learning
+from digestd.ranking.select import Profile, Selector, Taste
+from digestd.subscribers.votes import VoteRow
 from tests.support.digests import seed_entries
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

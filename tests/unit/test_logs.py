@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
-from digestd.config import Settings
-from digestd.logs import make_formatter
+from digestd.core.config import Settings
+from digestd.core.logs import make_formatter
 
 SECRET = "smtp-password-0123456789"
 
@@ -21,7 +21,9 @@ def record(message: str, *args: object, exc: bool = False, **extra: object) -> l
             import sys
 
             exc_info = sys.exc_info()
-    rec = logging.LogRecord("digestd.sending", logging.ERROR, __file__, 1, message, args, exc_info)
+    rec = logging.LogRecord(
+        "digestd.delivery.sending", logging.ERROR, __file__, 1, message, args, exc_info
+    )
     rec.__dict__.update(extra)
     return rec
 
@@ -33,7 +35,7 @@ def test_json_line_has_the_fields_and_no_address_or_secret() -> None:
     )
     assert "\n" not in line
     data = json.loads(line)
-    assert data["level"] == "ERROR" and data["logger"] == "digestd.sending"
+    assert data["level"] == "ERROR" and data["logger"] == "digestd.delivery.sending"
     assert data["message"] == "sending delivery 7 failed"
     assert (data["delivery_id"], data["subscriber_id"]) == (7, 3)
     assert data["time"].endswith("+00:00")
@@ -46,4 +48,4 @@ def test_json_line_has_the_fields_and_no_address_or_secret() -> None:
 def test_text_line_is_scrubbed_too() -> None:
     settings = Settings(smtp_username="u", smtp_password=SECRET)
     line = make_formatter(settings).format(record("reply 550 <bob@example.net> %s", SECRET))
-    assert line.endswith("ERROR digestd.sending reply 550 <<address>> ********")
+    assert line.endswith("ERROR digestd.delivery.sending reply 550 <<address>> ********")

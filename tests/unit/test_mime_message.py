@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from digestd.mime import build_digest_message
+from digestd.mail.mime import build_digest_message
 
 MAILTO = "mailto:bounces+u1-abcdefghijklmnop@bounce.example.net?subject=unsubscribe"
 

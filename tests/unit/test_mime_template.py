@@ -13,8 +13,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from digestd.config import Settings
-from digestd.mime import (
+from digestd.core.config import Settings
+from digestd.core.models import Entry
+from digestd.mail.mime import (
     SlotPart,
     _encoded_body,
     build_digest_message,
@@ -22,9 +23,8 @@ from digestd.mime import (
     format_date,
     from_wire,
 )
-from digestd.models import Entry
-from digestd.render import DigestBody, Renderer, slot_values, vote_slots
-from digestd.select import Pick, Profile
+from digestd.mail.render import DigestBody, Renderer, slot_values, vote_slots
+from digestd.ranking.select import Pick, Profile
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 SENDER = "Papers Digest <papers@example.org>"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from digestd.config import Settings
-from digestd.models import Entry
-from digestd.render import Renderer, excerpt, shorten_authors
-from digestd.select import Pick, Profile
+from digestd.core.config import Settings
+from digestd.core.models import Entry
+from digestd.mail.render import Renderer, excerpt, shorten_authors
+from digestd.ranking.select import Pick, Profile
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 PROFILE = Profile("", (), 10, NOW - timedelta(days=1), NOW)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from digestd.config import Settings
-from digestd.models import Entry
-from digestd.render import GMAIL_CLIP_BYTES, Renderer, TemplateProblem
-from digestd.select import Pick, Profile
+from digestd.core.config import Settings
+from digestd.core.models import Entry
+from digestd.mail.render import GMAIL_CLIP_BYTES, Renderer, TemplateProblem
+from digestd.ranking.select import Pick, Profile
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "fixtures" / "render"
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

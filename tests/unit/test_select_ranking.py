@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digestd.select import Profile, Selector
+from digestd.ranking.select import Profile, Selector
 from tests.support.digests import seed_entries
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digestd.textsearch import fold, parse_query, tokenize
+from digestd.ranking.textsearch import fold, parse_query, tokenize
 
 
 def test_words_phrases_and_exclusions_are_parsed() -> None:

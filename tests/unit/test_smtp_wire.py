@@ -9,7 +9,7 @@ import random
 import pytest
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from digestd.smtp_pool import wire_data
+from digestd.mail.smtp_pool import wire_data
 
 
 def aiosmtplib_wire(data: bytes) -> bytes:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digestd.subscriber_csv import _header, first_bad_utf8
+from digestd.subscribers.csv_io import _header, first_bad_utf8
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 1 << 16])

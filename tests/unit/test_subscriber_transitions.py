@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from digestd import subscribers as subs
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.models import Event, Subscriber
-from digestd.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Event, Subscriber
+from digestd.core.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
+from digestd.subscribers import lifecycle as subs
 
 S = SubscriberStatus
 NOW = datetime(2026, 11, 26, 8, tzinfo=UTC)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import select
 
-from digestd.db import session_scope
-from digestd.deliveries import entry_ids
-from digestd.models import Delivery, Entry, Event, Subscriber, Vote
-from digestd.subscribers import (
+from digestd.core.db import session_scope
+from digestd.core.models import Delivery, Entry, Event, Subscriber, Vote
+from digestd.delivery.deliveries import entry_ids
+from digestd.subscribers.lifecycle import (
     ADDED,
     FORGOTTEN,
     STATUS,

@@ -9,7 +9,7 @@ import pytest
 import time_machine
 from itsdangerous import URLSafeTimedSerializer
 
-from digestd.tokens import TokenError, link, links, read_token, view_url
+from digestd.core.tokens import TokenError, link, links, read_token, view_url
 
 SECRET = "s3cret-key-for-tests"
 BASE = "https://digest.example.org/"

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
-from digestd.paths import data_dir
+from digestd.core.paths import data_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30000
 READ_ONLY_OPTION = "digestd_read_only"
@@ -24,7 +24,7 @@ READ_ONLY_OPTION = "digestd_read_only"
 STALE_ROWS = 1000
 STALE_FRACTION = 0.2
 T = TypeVar("T")
-log = logging.getLogger("digestd.db")
+log = logging.getLogger("digestd.core.db")
 
 
 def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -2,8 +2,8 @@
 
 Stored as their lowercase string values (a StrEnum compares equal to its value, so rows
 read back as plain strings still match). The transition tables are the rules; the one
-place that applies them is `digestd.subscribers` (one function per subscriber transition)
-and `digestd.deliveries` (the delivery store).
+place that applies them is `digestd.subscribers.lifecycle` (one function per subscriber transition)
+and `digestd.delivery.deliveries` (the delivery store).
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from digestd.db import chunks
-from digestd.models import Entry
-from digestd.textsearch import STOPWORDS, tokenize
-from digestd.votes import VoteRow
+from digestd.core.db import chunks
+from digestd.core.models import Entry
+from digestd.ranking.textsearch import STOPWORDS, tokenize
+from digestd.subscribers.votes import VoteRow
 
 MAX_VOTES = 200
 PAPER_TERMS = 24

@@ -31,9 +31,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd import subscribers as subs
-from digestd.config import Settings
-from digestd.models import Subscriber
+from digestd.core.config import Settings
+from digestd.core.models import Subscriber
+from digestd.subscribers import lifecycle as subs
 
 HARD, SOFT, SENDER, NONE = "hard", "soft", "sender", "none"
 LIFTED = "subscriber.suppression_lifted"

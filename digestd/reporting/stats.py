@@ -18,13 +18,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd.bounce_policy import HARD, SOFT
-from digestd.deliveries import counts_per_day, oldest_waiting
+from digestd.core.models import Source
+from digestd.core.statuses import DeliveryStatus, SubscriberStatus
+from digestd.delivery.deliveries import counts_per_day, oldest_waiting
 from digestd.inbound import store as inbound_store
-from digestd.models import Source
-from digestd.sources import interval, list_sources
-from digestd.statuses import DeliveryStatus, SubscriberStatus
-from digestd.subscribers import (
+from digestd.ingest.sources import interval, list_sources
+from digestd.subscribers.bounce_policy import HARD, SOFT
+from digestd.subscribers.lifecycle import (
     UNSUBSCRIBE_WAYS,
     confirmed_per_day,
     count_by_status,

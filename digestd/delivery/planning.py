@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from digestd import deliveries, digests, subscribers
-from digestd.context import AppContext
-from digestd.db import refresh_statistics, session_scope
-from digestd.models import Delivery, Subscriber, table_of
+from digestd.core.context import AppContext
+from digestd.core.db import refresh_statistics, session_scope
+from digestd.core.models import Delivery, Subscriber, table_of
+from digestd.delivery import deliveries, digests
+from digestd.subscribers import lifecycle as subscribers
 
 # The tables planning's batch queries read (statistics kept fresh on PostgreSQL).
 PLANNING_TABLES = (table_of(Subscriber).name, table_of(Delivery).name)

@@ -24,9 +24,11 @@ from typing import Protocol
 
 from sqlmodel import Session, col, select
 
-from digestd import deliveries, learning, votes
-from digestd.models import Entry, EntrySource, Source, Subscriber
-from digestd.textsearch import Clause, TopicQuery, count_phrase, fold, parse_query, tokenize
+from digestd.core.models import Entry, EntrySource, Source, Subscriber
+from digestd.delivery import deliveries
+from digestd.ranking import learning
+from digestd.ranking.textsearch import Clause, TopicQuery, count_phrase, fold, parse_query, tokenize
+from digestd.subscribers import votes
 
 # BM25F parameters: k1 and b are the usual defaults; a title hit counts as three abstract hits.
 K1 = 1.2

@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session
 
-from digestd import deliveries
-from digestd.deliveries import History
-from digestd.models import Subscriber
-from digestd.select import SubscriberSelection, select_for_subscriber
+from digestd.core.models import Subscriber
+from digestd.delivery import deliveries
+from digestd.delivery.deliveries import History
+from digestd.ranking.select import SubscriberSelection, select_for_subscriber
 
 PERIOD_LENGTH = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
 

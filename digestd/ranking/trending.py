@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digestd.digests import window
+from digestd.delivery.digests import window
 from digestd.ingest.store import entries_in_window
-from digestd.render import paper_fields
-from digestd.select import trending_key
+from digestd.mail.render import paper_fields
+from digestd.ranking.select import trending_key
 
 DAY = timedelta(days=1)
 

@@ -24,7 +24,7 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from digestd.config import Settings
+from digestd.core.config import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Local part and domain as they appear in mail and SMTP replies (bare or in <…>); the last

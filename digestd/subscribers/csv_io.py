@@ -34,9 +34,9 @@ from typing import Any, BinaryIO, TextIO
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
-from digestd.models import Event, Subscriber, table_of
-from digestd.statuses import SubscriberStatus, parse_subscriber_status
-from digestd.subscribers import (
+from digestd.core.models import Event, Subscriber, table_of
+from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
+from digestd.subscribers.lifecycle import (
     ADDED,
     PREFERENCE_FIELDS,
     UPDATED,

@@ -15,8 +15,8 @@ from types import TracebackType
 import aiosmtplib
 from aiolimiter import AsyncLimiter
 
-from digestd.config import Settings
-from digestd.mime import dot_stuff, from_wire
+from digestd.core.config import Settings
+from digestd.mail.mime import dot_stuff, from_wire
 
 
 class SendError(Exception):
@@ -33,7 +33,7 @@ class TemporarySendError(SendError):
 
 
 class PermanentSendError(SendError):
-    """5xx: do not try again (what it means for the address: `digestd.bounce_policy`)."""
+    """5xx: do not try again (what it means for the address: `subscribers.bounce_policy`)."""
 
 
 def _classify(exc: BaseException) -> SendError:

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlmodel import Session, col, or_, select
 
-from digestd.models import SOURCE_KINDS, Source
+from digestd.core.models import SOURCE_KINDS, Source
 
 MAX_BACKOFF = timedelta(days=1)
 

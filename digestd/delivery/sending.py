@@ -23,15 +23,18 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from digestd import deliveries, subscribers
-from digestd.context import AppContext
-from digestd.db import read_scope, refresh_statistics, session_scope
-from digestd.deliveries import Claim, Outcome
-from digestd.deliveries import temporary_failure as _temporary
-from digestd.digests import local_day
+from digestd.core.context import AppContext
+from digestd.core.db import read_scope, refresh_statistics, session_scope
+from digestd.core.models import Delivery, Entry, Vote, table_of
+from digestd.core.statuses import DeliveryStatus, SubscriberStatus
+from digestd.core.tokens import links, view_url, vote_macs
+from digestd.delivery import deliveries
+from digestd.delivery.deliveries import Claim, Outcome
+from digestd.delivery.deliveries import temporary_failure as _temporary
+from digestd.delivery.digests import local_day
+from digestd.delivery.recorder import Recorder
 from digestd.inbound import addresses
-from digestd.learning import PaperCache
-from digestd.mime import (
+from digestd.mail.mime import (
     DigestTemplate,
     SlotPart,
     build_digest_message,
@@ -39,13 +42,11 @@ from digestd.mime import (
     format_date,
     one_line,
 )
-from digestd.models import Delivery, Entry, Vote, table_of
-from digestd.recorder import Recorder
-from digestd.render import Renderer, TemplateProblem, slot_values, vote_slots
-from digestd.select import Pick, Profile, Selector, Taste, load_tastes
-from digestd.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
-from digestd.statuses import DeliveryStatus, SubscriberStatus
-from digestd.tokens import links, view_url, vote_macs
+from digestd.mail.render import Renderer, TemplateProblem, slot_values, vote_slots
+from digestd.mail.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
+from digestd.ranking.learning import PaperCache
+from digestd.ranking.select import Pick, Profile, Selector, Taste, load_tastes
+from digestd.subscribers import lifecycle as subscribers
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from digestd.statuses import DeliveryStatus, SubscriberStatus
+from digestd.core.statuses import DeliveryStatus, SubscriberStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -54,7 +54,7 @@ def _json_list() -> Any:
     return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
 
 
-# ---- enumerations (stored as strings; statuses are in digestd.statuses) ----------------
+# ---- enumerations (stored as strings; statuses are in digestd.core.statuses) ----------------
 
 SOURCE_KINDS = ("auto", "rss", "arxiv_api", "hf_daily", "jsonfeed")
 FREQUENCIES = ("daily", "weekly")

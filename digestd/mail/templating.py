@@ -7,8 +7,8 @@ from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
-from digestd.config import Settings
-from digestd.paths import data_dir
+from digestd.core.config import Settings
+from digestd.core.paths import data_dir
 
 
 def template_dirs(settings: Settings) -> list[Path]:

@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
-from digestd import bounce_policy, deliveries
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.deliveries import Outcome
-from digestd.statuses import DeliveryStatus
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.statuses import DeliveryStatus
+from digestd.delivery import deliveries
+from digestd.delivery.deliveries import Outcome
+from digestd.subscribers import bounce_policy
 
 UNRECORDED_MAX = 64  # messages on the wire or accepted but not committed, at most
 GROUP_MAX = 64  # outcomes per commit, at most

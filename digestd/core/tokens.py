@@ -18,7 +18,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from itsdangerous.encoding import base64_encode
 from itsdangerous.serializer import Serializer
 
-from digestd.models import Subscriber
+from digestd.core.models import Subscriber
 
 PURPOSES = {
     # purpose -> max age in seconds

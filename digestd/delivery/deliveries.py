@@ -39,9 +39,9 @@ from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from digestd.db import chunks, sql_date
-from digestd.models import Delivery, Entry, Subscriber, table_of
-from digestd.statuses import CLAIMABLE, WINDOW_DONE, DeliveryStatus
+from digestd.core.db import chunks, sql_date
+from digestd.core.models import Delivery, Entry, Subscriber, table_of
+from digestd.core.statuses import CLAIMABLE, WINDOW_DONE, DeliveryStatus
 
 D = DeliveryStatus
 log = logging.getLogger(__name__)

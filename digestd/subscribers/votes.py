@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
-from digestd.db import chunks
-from digestd.models import Entry, Vote
+from digestd.core.db import chunks
+from digestd.core.models import Entry, Vote
 
 UP, DOWN = 1, -1
 DIRECTIONS = {"up": UP, "down": DOWN}

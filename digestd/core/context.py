@@ -10,10 +10,10 @@ from functools import cached_property
 
 from sqlalchemy.engine import Engine
 
-from digestd.config import Settings
-from digestd.db import make_engine, session_scope, upgrade
-from digestd.metrics import Metrics
-from digestd.models import Meta, utcnow
+from digestd.core.config import Settings
+from digestd.core.db import make_engine, session_scope, upgrade
+from digestd.core.metrics import Metrics
+from digestd.core.models import Meta, utcnow
 
 Clock = Callable[[], datetime]
 

@@ -14,16 +14,17 @@ from jinja2 import Environment
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from digestd import bounce_policy, tokens
-from digestd import subscribers as subs
-from digestd.config import Settings
-from digestd.context import AppContext
-from digestd.db import session_scope
-from digestd.mime import compose
-from digestd.models import Event
-from digestd.smtp_pool import SendError, SmtpPool
-from digestd.statuses import SubscriberStatus
-from digestd.tokens import PURPOSES
+from digestd.core import tokens
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import session_scope
+from digestd.core.models import Event
+from digestd.core.statuses import SubscriberStatus
+from digestd.core.tokens import PURPOSES
+from digestd.mail.mime import compose
+from digestd.mail.smtp_pool import SendError, SmtpPool
+from digestd.subscribers import bounce_policy
+from digestd.subscribers import lifecycle as subs
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from jinja2 import (
     select_autoescape,
 )
 
-from digestd.config import Settings
-from digestd.mime import one_line
-from digestd.models import Entry
-from digestd.paths import data_dir
-from digestd.select import Pick, Profile
+from digestd.core.config import Settings
+from digestd.core.models import Entry
+from digestd.core.paths import data_dir
+from digestd.mail.mime import one_line
+from digestd.ranking.select import Pick, Profile
 
 FORMATS = ("html", "text")
 SLOTS = ("email", "unsubscribe_url", "preferences_url", "view_url", "vote_url")

@@ -24,10 +24,11 @@ from sqlalchemy import inspect
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, func, select
 
-from digestd import deliveries, votes
-from digestd.db import chunks, sql_date
-from digestd.models import FORMATS, FREQUENCIES, Event, Subscriber
-from digestd.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
+from digestd.core.db import chunks, sql_date
+from digestd.core.models import FORMATS, FREQUENCIES, Event, Subscriber
+from digestd.core.statuses import SUBSCRIBER_TRANSITIONS, SubscriberStatus
+from digestd.delivery import deliveries
+from digestd.subscribers import votes
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_ITEMS_RANGE = (1, 100)

@@ -3,7 +3,7 @@
 `build_digest_message` is the reference (the email package builds the whole message);
 `build_digest_template` + `DigestTemplate.fill` is the fast path used for every digest, which
 builds the shared part once per rendered body and fills in each subscriber's values.
-Sending the bytes is `digestd.smtp_pool`'s job.
+Sending the bytes is `digestd.mail.smtp_pool`'s job.
 """
 
 from __future__ import annotations

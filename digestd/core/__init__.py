@@ -1,0 +1,1 @@
+"""Base: tables, statuses, settings, engine, context. Imports nothing else of ours."""

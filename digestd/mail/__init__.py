@@ -1,0 +1,1 @@
+"""Mail: templates to bodies, MIME and wire form, the pooled SMTP client."""

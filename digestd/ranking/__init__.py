@@ -1,0 +1,1 @@
+"""Ranking: topic queries, selection per profile, learning from votes, the trending list."""

@@ -1,0 +1,1 @@
+"""Reporting: the figures `digestd stats` shows."""

@@ -503,6 +503,12 @@ def import_cmd(
     ignore_unknown_columns: bool = typer.Option(
         False, "--ignore-unknown-columns", help="Skip columns digestd does not know."
     ),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="Take cells as they are (a file from `export --raw`); without it the `'` that "
+        "`export` puts before formula-like cells is removed.",
+    ),
     quiet: bool = QuietOpt,
 ) -> None:
     """Import subscribers from CSV: all rows or none; every bad row is listed by line."""
@@ -524,6 +530,7 @@ def import_cmd(
                 dry_run=dry_run,
                 batch_size=app_ctx.settings.batch_size if app_ctx.settings.batch_size > 1 else 1000,
                 on_bytes=lambda n: progress.advance(task, n),
+                raw=raw,
             )
     except ImportRejected as exc:
         for line in exc.report.errors:
@@ -549,9 +556,16 @@ def export_cmd(
     ctx: typer.Context,
     file: Path | None = typer.Argument(None, help="Write here instead of stdout."),
     status: str | None = typer.Option(None, "--status", help="Only this status."),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="Write values as they are, for machines. Without it a cell a spreadsheet would "
+        "run as a formula (starting with = + - @, tab or CR) gets a leading ' (import undoes it).",
+    ),
     quiet: bool = QuietOpt,
 ) -> None:
-    """Export subscribers as CSV (the import format); stdout unless FILE is given."""
+    """Export subscribers as CSV (the import format), safe to open in a spreadsheet; stdout
+    unless FILE is given."""
     wanted = _status_filter(status)
     app_ctx = get_context(ctx)
     progress = progress_bar("exporting", MofNCompleteColumn(), quiet=quiet)
@@ -565,7 +579,7 @@ def export_cmd(
             return out if progress.disable else CountingWriter(out, lambda: progress.advance(task))
 
         if file is None:
-            export_csv(session, counted(sys.stdout), status=wanted)
+            export_csv(session, counted(sys.stdout), status=wanted, raw=raw)
             return
         # Write next to the target and rename: a failed export never leaves half a file.
         directory = file.resolve().parent
@@ -574,7 +588,7 @@ def export_cmd(
         fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                count = export_csv(session, counted(out), status=wanted)
+                count = export_csv(session, counted(out), status=wanted, raw=raw)
             os.replace(tmp, file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

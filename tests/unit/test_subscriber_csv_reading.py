@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from digestd.subscribers.csv_io import _header, first_bad_utf8
+from digestd.subscribers.csv_io import (
+    _header,
+    first_bad_utf8,
+    spreadsheet_safe,
+    undo_spreadsheet_safe,
+)
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 1 << 16])
@@ -35,3 +42,13 @@ def test_headers_are_matched_loosely_and_layout_columns_are_skipped() -> None:
     assert _header(["name"], ignore_unknown=True) == (
         'no email column (the one required column; "Email Address" and "E-mail" work too)'
     )
+
+
+@given(st.text(max_size=40))
+def test_spreadsheet_neutralizing_is_undone_exactly(value: str) -> None:
+    safe = spreadsheet_safe(value)
+    assert not safe.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert undo_spreadsheet_safe(safe) == value
+    # only what export neutralized is undone: other values are read as they are
+    if safe == value:
+        assert undo_spreadsheet_safe(value) == value

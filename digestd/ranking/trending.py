@@ -1,6 +1,6 @@
 """The public trending list: today's papers, earlier days, and the days the feeds carry.
 
-The ranking is the one a digest without topics uses (`select.trending_key`: most upvotes,
+The ranking is the one a digest without topics uses (`order.trending_key`: most upvotes,
 then newest), and today's window is a first daily digest's window (`planning.window`:
 the last day up to now). An earlier day is a UTC calendar day, so days never overlap and
 a paper belongs to exactly one day of the archive and of the feeds.
@@ -18,7 +18,7 @@ from sqlmodel import Session
 from digestd.delivery.digests import window
 from digestd.ingest.store import entries_in_window
 from digestd.mail.render import paper_fields
-from digestd.ranking.select import trending_key
+from digestd.ranking.order import trending_key
 
 DAY = timedelta(days=1)
 

@@ -81,6 +81,10 @@ class Settings:
     )
     page_size: int = 30
     feed_days: int = 7
+    # Hardening (issue 23): the web server's limits (README "Running behind a proxy").
+    web_header_timeout: float = 10.0
+    web_keepalive_timeout: int = 5
+    web_max_connections: int = 200
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -435,6 +439,9 @@ PARSERS = {
     "DIGESTD_PAGE_BLURB": ("page_blurb", _one_line(1000)),
     "DIGESTD_PAGE_SIZE": ("page_size", _int(1, 200)),
     "DIGESTD_FEED_DAYS": ("feed_days", _int(1, 60)),
+    "DIGESTD_WEB_HEADER_TIMEOUT": ("web_header_timeout", _float(0.1, 600)),
+    "DIGESTD_WEB_KEEPALIVE_TIMEOUT": ("web_keepalive_timeout", _int(1, 3600)),
+    "DIGESTD_WEB_MAX_CONNECTIONS": ("web_max_connections", _int(1, 100000)),
 }
 
 

@@ -19,7 +19,12 @@ from digestd.mail.templating import make_environment
 from digestd.subscribers.optin import ConfirmationSender
 from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes
 from digestd.web.links import LinkError
-from digestd.web.middleware import MAX_BODY_BYTES, BodySizeLimit, SecurityHeaders
+from digestd.web.middleware import (
+    MAX_BODY_BYTES,
+    BodySizeLimit,
+    CanonicalRedirects,
+    SecurityHeaders,
+)
 from digestd.web.ratelimit import ClientLimiter, WebLimits
 from digestd.web.responses import error
 from digestd.web.state import SchedulerHeartbeat, WebState
@@ -125,6 +130,7 @@ def create_app(
         return error(request, 500, "Something went wrong on our side. Please try again later.")
 
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(CanonicalRedirects, base_url=ctx.settings.base_url)
     app.add_middleware(SecurityHeaders, https=ctx.settings.base_url.startswith("https://"))
     app.add_middleware(metrics.RequestCounter, metrics=ctx.metrics)  # outermost: sees every status
     return app

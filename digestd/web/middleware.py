@@ -1,6 +1,9 @@
-"""ASGI middleware: security headers on every response, and a cap on request body size."""
+"""ASGI middleware: security headers on every response, a cap on request body size, and
+redirects that always point at DIGESTD_BASE_URL."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,3 +103,41 @@ def _refusing_receive(limit: int) -> Receive:
         raise BodyTooLarge(limit)
 
     return receive
+
+
+class CanonicalRedirects:
+    """Every redirect points at `base_url` (DIGESTD_BASE_URL), never at the request's Host.
+
+    Starlette builds the Location of its redirects (`/archive/` → `/archive`) from the
+    request's Host header, which the client chooses: `Host: evil.example` made us send
+    visitors there. The app never redirects off-site, so any Location that is not already
+    on `base_url` keeps its path and query, put on `base_url`.
+    """
+
+    def __init__(self, app: ASGIApp, *, base_url: str) -> None:
+        self.app = app
+        self.base_url = base_url.rstrip("/")
+        self.origin = self.base_url.encode("latin-1") + b"/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_canonical(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                message["headers"] = [
+                    (name, self._canonical(value) if name.lower() == b"location" else value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_canonical)
+
+    def _canonical(self, location: bytes) -> bytes:
+        if location.startswith(self.origin):
+            return location
+        parts = urlsplit(location.decode("latin-1"))
+        path = "/" + parts.path.lstrip("/") if parts.path else ""
+        query = f"?{parts.query}" if parts.query else ""
+        return (self.base_url + path + query).encode("latin-1")

@@ -2,12 +2,17 @@
 
 Per client address: the `limits` library, in memory, per process (a client that
 spreads over replicas gets at most N times the limit, which is fine for abuse
-control). Per email address: `digestd.subscribers.optin` counts `confirmation_sent` events
-of the last 24 hours, so that cap holds across processes and replicas and survives a restart.
+control). An IPv6 client is counted by its /64 network (`client_key`): one subscriber
+line or host is routinely given a whole /64, so counting single addresses would let it
+take a new one for each request.
+
+Per email address: `digestd.subscribers.optin` counts `confirmation_sent` events of the
+last 24 hours, so that cap holds across processes and replicas and survives a restart.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -28,6 +33,23 @@ class WebLimits:
     mails_per_email_per_day: int = MAILS_PER_ADDRESS_PER_DAY
 
 
+IPV6_PREFIX = 64
+
+
+def client_key(host: str) -> str:
+    """What one client is counted as: an IPv4 address, or the /64 network of an IPv6 one
+    (an IPv4-mapped IPv6 address is its IPv4 address); anything else as it is."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
 class ClientLimiter:
     """Moving-window limits per client address, kept in this process's memory."""
 
@@ -41,6 +63,7 @@ class ClientLimiter:
     def hit(self, bucket: str, client: str) -> int | None:
         """Count one request; None when allowed, else the seconds to wait before retrying."""
         items = self._buckets[bucket]
+        client = client_key(client)
         # Test every window first so a refused request does not use up the others.
         for item in items:
             if not self._limiter.test(item, bucket, client):

@@ -12,6 +12,7 @@ import uvicorn
 
 from digestd.core.context import AppContext
 from digestd.web.app import create_app
+from digestd.web.http_limits import deadline_protocol
 from digestd.web.state import SchedulerHeartbeat
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,13 @@ async def serve(
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         proxy_headers=False,  # client addresses feed the rate limits: never trust a header
+        # Bounded (README "Running behind a proxy"): a request's headers and body must come
+        # within DIGESTD_WEB_HEADER_TIMEOUT, an idle kept-alive connection is closed after
+        # DIGESTD_WEB_KEEPALIVE_TIMEOUT, and beyond DIGESTD_WEB_MAX_CONNECTIONS open
+        # connections (or requests in progress) a request is answered 503 at once.
+        http=deadline_protocol(settings.web_header_timeout),
+        timeout_keep_alive=settings.web_keepalive_timeout,
+        limit_concurrency=settings.web_max_connections,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

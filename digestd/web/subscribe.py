@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -13,6 +12,7 @@ from digestd.subscribers import optin
 from digestd.subscribers.optin import ConfirmationMail
 from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
+from digestd.web.jsonbody import InvalidJson, read_json
 from digestd.web.responses import error, read_form, render, state
 from digestd.web.state import WebState
 
@@ -138,9 +138,9 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
 
     if is_json:
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return error(request, 400, f"The body is not valid JSON: {str(exc)[:120]}")
+            body = read_json(await request.body())
+        except InvalidJson as exc:
+            return error(request, 400, str(exc))
         data, type_errors = forms.check_json(body, forms.SUBSCRIBE_FIELDS)
     else:
         form = await read_form(request)

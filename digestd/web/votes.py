@@ -11,7 +11,6 @@ page's Undo button) takes the vote back.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from digestd.web import vote_flows
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
+from digestd.web.jsonbody import InvalidJson, read_json
 from digestd.web.responses import error, read_form, render, state
 
 router = APIRouter()
@@ -105,8 +105,8 @@ async def vote(request: Request, token: str, entry_id: int, direction: str, mac:
     if content_type == "application/json":
         raw = await request.body()
         try:
-            body = json.loads(raw or b"{}") if len(raw) <= MAX_JSON_BYTES else None
-        except ValueError:
+            body = read_json(raw or b"{}") if len(raw) <= MAX_JSON_BYTES else None
+        except InvalidJson:
             body = None
         if not isinstance(body, dict) or body.get("action", "vote") not in ACTIONS:
             return error(request, 400, 'Send the JSON object {} (or {"action": "undo"}).')

@@ -1,0 +1,111 @@
+"""The real web server under a slowloris attack: slow-header connections are closed at the
+header deadline (trickling does not extend it), and a normal request still answers."""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from tests.conftest import FakeClock
+from tests.support.smtp import SmtpTestServer
+from tests.support.web import running_web
+
+SLOW_CONNECTIONS = 300
+HEADER_TIMEOUT = 0.5
+GIVE_UP_AFTER = 30.0  # a bound for the loop, not a measured time: without the fix, never
+
+
+def _open_slow(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
+    sock.setblocking(False)
+    return sock
+
+
+def _wait_until_closed(socks: list[socket.socket], trickle: list[socket.socket]) -> int:
+    """Read until every socket sees EOF (or GIVE_UP_AFTER passes), sending a header line on
+    the `trickle` ones now and then as slowloris does; returns how many are still open."""
+    selector = selectors.DefaultSelector()
+    for sock in socks:
+        selector.register(sock, selectors.EVENT_READ)
+    open_ = set(socks)
+    deadline = time.monotonic() + GIVE_UP_AFTER
+    next_trickle = time.monotonic()
+    while open_ and time.monotonic() < deadline:
+        if time.monotonic() >= next_trickle:
+            for sock in trickle:
+                if sock in open_:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"X-a: b\r\n")
+            next_trickle = time.monotonic() + HEADER_TIMEOUT / 5
+        for key, _ in selector.select(timeout=0.05):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                selector.unregister(sock)
+                open_.discard(sock)
+    selector.close()
+    return len(open_)
+
+
+@pytest.fixture
+def bounded(sqlite_url: str, clock: FakeClock) -> Iterator[AppContext]:
+    """A context whose web server has a short header deadline (the database is irrelevant)."""
+    settings = Settings(
+        database_url=sqlite_url,
+        secret_key="test-secret-key-0123456789",
+        web_header_timeout=HEADER_TIMEOUT,
+        web_keepalive_timeout=1,
+        web_max_connections=100,
+    )
+    ctx = AppContext(settings=settings, clock=clock)
+    ctx.migrate()
+    yield ctx
+    ctx.dispose()
+
+
+def test_slow_header_connections_are_closed_and_the_site_still_answers(
+    bounded: AppContext, smtp_server: SmtpTestServer
+) -> None:
+    with running_web(bounded, smtp_server) as web:
+        port = int(web.base_url.rsplit(":", 1)[1])
+        socks = [_open_slow(port) for _ in range(SLOW_CONNECTIONS)]
+        try:
+            # During the attack a request is answered at once (503 past the connection cap),
+            # not left hanging behind the slow connections.
+            during = httpx.get(f"{web.base_url}/healthz", timeout=10)
+            assert during.status_code in (200, 503)
+            still_open = _wait_until_closed(socks, trickle=socks[:20])
+        finally:
+            for sock in socks:
+                sock.close()
+        assert still_open == 0, f"{still_open} slow connections still open"
+        after = httpx.get(f"{web.base_url}/healthz", timeout=10)
+        assert after.status_code == 200
+
+
+def test_a_silent_connection_is_closed_too(
+    bounded: AppContext, smtp_server: SmtpTestServer
+) -> None:
+    with running_web(bounded, smtp_server) as web:
+        port = int(web.base_url.rsplit(":", 1)[1])
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setblocking(False)
+        try:
+            assert _wait_until_closed([sock], trickle=[]) == 0
+        finally:
+            sock.close()

@@ -7,7 +7,14 @@ import re
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from digestd.ingest.text import html_to_text, sanitize_html, text_to_html, tidy_text, title_text
+from digestd.ingest.text import (
+    clip_words,
+    html_to_text,
+    sanitize_html,
+    text_to_html,
+    tidy_text,
+    title_text,
+)
 from digestd.ingest.types import NormalizedEntry, RawItem
 
 _ID = r"(\d{4}\.\d{4,5}|[a-z][a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?"
@@ -38,6 +45,13 @@ _HREF = re.compile(r"""href\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 MAX_KEY = 500
 MAX_URL = 2048
 TITLE_FROM_TEXT = 120
+# Feeds are untrusted: a paper's title and abstract are bounded at ingest (two 4 MB titles
+# once made the home page 8 MB). Real ones are far shorter: arXiv allows 1,920 characters
+# of abstract. Longer text is cut after a whole word, ending in "…" (README).
+TITLE_MAX = 300
+SUMMARY_MAX = 5000
+# Raw markup read at most (a multiple of the caps, for markup): bounds the parsing work.
+RAW_FACTOR = 20
 
 
 class Rejected(ValueError):
@@ -140,15 +154,16 @@ def normalize(item: RawItem, now: datetime) -> NormalizedEntry:
     aid, version = arxiv_id(item)
     doi = doi_of(item)
 
-    title = title_text(item.title, is_html=item.title_is_html)
+    title = title_text(item.title[: TITLE_MAX * RAW_FACTOR], is_html=item.title_is_html)
     categories = list(item.categories)
     legacy = _LEGACY_TITLE_SUFFIX.search(title) if aid else None
     if legacy:
         title = title[: legacy.start()].strip()
         if legacy.group(3):
             categories.insert(0, legacy.group(3))
+    title = clip_words(title, TITLE_MAX)
 
-    raw_summary = _ANNOUNCE_PREFIX.sub("", item.summary, count=1)
+    raw_summary = _ANNOUNCE_PREFIX.sub("", item.summary[: SUMMARY_MAX * RAW_FACTOR], count=1)
     # Markup-free "HTML" (arXiv's descriptions) skips the HTML parsers: same result, faster.
     if item.summary_is_html and ("<" in raw_summary or "&" in raw_summary):
         summary = html_to_text(raw_summary)
@@ -156,14 +171,15 @@ def normalize(item: RawItem, now: datetime) -> NormalizedEntry:
     else:
         summary = tidy_text(raw_summary)
         summary_html = text_to_html(summary)
+    if len(summary) > SUMMARY_MAX:
+        # Cut text, and HTML made from it: cutting markup could leave it unbalanced.
+        summary = clip_words(summary, SUMMARY_MAX)
+        summary_html = text_to_html(summary)
 
     if not title:
         if not summary:
             raise Rejected("item has neither a title nor any text")
-        first = summary.split("\n", 1)[0]
-        if len(first) > TITLE_FROM_TEXT:
-            first = first[:TITLE_FROM_TEXT].rsplit(" ", 1)[0] + "…"
-        title = first
+        title = clip_words(summary.split("\n", 1)[0], TITLE_FROM_TEXT)
 
     link = http_url(item.link) or next((u for u in map(http_url, item.links) if u), None)
     pdf_url: str | None

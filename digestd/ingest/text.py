@@ -110,6 +110,18 @@ def sanitize_html(markup: str) -> str:
     return _CONTROL.sub(" ", cleaned).strip()
 
 
+def clip_words(text: str, limit: int) -> str:
+    """`text` if it has at most `limit` characters, else cut after its last whole word that
+    fits (at the limit itself when one word is longer than half of it), ending in "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
 def text_to_html(text: str) -> str:
     """Plain text as HTML paragraphs, every character escaped."""
     return "".join(f"<p>{html.escape(p, quote=False)}</p>" for p in text.split("\n\n") if p)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from digestd.ingest.detect import parse_document
-from digestd.ingest.normalize import Rejected, normalize
+from digestd.ingest.normalize import SUMMARY_MAX, TITLE_MAX, Rejected, normalize
 from digestd.ingest.types import RawItem
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
@@ -152,3 +152,31 @@ def test_kind_override_and_detection_agree_on_hf_arrays() -> None:
         assert result.kind == "hf_daily"
         assert [i.upvotes for i in result.items] == [7]
         assert result.rejected == ["item 2: not a JSON object"]
+
+
+def test_huge_titles_and_summaries_are_cut_on_a_word_with_an_ellipsis() -> None:
+    # Two 4 MB titles once made the home page 8 MB: every paper's text is bounded at ingest.
+    text = "Long abstract sentence. " * 200_000
+    item = RawItem(
+        guid="g",
+        link="https://example.org/p/huge",
+        title="Attention " * 400_000,
+        summary=f"<p>{text}</p>",
+    )
+    entry = normalize(item, NOW)
+    assert len(entry.title) <= TITLE_MAX and entry.title.endswith("Attention…")
+    assert len(entry.summary) <= SUMMARY_MAX and entry.summary.endswith("…")
+    assert text.startswith(entry.summary.removesuffix("…") + " ")  # cut after a whole word
+    assert entry.summary_html == f"<p>{entry.summary}</p>"
+
+
+def test_a_title_without_spaces_is_cut_at_the_limit() -> None:
+    entry = normalize(RawItem(guid="g", link="https://e.org/1", title="x" * 5000), NOW)
+    assert entry.title == "x" * (TITLE_MAX - 1) + "…"
+
+
+def test_titles_and_summaries_within_the_limits_are_kept_whole() -> None:
+    title = "A" * TITLE_MAX
+    summary = "word " * (SUMMARY_MAX // 5)
+    entry = normalize(RawItem(guid="g", title=title, summary=summary, summary_is_html=False), NOW)
+    assert entry.title == title and entry.summary == summary.strip()

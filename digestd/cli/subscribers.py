@@ -31,6 +31,7 @@ from digestd.core.db import session_scope
 from digestd.core.models import Event, Subscriber
 from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import lifecycle as subs
+from digestd.subscribers import votes
 from digestd.subscribers.csv_io import ImportRejected, export_csv, import_csv
 from digestd.subscribers.lifecycle import (
     InvalidInput,
@@ -44,7 +45,6 @@ from digestd.subscribers.lifecycle import (
     revoke_links,
     subscriber_dict,
     update_preferences,
-    votes,
 )
 
 app = typer.Typer(help="Manage subscribers and their preferences.", no_args_is_help=True)

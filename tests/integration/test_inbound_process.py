@@ -14,12 +14,11 @@ from digestd.core.db import session_scope
 from digestd.core.models import Delivery, Event, Inbound, Subscriber
 from digestd.inbound.addresses import unsubscribe_address, verp_address
 from digestd.inbound.process import process_message
+from digestd.subscribers import bounce_policy, optin
 from digestd.subscribers.lifecycle import (
     Preferences,
     add_subscriber,
-    bounce_policy,
     forget,
-    optin,
     revoke_links,
 )
 from tests.conftest import FakeClock

@@ -25,6 +25,10 @@ Votes ("more / less like this", issue 12): `--voters 0.1` gives 10 % of the subs
 (seed texts, ingested before the window), so they are ranked individually. `--compare`
 runs the script twice in fresh processes, without votes and with `--voters` (default 0.1),
 and prints both side by side (peak RSS is then per run).
+
+DKIM (issue 25): `--sign` signs every digest (a fresh RSA-2048 key, DIGESTD_DKIM_KEY_FILE),
+`--sign-ed25519` adds the Ed25519 signature beside it; `--dkim` runs the script twice in
+fresh processes, without and with `--sign`, and prints both side by side.
 """
 
 from __future__ import annotations
@@ -323,7 +327,16 @@ def bench_settings(args: argparse.Namespace, tmp: Path, smtp_port: int = 25) -> 
     """The settings of both processes: the setup's and the measured one's."""
     from digestd.core.config import Settings
 
+    signing: dict[str, Any] = {}
+    if args.sign or args.sign_ed25519:
+        from digestd.mail.dkim_keys import keygen
+
+        keys = keygen(tmp / "dkim", "bench", "example.org", ed25519_key=args.sign_ed25519)
+        signing = {"dkim_key_file": keys[0].path, "dkim_selector": "bench"}
+        if args.sign_ed25519:
+            signing["dkim_ed25519_key_file"] = keys[1].path
     return Settings(
+        **signing,
         database_url=args.database_url or f"sqlite:///{tmp / 'bench.db'}",
         smtp_port=smtp_port,
         smtp_max_connections=args.connections,
@@ -490,6 +503,13 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="run without and with votes, side by side"
     )
+    parser.add_argument("--sign", action="store_true", help="DKIM-sign every message (RSA)")
+    parser.add_argument(
+        "--sign-ed25519", action="store_true", help="DKIM-sign with RSA and Ed25519"
+    )
+    parser.add_argument(
+        "--dkim", action="store_true", help="run without and with --sign, side by side"
+    )
     parser.add_argument("--setup-only", default=None, help=argparse.SUPPRESS)  # the child
     args = parser.parse_args()
     if args.setup_only:
@@ -497,6 +517,10 @@ def main() -> None:
         return
     if args.compare:
         compare(args)
+        return
+    if args.dkim:
+        base = [a for a in sys.argv[1:] if a not in ("--dkim", "--sign", "--sign-ed25519")]
+        side_by_side(base, [("unsigned", []), ("DKIM-signed", ["--sign"])])
         return
 
     print(f"machine: {machine()}")
@@ -571,10 +595,19 @@ def compare(args: argparse.Namespace) -> None:
         if a.startswith("--voters="):
             continue
         cleaned.append(a)
+    side_by_side(
+        cleaned,
+        [("without votes", ["--voters", "0.0"]), (f"{share:.0%} voting", ["--voters", str(share)])],
+    )
+
+
+def side_by_side(base: list[str], variants: list[tuple[str, list[str]]]) -> None:
+    """Run this script once per variant (its extra arguments) in fresh processes, one after
+    the other, and print the figures side by side."""
     runs = {}
-    for label, voters in (("without votes", 0.0), (f"{share:.0%} voting", share)):
+    for label, extra in variants:
         out = subprocess.run(
-            [sys.executable, __file__, *cleaned, "--voters", str(voters), "--json"],
+            [sys.executable, __file__, *base, *extra, "--json"],
             capture_output=True,
             text=True,
             check=True,

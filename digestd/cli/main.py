@@ -17,6 +17,7 @@ from digestd.cli import (
     db,
     deliveries,
     demo,
+    dkim,
     doctor,
     entries,
     inbound,
@@ -43,6 +44,7 @@ app.add_typer(sources.app, name="sources")
 app.add_typer(entries.app, name="entries")
 app.add_typer(deliveries.app, name="deliveries")
 app.add_typer(inbound.app, name="inbound")
+app.add_typer(dkim.app, name="dkim")
 preview.register(app)
 stats.register(app)
 run.register(app)

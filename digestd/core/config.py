@@ -15,13 +15,15 @@ from typing import Any
 from dotenv import dotenv_values
 from email_validator import EmailNotValidError, validate_email
 
+from digestd.core import config_providers as providers
+
 
 class ConfigError(ValueError):
     """A setting has a wrong value; the message is one line naming the variable."""
 
 
 SMTP_TLS_MODES = ("none", "starttls", "tls")
-SECRET_FIELDS = frozenset({"smtp_password", "secret_key", "metrics_token"})
+SECRET_FIELDS = frozenset({"smtp_password", "secret_key", "metrics_token", *providers.SECRETS})
 LOG_FORMATS = ("text", "json")
 # Settings that are URLs which may carry a password: only the password is masked.
 URL_WITH_PASSWORD_FIELDS = frozenset({"inbound_imap"})
@@ -85,6 +87,11 @@ class Settings:
     web_header_timeout: float = 10.0
     web_keepalive_timeout: int = 5
     web_max_connections: int = 200
+    # DKIM signing (README "DKIM signing").
+    dkim_key_file: Path | None = None
+    dkim_domain: str | None = None
+    dkim_ed25519_key_file: Path | None = None
+    dkim_ed25519_selector: str | None = None
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -442,6 +449,10 @@ PARSERS = {
     "DIGESTD_WEB_HEADER_TIMEOUT": ("web_header_timeout", _float(0.1, 600)),
     "DIGESTD_WEB_KEEPALIVE_TIMEOUT": ("web_keepalive_timeout", _int(1, 3600)),
     "DIGESTD_WEB_MAX_CONNECTIONS": ("web_max_connections", _int(1, 100000)),
+    "DIGESTD_DKIM_KEY_FILE": ("dkim_key_file", _file),
+    "DIGESTD_DKIM_DOMAIN": ("dkim_domain", providers.domain),
+    "DIGESTD_DKIM_ED25519_KEY_FILE": ("dkim_ed25519_key_file", _file),
+    "DIGESTD_DKIM_ED25519_SELECTOR": ("dkim_ed25519_selector", _selector),
 }
 
 
@@ -479,6 +490,8 @@ def load_settings(
             "DIGESTD_INBOUND_LISTEN is set but DIGESTD_BOUNCE_ADDRESS is not "
             "(the listener accepts mail only at the bounce address's domain)"
         )
+    if problem := providers.dkim_mismatch(settings):
+        raise ConfigError(problem)
     if "log_level" in values:
         settings = Settings(**{**values, "log_level": str(values["log_level"]).upper()})
     return settings

@@ -383,6 +383,7 @@ async def _send_jobs(
                         vote_macs=dict(zip(digest.vote_slots, macs, strict=True)),
                     ),
                     mailto=mailto,
+                    signer=pool.signer,  # DKIM, when DIGESTD_DKIM_KEY_FILE is set
                 )
                 if data is not None:
                     await pool.send_wire(envelope, one_line(sub.email), data)

@@ -12,6 +12,7 @@ address is not decided here: that depends on the relay, which only a received me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -257,9 +258,15 @@ def mx(lookup: Lookup, domain: str, role: str) -> Check:
 
 
 def check_domains(
-    lookup: Lookup, from_domain: str, bounce_domain: str | None, dkim_selector: str | None
+    lookup: Lookup,
+    from_domain: str,
+    bounce_domain: str | None,
+    dkim_selector: str | None,
+    signing: Callable[[Lookup], tuple[list[Check], bool]] | None = None,
 ) -> list[Check]:
-    """Every DNS check for the From domain and, when different, the bounce domain."""
+    """Every DNS check for the From domain and, when different, the bounce domain.
+    `signing`: when digestd signs itself, the DKIM checks of its keys (doctor.dkim) and
+    whether they pass and align, instead of only looking for the relay's selector."""
     if is_placeholder(from_domain):
         return [
             fail(
@@ -278,8 +285,12 @@ def check_domains(
             checks.append(spf_check)
         dmarc_check, policy = dmarc(lookup, from_domain)
         checks.append(dmarc_check)
-        dkim_check, dkim_ok = dkim(lookup, dkim_selector, from_domain)
-        checks.append(dkim_check)
+        if signing is None:
+            dkim_check, dkim_ok = dkim(lookup, dkim_selector, from_domain)
+            checks.append(dkim_check)
+        else:
+            dkim_checks, dkim_ok = signing(lookup)
+            checks += dkim_checks
         checks.append(alignment(from_domain, envelope, policy, spf_ok, dkim_ok))
         checks.append(mx(lookup, from_domain, "replies"))
         if envelope != from_domain:

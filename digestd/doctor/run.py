@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from email.utils import parseaddr
 
-from digestd.core.config import dns_server_address
+from digestd.core.config import Settings, dns_server_address
 from digestd.core.context import AppContext
-from digestd.doctor import dns, setup
-from digestd.doctor.result import Check
+from digestd.doctor import dkim, dns, setup
+from digestd.doctor.result import Check, fail
 from digestd.doctor.smtp import check_smtp
 
 
@@ -42,5 +43,38 @@ def run_doctor(
         from_domain,
         bounce_domain if bounce_domain != from_domain else None,
         s.dkim_selector,
+        _signing(s, from_domain) if s.dkim_key_file else None,
     )
     return checks
+
+
+def _signing(s: Settings, from_domain: str) -> Callable[[dns.Lookup], tuple[list[Check], bool]]:
+    """The DKIM checks of digestd's own keys (DIGESTD_DKIM_KEY_FILE and the Ed25519 one)."""
+    domain = s.dkim_domain or from_domain
+
+    def check(lookup: dns.Lookup) -> tuple[list[Check], bool]:
+        selector = s.dkim_selector or ""
+        keys = [(selector, s.dkim_key_file, "DIGESTD_DKIM_KEY_FILE")]
+        if s.dkim_ed25519_key_file:
+            ed_selector = s.dkim_ed25519_selector or f"{selector}-ed25519"
+            keys.append((ed_selector, s.dkim_ed25519_key_file, "DIGESTD_DKIM_ED25519_KEY_FILE"))
+        checks = [
+            dkim.key_published(lookup, sel, domain, path, setting)
+            for sel, path, setting in keys
+            if path is not None
+        ]
+        passed = all(c.status != "fail" for c in checks)
+        # DMARC counts DKIM only when d= aligns with the From domain (relaxed: same
+        # organization; doctor's alignment check says what else aligns).
+        if dns.org_domain(domain) != dns.org_domain(from_domain):
+            checks.append(
+                fail(
+                    f"dkim d={domain}",
+                    f"signatures are for {domain}, which does not align with From {from_domain}",
+                    "set DIGESTD_DKIM_DOMAIN to the From domain (or leave it unset)",
+                )
+            )
+            passed = False
+        return checks, passed
+
+    return check

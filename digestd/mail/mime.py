@@ -9,6 +9,7 @@ Sending the bytes is `digestd.mail.smtp_pool`'s job.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 import secrets
 import sys
@@ -19,8 +20,10 @@ from email import policy as email_policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
+
+from digestd.mail.dkim import CanonicalBody, DkimSigner, relaxed_body
 
 
 def one_line(value: str) -> str:
@@ -182,6 +185,8 @@ def _qp(text: str) -> bytes:
 # lines start with a name or, folded, with white space: never with a ".".
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
 _STUFFED_DOT = re.compile(rb"(?m)^\.\.")
+# A template's format holds "%%" (a literal "%") and "%s" (a slot) only.
+_FORMAT_TOKEN = re.compile(rb"(%%|%s)")
 # Text that is its own quoted-printable on one line (RFC 2045 6.7: printable ASCII but "=",
 # no trailing white space, at most 76 characters, not starting with "."): a vote MAC, say.
 _QP_AS_IS = re.compile(
@@ -242,11 +247,12 @@ class DigestTemplate:
         date: str,
         values: Mapping[str, Mapping[str, str]],
         mailto: str = "",
+        signer: DkimSigner | None = None,
     ) -> bytes | None:
         """The message for one subscriber in SMTP wire form (`from_wire` reads it back), or
         None when it needs the reference path (a non-ASCII address, which needs SMTPUTF8).
         `values` maps a part's subtype to its slot values, already escaped for that part
-        (HTML); `date` is `format_date(...)`."""
+        (HTML); `date` is `format_date(...)`; with a `signer`, DKIM-signed."""
         to_email = one_line(to_email)
         if not to_email.isascii():
             return None
@@ -277,7 +283,40 @@ class DigestTemplate:
                     # Soft line breaks around the value: an encoded line of its own.
                     value = encoded[text] = b"=\r\n" + qp + b"=\r\n"
                 args.append(value)
-        return head + self.body % tuple(args)
+        message = head + self.body % tuple(args)
+        if signer is None:
+            return message
+        return self._signature(signer, head, args, message) + message
+
+    @cached_property
+    def _canonical(self) -> tuple[bytes, CanonicalBody]:
+        """The shared header lines and the body's shared pieces canonicalized for DKIM,
+        once per template (and only when signing: they cost about the body's size)."""
+        pieces: list[bytes] = []
+        current = bytearray()
+        for i, token in enumerate(_FORMAT_TOKEN.split(self.body)):
+            if i % 2 == 0:
+                current += token
+            elif token == b"%%":
+                current += b"%"
+            else:  # a slot
+                pieces.append(from_wire(bytes(current)))
+                current = bytearray()
+        pieces.append(from_wire(bytes(current)))
+        shared, _, first = pieces[0].partition(b"\r\n\r\n")
+        return shared + b"\r\n", CanonicalBody.of([first, *pieces[1:]])
+
+    def _signature(
+        self, signer: DkimSigner, head: bytes, args: Sequence[bytes], message: bytes
+    ) -> bytes:
+        """The DKIM-Signature lines for `message` (this template filled with `args`): the
+        body hash from the shared pieces and the values (see dkim.CanonicalBody)."""
+        shared, canonical = self._canonical
+        body_hash = canonical.hash(args)
+        if body_hash is None:  # a body ending in empty lines: the whole-body path
+            body = from_wire(message).partition(b"\r\n\r\n")[2]
+            body_hash = hashlib.sha256(relaxed_body(body)).digest()
+        return signer.signature_lines(head, body_hash, shared)
 
 
 def format_date(when: datetime) -> str:

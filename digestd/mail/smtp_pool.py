@@ -1,5 +1,10 @@
 """SMTP delivery over a bounded pool of kept-open connections (aiosmtplib), with an optional
-rate limit; replies are classified into temporary and permanent failures."""
+rate limit; replies are classified into temporary and permanent failures.
+
+With DKIM signing on (DIGESTD_DKIM_KEY_FILE), every message the pool flattens is signed on
+the bytes it sends (`send`, `send_bytes`: confirmation mails, command replies, the rare
+digest the fast path declines); a digest in wire form (`send_wire`) comes signed already
+(`mime.DigestTemplate.fill` signs it with `pool.signer`, from its template's shared parts)."""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from types import TracebackType
 
 import aiosmtplib
 from aiolimiter import AsyncLimiter
+from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
 from digestd.core.config import Settings
+from digestd.mail.dkim import DkimSigner, signer_for
 from digestd.mail.mime import dot_stuff, from_wire
 
 
@@ -165,6 +172,9 @@ class SmtpPool:
         self.size = max_connections or settings.smtp_max_connections
         rate = rate if rate is not None else settings.smtp_rate
         self._limiter = AsyncLimiter(rate, 1.0) if rate else None
+        # DKIM (None: off). Read here, so a key file that cannot be used is one line at the
+        # start of a pass (mail.dkim.DkimKeyError), not a failure per message.
+        self.signer: DkimSigner | None = signer_for(settings)
         self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
         for _ in range(self.size):
             self._idle.put_nowait(None)  # a slot with no connection opened yet
@@ -204,11 +214,14 @@ class SmtpPool:
     async def send_bytes(self, sender: str, recipient: str, data: bytes) -> str:
         """Send one already flattened message as is: no re-parse or re-flatten
         (`send_message` does both). Same replies and errors as `send`."""
+        if self.signer is not None:
+            data = self.signer.sign(data)
         return await self._send((sender, recipient, data, False))
 
     async def send_wire(self, sender: str, recipient: str, wire: bytes) -> str:
         """`send_bytes` for a message in wire form already (`mime.DigestTemplate.fill`: CRLF,
-        dot-stuffed): written as it is, with no pass over its bytes."""
+        dot-stuffed, signed when `signer` is set): written as it is, with no pass over its
+        bytes."""
         return await self._send((sender, recipient, wire, True))
 
     async def _send(self, message: _Outgoing) -> str:
@@ -270,15 +283,41 @@ class SmtpPool:
             if self._on_transaction is not None:
                 self._on_transaction(time.perf_counter() - started)
 
-    @staticmethod
-    async def _transmit(client: aiosmtplib.SMTP, message: _Outgoing) -> str:
+    async def _transmit(self, client: aiosmtplib.SMTP, message: _Outgoing) -> str:
         if isinstance(message, tuple) and len(message) == 4:
             sender, recipient, data, wire = message
             return await transmit(client, sender, recipient, data, wire=wire)
-        elif isinstance(message, tuple):
+        if self.signer is not None:
+            msg, envelope = message if isinstance(message, tuple) else (message, None)
+            return await self._transmit_signed(client, msg, envelope, self.signer)
+        if isinstance(message, tuple):
             errors, reply = await client.send_message(message[0], sender=message[1])
         else:
             errors, reply = await client.send_message(message)
+        if errors:
+            code, text = next(iter(errors.values()))
+            raise _classify(aiosmtplib.SMTPRecipientRefused(code, text, ""))
+        return reply
+
+    @staticmethod
+    async def _transmit_signed(
+        client: aiosmtplib.SMTP, message: EmailMessage, sender: str | None, signer: DkimSigner
+    ) -> str:
+        """`send_message`'s work with a signature on the flattened bytes: the same envelope
+        (From and To, Bcc dropped) and SMTPUTF8 when an address needs it; 7-bit bodies (every
+        part digestd writes is quoted-printable), so what is signed is what arrives."""
+        sender = sender if sender is not None else extract_sender(message)
+        recipients = extract_recipients(message)
+        if sender is None or not recipients:
+            raise aiosmtplib.SMTPException("a message without sender or recipients")
+        utf8 = not (sender + "".join(recipients)).isascii()
+        options = []
+        if utf8:
+            if not client.supports_extension("smtputf8"):
+                raise aiosmtplib.SMTPNotSupported("the address needs SMTPUTF8, not offered")
+            options.append("SMTPUTF8")
+        data = signer.sign(flatten_message(message, utf8=utf8, cte_type="7bit"))
+        errors, reply = await client.sendmail(sender, recipients, data, mail_options=options)
         if errors:
             code, text = next(iter(errors.values()))
             raise _classify(aiosmtplib.SMTPRecipientRefused(code, text, ""))

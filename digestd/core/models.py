@@ -201,9 +201,9 @@ class Delivery(SQLModel, table=True):
     # ("12,7,40"): the never-twice record and what "View in browser" shows. A column, not a
     # row per paper: writing ten rows a message (with their key and foreign-key checks) was
     # a tenth of the sending process's work (benchmarks/README.md), and nothing reads them
-    # by paper. Written and parsed only in `deliveries` (`_joined_ids`, `_split_ids`).
+    # by paper. Written and parsed only in `deliveries.columns` (`joined_ids`, `split_ids`).
     # An id whose entry was deleted by hand is skipped where papers are shown, and a part
-    # edited by hand into something else is skipped with a warning (`_split_ids`).
+    # edited by hand into something else is skipped with a warning (`split_ids`).
     entry_ids: str = Field(default="", sa_column_kwargs={"server_default": ""})
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts()

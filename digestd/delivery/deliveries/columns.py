@@ -1,0 +1,54 @@
+"""How the delivery store writes some columns and reads them back: the papers a delivery
+carried (`entry_ids`), instants that lost their type, and the driver's row counts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from digestd.core.models import Delivery, table_of
+
+log = logging.getLogger("digestd.delivery.deliveries")
+
+# Chunk IN lists well below every backend's bound-parameter limit.
+IN_CHUNK = 1000
+
+TABLE = table_of(Delivery)
+
+
+def joined_ids(entry_ids: Sequence[int]) -> str:
+    """The `entry_ids` column of a delivery: its papers' ids in rank order, each once."""
+    return ",".join(map(str, dict.fromkeys(entry_ids)))
+
+
+def split_ids(text: str | None, delivery_id: int) -> list[int]:
+    """The paper ids of a delivery's `entry_ids` column, in rank order. Only digestd writes
+    it; a part edited by hand into something else is skipped with one warning, so one bad
+    row cannot stop a send pass or a page."""
+    if not text:
+        return []
+    parts = text.split(",")
+    ids = [int(x) for x in parts if x.isdigit()]
+    if len(ids) != len(parts):
+        log.warning(
+            "delivery %s: entry_ids %r has parts that are not paper ids; skipped",
+            delivery_id,
+            text[:200],
+        )
+    return ids
+
+
+def rowcount(result: Any) -> int:
+    """The rows a statement changed, as the driver counts them (0 when it does not say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def aware(value: Any) -> datetime | None:
+    """MAX() over a CASE loses the column type on some backends: read it back as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

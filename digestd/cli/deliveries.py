@@ -166,6 +166,7 @@ def show_cmd(
         ("lease", f"{found.claimed_by} until {short_time(found.lease_until)}"
          if found.claimed_by else "-"),
         ("reply", found.error or "-"),
+        ("failure", _failure(found)),
     ):  # fmt: skip
         facts.add_row(label, escape(value))
     console.print(facts)
@@ -190,7 +191,17 @@ def show_cmd(
     console.print(table)
 
 
-# The fields `deliveries list --json` has always printed (a stable contract for scripts).
+def _failure(row: deliveries.DeliveryRow) -> str:
+    """The last failure as data: `550 5.1.1 (hard)`, `(ours)`, or "-"."""
+    if row.severity is None:
+        return "-"
+    code = " ".join(str(x) for x in (row.smtp_code, row.enhanced_status) if x)
+    return f"{code} ({row.severity})" if code else f"({row.severity})"
+
+
+# The fields `deliveries list --json` has always printed (a stable contract for scripts),
+# then the last failure as data (smtp_code, enhanced_status, severity: hard, soft,
+# sender or ours; null when none was met).
 JSON_FIELDS = (
     "id",
     "email",
@@ -203,6 +214,9 @@ JSON_FIELDS = (
     "sent_at",
     "message_id",
     "error",
+    "smtp_code",
+    "enhanced_status",
+    "severity",
 )
 
 

@@ -25,6 +25,7 @@ STYLE = {
     "failed": "red",
     "hard_bounces": "red",
     "soft_bounces": "yellow",
+    "relay_failures": "magenta",
     "complaints": "red",
     "new_confirmed": "cyan",
 }
@@ -148,6 +149,14 @@ def _rates(stats: Stats) -> list[Text]:
     lines = [Text("rates of the period", style="bold")]
     lines.append(_rate_line("bounces", stats.bounces, "attempted"))
     lines.append(_rate_line("complaints", stats.complaints, "sent"))
+    totals = stats.totals
+    if totals.relay_failures or totals.unmatched_bounces:
+        apart = (
+            f"  not the list's, not in the bounce rate: {totals.relay_failures:,} relay "
+            f"failures (ours), {totals.unmatched_bounces:,} bounces matching no subscriber"
+        )
+        for part in textwrap.wrap(apart, WIDTH, subsequent_indent="    "):
+            lines.append(Text(part, style="dim"))
     for warning in stats.warnings:
         for part in textwrap.wrap(f"warning: {warning}", WIDTH, subsequent_indent="  "):
             lines.append(Text(part, style="bold yellow"))

@@ -52,7 +52,14 @@ class Metrics:
         )
         self.messages_bounced = Counter(
             "digestd_messages_bounced",
-            "Messages refused for good (5xx) while sending, plus bounces received back by mail.",
+            "Messages refused for good because of the address while sending (a hard "
+            "failure), plus bounces received back by mail.",
+            registry=r,
+        )
+        self.unwritten = Counter(
+            "digestd_outcomes_unwritten",
+            "Send outcomes not recorded because this worker no longer held the delivery "
+            "(its lease ran out and another worker took it over, or it was recorded already).",
             registry=r,
         )
         self.inbound = Counter(
@@ -109,6 +116,11 @@ class Metrics:
         ):
             if value:
                 counter.inc(value)
+
+    def outcomes_unwritten(self, count: int) -> None:
+        """Count outcomes `deliveries.record` did not write (the delivery was taken over)."""
+        if count:
+            self.unwritten.inc(count)
 
     def inbound_received(self, kind: str) -> None:
         """Count one message that came back, by its kind; a bounce also counts as bounced."""

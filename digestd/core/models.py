@@ -207,6 +207,16 @@ class Delivery(SQLModel, table=True):
     entry_ids: str = Field(default="", sa_column_kwargs={"server_default": ""})
     created_at: datetime = _ts(nullable=False)
     sent_at: datetime | None = _ts()
+    # -- delcore (migration 0011): the last failure as data, and what a sent digest said --
+    # Written by `deliveries.record` from the `Failure` read where the send failed
+    # (core/failures.py); kept once the delivery is sent. NULL: no failure met.
+    smtp_code: int | None = Field(default=None)  # the server's reply code (550), if it replied
+    enhanced_status: str | None = Field(default=None, max_length=16)  # RFC 3463 (5.1.1)
+    severity: str | None = Field(default=None, max_length=8)  # a core.failures.Severity value
+    # The reason shown beside each paper of a sent digest, in the order of `entry_ids`, as
+    # a JSON list of strings: "View in browser" shows what the mail said, whatever the
+    # subscriber's topics are today. Written and read only in `deliveries.columns`.
+    reasons: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class Event(SQLModel, table=True):

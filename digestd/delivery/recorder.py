@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -31,6 +32,8 @@ from digestd.delivery import deliveries
 from digestd.delivery.deliveries import Outcome
 from digestd.subscribers import bounce_policy
 
+log = logging.getLogger(__name__)
+
 UNRECORDED_MAX = 64  # messages on the wire or accepted but not committed, at most
 GROUP_MAX = 64  # outcomes per commit, at most
 FLUSH_AT = UNRECORDED_MAX // 2
@@ -41,21 +44,38 @@ Recorded = Callable[[Sequence[Outcome], list[int]], None]
 
 def record_group(ctx: AppContext, outcomes: Sequence[Outcome], worker_id: str) -> list[int]:
     """Commit outcomes and what they say about subscribers in one transaction; returns the
-    ids of subscribers newly marked bounced."""
+    ids of subscribers newly marked bounced. Outcomes of deliveries this worker no longer
+    holds are not written (their new holder records them): a warning names them, and the
+    metric `digestd_outcomes_unwritten` counts them."""
     now = ctx.now()
     with session_scope(ctx.engine) as session:
-        deliveries.record(session, outcomes, worker_id=worker_id, now=now)
+        unwritten = set(deliveries.record(session, outcomes, worker_id=worker_id, now=now))
         # A refusal is read by the bounce policy, like a bounce that comes back by mail.
         # Acceptance does not reset the soft-bounce count: with a relay, the bounce comes
         # later (the policy's own quiet-gap rule starts the count over).
         failures = {
-            o.claim.subscriber_id: o.error or ""
+            o.claim.subscriber_id: (o.failure, o.error or "")
             for o in outcomes
             if o.status == DeliveryStatus.FAILED
+            and o.failure is not None
+            and o.claim.id not in unwritten
         }
-        return bounce_policy.apply_send_failures(
+        bounced = bounce_policy.apply_send_failures(
             session, failures, ctx.settings, actor=ctx.actor, now=now
         )
+    if unwritten:
+        ids = sorted(unwritten)
+        log.warning(
+            "%d outcomes not recorded: deliveries %s are no longer held by worker %s "
+            "(a lease ran out and another worker took them over, or they were recorded "
+            "already)",
+            len(ids),
+            ",".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else ""),
+            worker_id,
+            extra={"worker": worker_id, "unwritten": len(ids)},
+        )
+        ctx.metrics.outcomes_unwritten(len(ids))
+    return bounced
 
 
 class Recorder:

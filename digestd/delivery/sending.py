@@ -32,6 +32,7 @@ from digestd.delivery import deliveries
 from digestd.delivery.deliveries import Claim, Outcome
 from digestd.delivery.deliveries import temporary_failure as _temporary
 from digestd.delivery.digests import local_day
+from digestd.delivery.failures import INTERNAL, RENDER, ours, send_failed
 from digestd.delivery.recorder import Recorder
 from digestd.inbound import addresses
 from digestd.mail.mime import (
@@ -43,7 +44,7 @@ from digestd.mail.mime import (
     one_line,
 )
 from digestd.mail.render import Renderer, TemplateProblem, slot_values, vote_slots
-from digestd.mail.smtp_pool import PermanentSendError, SmtpPool, TemporarySendError
+from digestd.mail.smtp_pool import SendError, SmtpPool
 from digestd.ranking.learning import PaperCache
 from digestd.ranking.select import Pick, Profile, Selector, Taste, load_tastes
 from digestd.subscribers import lifecycle as subscribers
@@ -269,11 +270,11 @@ def _prepare(
                 digest = _digest(ctx, renderer, profile, picks, day, sub.format)
             except TemplateProblem as exc:  # an admin's template: one line, retried later
                 log.error("render failed for delivery %s: %s", c.id, exc, extra=_ids(c))
-                done.append(_temporary(c, f"render failed: {_short(exc)}"))
+                done.append(_temporary(c, f"render failed: {_short(exc)}", ours(RENDER)))
                 continue
             except Exception as exc:  # a template error must not lose the batch
                 log.exception("render failed for delivery %s", c.id, extra=_ids(c))
-                done.append(_temporary(c, f"render failed: {_short(exc)}"))
+                done.append(_temporary(c, f"render failed: {_short(exc)}", ours(RENDER)))
                 continue
             # A digest ranked by one subscriber's votes is theirs alone: kept out of the
             # pass's cache so it does not push out the digests profiles share.
@@ -398,14 +399,11 @@ async def _send_jobs(
                         now,
                     )
                     await pool.send(message, sender=envelope)
-            except PermanentSendError as exc:
-                reply = f"{exc.code} {exc.reply}" if exc.code else exc.reply
-                outcome = Outcome(c, D.FAILED, one_line(reply))
-            except TemporarySendError as exc:
-                outcome = _temporary(c, one_line(exc.reply) or "temporary failure")
+            except SendError as exc:  # read once, here, into data (delivery.failures)
+                outcome = send_failed(c, exc)
             except Exception as exc:  # a bad address format, an encoding error: keep going
                 log.exception("sending delivery %s failed", c.id, extra=_ids(c))
-                outcome = _temporary(c, f"error: {_short(exc)}")
+                outcome = _temporary(c, f"error: {_short(exc)}", ours(INTERNAL))
             else:
                 outcome = Outcome(c, D.SENT, None, entry_ids=job.digest.entry_ids)
             recorder.add(outcome, credit=True)
@@ -594,8 +592,10 @@ def _count(ctx: AppContext, outcomes: Sequence[Outcome]) -> None:
         failed=by_status[D.FAILED],
         retried=by_status[D.RETRY],
         skipped=by_status[D.SKIPPED],
-        # Refused for good (a 5xx reply; "gave up after N attempts" is not a bounce).
-        bounced=sum(1 for o in outcomes if o.status == D.FAILED and (o.error or "")[:1] == "5"),
+        # Refused for good because of the address (a hard failure; giving up is not a bounce).
+        bounced=sum(
+            1 for o in outcomes if o.status == D.FAILED and o.failure is not None and o.failure.hard
+        ),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from digestd.core.db import sql_date
@@ -115,26 +116,30 @@ def for_delivery(session: Session, delivery_id: int) -> list[Inbound]:
 
 @dataclass(frozen=True)
 class KindCount:
-    """Inbound records of one UTC day, kind and severity (`digestd stats`)."""
+    """Inbound records of one UTC day, kind and severity (`digestd stats`); `matched`: tied
+    to a subscriber (what matched none is not the list's and is counted apart)."""
 
     day: date
     kind: str
     severity: str
     count: int
+    matched: bool = True
 
 
 def counts_per_day(
     session: Session, since: datetime, until: datetime, kinds: tuple[str, ...]
 ) -> list[KindCount]:
-    """Inbound records per UTC day, kind and severity in [since, until), of these kinds."""
+    """Inbound records per UTC day, kind, severity and whether they matched a subscriber in
+    [since, until), of these kinds."""
     received = col(Inbound.received_at)
     day = func.date(received)
+    matched = col(Inbound.subscriber_id).is_not(None)
     stmt = (
-        select(day, col(Inbound.kind), col(Inbound.severity), func.count())
+        sa_select(day, col(Inbound.kind), col(Inbound.severity), matched, func.count())
         .where(received >= since, received < until, col(Inbound.kind).in_(kinds))
-        .group_by(day, col(Inbound.kind), col(Inbound.severity))
+        .group_by(day, col(Inbound.kind), col(Inbound.severity), matched)
     )
     return [
-        KindCount(sql_date(d), kind, severity or "", int(n))
-        for d, kind, severity, n in session.exec(stmt)
+        KindCount(sql_date(d), kind, severity or "", int(n), bool(found))
+        for d, kind, severity, found, n in session.execute(stmt)
     ]

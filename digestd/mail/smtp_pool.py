@@ -25,14 +25,21 @@ from digestd.core.config import Settings
 from digestd.mail.dkim import DkimSigner, signer_for
 from digestd.mail.mime import dot_stuff, from_wire
 
+# Where a send failed, when it is not about the recipient (`SendError.stage`): connecting
+# (the connection, the greeting, TLS, AUTH) or our envelope sender (MAIL FROM refused).
+CONNECT, SENDER = "connect", "sender"
+
 
 class SendError(Exception):
-    """A message was not accepted; `code` and `reply` are the server's words where it gave any."""
+    """A message was not accepted; `code` and `reply` are the server's words where it gave
+    any. `stage` is CONNECT or SENDER when the failure happened before the recipient was
+    named (so it is ours, never the recipient's: `delivery.failures`), else ""."""
 
-    def __init__(self, reply: str, code: int | None = None) -> None:
+    def __init__(self, reply: str, code: int | None = None, *, stage: str = "") -> None:
         super().__init__(reply)
         self.reply = reply
         self.code = code
+        self.stage = stage
 
 
 class TemporarySendError(SendError):
@@ -50,9 +57,10 @@ def _classify(exc: BaseException) -> SendError:
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     reply = f"{code} {message}" if code else message
+    stage = SENDER if isinstance(exc, aiosmtplib.SMTPSenderRefused) else ""
     if isinstance(code, int) and 500 <= code < 600:
-        return PermanentSendError(message, code)
-    return TemporarySendError(reply if code else message, code)
+        return PermanentSendError(message, code, stage=stage)
+    return TemporarySendError(reply if code else message, code, stage=stage)
 
 
 # What the pool sends: a message, a message with its envelope sender, or flattened bytes
@@ -272,6 +280,7 @@ class SmtpPool:
             raise TemporarySendError(
                 f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port}: {code}{error.reply}",
                 error.code,
+                stage=CONNECT,
             ) from None
         return client
 

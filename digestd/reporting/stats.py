@@ -7,6 +7,13 @@ sources' fetch health, and the inbound mail that came back (bounces after accept
 spam complaints).
 
 Days are UTC days; the period is the last `days` days, today included.
+
+Only what is the list's counts in its bounce rate: hard bounces of addresses on the list,
+over the digests that reached a server's verdict. Failures of our own (severity `ours`: the
+relay down, AUTH failing, a timeout before the greeting; see core/failures.py) and bounces
+that matched no subscriber are counted apart (`relay_failures`, `unmatched_bounces`) and
+shown as such, never in the rate. Severities are read from the rows' fields, never from
+the error text.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from typing import Any
 
 from sqlmodel import Session
 
+from digestd.core.failures import Severity
 from digestd.core.models import Source
 from digestd.core.statuses import DeliveryStatus, SubscriberStatus
 from digestd.delivery.deliveries import counts_per_day, oldest_waiting
 from digestd.inbound import store as inbound_store
 from digestd.ingest.sources import interval, list_sources
-from digestd.subscribers.bounce_policy import HARD, SOFT
 from digestd.subscribers.lifecycle import (
     UNSUBSCRIBE_WAYS,
     confirmed_per_day,
@@ -53,8 +60,10 @@ class Day:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
-    hard_bounces: int = 0
+    hard_bounces: int = 0  # of subscribers' addresses: at SMTP time and by mail
     soft_bounces: int = 0
+    relay_failures: int = 0  # deliveries that met a failure of ours (not the list's)
+    unmatched_bounces: int = 0  # bounces by mail that matched no subscriber (not the list's)
     complaints: int = 0
     unsubscribes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WAYS, 0))
     new_confirmed: int = 0
@@ -67,6 +76,8 @@ class Day:
             "failed": self.failed,
             "hard_bounces": self.hard_bounces,
             "soft_bounces": self.soft_bounces,
+            "relay_failures": self.relay_failures,
+            "unmatched_bounces": self.unmatched_bounces,
             "complaints": self.complaints,
             "unsubscribes": dict(self.unsubscribes),
             "new_confirmed": self.new_confirmed,
@@ -80,6 +91,8 @@ SERIES = (
     ("failed", "failed"),
     ("hard_bounces", "hard bounces"),
     ("soft_bounces", "soft bounces"),
+    ("relay_failures", "relay failures"),
+    ("unmatched_bounces", "unmatched bounce"),
     ("complaints", "complaints"),
     ("unsubscribes.one-click", "unsub one-click"),
     ("unsubscribes.page", "unsub page"),
@@ -228,7 +241,15 @@ def total(days: Iterable[Day]) -> Day:
     out = Day(date.min)
     for d in days:
         out.day = d.day
-        for key in ("sent", "skipped", "failed", "hard_bounces", "soft_bounces"):
+        for key in (
+            "sent",
+            "skipped",
+            "failed",
+            "hard_bounces",
+            "soft_bounces",
+            "relay_failures",
+            "unmatched_bounces",
+        ):
             setattr(out, key, getattr(out, key) + getattr(d, key))
         out.complaints += d.complaints
         out.new_confirmed += d.new_confirmed
@@ -250,14 +271,25 @@ def compute(session: Session, now: datetime, *, days: int, fetch_interval_minute
     until = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC)
     by_day = {start + timedelta(days=i): Day(start + timedelta(days=i)) for i in range(days)}
 
+    # Deliveries that reached a server's verdict (sent, or failed for a reason that is not
+    # ours): the bounce rate's denominator.
+    attempted = 0
     for c in counts_per_day(session, since, until):
         d = by_day.get(c.day)
         if d is None:
             continue
         if c.status in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED):
             setattr(d, c.status.value, getattr(d, c.status.value) + c.count)
-        d.hard_bounces += c.hard
-        d.soft_bounces += c.soft
+        if c.severity == Severity.HARD:
+            d.hard_bounces += c.count
+        elif c.severity == Severity.SOFT:
+            d.soft_bounces += c.count
+        elif c.severity == Severity.OURS:
+            d.relay_failures += c.count
+        if c.status == DeliveryStatus.SENT or (
+            c.status == DeliveryStatus.FAILED and c.severity != Severity.OURS
+        ):
+            attempted += c.count
 
     for change in status_changes_per_day(session, since, until):
         d = by_day.get(change.day)
@@ -267,15 +299,18 @@ def compute(session: Session, now: datetime, *, days: int, fetch_interval_minute
         d.unsubscribes[way] += change.count
     # Bounces that came back after the server accepted the message, and spam complaints.
     # (Refusals during the SMTP conversation are counted from the deliveries above.)
+    # Bounces that named no subscriber of ours are counted apart, whatever they say.
     for k in inbound_store.counts_per_day(session, since, until, ("bounce", "complaint")):
         d = by_day.get(k.day)
         if d is None:
             continue
         if k.kind == "complaint":
             d.complaints += k.count
-        elif k.severity == HARD:
+        elif not k.matched:
+            d.unmatched_bounces += k.count
+        elif k.severity == Severity.HARD:
             d.hard_bounces += k.count
-        elif k.severity == SOFT:
+        elif k.severity == Severity.SOFT:
             d.soft_bounces += k.count
 
     for day, n in confirmed_per_day(session, since, until).items():
@@ -284,7 +319,6 @@ def compute(session: Session, now: datetime, *, days: int, fetch_interval_minute
 
     ordered = [by_day[k] for k in sorted(by_day)]
     totals = total(ordered)
-    attempted = totals.sent + totals.failed
     bounces = _rate(
         "bounce", totals.hard_bounces, attempted, BOUNCE_LIMIT, None, warn_at=BOUNCE_WARN
     )

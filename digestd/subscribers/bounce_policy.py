@@ -10,12 +10,14 @@ finds the failed addresses), so the phrases below are ours, modelled on Sisimai'
 - soft: it may work later or for another message (mailbox full, expired, disabled, network);
 - sender: the failure is about us, not the address (blocked, spam, policy, authentication,
   relaying: mostly 5.7.x). It never counts against a subscriber; it is recorded and shown.
+The severities and the `Failure` type are shared (`digestd.core.failures`); a refusal while
+sending is read into one by `digestd.delivery.failures.read_smtp_reply`, with this reading.
 
 Acting on it (`apply_failure`), with DIGESTD_BOUNCE_SOFT_LIMIT / _RESET_DAYS:
 - hard → the subscriber is `bounced` at once;
 - soft → counted at most once a day; LIMIT days with a soft bounce, with no gap of RESET_DAYS
   or more between them, → `bounced`;
-- sender, delayed, success → nothing changes.
+- sender, ours, delayed, success → nothing changes.
 A complaint → unsubscribed (way "complaint") and suppressed; mail to the unsubscribe
 address → unsubscribed (way "mail"); both idempotent. Suppressed addresses (bounced, or
 unsubscribed by a complaint) get nothing more, not even a confirmation mail, until an admin
@@ -25,17 +27,17 @@ lifts it (`lift_suppression`, an audit event).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
 
 from digestd.core.config import Settings
+from digestd.core.failures import Failure, Severity
 from digestd.core.models import Subscriber
 from digestd.subscribers import lifecycle as subs
 
-HARD, SOFT, SENDER, NONE = "hard", "soft", "sender", "none"
+HARD, SOFT, SENDER, NONE = Severity.HARD, Severity.SOFT, Severity.SENDER, Severity.NONE
 LIFTED = "subscriber.suppression_lifted"
 # Statuses a bounce may move to `bounced` (unsubscribed ones get no mail anyway).
 _BOUNCEABLE = ("active", "suspended", "pending")
@@ -165,19 +167,6 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _REPLY = re.compile(r"^\s*([245])\d\d\b")
 
 
-@dataclass(frozen=True)
-class Failure:
-    """What a failure means: severity (hard/soft/sender/none), a short reason and the code."""
-
-    severity: str
-    reason: str
-    status: str = ""
-
-    @property
-    def hard(self) -> bool:
-        return self.severity == HARD
-
-
 def status_in(text: str) -> str:
     """The first enhanced status code (e.g. 5.1.1) in a reply or diagnostic, or ''."""
     match = _STATUS.search(text or "")
@@ -239,14 +228,6 @@ def read_failure(status: str = "", diagnostic: str = "", action: str = "failed")
     return Failure(severity, reason, status)
 
 
-def read_smtp_reply(code: int | None, reply: str) -> Failure:
-    """A synchronous refusal while sending (e.g. `550 5.1.1 user unknown`), read the same way."""
-    status = status_in(reply[:40])
-    if not status and code:
-        status = f"{str(code)[0]}.0.0"
-    return read_failure(status, f"{code or ''} {reply}", "failed")
-
-
 # ---- acting on it --------------------------------------------------------------------------
 
 
@@ -263,6 +244,8 @@ def apply_failure(
     """Apply one failure to a subscriber; returns what it did, in a few words (for the record)."""
     if failure.severity == SENDER:
         return f"not counted: {failure.reason} is about the sender, not the address"
+    if failure.severity == Severity.OURS:
+        return f"not counted: {failure.reason} is our own failure, not the address's"
     if failure.severity == NONE:
         return "not counted"
     if sub.status not in _BOUNCEABLE:
@@ -336,23 +319,21 @@ def lift_suppression(session: Session, sub: Subscriber, *, actor: str, now: date
 
 def apply_send_failures(
     session: Session,
-    failures: dict[int, str],
+    failures: dict[int, tuple[Failure, str]],
     settings: Settings,
     *,
     actor: str,
     now: datetime,
 ) -> list[int]:
-    """The synchronous side: permanent refusals while sending (subscriber id → the server's
-    reply, e.g. "550 5.1.1 user unknown"), read and applied like bounces that come back by
-    mail. Returns the ids of subscribers this marked bounced."""
+    """The synchronous side: refusals while sending (subscriber id → the failure as read
+    where it happened, with the server's words for the audit event), applied like bounces
+    that come back by mail. Returns the ids of subscribers this marked bounced."""
     newly: list[int] = []
     for sub_id in sorted(failures):
         sub = session.get(Subscriber, sub_id)
         if sub is None:
             continue
-        reply = failures[sub_id]
-        code = int(reply[:3]) if reply[:3].isdigit() else None
-        failure = read_smtp_reply(code, reply[4:] if code else reply)
+        failure, reply = failures[sub_id]
         before = sub.status
         apply_failure(
             session, sub, failure, settings, actor=actor, now=now, detail={"reply": reply[:500]}

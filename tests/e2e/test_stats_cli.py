@@ -116,6 +116,8 @@ def test_stats_match_a_send_run_with_bounces_and_unsubscribes(
         "failed": 1,
         "hard_bounces": 2,
         "soft_bounces": 1,
+        "relay_failures": 0,
+        "unmatched_bounces": 0,
         "complaints": 1,
         "unsubscribes": {"one-click": 1, "page": 1, "mail": 1, "admin": 1, "complaint": 1},
         "new_confirmed": 0,

@@ -71,12 +71,14 @@ def test_claims_do_not_overlap_and_expired_leases_come_back(app: AppContext, clo
     ids = {x.id: x.message_id for x in a + b}
     assert all(x.message_id == ids[x.id] and x.attempts == 2 for x in c)
 
-    # Worker a wakes up and reports: its lease is gone, so nothing it says is recorded.
+    # Worker a wakes up and reports: its lease is gone, so nothing it says is recorded,
+    # and `record` says which rows it did not write.
     with session_scope(app.engine) as s:
-        record(s, [Outcome(x, D.SENT) for x in a], worker_id="a", now=later)
+        unwritten = record(s, [Outcome(x, D.SENT) for x in a], worker_id="a", now=later)
+    assert sorted(unwritten) == sorted(x.id for x in a)
     assert {d.status for d in rows(app).values()} == {"sending"}
     with session_scope(app.engine) as s:
-        record(s, [Outcome(x, D.SENT) for x in c], worker_id="c", now=later)
+        assert record(s, [Outcome(x, D.SENT) for x in c], worker_id="c", now=later) == []
     assert {d.status for d in rows(app).values()} == {"sent"}
 
 

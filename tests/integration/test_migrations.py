@@ -95,3 +95,63 @@ def test_papers_carried_move_to_the_delivery_row_and_back(db_url: str) -> None:
         assert [tuple(r) for r in rows] == [(3, 0), (2, 1), (1, 3)]  # order kept, 999 left out
     finally:
         engine.dispose()
+
+
+def test_failures_become_fields_once_and_the_columns_go_on_downgrade(db_url: str) -> None:
+    """0011 reads the failures of existing rows once (what the code wrote into `error`) into
+    the new fields, as the stats counted them before; its downgrade drops the columns."""
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0009")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (id, email, name, status, topics, categories,"
+                    " frequency, send_hour, send_weekday, timezone, format, max_items,"
+                    " created_at, bounce_count, token_version) VALUES (1, 'a@example.org', '',"
+                    " 'active', '', '[]', 'daily', 8, 0, 'UTC', 'html', 10,"
+                    " '2026-11-26 08:00:00', 0, 1)"
+                )
+            )
+            for i, (status, error) in enumerate(
+                (
+                    ("failed", "550 5.1.1 <a@example.org>: user unknown"),
+                    ("retry", "451 4.3.0 try later"),
+                    ("failed", "gave up after 8 attempts: 452 4.2.2 mailbox full"),
+                    ("retry", "SMTP 127.0.0.1:25: Connection refused"),
+                    ("retry", "render failed: unexpected '}'"),
+                    ("skipped", "empty digest: no new papers matched in this window"),
+                    ("sent", None),
+                ),
+                start=1,
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO delivery (id, subscriber_id, period, status, attempts,"
+                        " message_id, entry_count, entry_ids, created_at, error) VALUES (:i, 1,"
+                        " :p, :s, 1, :m, 0, '', '2026-11-26 08:00:00', :e)"
+                    ),
+                    {"i": i, "p": f"2026-11-{i:02d}", "s": status, "m": f"<{i}@x>", "e": error},
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT smtp_code, enhanced_status, severity, reasons FROM delivery ORDER BY id"
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            (550, "5.1.1", "hard", ""),
+            (451, "4.3.0", "soft", ""),
+            (452, "4.2.2", "soft", ""),
+            (None, None, "ours", ""),
+            (None, None, "ours", ""),
+            (None, None, None, ""),
+            (None, None, None, ""),
+        ]
+        command.downgrade(alembic_config(engine), "0009")
+        columns = {c["name"] for c in inspect(engine).get_columns("delivery")}
+        assert not columns & {"smtp_code", "enhanced_status", "severity", "reasons"}
+        assert "error" in columns
+    finally:
+        engine.dispose()

@@ -4,17 +4,27 @@ from the rows that make it, on the right UTC day, inbound bounces and complaints
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
+from digestd.core.config import Settings
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Delivery, Source
+from digestd.core.statuses import DeliveryStatus
+from digestd.delivery.deliveries import list_deliveries
+from digestd.delivery.planning import plan_due
+from digestd.delivery.sending import send_due
 from digestd.inbound import store as inbound_store
+from digestd.inbound.process import process_message
 from digestd.reporting.stats import compute
 from digestd.subscribers.lifecycle import STATUS, record_event
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber
+from tests.support.inbound import BOUNCE_ADDRESS, dsn
+from tests.support.sending import add_papers
+from tests.support.smtp import SmtpTestServer, free_port
 
 
 def _delivery(sub_id: int, period: str, status: str, **fields: object) -> Delivery:
@@ -47,6 +57,11 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
                     due_at=now,
                     sent_at=now,
                     created_at=now,
+                    # the last failure met on the way, kept once sent
+                    error="451 4.2.2 mailbox full",
+                    smtp_code=451,
+                    enhanced_status="4.2.2",
+                    severity="soft",
                 ),
                 _delivery(ids[2], "2026-11-25", "skipped", due_at=yesterday, created_at=yesterday),
                 _delivery(
@@ -54,6 +69,9 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
                     "2026-11-26",
                     "failed",
                     error="550 5.1.1 no such user",
+                    smtp_code=550,
+                    enhanced_status="5.1.1",
+                    severity="hard",
                     attempts=1,
                     due_at=now,
                     created_at=now,
@@ -66,6 +84,9 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
                     due_at=now,
                     created_at=now,
                     error="gave up after 8 attempts: 451 4.3.0 try later",
+                    smtp_code=451,
+                    enhanced_status="4.3.0",
+                    severity="soft",
                 ),
                 _delivery(
                     ids[5],
@@ -73,6 +94,9 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
                     "retry",
                     attempts=1,
                     error="452 4.2.2 mailbox full",
+                    smtp_code=452,
+                    enhanced_status="4.2.2",
+                    severity="soft",
                     due_at=now - timedelta(hours=2),
                     next_attempt_at=now - timedelta(hours=1),
                     created_at=now,
@@ -157,8 +181,12 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
             ("complaint", ""),
             ("auto_reply", ""),
         ):
-            inbound_store.record(s, received_at=now, kind=kind, severity=severity)
-        inbound_store.record(s, received_at=yesterday, kind="bounce", severity="hard")
+            inbound_store.record(
+                s, received_at=now, kind=kind, severity=severity, subscriber_id=ids[0]
+            )
+        inbound_store.record(
+            s, received_at=yesterday, kind="bounce", severity="hard", subscriber_id=ids[1]
+        )
     with session_scope(app.engine) as s:
         data = compute(s, now, days=3, fetch_interval_minutes=60).as_json()
     today, before = data["daily"][2], data["daily"][1]
@@ -172,3 +200,59 @@ def test_figures_per_day_rates_sources_and_oldest_waiting(
         "aim": 0.001,
         "level": "over",
     }
+
+
+async def test_unmatched_bounces_and_a_relay_outage_leave_the_bounce_rate_unchanged(
+    app: AppContext, clock: FakeClock, smtp_server: SmtpTestServer
+) -> None:
+    """The list's bounce rate counts only the list's addresses: bounces that match no
+    subscriber and failures of our own relay are counted apart, through the real send path
+    (a refused connection) and the real inbound path (a DSN naming a stranger)."""
+    now = clock()
+    with session_scope(app.engine) as s:
+        add_papers(s, now - timedelta(hours=1))
+        for i in range(10):
+            add_subscriber(s, f"r{i}@example.org", now - timedelta(days=3))
+        add_subscriber(s, "gone@example.org", now - timedelta(days=3))
+    smtp_server.set_fault(lambda rcpt, _n: "550 5.1.1 no such user" if "gone" in rcpt else None)
+    app.settings = Settings(**{**app.settings.__dict__, "smtp_port": smtp_server.port})
+    assert plan_due(app).planned == 11
+    await send_due(app, worker_id="before")
+
+    def figures() -> dict[str, Any]:
+        with session_scope(app.engine) as s:
+            return compute(s, clock(), days=2, fetch_interval_minutes=60).as_json()
+
+    before = figures()
+    assert (before["rates"]["bounces"]["count"], before["rates"]["bounces"]["of"]) == (1, 11)
+
+    # The relay goes down: five more digests cannot be handed to it. Two had used up their
+    # attempts already, so they fail for good; three wait for a retry.
+    with session_scope(app.engine) as s:
+        for i in range(5):
+            add_subscriber(s, f"late{i}@example.org", now - timedelta(days=3))
+    assert plan_due(app).planned == 5
+    with session_scope(app.engine) as s:
+        s.execute(
+            sa.text(
+                "UPDATE delivery SET attempts = 7 WHERE status = 'pending' AND subscriber_id IN"
+                " (SELECT id FROM subscriber WHERE email IN ('late0@example.org',"
+                " 'late1@example.org'))"
+            )
+        )
+    app.settings = Settings(**{**app.settings.__dict__, "smtp_port": free_port()})
+    down = await send_due(app, worker_id="outage")
+    assert (down.sent, down.retry, down.failed) == (0, 3, 2)
+    # Bounces of addresses that are no subscriber of ours (a stranger, a typo).
+    for stranger in ("stranger@elsewhere.example", "nobody@typo.example", "x@gone.example"):
+        result = process_message(app, dsn(to=BOUNCE_ADDRESS, recipient=stranger))
+        assert result.kind == "bounce" and result.subscriber is None
+
+    after = figures()
+    assert after["rates"]["bounces"] == before["rates"]["bounces"]
+    totals = after["totals"]  # failures count on the day a digest was due, sent on the day sent
+    assert (totals["relay_failures"], totals["unmatched_bounces"]) == (5, 3)
+    assert (totals["hard_bounces"], totals["soft_bounces"]) == (1, 0)
+    with session_scope(app.engine) as s:
+        failed = [r for r in list_deliveries(s, status=DeliveryStatus.FAILED) if r.severity]
+    assert sorted(r.severity or "" for r in failed) == ["hard", "ours", "ours"]

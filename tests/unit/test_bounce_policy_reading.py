@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from digestd.subscribers.bounce_policy import read_failure, read_smtp_reply
+from digestd.delivery.failures import read_smtp_reply
+from digestd.subscribers.bounce_policy import read_failure
 
 
 @pytest.mark.parametrize(

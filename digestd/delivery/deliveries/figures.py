@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from digestd.core.db import sql_date
@@ -20,30 +20,29 @@ D = DeliveryStatus
 
 @dataclass(frozen=True)
 class DayCount:
-    """Deliveries of one UTC day (sent: by when sent; others: by when due) and one status."""
+    """Deliveries of one UTC day (sent: by when sent; others: by when due), one status and
+    one severity of the last failure they met (None: none met)."""
 
     day: date
     status: DeliveryStatus
+    severity: str | None  # a core.failures.Severity value
     count: int
-    hard: int  # refused for good at SMTP time (a 5xx reply)
-    soft: int  # met at least one temporary failure (retried, or waiting for a retry)
 
 
 def counts_per_day(session: Session, since: datetime, until: datetime) -> list[DayCount]:
-    """Deliveries per UTC day and status in [since, until): one grouped query for `stats`."""
+    """Deliveries per UTC day, status and failure severity in [since, until): one grouped
+    query for `stats`."""
     when = func.coalesce(col(Delivery.sent_at), col(Delivery.due_at), col(Delivery.created_at))
     day = func.date(when)
-    status = col(Delivery.status)
-    hard = case((and_(status == D.FAILED, col(Delivery.error).like("5%")), 1), else_=0)
-    soft = case((or_(col(Delivery.attempts) > 1, status == D.RETRY), 1), else_=0)
+    status, severity = col(Delivery.status), col(Delivery.severity)
     stmt = (
-        select(day, status, func.count(), func.sum(hard), func.sum(soft))
+        select(day, status, severity, func.count())
         .where(when >= since, when < until)
-        .group_by(day, status)
+        .group_by(day, status, severity)
     )
     return [
-        DayCount(sql_date(d), DeliveryStatus(st), int(n), int(h or 0), int(f or 0))
-        for d, st, n, h, f in session.execute(stmt)
+        DayCount(sql_date(d), DeliveryStatus(st), sev, int(n))
+        for d, st, sev, n in session.execute(stmt)
     ]
 
 

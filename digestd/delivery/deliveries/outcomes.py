@@ -1,4 +1,10 @@
-"""Recording what happened to claimed deliveries: `Outcome`, the retry rule, and `record`."""
+"""Recording what happened to claimed deliveries: `Outcome`, the retry rule, and `record`.
+
+A failure is written as data (the SMTP reply code, the enhanced status code and the
+severity, from the `Failure` read where it happened) beside `error`, the server's words
+for people. A delivery keeps its last failure once it is sent (or handed back unattempted):
+the row says it met one on the way, and `digestd stats` counts it.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlmodel import Session
 
+from digestd.core.failures import Failure
 from digestd.core.statuses import DeliveryStatus
 from digestd.delivery.deliveries.bulk import executemany
 from digestd.delivery.deliveries.columns import TABLE, joined_ids
@@ -32,6 +39,7 @@ class Outcome:
     status: DeliveryStatus  # sent | retry | failed | skipped | pending (handed back unattempted)
     error: str | None = None
     entry_ids: Sequence[int] = ()
+    failure: Failure | None = None  # retry and failed: what went wrong, as data
 
 
 def backoff(attempts: int) -> timedelta:
@@ -39,29 +47,40 @@ def backoff(attempts: int) -> timedelta:
     return min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
 
 
-def temporary_failure(claim: Claim, reply: str) -> Outcome:
-    """A 4xx or dropped connection: retry later, or fail once attempts are used up."""
+def temporary_failure(claim: Claim, reply: str, failure: Failure | None = None) -> Outcome:
+    """A 4xx, a dropped connection or one of our own failures: retry later, or fail once
+    attempts are used up (the failure is then the last attempt's)."""
     if claim.attempts >= MAX_ATTEMPTS:
-        return Outcome(claim, D.FAILED, f"gave up after {claim.attempts} attempts: {reply}")
-    return Outcome(claim, D.RETRY, reply)
+        text = f"gave up after {claim.attempts} attempts: {reply}"
+        return Outcome(claim, D.FAILED, text, failure=failure)
+    return Outcome(claim, D.RETRY, reply, failure=failure)
 
 
-def record(session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now: datetime) -> None:
-    """Write a group of outcomes in one executemany (a sent one's papers on its own row).
+def record(
+    session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now: datetime
+) -> list[int]:
+    """Write a group of outcomes in one executemany (a sent one's papers on its own row);
+    returns the ids of the deliveries it did not write.
 
-    Updates only rows this worker still holds (`sending`, claimed_by = worker): if the lease
-    expired and another worker took the row over, that worker's record wins.
+    Writes only rows this worker still holds (`sending`, claimed_by = worker): if the lease
+    ran out and another worker took the row over, that worker's record wins, and the id is
+    returned (as is one recorded already, by a commit whose answer was lost). The rows held
+    are read first, locked on PostgreSQL until the commit, so the answer is exact.
     """
     if not outcomes:
-        return
+        return []
+    held = _held(session, [o.claim.id for o in outcomes], worker_id)
     rows = []
     for o in outcomes:
+        if o.claim.id not in held:
+            continue
         next_at = None
         if o.status == D.RETRY:
             next_at = now + backoff(o.claim.attempts)
         elif o.status == D.PENDING:  # claimed but not attempted (a stop): claimable again
             next_at = now
         sent = o.status == D.SENT
+        f = o.failure
         rows.append(
             (
                 o.claim.id,
@@ -72,15 +91,55 @@ def record(session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now
                 len(o.entry_ids) if sent else 0,
                 joined_ids(o.entry_ids) if sent else "",
                 worker_id,
+                0 if f is None else 1,
+                None if f is None else f.code,
+                None if f is None else (f.status or None),
+                None if f is None else str(f.severity),
             )
         )
-    executemany(session, _record_statement, _RECORD_NAMES, rows)
+    if rows:
+        executemany(session, _record_statement, _RECORD_NAMES, rows)
+    return [o.claim.id for o in outcomes if o.claim.id not in held]
 
 
-_RECORD_NAMES = ("b_id", "b_status", "b_error", "b_next", "b_sent", "b_count", "b_ids", "b_worker")
+def _held(session: Session, ids: list[int], worker_id: str) -> set[int]:
+    """Which of these deliveries this worker still holds (locked until the commit on
+    PostgreSQL, in id order so two recorders never wait on each other crosswise)."""
+    stmt = (
+        select(TABLE.c.id)
+        .where(
+            TABLE.c.id.in_(ids),
+            TABLE.c.status == D.SENDING.value,
+            TABLE.c.claimed_by == worker_id,
+        )
+        .order_by(TABLE.c.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return set(session.scalars(stmt))
+
+
+_RECORD_NAMES = (
+    "b_id",
+    "b_status",
+    "b_error",
+    "b_next",
+    "b_sent",
+    "b_count",
+    "b_ids",
+    "b_worker",
+    "b_failed",
+    "b_code",
+    "b_enhanced",
+    "b_severity",
+)
 
 
 def _record_statement(dialect: Any) -> Any:
+    # An outcome with a failure writes its three fields (NULL included: a failure of ours
+    # has no reply code); one without (sent, skipped, handed back) keeps the last failure,
+    # and `error` keeps its words unless the outcome brings its own (a skip's reason).
+    failed = bindparam("b_failed") == 1
     return (
         update(TABLE)
         .where(
@@ -90,11 +149,22 @@ def _record_statement(dialect: Any) -> Any:
         )
         .values(
             status=bindparam("b_status"),
-            error=bindparam("b_error"),
+            error=func.coalesce(bindparam("b_error", type_=TABLE.c.error.type), TABLE.c.error),
             next_attempt_at=bindparam("b_next", type_=TABLE.c.next_attempt_at.type),
             sent_at=bindparam("b_sent", type_=TABLE.c.sent_at.type),
             entry_count=bindparam("b_count"),
             entry_ids=bindparam("b_ids"),
+            smtp_code=case(
+                (failed, bindparam("b_code", type_=TABLE.c.smtp_code.type)), else_=TABLE.c.smtp_code
+            ),
+            enhanced_status=case(
+                (failed, bindparam("b_enhanced", type_=TABLE.c.enhanced_status.type)),
+                else_=TABLE.c.enhanced_status,
+            ),
+            severity=case(
+                (failed, bindparam("b_severity", type_=TABLE.c.severity.type)),
+                else_=TABLE.c.severity,
+            ),
             lease_until=None,
             claimed_by=None,
         )

@@ -60,6 +60,7 @@ _PLAN_COLUMNS = (
     "entry_count",
     "entry_ids",
     "created_at",
+    "reasons",
 )
 
 
@@ -90,6 +91,7 @@ def plan(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int
                 0,
                 "",
                 now,
+                "",
             )
             for r in rows
         ],

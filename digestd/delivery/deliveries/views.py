@@ -39,7 +39,11 @@ class DeliveryRow:
     claimed_by: str | None
     lease_until: datetime | None
     message_id: str
-    error: str | None
+    error: str | None  # the last failure's words (kept once sent), or a skip's reason
+    # The last failure as data (see core/failures.py); None when none was met.
+    smtp_code: int | None = None
+    enhanced_status: str | None = None
+    severity: str | None = None
 
 
 def rows_of(session: Session, stmt: Any) -> list[DeliveryRow]:
@@ -62,6 +66,9 @@ def rows_of(session: Session, stmt: Any) -> list[DeliveryRow]:
             lease_until=d.lease_until,
             message_id=d.message_id,
             error=d.error,
+            smtp_code=d.smtp_code,
+            enhanced_status=d.enhanced_status,
+            severity=d.severity,
         )
         for d, email in session.execute(stmt).all()
     ]

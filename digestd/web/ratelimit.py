@@ -2,9 +2,7 @@
 
 Per client address: the `limits` library, in memory, per process (a client that
 spreads over replicas gets at most N times the limit, which is fine for abuse
-control). An IPv6 client is counted by its /64 network (`client_key`): one subscriber
-line or host is routinely given a whole /64, so counting single addresses would let it
-take a new one for each request.
+control). An IPv6 client is counted by its /64 network (`core.netaddr.client_key`).
 
 Per email address: `digestd.subscribers.optin` counts `confirmation_sent` events of the
 last 24 hours, so that cap holds across processes and replicas and survives a restart.
@@ -12,7 +10,6 @@ last 24 hours, so that cap holds across processes and replicas and survives a re
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from digestd.core.netaddr import client_key
 from digestd.subscribers.optin import MAILS_PER_ADDRESS_PER_DAY
 
 
@@ -31,23 +29,6 @@ class WebLimits:
     subscribe_per_client: str = "5/minute;20/hour"
     posts_per_client: str = "60/minute"
     mails_per_email_per_day: int = MAILS_PER_ADDRESS_PER_DAY
-
-
-IPV6_PREFIX = 64
-
-
-def client_key(host: str) -> str:
-    """What one client is counted as: an IPv4 address, or the /64 network of an IPv6 one
-    (an IPv4-mapped IPv6 address is its IPv4 address); anything else as it is."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
-    return str(address)
 
 
 class ClientLimiter:

@@ -82,6 +82,9 @@ class Source(SQLModel, table=True):
     last_counts: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
     failures: int = Field(default=0)
     next_fetch_at: datetime | None = _ts(index=True)
+    # May it (and its redirects) reach this machine or a private network? Stated at
+    # `sources add --allow-private`; a local file is this machine (ingest/sources.py).
+    allow_private: bool = Field(default=False)
 
 
 class Entry(SQLModel, table=True):
@@ -304,3 +307,18 @@ class Vote(SQLModel, table=True):
     value: int = Field(default=1)  # +1 more like this, -1 less like this
     interest: bool = Field(default=False)
     created_at: datetime = _ts(nullable=False)
+
+
+class CommandReply(SQLModel, table=True):
+    """One reply to a mail command, for the hourly reply caps (`inbound.reply_limits`).
+
+    No personal data: the address replied to and the sender (its network, or its domain)
+    are stored as keyed hashes; rows older than a day are deleted as new ones come.
+    """
+
+    __tablename__ = "command_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sent_at: datetime = _ts(nullable=False, index=True)
+    recipient: str = Field(max_length=32)
+    sender: str = Field(max_length=32)

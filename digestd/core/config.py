@@ -92,6 +92,10 @@ class Settings:
     dkim_domain: str | None = None
     dkim_ed25519_key_file: Path | None = None
     dkim_ed25519_selector: str | None = None
+    # Replies to mail commands per hour (README "Commands"); 0: none.
+    command_replies_per_hour_recipient: int = 2
+    command_replies_per_hour_sender: int = 5
+    command_replies_per_hour_total: int = 20
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -453,6 +457,12 @@ PARSERS = {
     "DIGESTD_DKIM_DOMAIN": ("dkim_domain", providers.domain),
     "DIGESTD_DKIM_ED25519_KEY_FILE": ("dkim_ed25519_key_file", _file),
     "DIGESTD_DKIM_ED25519_SELECTOR": ("dkim_ed25519_selector", _selector),
+    "DIGESTD_COMMAND_REPLIES_PER_HOUR_RECIPIENT": (
+        "command_replies_per_hour_recipient",
+        _int(0, 999),
+    ),
+    "DIGESTD_COMMAND_REPLIES_PER_HOUR_SENDER": ("command_replies_per_hour_sender", _int(0, 10000)),
+    "DIGESTD_COMMAND_REPLIES_PER_HOUR_TOTAL": ("command_replies_per_hour_total", _int(0, 100000)),
 }
 
 

@@ -7,28 +7,33 @@ answer with a link to confirm, sent to the address itself.
 
 No loops (RFC 3834): no reply to the null sender, a mail system, an auto-reply or a list,
 replies carry `Auto-Submitted: auto-replied` and go out with the null envelope sender, so
-whatever answers them automatically has nowhere to answer to. At most
-MAX_REPLIES_PER_DAY replies go to one address, so a forger cannot make us flood anyone.
+whatever answers them automatically has nowhere to answer to.
+
+Not a way to mail strangers: a reply goes only to the envelope sender, and only when From
+names the same address (`reply_address`; never to Reply-To); it has a fixed subject and
+never quotes the sender's subject or body; and replies are capped per hour per recipient,
+per sender and in total (`reply_limits`), besides MAX_REPLIES_PER_DAY to one address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid, parseaddr
+from email.utils import getaddresses, make_msgid, parseaddr
 
 from sqlmodel import Session
 
 from digestd.core import tokens
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
-from digestd.inbound import addresses, store
+from digestd.inbound import addresses, reply_limits, store
 from digestd.inbound.classify import is_auto_reply, looks_like_daemon
-from digestd.inbound.parse import Parsed, one_line, text_of, walk
+from digestd.inbound.parse import Parsed, text_of, walk
 from digestd.mail import templating
 from digestd.mail.mime import compose
 from digestd.mail.smtp_pool import SendError, SmtpPool
@@ -46,6 +51,13 @@ _ALIASES = {
     "stop": "unsubscribe",
 }
 _LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe", "Mailing-List", "X-Mailing-List")
+# Replies have fixed subjects ({site}: the site's name): never the sender's words.
+SUBJECTS = {
+    "help": "How to use {site} by email",
+    "unknown": "How to use {site} by email",
+    "unsubscribe": "Confirm to unsubscribe from {site}",
+}
+_MSG_ID = re.compile(r"<[!-;=?-~]{1,200}@[!-;=?-~]{1,200}>")
 
 
 @dataclass
@@ -69,6 +81,26 @@ def why_not_reply(parsed: Parsed, mail_from: str | None) -> str:
     if precedence in ("list", "bulk", "junk") or any(parsed.header(h) for h in _LIST_HEADERS):
         return "sent by a mailing list"
     return ""
+
+
+def reply_address(parsed: Parsed, mail_from: str | None) -> tuple[str, str]:
+    """(address, '') to reply to: the envelope sender, when From names that one address;
+    else ('', why not). Without `mail_from` (IMAP), the topmost Return-Path stands for it:
+    the delivering server writes it there."""
+    envelope = mail_from if mail_from is not None else parsed.header("Return-Path")
+    envelope = envelope.strip().strip("<>").strip()
+    if not envelope:
+        return "", "no envelope sender"
+    named = [address for _, address in getaddresses([parsed.header("From")]) if address]
+    if len(named) != 1:
+        return "", "From does not name one address"
+    try:
+        envelope, author = subs.normalize_email(envelope), subs.normalize_email(named[0])
+    except subs.InvalidInput:
+        return "", "no valid sender address"
+    if envelope != author:
+        return "", "envelope sender is not the From address"
+    return envelope, ""
 
 
 def read_command(parsed: Parsed) -> tuple[str, str]:
@@ -100,19 +132,46 @@ def _name(word: str) -> str:
     return _ALIASES.get(word, word)
 
 
-def handle(ctx: AppContext, parsed: Parsed, *, mail_from: str | None) -> Outcome:
-    """Carry out one command (its own transactions); returns the effect and replies."""
-    _, sender = parseaddr(parsed.header("Reply-To") or parsed.header("From"))
-    sender = sender.strip()
+def handle(ctx: AppContext, parsed: Parsed, *, mail_from: str | None, source: str = "") -> Outcome:
+    """Carry out one command (its own transactions); returns the effect and replies.
+
+    `mail_from` is the envelope sender (None: unknown, then Return-Path is read), `source`
+    where the message came from (`smtp:HOST:PORT` from the listener: the per-sender cap)."""
+    _, author = parseaddr(parsed.header("From"))
+    author = author.strip()
     command, args = read_command(parsed)
     why = why_not_reply(parsed, mail_from)
     if why:
-        return Outcome(f"{command or 'no command'}: no reply ({why})", sender)
-    try:
-        sender = subs.normalize_email(sender)
-    except subs.InvalidInput:
-        return Outcome(f"{command or 'no command'}: no reply (no valid sender address)")
+        return Outcome(f"{command or 'no command'}: no reply ({why})", author)
+    sender, why = reply_address(parsed, mail_from)
+    if why:
+        return Outcome(f"{command or 'no command'}: no reply ({why})", author)
+    return _answer(ctx, parsed, command, args, sender, reply_limits.sender_of(source, sender))
+
+
+def _answer(
+    ctx: AppContext, parsed: Parsed, command: str, args: str, sender: str, origin: str
+) -> Outcome:
+    """The command of a sender we may answer, within the reply caps (counted when a reply
+    is made)."""
     now = ctx.now()
+    caps = reply_limits.ReplyCaps.from_settings(ctx.settings)
+    with session_scope(ctx.engine) as session:
+        over = reply_limits.refusal(
+            session, ctx.secret_key, caps, recipient=sender, sender=origin, now=now
+        )
+        if over:
+            return Outcome(f"{command or 'no command'}: no reply ({over})", sender)
+    outcome = _carry_out(ctx, parsed, command, args, sender, now)
+    if outcome.replies:
+        with session_scope(ctx.engine) as session:
+            reply_limits.record(session, ctx.secret_key, recipient=sender, sender=origin, now=now)
+    return outcome
+
+
+def _carry_out(
+    ctx: AppContext, parsed: Parsed, command: str, args: str, sender: str, now: datetime
+) -> Outcome:
     with session_scope(ctx.engine) as session:
         since = now - timedelta(days=1)
         if store.replies_to(session, sender, since) >= MAX_REPLIES_PER_DAY:
@@ -125,7 +184,7 @@ def handle(ctx: AppContext, parsed: Parsed, *, mail_from: str | None) -> Outcome
     if command == "subscribe":
         return _subscribe(ctx, parsed, sender, args, now)
     kind = "help" if command == "help" else "unknown"
-    reply = _reply(ctx, parsed, sender, kind, command=command or parsed.header("Subject"))
+    reply = _reply(ctx, parsed, sender, kind)
     return Outcome(f"{command or 'unknown command'}: help sent", sender, [reply])
 
 
@@ -164,11 +223,11 @@ def _reply(ctx: AppContext, parsed: Parsed, to: str, kind: str, **values: str) -
         request_address=addresses.request_address(ctx.settings),
         **values,
     )
-    subject = parsed.header("Subject") or kind
+    site = str(env.globals.get("site_name", "digestd"))
     message = compose(
         sender=ctx.settings.from_address,
         to=to,
-        subject=subject if subject.lower().startswith("re:") else f"Re: {subject}",
+        subject=SUBJECTS[kind].format(site=site),
         text=text.strip() + "\n",
         message_id=make_msgid(domain=addresses.request_address(ctx.settings).split("@")[1]),
     )
@@ -182,10 +241,11 @@ def _as_reply(message: EmailMessage, parsed: Parsed) -> None:
     message["Auto-Submitted"] = "auto-replied"
     if "X-Auto-Response-Suppress" not in message:
         message["X-Auto-Response-Suppress"] = "All"
-    original = parsed.header("Message-ID")
+    # Threads the answer for the person; only a well-formed Message-ID, never other text.
+    original = _MSG_ID.fullmatch(parsed.header("Message-ID").strip())
     if original:
-        message["In-Reply-To"] = one_line(original, 250)
-        message["References"] = one_line(original, 250)
+        message["In-Reply-To"] = original.group(0)
+        message["References"] = original.group(0)
 
 
 def send_replies(ctx: AppContext, replies: list[EmailMessage]) -> int:

@@ -187,7 +187,7 @@ def process_message(
     command: commands.Outcome | None = None
     if kind == "command" and not dry_run:
         # Before our own transaction: the subscribe flow commits its own (one writer on SQLite).
-        command = commands.handle(ctx, parsed, mail_from=mail_from)
+        command = commands.handle(ctx, parsed, mail_from=mail_from, source=source)
         result.replies.extend(command.replies)
 
     with session_scope(ctx.engine) as session:

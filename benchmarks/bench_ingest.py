@@ -112,7 +112,7 @@ def _context(url: str) -> AppContext:
 def _one_ingest(url: str, feed_url: str) -> tuple[AppContext, int, float]:
     ctx = _context(url)
     with session_scope(ctx.engine) as session:
-        sid = add_source(session, feed_url, now=ctx.now()).id or 0
+        sid = add_source(session, feed_url, now=ctx.now(), allow_private=True).id or 0
     started = time.perf_counter()
     [report] = asyncio.run(fetch_sources(ctx, [sid]))
     elapsed = time.perf_counter() - started

@@ -21,6 +21,7 @@ from digestd.ingest.sources import (
     get_sources,
     list_sources,
     remove_source,
+    set_allow_private,
 )
 from digestd.ingest.types import FetchReport
 
@@ -55,6 +56,7 @@ def source_dict(source: Source) -> dict[str, Any]:
         "last_counts": dict(source.last_counts or {}),
         "failures": source.failures,
         "next_fetch_at": source.next_fetch_at.isoformat() if source.next_fetch_at else None,
+        "allow_private": source.allow_private,
     }
 
 
@@ -66,16 +68,67 @@ def add(
     kind: str = typer.Option(
         "auto", "--kind", help=f"Force the format: {', '.join(SOURCE_KINDS)} (default: detect)."
     ),
+    allow_private: bool = typer.Option(
+        False,
+        "--allow-private",
+        help="Let it (and its redirects) reach this machine or a private network"
+        " (default: public addresses only; a local path always reads this machine).",
+    ),
 ) -> None:
     """Add a feed; it is fetched by the next `sources fetch` or daemon run."""
     app_ctx = get_context(ctx)
     try:
         with session_scope(app_ctx.engine) as session:
-            source = add_source(session, location, now=app_ctx.now(), name=name, kind=kind)
-            sid, url, k = source.id, source.url, source.kind
+            source = add_source(
+                session,
+                location,
+                now=app_ctx.now(),
+                name=name,
+                kind=kind,
+                allow_private=allow_private,
+            )
+            sid, url, k, private = source.id, source.url, source.kind, source.allow_private
     except InvalidSource as exc:
         fail(str(exc))
-    console.print(f"added source #{sid}: {escape(url)} (kind {k})", highlight=False, soft_wrap=True)
+    reach = _reach(url, private)
+    console.print(
+        f"added source #{sid}: {escape(url)} (kind {k}; {reach})", highlight=False, soft_wrap=True
+    )
+
+
+def _reach(url: str, allow_private: bool) -> str:
+    """Where a source may go, in the words `add` and `set` print."""
+    if url.startswith("file:"):
+        return "a local file on this machine"
+    if allow_private:
+        return "may reach this machine and private networks"
+    return "public addresses only"
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    raw_id: str = typer.Argument(..., metavar="ID"),
+    allow_private: bool | None = typer.Option(
+        None,
+        "--allow-private/--public-only",
+        help="Let the source (and its redirects) reach this machine or a private network,"
+        " or only public addresses.",
+    ),
+) -> None:
+    """Change a source's settings: where it may connect."""
+    source_id = _source_id(raw_id)
+    if allow_private is None:
+        fail("nothing to change: give --allow-private or --public-only")
+    app_ctx = get_context(ctx)
+    try:
+        with session_scope(app_ctx.engine) as session:
+            source = set_allow_private(session, source_id, allow_private)
+            url, private = source.url, source.allow_private
+    except InvalidSource as exc:
+        fail(str(exc))
+    reach = _reach(url, private)
+    console.print(f"source #{source_id}: {escape(url)} ({reach})", highlight=False, soft_wrap=True)
 
 
 @app.command("list")

@@ -1,7 +1,8 @@
 """Bounded HTTP(S) and local-file fetching with conditional GET.
 
 Every limit is enforced here, before any parsing: a total deadline, a size cap counted
-while the (decompressed) body streams in, and a redirect cap.
+while the (decompressed) body streams in, a redirect cap, and where connections may go:
+public addresses only, unless the source allows private ones (`ingest.guard`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import hashlib
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from digestd import __version__
 from digestd.core.config import Settings
+from digestd.ingest.guard import REFUSED, GuardedBackend, GuardedTransport, Policy, Resolver
 
 MAX_REDIRECTS = 5
 ACCEPT = (
@@ -49,14 +52,32 @@ def user_agent(settings: Settings) -> str:
     return f"digestd/{__version__} (+{settings.base_url})"
 
 
-def make_client(settings: Settings) -> httpx.AsyncClient:
-    """One pooled client per run; redirects followed up to MAX_REDIRECTS."""
+def make_client(
+    settings: Settings,
+    *,
+    allow_private: bool = False,
+    resolve: Resolver | None = None,
+    policy: Policy | None = None,
+) -> httpx.AsyncClient:
+    """One pooled client per run; redirects followed up to MAX_REDIRECTS, every connection
+    (the first and each redirect's) to a public address unless `allow_private`.
+
+    `resolve` and `policy` replace the system resolver and the public-only rule (tests).
+    Proxies from the environment are not used (trust_env=False): a proxy would make the
+    connection for us, out of reach of the address check."""
+    guard: dict[str, Any] = {"allow_private": allow_private}
+    if resolve is not None:
+        guard["resolve"] = resolve
+    if policy is not None:
+        guard["policy"] = policy
+    limits = httpx.Limits(max_connections=settings.fetch_concurrency * 2)
     return httpx.AsyncClient(
+        transport=GuardedTransport(limits=limits, backend=GuardedBackend(**guard)),
         timeout=httpx.Timeout(settings.fetch_timeout),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         headers={"User-Agent": user_agent(settings), "Accept": ACCEPT},
-        limits=httpx.Limits(max_connections=settings.fetch_concurrency * 2),
+        trust_env=False,
     )
 
 
@@ -76,10 +97,15 @@ async def fetch(
     settings: Settings,
     etag: str | None = None,
     last_modified: str | None = None,
+    allow_local: bool = True,
 ) -> Fetched:
-    """The document at `url`, or a 304 when the validators still match; FetchError otherwise."""
+    """The document at `url`, or a 304 when the validators still match; FetchError otherwise.
+
+    A local file is read only when `allow_local` (its source allows this machine)."""
     path = local_path(url)
     if path is not None:
+        if not allow_local:
+            raise FetchError(f"{REFUSED} this source may not read local files (--allow-private)")
         return await asyncio.to_thread(_read_local, path, settings.fetch_max_bytes, etag)
     headers = {}
     if etag:
@@ -98,9 +124,18 @@ async def fetch(
         raise FetchError(f"timed out after {timeout:g}s") from None
     except httpx.TooManyRedirects:
         raise FetchError(f"too many redirects (more than {MAX_REDIRECTS})") from None
+    except httpx.UnsupportedProtocol as exc:  # a redirect to file:, ftp:, …
+        raise FetchError(f"{REFUSED} {str(exc).strip()[:200]}") from None
+    except httpx.ConnectError as exc:
+        if str(exc).startswith(REFUSED):
+            raise FetchError(str(exc)) from None
+        raise FetchError(f"ConnectError: {_first_line(exc)}") from None
     except httpx.HTTPError as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FetchError(f"{type(exc).__name__}: {detail}") from None
+        raise FetchError(f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 async def _get(

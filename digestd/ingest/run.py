@@ -4,6 +4,7 @@ in its own transaction, and record every source's health. Entry point for CLI an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ class _Job:
     kind: str
     etag: str | None
     last_modified: str | None
+    allow_private: bool
 
 
 def _job(source: Source, *, conditional: bool) -> _Job:
@@ -51,6 +53,7 @@ def _job(source: Source, *, conditional: bool) -> _Job:
         kind=source.kind,
         etag=source.etag if conditional else None,
         last_modified=source.last_modified if conditional else None,
+        allow_private=source.allow_private,
     )
 
 
@@ -82,11 +85,18 @@ async def fetch_sources(
     # keeps two sources carrying the same paper from racing to insert it.
     write_lock = asyncio.Lock()
     reports: list[FetchReport] = []
-    async with make_client(ctx.settings) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        # One client for public-only sources, one for those allowed private addresses.
+        clients = {
+            allowed: await stack.enter_async_context(
+                make_client(ctx.settings, allow_private=allowed)
+            )
+            for allowed in sorted({job.allow_private for job in jobs})
+        }
 
         async def one(job: _Job) -> FetchReport:
             async with limit:
-                return await _run_one(ctx, client, job, write_lock)
+                return await _run_one(ctx, clients[job.allow_private], job, write_lock)
 
         tasks = [asyncio.create_task(one(job)) for job in jobs]
         for done in asyncio.as_completed(tasks):
@@ -125,7 +135,12 @@ async def _run_one(
 
     try:
         fetched = await fetch(
-            client, job.url, settings=ctx.settings, etag=job.etag, last_modified=job.last_modified
+            client,
+            job.url,
+            settings=ctx.settings,
+            etag=job.etag,
+            last_modified=job.last_modified,
+            allow_local=job.allow_private,
         )
     except FetchError as exc:
         return await failed(str(exc))

@@ -5,6 +5,8 @@ Services never commit: the caller owns the transaction (`session_scope`).
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from sqlmodel import Session, col, or_, select
 
 from digestd.core.models import SOURCE_KINDS, Source
+from digestd.core.netaddr import IPAddress, is_public
 
 MAX_BACKOFF = timedelta(days=1)
 
@@ -21,21 +24,42 @@ class InvalidSource(ValueError):
     """Bad source input; the message is one line saying what is wrong."""
 
 
-def normalize_location(raw: str) -> str:
-    """An http(s) URL as given, or a local path / file:// URL as an absolute file:// URL."""
+def normalize_location(raw: str, *, allow_private: bool = False) -> str:
+    """An http(s) URL as given, or a local path / file:// URL as an absolute file:// URL.
+
+    Where a source may go is decided here once, at add time, and at every connection
+    (`ingest.guard`): an http(s) URL naming a private or local address (an IP literal in
+    any spelling, `localhost`) needs `allow_private`; so does a `file://` URL (such URLs are
+    what gets pasted from elsewhere). A plain path is an admin naming a file on this
+    machine, which is what they mean: always accepted (see `add_source`)."""
     value = (raw or "").strip()
     if not value:
         raise InvalidSource("source URL or path is empty")
     if any(c in value for c in "\r\n\t"):
         raise InvalidSource("source URL must be on one line")
     if value.lower().startswith(("http://", "https://")):
-        parts = urlsplit(value)
-        if not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:
+            raise InvalidSource(f"not a valid URL: {value}") from None
+        if not host:
             raise InvalidSource(f"URL has no host: {value}")
         if len(value) > 2048:
             raise InvalidSource("URL is longer than 2048 characters")
+        private = _private_host(host)
+        if private and not allow_private:
+            raise InvalidSource(
+                f"{value} points at {private}, not the public internet; "
+                "add it with --allow-private if this machine or your network is meant"
+            )
         return value
     if value.lower().startswith("file://"):
+        if not allow_private:
+            raise InvalidSource(
+                "a file:// URL reads this machine: give the file's path instead, "
+                "or add --allow-private"
+            )
         path = Path(unquote(urlsplit(value).path))
     elif "://" in value:
         scheme = value.split("://", 1)[0]
@@ -46,6 +70,22 @@ def normalize_location(raw: str) -> str:
     if not path.is_file():
         raise InvalidSource(f"no such file: {path}")
     return path.as_uri()
+
+
+def _private_host(host: str) -> str:
+    """What a URL's host names when it is not on the public internet ('' otherwise, or when
+    only a resolver can tell: names are checked at each connection)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return f"{host} (this machine)"
+    try:
+        address: IPAddress = ipaddress.ip_address(name)
+    except ValueError:
+        try:  # the legacy IPv4 spellings a resolver accepts: 2130706433, 0x7f.1, 127.1
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return ""
+    return "" if is_public(address) else f"{address}, a private or local address"
 
 
 def validate_kind(kind: str | None) -> str:
@@ -61,25 +101,56 @@ def get_by_url(session: Session, url: str) -> Source | None:
 
 
 def add_source(
-    session: Session, location: str, *, now: datetime, name: str = "", kind: str | None = None
+    session: Session,
+    location: str,
+    *,
+    now: datetime,
+    name: str = "",
+    kind: str | None = None,
+    allow_private: bool = False,
 ) -> Source:
-    """A new enabled source, due at once; InvalidSource if the input is bad or already there."""
-    url = normalize_location(location)
+    """A new enabled source, due at once; InvalidSource if the input is bad or already there.
+
+    `allow_private` lets it (and its redirects) reach this machine and private networks; a
+    source given as a local path gets it too (reading this machine is what it is for)."""
+    url = normalize_location(location, allow_private=allow_private)
     kind = validate_kind(kind)
     existing = get_by_url(session, url)
     if existing is not None:
         raise InvalidSource(f"source already exists: #{existing.id} {url}")
     name = " ".join((name or "").split())[:200] or _default_name(url)
-    source = Source(url=url, kind=kind, name=name, created_at=now, next_fetch_at=now)
+    local = url.startswith("file:")
+    source = Source(
+        url=url,
+        kind=kind,
+        name=name,
+        created_at=now,
+        next_fetch_at=now,
+        allow_private=allow_private or local,
+    )
     session.add(source)
     session.flush()
     return source
 
 
+def set_allow_private(session: Session, source_id: int, allowed: bool) -> Source:
+    """Let a source reach this machine and private networks, or stop it (`sources set`)."""
+    source = session.get(Source, source_id)
+    if source is None:
+        raise InvalidSource(f"no source with id {source_id}")
+    if not allowed and source.url.startswith("file:"):
+        raise InvalidSource(f"source #{source_id} is a local file: it reads this machine")
+    source.allow_private = allowed
+    session.flush()
+    return source
+
+
 def ensure_source(session: Session, location: str, *, now: datetime) -> Source:
-    """The source for `location`, added if it is not there yet (demo and `ingest_file`)."""
-    url = normalize_location(location)
-    return get_by_url(session, url) or add_source(session, url, now=now)
+    """The source for `location`, added if it is not there yet (demo and `ingest_file`:
+    a local path, or a URL it already added)."""
+    local = "://" not in location or location.lower().startswith("file://")
+    url = normalize_location(location, allow_private=local)
+    return get_by_url(session, url) or add_source(session, url, now=now, allow_private=local)
 
 
 def _default_name(url: str) -> str:

@@ -35,7 +35,7 @@ def test_restart_at_send_hour_with_an_unfetched_source_sends_its_papers(
         ctx = AppContext(Settings(database_url=url), actor="test")
         ctx.migrate()
         with session_scope(ctx.engine) as s:
-            add_source(s, path, now=now, name="Trending")
+            add_source(s, path, now=now, name="Trending", allow_private=True)
             # Due now: its local hour is this hour, and it joined days ago.
             add_subscriber(s, "first@example.org", now - timedelta(days=3), send_hour=now.hour)
         daemon = DaemonProcess(daemon_env(url, smtp_server.port))

@@ -16,6 +16,14 @@ from dotenv import dotenv_values
 from email_validator import EmailNotValidError, validate_email
 
 from digestd.core import config_providers as providers
+from digestd.core.config_imap import (  # noqa: F401  (re-exported: callers import them here)
+    IMAP_TLS_MODES,
+    ImapTarget,
+    mask_url_password,
+    parse_imap_url,
+)
+from digestd.core.config_imap import folder as _folder
+from digestd.core.config_imap import imap_url as _imap_url
 
 
 class ConfigError(ValueError):
@@ -27,7 +35,6 @@ SECRET_FIELDS = frozenset({"smtp_password", "secret_key", "metrics_token", *prov
 LOG_FORMATS = ("text", "json")
 # Settings that are URLs which may carry a password: only the password is masked.
 URL_WITH_PASSWORD_FIELDS = frozenset({"inbound_imap"})
-IMAP_TLS_MODES = ("tls", "starttls", "none")
 
 
 @dataclass(frozen=True)
@@ -215,92 +222,6 @@ def _listen(raw: str) -> str:
 
 def _optional_listen(raw: str) -> str | None:
     return _listen(raw) if raw.strip() else None
-
-
-@dataclass(frozen=True)
-class ImapTarget:
-    """Where IMAP polling reads: server, login, mailbox and how the connection is protected."""
-
-    host: str
-    port: int
-    username: str
-    password: str = field(repr=False)
-    mailbox: str
-    tls: str  # one of IMAP_TLS_MODES
-
-    def describe(self) -> str:
-        """`user@host:port/mailbox (tls)` for logs: never the password."""
-        return f"{self.username}@{self.host}:{self.port}/{self.mailbox} ({self.tls})"
-
-
-def parse_imap_url(raw: str) -> ImapTarget:
-    """`imaps://user:password@host[:993][/MAILBOX]` (implicit TLS) or
-    `imap://user:password@host[:143][/MAILBOX][?tls=starttls|none]` (STARTTLS unless told
-    otherwise); ValueError with a reason that never contains the password."""
-    from urllib.parse import parse_qs, unquote, urlsplit
-
-    value = raw.strip()
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValueError("must be imaps://USER:PASSWORD@HOST[:PORT][/MAILBOX]") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("imap", "imaps"):
-        raise ValueError(
-            "must start with imaps:// (TLS) or imap:// (STARTTLS; ?tls=none for plain), "
-            f"got {scheme + '://' if scheme else 'no scheme'}"
-        )
-    if not parts.hostname:
-        raise ValueError("has no host (imaps://USER:PASSWORD@HOST[:PORT][/MAILBOX])")
-    if not parts.username or parts.password is None:
-        raise ValueError("needs a user and a password (imaps://USER:PASSWORD@HOST…)")
-    query = parse_qs(parts.query)
-    tls = "tls" if scheme == "imaps" else "starttls"
-    if "tls" in query:
-        tls = query["tls"][-1].lower()
-        if tls not in IMAP_TLS_MODES or (scheme == "imaps") != (tls == "tls"):
-            choices = "tls" if scheme == "imaps" else "starttls or none"
-            raise ValueError(f"?tls= must be {choices} for {scheme}://")
-    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
-    _folder(mailbox)
-    return ImapTarget(
-        host=parts.hostname,
-        port=port or (993 if scheme == "imaps" else 143),
-        username=unquote(parts.username),
-        password=unquote(parts.password),
-        mailbox=mailbox,
-        tls=tls,
-    )
-
-
-def mask_url_password(url: str) -> str:
-    """The URL with its password (if any) replaced by ********."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-    except ValueError:
-        return "********"
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:********@{hostport}"))
-
-
-def _imap_url(raw: str) -> str | None:
-    if not raw.strip():
-        return None
-    parse_imap_url(raw)
-    return raw.strip()
-
-
-def _folder(raw: str) -> str:
-    value = raw.strip()
-    if not value or not value.isascii() or any(c in value for c in '\r\n"\\*%') or len(value) > 200:
-        raise ValueError(f"must be an ASCII mailbox name without quotes, got {raw!r}")
-    return value
 
 
 # VERP and unsubscribe tokens add at most 28 characters after `+` (inbound.addresses).

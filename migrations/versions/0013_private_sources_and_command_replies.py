@@ -6,7 +6,7 @@ every http(s) source starts public-only. Replies to mail commands are counted pe
 command_reply (keyed hashes, no addresses), which starts empty.
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import digestd.core.models
 
 revision: str = "0013"
-down_revision: str | None = "0009"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

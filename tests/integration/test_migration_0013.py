@@ -7,7 +7,7 @@ from sqlalchemy import inspect, text
 
 from digestd.core.db import alembic_config, make_engine, upgrade
 
-BEFORE = "0009"
+BEFORE = "0011"
 
 
 def test_local_files_keep_reading_this_machine_and_urls_become_public_only(db_url: str) -> None:

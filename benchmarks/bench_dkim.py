@@ -75,11 +75,20 @@ def main() -> None:
         from_address="Paper Digest <digest@example.org>",
     )
     if args.sizes:
+        import binascii
+
         for n in (10, 60, 100):
             body = render(base, n)
             html = body.html or ""
-            print(f"{n:>4} papers: HTML {len(html.encode()):>7,} bytes, text "
-                  f"{len(body.text.encode()):>7,} bytes")  # fmt: skip
+            qp = len(binascii.b2a_qp(html.encode(), istext=True))
+            full, titles = (
+                html.count('<p class="rank"') - ("More papers" in html),
+                html.count("<li"),
+            )
+            at = html.find("Unsubscribe</a>")
+            print(f"{n:>4} papers: HTML {len(html.encode()):>7,} bytes ({qp:,} quoted-printable), "
+                  f"{full} in full, {titles} by title, {n - full - titles} more; text "
+                  f"{len(body.text.encode()):>7,} bytes; unsubscribe link at {at:,}")  # fmt: skip
         return
     body = render(base, args.papers)
     template = build_digest_template(

@@ -33,6 +33,7 @@ from jinja2 import (
 from digestd.core.config import Settings
 from digestd.core.models import Entry
 from digestd.core.paths import data_dir
+from digestd.mail import budget
 from digestd.mail.mime import one_line
 from digestd.ranking.select import Pick, Profile
 
@@ -298,7 +299,7 @@ class Renderer:
             **{slot: _placeholder(marker, slot) for slot in SLOTS},
         }
         text = self.render_text("email/digest.txt", **context)
-        html = self.render_html("email/digest.html", **context) if fmt == "html" else None
+        html = self._html_within_budget(context, marker) if fmt == "html" else None
         return DigestBody(
             subject=subject_line(day, len(papers)),
             text=text,
@@ -306,6 +307,30 @@ class Renderer:
             entry_ids=tuple(p.entry.id for p in picks if p.entry.id is not None),
             marker=marker,
         )
+
+    def _html_within_budget(self, context: dict[str, Any], marker: str) -> str:
+        """The digest's HTML with as many papers in full as fit Gmail's clipping size, the
+        rest by title, then "N more papers in your browser" (mail/budget.py)."""
+        papers = context["papers"]
+
+        def render(layout: budget.Layout) -> str:
+            full, titles = layout
+            return self.render_html(
+                "email/digest.html",
+                **{
+                    **context,
+                    "papers": papers[:full],
+                    "titles": papers[full : full + titles],
+                    "more_count": len(papers) - full - titles,
+                    "more_label": count_label(len(papers) - full - titles),
+                },
+            )
+
+        def size(html: str) -> int:
+            slots = _split(html, marker)[1::2]
+            return budget.sent_size(html, marker, slots, self.settings.base_url)
+
+        return budget.fit(len(papers), render, size)
 
     def personalize(
         self,

@@ -193,16 +193,21 @@ def _database_url(raw: str) -> str:
 
 
 def _from_address(raw: str) -> str:
-    from email.utils import parseaddr
+    from email.utils import formataddr, parseaddr
 
-    _, addr = parseaddr(raw)
+    name, addr = parseaddr(raw)
     try:
-        validate_email(addr, check_deliverability=False, test_environment=True)
+        info = validate_email(addr, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
         raise ValueError(f"is not a valid address ({exc})") from None
     if "\n" in raw or "\r" in raw:
         raise ValueError("must be on one line")
-    return raw.strip()
+    if info.ascii_email is None:
+        raise ValueError(f"needs an ASCII local part (relays without SMTPUTF8), got {addr!r}")
+    if info.ascii_domain == info.domain:
+        return raw.strip()
+    # An IDN domain is kept as A-labels: every relay and header can carry those.
+    return formataddr((name, f"{info.local_part}@{info.ascii_domain}"))
 
 
 def _base_url(raw: str) -> str:
@@ -235,9 +240,12 @@ def _bounce_address(raw: str) -> str | None:
     if "<" in value or " " in value:
         raise ValueError(f"must be a bare address like bounces@bounce.example.org, got {raw!r}")
     try:
-        validate_email(value, check_deliverability=False, test_environment=True)
+        info = validate_email(value, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
         raise ValueError(f"is not a valid address ({exc})") from None
+    if info.ascii_email is None:
+        raise ValueError(f"needs an ASCII local part (relays without SMTPUTF8), got {value!r}")
+    value = f"{info.local_part}@{info.ascii_domain}"  # an IDN domain as A-labels
     local = value.rpartition("@")[0]
     if "+" in local or len(local) > BOUNCE_LOCAL_MAX:
         raise ValueError(

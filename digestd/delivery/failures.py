@@ -21,7 +21,7 @@ from digestd.core.failures import Failure, Severity
 from digestd.core.statuses import DeliveryStatus
 from digestd.delivery.deliveries import Claim, Outcome, temporary_failure
 from digestd.mail.mime import one_line
-from digestd.mail.smtp_pool import CONNECT, SENDER, PermanentSendError, SendError
+from digestd.mail.smtp_pool import ADDRESS, CONNECT, SENDER, PermanentSendError, SendError
 from digestd.subscribers.bounce_policy import read_failure, status_in
 
 # Reasons of our own failures (Failure.reason when the severity is `ours`).
@@ -30,6 +30,8 @@ SENDER_REFUSED = "sender refused"  # MAIL FROM was refused: our address or our a
 CONNECTION_LOST = "connection lost"  # no reply: a dropped connection or a timeout
 RENDER = "render"  # the digest could not be rendered (an admin's template)
 INTERNAL = "internal"  # anything else in our code (an address the encoder refuses, say)
+# The relay cannot carry the address (a non-ASCII local part, no SMTPUTF8): ours, and final.
+SMTPUTF8 = "smtputf8"
 
 
 def read_smtp_reply(code: int | None, reply: str) -> Failure:
@@ -52,6 +54,8 @@ def failure_of(exc: SendError) -> Failure:
         return ours(RELAY, code=exc.code, reply=exc.reply)
     if exc.stage == SENDER:
         return ours(SENDER_REFUSED, code=exc.code, reply=exc.reply)
+    if exc.stage == ADDRESS:
+        return ours(SMTPUTF8)
     if exc.code is None:
         return ours(CONNECTION_LOST)
     return read_smtp_reply(exc.code, exc.reply)
@@ -64,6 +68,7 @@ def send_failed(claim: Claim, exc: SendError) -> Outcome:
     permanent = isinstance(exc, PermanentSendError)
     # A permanent error's reply comes without its code (a temporary one's has it).
     reply = one_line(f"{exc.code} {exc.reply}" if permanent and exc.code else exc.reply)
-    if permanent and not failure.ours:
+    # An address the relay cannot carry fails once too: another try meets the same relay.
+    if permanent and (not failure.ours or exc.stage == ADDRESS):
         return Outcome(claim, DeliveryStatus.FAILED, reply, failure=failure)
     return temporary_failure(claim, reply or "temporary failure", failure)

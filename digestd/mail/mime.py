@@ -24,6 +24,7 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from digestd.mail.dkim import CanonicalBody, DkimSigner, relaxed_body
+from digestd.mail.idn import ascii_domain, ascii_mailbox, needs_smtputf8
 
 
 def one_line(value: str) -> str:
@@ -44,8 +45,8 @@ def compose(
 ) -> EmailMessage:
     """A text (and optional HTML) message with safe one-line headers."""
     msg = EmailMessage()
-    msg["From"] = one_line(sender)
-    msg["To"] = one_line(to)
+    msg["From"] = ascii_mailbox(one_line(sender))  # IDN domains as A-labels (mail.idn)
+    msg["To"] = ascii_mailbox(one_line(to))
     msg["Subject"] = one_line(subject)
     msg["Date"] = formatdate(date, localtime=False, usegmt=True)
     msg["Message-ID"] = one_line(message_id or make_msgid(domain="digestd.local"))
@@ -125,8 +126,17 @@ def build_digest_message(
     unsubscribe headers. Every header value is flattened to one line, and the recipient is
     set through `Address`, so nothing from a feed or a profile can add or split a header."""
     msg = EmailMessage(policy=DIGEST_POLICY)
-    msg["From"] = one_line(sender)
-    msg["To"] = Address(display_name=one_line(to_name), addr_spec=one_line(to_email))
+    sender = ascii_mailbox(one_line(sender))  # IDN domains as A-labels (mail.idn)
+    msg["From"] = sender
+    to_email = ascii_domain(one_line(to_email))
+    if needs_smtputf8(to_email):
+        # `Address` refuses to parse a non-ASCII local part, but takes it as its parts: it
+        # is written as UTF-8 when the message goes out with SMTPUTF8 (smtp_pool checks
+        # that the relay offers it; email-validator checked the address at sign-up).
+        local, _, domain = to_email.rpartition("@")
+        msg["To"] = Address(display_name=one_line(to_name), username=local, domain=domain)
+    else:
+        msg["To"] = Address(display_name=one_line(to_name), addr_spec=to_email)
     msg["Subject"] = one_line(subject)
     msg["Date"] = formatdate(when.timestamp(), localtime=False, usegmt=True)
     msg["Message-ID"] = one_line(message_id)
@@ -253,7 +263,7 @@ class DigestTemplate:
         None when it needs the reference path (a non-ASCII address, which needs SMTPUTF8).
         `values` maps a part's subtype to its slot values, already escaped for that part
         (HTML); `date` is `format_date(...)`; with a `signer`, DKIM-signed."""
-        to_email = one_line(to_email)
+        to_email = ascii_domain(one_line(to_email))  # an IDN domain as A-labels (mail.idn)
         if not to_email.isascii():
             return None
         head = _header_lines(
@@ -376,7 +386,8 @@ def build_digest_template(
         encoded, names = _encoded_body(part)
         body += [encoded, _as_format(after)]
         slots.append((part.subtype, names))
-    return DigestTemplate(sender=parseaddr(sender)[1], body=b"".join(body), slots=tuple(slots))
+    envelope = parseaddr(ascii_mailbox(sender))[1]
+    return DigestTemplate(sender=envelope, body=b"".join(body), slots=tuple(slots))
 
 
 def _as_format(literal: bytes) -> bytes:
@@ -398,7 +409,8 @@ def _skeleton(
     between messages is safe: it is `===…==`, and quoted-printable text never holds "=="
     (every "=" starts an escape or a soft line break)."""
     msg = EmailMessage(policy=DIGEST_POLICY)
-    msg["From"] = one_line(sender)
+    sender = ascii_mailbox(one_line(sender))
+    msg["From"] = sender
     msg["Subject"] = one_line(subject)
     msg["MIME-Version"] = "1.0"
     msg["List-Id"] = one_line(list_id(sender))

@@ -23,11 +23,14 @@ from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
 from digestd.core.config import Settings
 from digestd.mail.dkim import DkimSigner, signer_for
+from digestd.mail.idn import ascii_domain
 from digestd.mail.mime import dot_stuff, from_wire
 
 # Where a send failed, when it is not about the recipient (`SendError.stage`): connecting
-# (the connection, the greeting, TLS, AUTH) or our envelope sender (MAIL FROM refused).
-CONNECT, SENDER = "connect", "sender"
+# (the connection, the greeting, TLS, AUTH) or our envelope sender (MAIL FROM refused), or
+# an address our relay cannot carry (a non-ASCII local part without SMTPUTF8: nothing was
+# sent, and sending again would not help).
+CONNECT, SENDER, ADDRESS = "connect", "sender", "address"
 
 
 class SendError(Exception):
@@ -233,6 +236,7 @@ class SmtpPool:
         return await self._send((sender, recipient, wire, True))
 
     async def _send(self, message: _Outgoing) -> str:
+        message = _ascii_domains(message)
         if self._limiter is not None:
             await self._limiter.acquire()
         client = await self._idle.get()
@@ -293,6 +297,7 @@ class SmtpPool:
                 self._on_transaction(time.perf_counter() - started)
 
     async def _transmit(self, client: aiosmtplib.SMTP, message: _Outgoing) -> str:
+        await self._check_smtputf8(client, message)
         if isinstance(message, tuple) and len(message) == 4:
             sender, recipient, data, wire = message
             return await transmit(client, sender, recipient, data, wire=wire)
@@ -307,6 +312,22 @@ class SmtpPool:
             code, text = next(iter(errors.values()))
             raise _classify(aiosmtplib.SMTPRecipientRefused(code, text, ""))
         return reply
+
+    async def _check_smtputf8(self, client: aiosmtplib.SMTP, message: _Outgoing) -> None:
+        """A non-ASCII local part goes only to a relay that offers SMTPUTF8; else the message
+        is refused here, permanently and in words (retrying cannot make the relay learn)."""
+        unwritable = [a for a in _envelope(message) if not a.isascii()]
+        if not unwritable:
+            return
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        if not client.supports_extension("smtputf8"):
+            relay = f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+            raise PermanentSendError(
+                f"{unwritable[0]}: a non-ASCII local part needs SMTPUTF8, which the relay"
+                f" {relay} does not offer",
+                stage=ADDRESS,
+            )
 
     @staticmethod
     async def _transmit_signed(
@@ -350,3 +371,23 @@ class SmtpPool:
                 await self._quietly_close(client)
         for _ in clients:
             self._idle.put_nowait(None)
+
+
+def _ascii_domains(message: _Outgoing) -> _Outgoing:
+    """The envelope addresses with IDN domains as A-labels (`mail.idn`); headers are written
+    so by `mail.mime`."""
+    if isinstance(message, tuple) and len(message) == 4:
+        sender, recipient, data, wire = message
+        return (ascii_domain(sender), ascii_domain(recipient), data, wire)
+    if isinstance(message, tuple):
+        return (message[0], ascii_domain(message[1]))
+    return message
+
+
+def _envelope(message: _Outgoing) -> list[str]:
+    """The envelope sender and recipients a message goes out with."""
+    if isinstance(message, tuple) and len(message) == 4:
+        return [message[0], message[1]]
+    msg, sender = message if isinstance(message, tuple) else (message, None)
+    sender = sender if sender is not None else extract_sender(msg)
+    return [sender or "", *extract_recipients(msg)]

@@ -88,10 +88,15 @@ class SmtpTestServer:
     """Starts aiosmtpd in its own thread; `messages` are what arrived.
 
     `advertise` adds EHLO keywords; `auth` (user, password) makes it require AUTH (over
-    plain text: loopback only, for tests)."""
+    plain text: loopback only, for tests); `smtputf8` offers SMTPUTF8 (RFC 6531), which
+    aiosmtpd leaves off by default, as many relays do."""
 
     def __init__(
-        self, *, advertise: tuple[str, ...] = (), auth: tuple[str, str] | None = None
+        self,
+        *,
+        advertise: tuple[str, ...] = (),
+        auth: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = AdvertisingHandler(advertise=advertise) if advertise else RecordingHandler()
         self.port = free_port()
@@ -105,6 +110,8 @@ class SmtpTestServer:
                 return AuthResult(success=ok, handled=False)
 
             extra = {"authenticator": check, "auth_required": True, "auth_require_tls": False}
+        if smtputf8:
+            extra["enable_SMTPUTF8"] = True
 
         class _Controller(Controller):
             def factory(self) -> SMTP:

@@ -1,4 +1,5 @@
-"""`digestd preview EMAIL`: exactly the digest a subscriber would get now."""
+"""`digestd preview EMAIL`: exactly the digest a subscriber gets next, built by the path that
+builds the mail (`delivery.compose`): the same papers, reasons, links and vote links."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import typer
 from digestd.cli.common import fail, find_subscriber, get_context, print_json
 from digestd.core.db import session_scope
 from digestd.core.statuses import SubscriberStatus
-from digestd.core.tokens import link, view_url, vote_macs
-from digestd.delivery import digests
+from digestd.delivery import compose, digests
+from digestd.delivery.deliveries import message_id_domain
 from digestd.mail.render import Renderer, TemplateProblem, subject_line
 from digestd.subscribers.lifecycle import subscriber_dict
 
-FORMATS = ("html", "text", "json")
+# eml: the whole message as it would be handed to the SMTP server (without DKIM).
+FORMATS = ("html", "text", "json", "eml")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,11 +29,15 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         email: str = typer.Argument(..., help="The subscriber's address."),
         fmt: str = typer.Option(
-            "text", "--format", "-f", help="text (default), html (the HTML part) or json."
+            "text",
+            "--format",
+            "-f",
+            help="text (default), html (the HTML part), json, or eml (the whole message).",
         ),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write to FILE, not stdout."),
     ) -> None:
-        """Show the digest EMAIL would get now: same window, selection and rendering."""
+        """Show the digest EMAIL gets next (a planned one waiting to be sent, or the one
+        sent now): same window, selection, links and rendering as the mail."""
         fmt = fmt.strip().lower()
         if fmt not in FORMATS:
             fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -41,10 +47,8 @@ def register(app: typer.Typer) -> None:
             sub = find_subscriber(session, email)
             seen = digests.preview(session, sub, now)
             sub_info = subscriber_dict(sub)
-            sub_id, token_version = sub.id, sub.token_version
-        chosen, day = seen.selection, seen.coverage.day
-        # The period a digest sent now would have (send-now's), for its "View in browser".
-        period = seen.coverage.period
+            session.expunge(sub)
+        chosen, cover, waiting = seen.selection, seen.coverage, seen.waiting
         profile, picks = chosen.profile, chosen.picks
         if sub_info["status"] != SubscriberStatus.ACTIVE:
             typer.echo(
@@ -58,9 +62,18 @@ def register(app: typer.Typer) -> None:
                     "start": profile.window_start.isoformat(),
                     "end": profile.window_end.isoformat(),
                 },
-                "period": seen.coverage.period,
-                "date": day.isoformat(),
-                "subject": subject_line(day, len(picks)) if picks else None,
+                "period": cover.period,
+                "date": cover.day.isoformat(),
+                # The planned delivery this digest is, when one is waiting (else null).
+                "delivery": None
+                if waiting is None
+                else {
+                    "id": waiting.id,
+                    "status": waiting.status,
+                    "attempts": waiting.attempts,
+                    "message_id": waiting.message_id,
+                },
+                "subject": subject_line(cover.day, len(picks)) if picks else None,
                 "entries": [
                     {
                         "id": p.entry.id,
@@ -82,29 +95,35 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Nothing to send to {sub_info['email']} now: {chosen.empty_reason}.")
             return
         renderer = Renderer(app_ctx.settings)
+        # The subscriber's own format, as the mail; an HTML preview of a text-only
+        # subscriber renders the HTML they would get if they switched.
+        kind = "html" if fmt == "html" else sub.format
         try:
-            body = renderer.render_digest(
-                profile, picks, day=day, fmt="html" if fmt == "html" else "text"
-            )
+            digest = compose.build_digest(app_ctx, renderer, profile, picks, cover.day, kind)
         except TemplateProblem as exc:
             fail(str(exc))
-        base, secret = app_ctx.settings.base_url, app_ctx.secret_key
-        assert sub_id is not None
-        vote = link(base, secret, "vote", sub_id, token_version)
-        mail = renderer.personalize(
-            body,
-            email=sub_info["email"],
-            unsubscribe_url=link(base, secret, "unsubscribe", sub_id, token_version),
-            preferences_url=link(base, secret, "preferences", sub_id, token_version),
-            view_url=view_url(link(base, secret, "view", sub_id, token_version), period),
-            vote_url=vote,
-            vote_macs=vote_macs(secret, vote.rpartition("/")[2], body.entry_ids),
+        domain = message_id_domain(app_ctx.settings.from_address)
+        message_id = (
+            waiting.message_id if waiting is not None else f"<preview.{cover.period}@{domain}>"
         )
+        mail = compose.message(
+            app_ctx, renderer, digest, sub, period=cover.period, message_id=message_id, when=now
+        )
+        if fmt == "eml":
+            _emit(out, text=mail.as_string())
+            return
+        part = mail.get_body(("html",) if fmt == "html" else ("plain",))
+        assert part is not None
+        content = _lines(part.get_content())
         if fmt == "html":
-            assert mail.html is not None
-            _emit(out, text=mail.html)
+            _emit(out, text=content)
         else:
-            _emit(out, text=f"Subject: {mail.subject}\nTo: {sub_info['email']}\n\n{mail.text}")
+            _emit(out, text=f"Subject: {mail['Subject']}\nTo: {sub_info['email']}\n\n{content}")
+
+
+def _lines(text: str) -> str:
+    """A part's text with the newlines of this system (the wire has CRLF)."""
+    return text.replace("\r\n", "\n")
 
 
 def _emit(out: Path | None, *, text: str | None = None, doc: dict[str, Any] | None = None) -> None:

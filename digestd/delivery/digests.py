@@ -212,16 +212,32 @@ def current_coverage(sub: Schedule, now: datetime, past: History) -> Coverage:
 
 @dataclass(frozen=True)
 class Preview:
-    """The digest a subscriber would get now: what it covers and what it carries."""
+    """The digest a subscriber gets next: what it covers and what it carries, and the
+    delivery it is when one is planned and waiting (None: the digest a send-now would plan)."""
 
     coverage: Coverage
     selection: SubscriberSelection
+    waiting: deliveries.DeliveryRow | None = None
 
 
 def preview(session: Session, sub: Subscriber, now: datetime) -> Preview:
-    """What a digest built for this subscriber at `now` covers and carries: the same window,
-    history, never-twice record, ranking and local date as the mailed one."""
+    """What the next digest of this subscriber covers and carries: the same window, history,
+    never-twice record, ranking (votes faded to the window's end) and local date as the
+    mailed one. A delivery planned and not sent yet (pending, or waiting for a retry) is
+    that digest: its own window, so a retried digest equals its preview."""
     assert sub.id is not None
-    cover = current_coverage(sub, now, deliveries.history(session, [sub.id])[sub.id])
+    waiting = deliveries.waiting_for(session, sub.id)
+    if waiting is not None and waiting.window_start and waiting.window_end:
+        end = waiting.window_end
+        cover = Coverage(
+            waiting.period,
+            waiting.due_at or end,
+            waiting.window_start,
+            end,
+            local_day(end, sub.timezone),
+        )
+    else:
+        waiting = None
+        cover = current_coverage(sub, now, deliveries.history(session, [sub.id])[sub.id])
     chosen = select_for_subscriber(session, sub, cover.window_start, cover.window_end)
-    return Preview(cover, chosen)
+    return Preview(cover, chosen, waiting)

@@ -2,9 +2,11 @@
 
 The signed token (purpose `view`, tokens.py) proves the subscriber; the period picks one of
 their sent digests. The page shows the digest's papers (its delivery's `entry_ids`, in
-order) with their reasons, and nothing about the person: no address, no unsubscribe or
-preference links (anyone the mail is forwarded to could use those). A GET changes nothing;
-a forgotten subscriber's links stop working (the row is gone), revoked ones too.
+order) with the reasons the mail gave (stored with the delivery when it was sent, so the
+page says what the mail said whatever the topics are today), and nothing about the person:
+no address, no unsubscribe or preference links (anyone the mail is forwarded to could use
+those). A GET changes nothing; a forgotten subscriber's links stop working (the row is
+gone), revoked ones too.
 """
 
 from __future__ import annotations
@@ -46,11 +48,9 @@ class DigestView:
 
 
 def digest_view(ctx: AppContext, token: str, period: str) -> DigestView:
-    """The sent digest of `period` of the subscriber the token belongs to (LinkError if none).
-
-    Reasons are recomputed by the selection code for the digest's window and the
-    subscriber's current topics: the same words the mail carried unless the topics changed
-    since (upvote counts are today's)."""
+    """The sent digest of `period` of the subscriber the token belongs to (LinkError if none),
+    with the reasons stored with it. A digest sent before reasons were stored (migration
+    0011) gets them recomputed for its window and today's topics, as before."""
     with read_scope(ctx.engine) as session:
         sub = links.resolve(session, ctx.secret_key, "view", token, ctx.now())
         if not _PERIOD.match(period):
@@ -60,8 +60,10 @@ def digest_view(ctx: AppContext, token: str, period: str) -> DigestView:
         if delivery is None or delivery.window_start is None or delivery.window_end is None:
             raise links.LinkError(404, NOT_AVAILABLE)
         entries = entries_by_id(session, deliveries.entry_ids(session, delivery.id))
-        profile = Profile.for_subscriber(sub, delivery.window_start, delivery.window_end)
-        reasons = reasons_for(session, profile, entries)
+        reasons = deliveries.carried_reasons(session, delivery.id)
+        if not reasons:
+            profile = Profile.for_subscriber(sub, delivery.window_start, delivery.window_end)
+            reasons = reasons_for(session, profile, entries)
         # The date the mail itself shows: the subscriber's local date at the window's end.
         when = local_day(delivery.window_end, sub.timezone)
         papers = [

@@ -94,6 +94,24 @@ async def test_view_in_browser_shows_the_digest_without_the_address(
     assert counts(app) == before  # a GET changes nothing
 
 
+async def test_the_page_shows_the_reasons_the_mail_gave_after_the_topics_changed(
+    app: AppContext, smtp_server: SmtpTestServer, sent: dict[str, Any]
+) -> None:
+    """The reasons are stored with the delivery when it is sent: a subscriber who changes
+    their topics afterwards still sees, for that digest, what the mail said."""
+    text = text_part(sent["kenji@example.org"])
+    [url] = VIEW_RE.findall(text)
+    mail_reasons = [r.strip() for r in re.findall(r"Why: (.+)", text)]
+    assert all(r.startswith("matches: ") for r in mail_reasons)
+    with session_scope(app.engine) as s:
+        kenji = s.exec(select(Subscriber).where(Subscriber.email == "kenji@example.org")).one()
+        kenji.topics = "quantum chromodynamics"
+        s.add(kenji)
+    async with harness(app, smtp_server) as web, web.client() as client:
+        body = (await client.get(url.removeprefix(BASE_URL))).text
+    assert re.findall(r'<p class="why">Why: (.*?)</p>', body) == mail_reasons
+
+
 async def test_trending_digest_view_and_the_text_only_link(
     app: AppContext, smtp_server: SmtpTestServer, sent: dict[str, Any]
 ) -> None:

@@ -7,13 +7,14 @@ in this package, one module a concern.
                             └──> skipped (empty digest / subscriber no longer active)
 
 The interface is small and is this module's: `plan` (insert due deliveries: `planned`),
-`claim` (take a batch under a lease), `renew` (extend it), `release` (hand claims back:
+`claim` (take a batch under a lease), `renew` (extend it), `release` (hand it back:
 `leases`), `record` (write outcomes: `outcomes`), `history` and `sent_entry_ids` (what the
 window rules and never-twice read: `history`), the admin views (`list_deliveries`, `get`,
-`carried_papers`, `counts`, `retry_now`, `forget_subscriber`: `views`) and the figures of
-`digestd stats` (`counts_per_day`, `oldest_waiting`, `waiting`: `figures`). `bulk` runs the
-planning and recording statements through the driver's executemany; `columns` reads and
-writes the columns that need it. Callers own the transaction (`session_scope`); nothing
+`waiting_for`, `carried_papers`, `carried_reasons`, `counts`, `retry_now`,
+`forget_subscriber`: `views`) and the figures of `digestd stats` (`counts_per_day`,
+`oldest_waiting`, `waiting`: `figures`). `bulk` runs the planning and recording statements
+through the driver's executemany; `columns` reads and writes the columns that need it.
+Callers own the transaction (`session_scope`); nothing
 here commits.
 
 Idempotency: the unique (subscriber, period) key plus INSERT … ON CONFLICT DO NOTHING means
@@ -53,6 +54,7 @@ from digestd.delivery.deliveries.views import (
     CarriedPaper,
     DeliveryRow,
     carried_papers,
+    carried_reasons,
     counts,
     entry_ids,
     find_by_message_id,
@@ -63,6 +65,7 @@ from digestd.delivery.deliveries.views import (
     list_deliveries,
     retry_now,
     sent_for_period,
+    waiting_for,
 )
 
 __all__ = [
@@ -80,6 +83,7 @@ __all__ = [
     "Outcome",
     "backoff",
     "carried_papers",
+    "carried_reasons",
     "claim",
     "counts",
     "counts_per_day",
@@ -104,4 +108,5 @@ __all__ = [
     "sent_for_period",
     "temporary_failure",
     "waiting",
+    "waiting_for",
 ]

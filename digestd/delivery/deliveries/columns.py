@@ -1,8 +1,10 @@
 """How the delivery store writes some columns and reads them back: the papers a delivery
-carried (`entry_ids`), instants that lost their type, and the driver's row counts."""
+carried (`entry_ids`) and the reasons it showed beside them (`reasons`), instants that lost
+their type, and the driver's row counts."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,6 +40,29 @@ def split_ids(text: str | None, delivery_id: int) -> list[int]:
             text[:200],
         )
     return ids
+
+
+def joined_reasons(reasons: Sequence[str]) -> str:
+    """The `reasons` column of a sent delivery: a JSON list of strings, one per paper in the
+    order of `entry_ids` ("" when none was stored)."""
+    return json.dumps(list(reasons), ensure_ascii=False) if reasons else ""
+
+
+def split_reasons(text: str | None, delivery_id: int) -> list[str]:
+    """The reasons a delivery showed, in the order of its papers ([] when none were stored:
+    a digest sent before they were, or a column edited into something else, with a warning)."""
+    if not text:
+        return []
+    try:
+        found = json.loads(text)
+    except ValueError:
+        found = None
+    if not isinstance(found, list) or not all(isinstance(r, str) for r in found):
+        log.warning(
+            "delivery %s: reasons %r are not a list of strings; ignored", delivery_id, text[:200]
+        )
+        return []
+    return found
 
 
 def rowcount(result: Any) -> int:

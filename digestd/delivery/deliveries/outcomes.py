@@ -19,7 +19,7 @@ from sqlmodel import Session
 from digestd.core.failures import Failure
 from digestd.core.statuses import DeliveryStatus
 from digestd.delivery.deliveries.bulk import executemany
-from digestd.delivery.deliveries.columns import TABLE, joined_ids
+from digestd.delivery.deliveries.columns import TABLE, joined_ids, joined_reasons
 from digestd.delivery.deliveries.leases import Claim
 
 D = DeliveryStatus
@@ -40,6 +40,7 @@ class Outcome:
     error: str | None = None
     entry_ids: Sequence[int] = ()
     failure: Failure | None = None  # retry and failed: what went wrong, as data
+    reasons: tuple[str, ...] = ()  # sent: the reason shown beside each paper, as entry_ids
 
 
 def backoff(attempts: int) -> timedelta:
@@ -71,6 +72,8 @@ def record(
         return []
     held = _held(session, [o.claim.id for o in outcomes], worker_id)
     rows = []
+    # Everyone who got one digest shares its reasons (one tuple): written once a group.
+    reasons: dict[tuple[str, ...], str] = {}
     for o in outcomes:
         if o.claim.id not in held:
             continue
@@ -81,6 +84,8 @@ def record(
             next_at = now
         sent = o.status == D.SENT
         f = o.failure
+        if sent and o.reasons not in reasons:
+            reasons[o.reasons] = joined_reasons(o.reasons)
         rows.append(
             (
                 o.claim.id,
@@ -95,6 +100,7 @@ def record(
                 None if f is None else f.code,
                 None if f is None else (f.status or None),
                 None if f is None else str(f.severity),
+                reasons[o.reasons] if sent else "",
             )
         )
     if rows:
@@ -132,6 +138,7 @@ _RECORD_NAMES = (
     "b_code",
     "b_enhanced",
     "b_severity",
+    "b_reasons",
 )
 
 
@@ -154,6 +161,7 @@ def _record_statement(dialect: Any) -> Any:
             sent_at=bindparam("b_sent", type_=TABLE.c.sent_at.type),
             entry_count=bindparam("b_count"),
             entry_ids=bindparam("b_ids"),
+            reasons=bindparam("b_reasons"),
             smtp_code=case(
                 (failed, bindparam("b_code", type_=TABLE.c.smtp_code.type)), else_=TABLE.c.smtp_code
             ),

@@ -13,8 +13,8 @@ from sqlmodel import Session, col
 
 from digestd.core.db import chunks
 from digestd.core.models import Delivery, Entry, Subscriber
-from digestd.core.statuses import DeliveryStatus
-from digestd.delivery.deliveries.columns import IN_CHUNK, rowcount, split_ids
+from digestd.core.statuses import CLAIMABLE, DeliveryStatus
+from digestd.delivery.deliveries.columns import IN_CHUNK, rowcount, split_ids, split_reasons
 
 D = DeliveryStatus
 
@@ -120,6 +120,38 @@ def find_by_message_id(session: Session, message_id: str) -> DeliveryRow | None:
     """The delivery that carried this Message-ID (`<…>` included), or None."""
     found = rows_of(session, with_email().where(col(Delivery.message_id) == message_id.strip()))
     return found[0] if found else None
+
+
+def waiting_for(session: Session, subscriber_id: int) -> DeliveryRow | None:
+    """A subscriber's newest delivery not done yet (pending, retry or sending): the digest
+    they get next, which `digestd preview` shows."""
+    found = rows_of(
+        session,
+        with_email()
+        .where(
+            col(Delivery.subscriber_id) == subscriber_id,
+            col(Delivery.status).in_((*CLAIMABLE, D.SENDING)),
+        )
+        .order_by(col(Delivery.id).desc())
+        .limit(1),
+    )
+    return found[0] if found else None
+
+
+def carried_reasons(session: Session, delivery_id: int) -> dict[int, str]:
+    """The reason a sent delivery showed beside each of its papers (entry id → words), as
+    it was mailed; empty for a digest sent before reasons were stored."""
+    row = session.execute(
+        select(col(Delivery.entry_ids), col(Delivery.reasons)).where(
+            col(Delivery.id) == delivery_id
+        )
+    ).first()
+    if row is None:
+        return {}
+    ids, reasons = split_ids(row[0], delivery_id), split_reasons(row[1], delivery_id)
+    if len(ids) != len(reasons):
+        return {}
+    return dict(zip(ids, reasons, strict=True))
 
 
 def entry_ids(session: Session, delivery_id: int) -> list[int]:

@@ -130,7 +130,7 @@ def list_cmd(
     limit: int = typer.Option(100, "--limit", min=1, max=100000, help="Newest N messages."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
-    """The newest inbound messages: kind, subscriber, status, what it changed."""
+    """The newest inbound messages: kind, subscriber, evidence, status, what it changed."""
     from digestd.core.db import session_scope
     from digestd.inbound.process import KINDS
     from digestd.inbound.store import inbound_dict, list_inbound
@@ -148,18 +148,29 @@ def list_cmd(
     if not rows:
         console.print("no inbound messages" + (f" of kind {kind}" if kind else ""))
         return
-    table = Table("id", "received", "kind", "subscriber", "status", "summary", "effect")
+    table = Table("id", "received", "kind", "subscriber", "evidence", "status", "summary", "effect")
     for r in rows:
         table.add_row(
             str(r["id"]),
             short_time(_parse_time(r["received_at"])),
             r["kind"],
             escape(r["subscriber"] or "-"),
+            _evidence_cell(r["kind"], r["evidence"]),
             escape(r["status"] or ""),
             escape(r["summary"]),
             escape(r["effect"]),
         )
     console.print(table)
+
+
+def _evidence_cell(kind: str, evidence: str | None) -> str:
+    """What tied a record to a message we sent; "no evidence" where a bounce, complaint or
+    unsubscribe had none (so it changed nothing)."""
+    from digestd.inbound.evidence import ACTING_KINDS, NO_EVIDENCE
+
+    if evidence:
+        return escape(evidence)
+    return NO_EVIDENCE if kind in ACTING_KINDS else ""
 
 
 def _parse_time(value: str | None) -> Any:

@@ -275,6 +275,9 @@ class Inbound(SQLModel, table=True):
     size: int = Field(default=0)
     recipients: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
     headers: list[list[str]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    # What tied it to a message we sent (issue 23): verp, message-id, mailto-token, provider;
+    # "" for none (then it changed nothing); "unchecked" for rows recorded before 0015.
+    evidence: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})
 
 
 class Meta(SQLModel, table=True):

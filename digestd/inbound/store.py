@@ -83,6 +83,7 @@ def inbound_dict(row: Inbound, email: str | None) -> dict[str, Any]:
         "reason": row.reason,
         "summary": row.summary,
         "effect": row.effect,
+        "evidence": row.evidence or None,
         "recipients": row.recipients,
     }
 

@@ -10,12 +10,16 @@ import shutil
 from pathlib import Path
 
 from digestd.core.db import make_engine, session_scope, upgrade
+from digestd.core.models import Delivery
 from digestd.subscribers.lifecycle import Preferences, add_subscriber
 from tests.support.cli import run_cli
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn
 from tests.support.subscribers import Invoke, make_invoke
 
 BOUNCES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
+# The Message-ID of the digest ada was sent (what a real bounce of it carries back).
+SENT_ID = "<digest.2026-11-26.1.5eed0fa11ade@example.org>"
+RETURNED = f"Message-ID: {SENT_ID}\nTo: ada@example.net\nSubject: digest\n"
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -24,14 +28,21 @@ def _env(tmp_path: Path) -> dict[str, str]:
     upgrade(engine)
     from datetime import UTC, datetime
 
+    now = datetime.now(UTC)
     with session_scope(engine) as session:
-        add_subscriber(
-            session,
-            "ada@example.net",
-            Preferences(),
-            status="active",
-            actor="t",
-            now=datetime.now(UTC),
+        sub = add_subscriber(
+            session, "ada@example.net", Preferences(), status="active", actor="t", now=now
+        )
+        assert sub.id is not None
+        session.add(
+            Delivery(
+                subscriber_id=sub.id,
+                period="2026-11-26",
+                status="sent",
+                message_id=SENT_ID,
+                created_at=now,
+                sent_at=now,
+            )
         )
     engine.dispose()
     return {
@@ -54,21 +65,22 @@ def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
             dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net"),
             arf(to=BOUNCE_ADDRESS, recipient="ada@example.net"),
             auto_reply(to=BOUNCE_ADDRESS, sender="ada@example.net"),
+            dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net", original_headers=RETURNED),
         ]
     ):
         path = tmp_path / f"{i}.eml"
         path.write_bytes(raw)
         files.append(str(path))
-    shutil.copy(BOUNCES / "sisimai" / "rfc3464-01.eml", tmp_path / "3.eml")
-    files.append(str(tmp_path / "3.eml"))
+    shutil.copy(BOUNCES / "sisimai" / "rfc3464-01.eml", tmp_path / "4.eml")
+    files.append(str(tmp_path / "4.eml"))
     invoke = _invoke(env)
     result = invoke("inbound", "--dry-run", "--json", *files)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [o["file"] for o in out] == files
-    assert [o["kind"] for o in out] == ["bounce", "complaint", "auto_reply", "bounce"]
+    assert [o["kind"] for o in out] == ["bounce", "complaint", "auto_reply", "bounce", "bounce"]
     for o in out:
-        assert set(o) == {"file", "kind", "recipients", "subscriber", "delivery"}
+        assert set(o) == {"file", "kind", "recipients", "subscriber", "delivery", "evidence"}
     assert out[0]["recipients"] == [
         {
             "address": "ada@example.net",
@@ -78,7 +90,15 @@ def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
             "reason": "userunknown",
         }
     ]
-    assert out[0]["subscriber"] == "ada@example.net" and out[0]["delivery"] is None
+    # An address alone is not evidence (anyone can write one); our Message-ID for it is.
+    assert [(o["subscriber"], o["evidence"]) for o in out] == [
+        (None, None),
+        (None, None),
+        (None, None),
+        ("ada@example.net", "message-id"),
+        (None, None),
+    ]
+    assert out[3]["delivery"] == 1 and out[3]["recipients"] == out[0]["recipients"]
     # Nothing changed and nothing was recorded.
     assert json.loads(invoke("inbound", "list", "--json").stdout) == []
     shown = invoke("subscribers", "show", "ada@example.net", "--json")
@@ -87,7 +107,7 @@ def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
 
 def test_pipe_records_then_list_shows_it(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    raw = dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net").decode()
+    raw = dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net", original_headers=RETURNED).decode()
     piped = run_cli("inbound", "--rcpt-to", BOUNCE_ADDRESS, env=env, input=raw)
     assert piped.returncode == 0, piped.stderr
     assert "bounce #1" in piped.stdout and "bounced" in piped.stdout
@@ -95,13 +115,28 @@ def test_pipe_records_then_list_shows_it(tmp_path: Path) -> None:
     junk = invoke("inbound", "-", input="\x00\x01 not mail at all")
     assert junk.exit_code == 0 and "unrecognized #2" in junk.stdout
     listed = json.loads(invoke("inbound", "list", "--kind", "bounce", "--json").stdout)
-    assert [(r["kind"], r["subscriber"], r["status"]) for r in listed] == [
-        ("bounce", "ada@example.net", "5.1.1")
+    assert [(r["kind"], r["subscriber"], r["status"], r["evidence"]) for r in listed] == [
+        ("bounce", "ada@example.net", "5.1.1", "message-id")
     ]
     table = invoke("inbound", "list")
     assert "unrecognized" in table.stdout and "ada@example.net" in table.stdout
     lifted = invoke("subscribers", "lift", "ada@example.net")
     assert lifted.exit_code == 0 and "now active" in lifted.stdout
+
+
+def test_a_forged_report_is_listed_with_no_evidence_and_changes_nothing(tmp_path: Path) -> None:
+    invoke = _invoke(_env(tmp_path))
+    forged = tmp_path / "forged.eml"
+    forged.write_bytes(dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net"))
+    done = invoke("inbound", "--rcpt-to", BOUNCE_ADDRESS, str(forged))
+    assert done.exit_code == 0 and "no evidence: nothing changed" in done.stdout
+    listed = json.loads(invoke("inbound", "list", "--json").stdout)
+    assert [(r["kind"], r["subscriber"], r["address"], r["evidence"]) for r in listed] == [
+        ("bounce", None, "ada@example.net", None)
+    ]
+    assert "no evidence" in " ".join(invoke("inbound", "list").stdout.split())
+    shown = invoke("subscribers", "show", "ada@example.net", "--json")
+    assert json.loads(shown.stdout)["subscriber"]["status"] == "active"
 
 
 def test_bad_input_is_one_line(tmp_path: Path) -> None:

@@ -106,8 +106,9 @@ def test_hard_bounce_to_the_verp_address_bounces_the_subscriber(ctx: AppContext)
         assert "userunknown" in event.detail["reason"] and event.actor == "inbound"
 
 
-def test_delivery_found_by_message_id_then_by_address(ctx: AppContext) -> None:
+def test_delivery_found_by_message_id_never_by_address_alone(ctx: AppContext) -> None:
     _, delivery_id, message_id = _subscriber_with_delivery(ctx)
+    # A forwarded address failed; the returned copy is our message to them.
     by_id = dsn(
         to=BOUNCE_ADDRESS,
         recipient="forwarded@elsewhere.example",
@@ -115,9 +116,11 @@ def test_delivery_found_by_message_id_then_by_address(ctx: AppContext) -> None:
     )
     result = process_message(ctx, by_id, rcpt_to=[BOUNCE_ADDRESS], dry_run=True)
     assert (result.subscriber, result.delivery) == (EMAIL, delivery_id)
+    assert result.evidence == "message-id"
+    # Anyone can write a report naming an address: that alone finds no one (issue 23).
     by_address = dsn(to=BOUNCE_ADDRESS, recipient=EMAIL)
     result = process_message(ctx, by_address, rcpt_to=[BOUNCE_ADDRESS], dry_run=True)
-    assert (result.subscriber, result.delivery) == (EMAIL, delivery_id)
+    assert (result.subscriber, result.delivery, result.evidence) == (None, None, None)
     assert _records(ctx) == [] and _status(ctx) == "active"  # dry run: nothing changed
 
 

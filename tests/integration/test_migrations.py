@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
@@ -155,3 +156,52 @@ def test_failures_become_fields_once_and_the_columns_go_on_downgrade(db_url: str
         assert "error" in columns
     finally:
         engine.dispose()
+
+
+def test_inbound_rows_recorded_before_evidence_was_checked_are_marked(db_url: str) -> None:
+    """0015 adds inbound.evidence; rows that changed a subscriber before it (a bare address
+    was enough then) are marked "unchecked" for review, the rest are left empty."""
+    before = _down_revision("0015")
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, before)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (id, email, name, status, topics, categories,"
+                    " frequency, send_hour, send_weekday, timezone, format, max_items,"
+                    " created_at, bounce_count, token_version) VALUES (1, 'a@example.org', '',"
+                    " 'bounced', '', '[]', 'daily', 8, 0, 'UTC', 'html', 10,"
+                    " '2026-11-26 08:00:00', 0, 1)"
+                )
+            )
+            for ident, kind, sub in ((1, "bounce", 1), (2, "bounce", None), (3, "auto_reply", 1)):
+                conn.execute(
+                    text(
+                        "INSERT INTO inbound (id, received_at, kind, source, subscriber_id,"
+                        " address, status_code, severity, reason, summary, effect, message_id,"
+                        " size, recipients, headers) VALUES (:i, '2026-11-27 08:00:00', :k, '',"
+                        " :s, 'a@example.org', '', '', '', '', '', '', 0, '[]', '[]')"
+                    ),
+                    {"i": ident, "k": kind, "s": sub},
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, evidence FROM inbound ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, "unchecked"), (2, ""), (3, "")]
+        command.downgrade(alembic_config(engine), before)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM inbound")).scalar_one() == 3
+    finally:
+        engine.dispose()
+
+
+def _down_revision(revision: str) -> str:
+    """The revision a migration follows (re-pointed when others land before it)."""
+    engine = make_engine("sqlite://")
+    try:
+        script = ScriptDirectory.from_config(alembic_config(engine)).get_revision(revision)
+    finally:
+        engine.dispose()
+    assert script is not None and isinstance(script.down_revision, str)
+    return script.down_revision

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+from digestd.core.failures import Failure
 from digestd.inbound.addresses import addresses_in
 from digestd.inbound.dsn import strip_type
 from digestd.inbound.message import Mail
 from digestd.inbound.reading import Reading, RecipientReport, capped
-from digestd.subscribers.bounce_policy import Failure
 
 _COMPLAINT_SUBJECT = re.compile(r"complaint about message|abuse report|spam report", re.I)
 

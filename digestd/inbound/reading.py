@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from digestd.subscribers.bounce_policy import Failure
+from digestd.core.failures import Failure
 
 # Recipients read from one report. A real DSN names a handful (one, for our one-recipient
 # digests); past this, the rest are counted and noted in the summary, never acted on, so

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_inbound.py --messages 10000 --connections 4
     .venv/bin/python benchmarks/bench_inbound.py --postgres   # DIGESTD_TEST_POSTGRES_URL
+    .venv/bin/python benchmarks/bench_inbound.py --dsn-blocks 5000,10000,20000,40000 [--hostile]
 
 1. Setup (untimed): a fresh SQLite file (or a private PostgreSQL schema), N active
    subscribers with one planned delivery each, DIGESTD_BOUNCE_ADDRESS set.
@@ -13,6 +14,16 @@
 4. Timed: from the client's first connection to its last 250. Printed: messages/s, this
    process's CPU (every thread) per message, and what was recorded (kinds, subscribers
    bounced), checked against what was sent.
+
+`--dsn-blocks N,N,...` (issue 23, finding 3) instead times one message at a time through
+`process_message` (parse, read, find the evidence, record; a fresh SQLite file): a DSN of
+N recipient blocks, in two shapes: "report-only" (no human-readable part: the forged shape
+whose reading grew with the square of N) and "listing" (a text part naming every failed
+address, as Sendmail writes; no recipient has a Diagnostic-Code of its own, so each reads
+the report's text). Printed: seconds per message and per 1,000 blocks (flat when linear).
+`--whole` lifts the MAX_PARSED window (parse.py) to see how the reading itself grows;
+`--hostile` adds the worst 10 MB shapes we know (a million empty MIME parts, 300,000
+one-line DSN blocks, a megabyte of bounce text): bounded, whatever the size.
 """
 
 from __future__ import annotations
@@ -234,6 +245,96 @@ def bench(
     ctx.dispose()
 
 
+# ---- one big message at a time (--dsn-blocks, --hostile) ---------------------------------
+
+
+def big_dsn(blocks: int, shape: str) -> bytes:
+    """A DSN of `blocks` failed recipients without Diagnostic-Code, in `shape` (see above)."""
+    report = "\r\n".join(
+        f"Final-Recipient: rfc822; user{i}@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        for i in range(blocks)
+    )
+    text = ""
+    if shape == "listing":
+        listed = "".join(f"<user{i}@example.net>: user unknown\r\n" for i in range(blocks))
+        text = f"--B\r\nContent-Type: text/plain\r\n\r\nCould not be delivered to:\r\n{listed}\r\n"
+    return (
+        "From: MAILER-DAEMON@mx.example.net\r\nTo: bounces@bounce.example.org\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+        f"{text}--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n\r\n{report}\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        "Message-ID: <digest.2026-11-26.1.0123456789ab@example.org>\r\nTo: user0@example.net\r\n"
+        "\r\n--B--\r\n"
+    ).encode()
+
+
+def hostile(size: int = 10 * 1024 * 1024) -> dict[str, bytes]:
+    """The worst shapes of `size` bytes we know for the parser and the detectors."""
+    shapes = {
+        "1M empty MIME parts": (
+            b"From: x@example.net\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=B\r\n\r\n",
+            b"--B\r\n\r\nx\r\n",
+        ),
+        "300k one-line DSN blocks": (
+            b"From: MAILER-DAEMON@x.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+            b"--B\r\nContent-Type: message/delivery-status\r\n\r\n",
+            b"Final-Recipient: rfc822; a@b.cc\r\n\r\n",
+        ),
+        "10 MB of bounce text": (
+            b"From: MAILER-DAEMON@x.example\r\nSubject: Undelivered\r\n\r\n",
+            b"<a@b.cc>: user unknown\r\n",
+        ),
+    }
+    return {
+        name: head + unit * ((size - len(head)) // len(unit))
+        for name, (head, unit) in shapes.items()
+    }
+
+
+def one_at_a_time(
+    sizes: list[int], with_hostile: bool, tmp: Path, shapes: list[str], whole: bool
+) -> None:
+    """Time process_message on one big message at a time (see the module's docstring);
+    `whole`: parse whole messages (no MAX_PARSED window), to see the reading's growth."""
+    from datetime import UTC, datetime
+
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
+    from digestd.inbound import parse
+    from digestd.inbound.process import process_message
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp}/one.db",
+        secret_key="bench-secret-key-0123456789",
+        bounce_address=BOUNCE_ADDRESS,  # type: ignore[call-arg]
+        inbound_max_bytes=64 * 1024 * 1024,
+    )
+    ctx = AppContext(settings=settings, clock=lambda: datetime.now(UTC), actor="bench")
+    ctx.migrate()
+    if whole:
+        parse.MAX_PARSED = 1 << 30  # type: ignore[misc]
+    messages = [(f"{shape} {n:>6} blocks", big_dsn(n, shape)) for shape in shapes for n in sizes]
+    if with_hostile:
+        messages += list(hostile().items())
+    print(f"{'message':<34} {'MB':>6} {'s/message':>10} {'s/1k blocks':>12}  recorded as")
+    for label, raw in messages:
+        started = time.perf_counter()
+        result = process_message(ctx, raw, rcpt_to=[BOUNCE_ADDRESS], source=label)
+        seconds = time.perf_counter() - started
+        blocks = int(label.split()[1]) if label.split()[1].isdigit() else 0
+        per_k = f"{1000 * seconds / blocks:.3f}" if blocks else "-"
+        print(
+            f"{label:<34} {len(raw) / 1e6:>6.1f} {seconds:>10.2f} {per_k:>12}  "
+            f"{result.kind}: {result.summary[:70]}",
+            flush=True,
+        )
+    ctx.dispose()
+
+
 class _Nothing:
     kind = "unrecognized"
     recorded_id = None
@@ -248,12 +349,27 @@ def main() -> None:
         "--floor", action="store_true", help="also the listener alone (a handler doing nothing)"
     )
     parser.add_argument("--client", nargs=3, metavar=("PORT", "JOBS", "CONNECTIONS"))
+    parser.add_argument(
+        "--dsn-blocks", help="N,N,...: time one DSN of N recipient blocks at a time instead"
+    )
+    parser.add_argument("--hostile", action="store_true", help="with --dsn-blocks: 10 MB shapes")
+    parser.add_argument("--shapes", default="report-only,listing", help="with --dsn-blocks")
+    parser.add_argument(
+        "--whole", action="store_true", help="with --dsn-blocks: parse whole messages"
+    )
     args = parser.parse_args()
     if args.client:
         port, jobs, connections = args.client
         client(int(port), Path(jobs), int(connections))
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
+    if args.dsn_blocks:
+        sizes = [int(n) for n in args.dsn_blocks.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            shapes = args.shapes.split(",")
+            one_at_a_time(sizes, args.hostile, Path(tmp), shapes, args.whole)
+        print(f"load average {os.getloadavg()}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.floor:
             url = f"sqlite:///{tmp}/floor.db"

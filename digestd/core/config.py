@@ -99,6 +99,12 @@ class Settings:
     dkim_domain: str | None = None
     dkim_ed25519_key_file: Path | None = None
     dkim_ed25519_selector: str | None = None
+    # Provider webhooks (README "Provider webhooks"): each route is off until its secret is set.
+    ses_topic_arns: str | None = None  # comma list: `ses_topics`
+    sendgrid_public_key: str | None = None
+    postmark_auth: str | None = field(default=None, repr=False)
+    mailgun_signing_key: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
     # Replies to mail commands per hour (README "Commands"); 0: none.
     command_replies_per_hour_recipient: int = 2
     command_replies_per_hour_sender: int = 5
@@ -108,6 +114,11 @@ class Settings:
     def imap(self) -> ImapTarget | None:
         """DIGESTD_INBOUND_IMAP taken apart (already validated at load), or None when unset."""
         return parse_imap_url(self.inbound_imap) if self.inbound_imap else None
+
+    @property
+    def ses_topics(self) -> tuple[str, ...]:
+        """DIGESTD_SES_TOPIC_ARNS as a tuple (empty: the SES webhook is off)."""
+        return tuple(self.ses_topic_arns.split(",")) if self.ses_topic_arns else ()
 
     @property
     def listen_host(self) -> str:
@@ -386,6 +397,11 @@ PARSERS = {
     "DIGESTD_DKIM_DOMAIN": ("dkim_domain", providers.domain),
     "DIGESTD_DKIM_ED25519_KEY_FILE": ("dkim_ed25519_key_file", _file),
     "DIGESTD_DKIM_ED25519_SELECTOR": ("dkim_ed25519_selector", _selector),
+    "DIGESTD_SES_TOPIC_ARNS": ("ses_topic_arns", providers.topic_arns),
+    "DIGESTD_SENDGRID_PUBLIC_KEY": ("sendgrid_public_key", providers.sendgrid_public_key),
+    "DIGESTD_POSTMARK_AUTH": ("postmark_auth", providers.postmark_auth),
+    "DIGESTD_MAILGUN_SIGNING_KEY": ("mailgun_signing_key", providers.mailgun_signing_key),
+    "DIGESTD_WEBHOOK_SECRET": ("webhook_secret", providers.webhook_secret),
     "DIGESTD_COMMAND_REPLIES_PER_HOUR_RECIPIENT": (
         "command_replies_per_hour_recipient",
         _int(0, 999),

@@ -30,15 +30,15 @@ def domain(raw: str) -> str | None:
     return value
 
 
-def topic_arns(raw: str) -> tuple[str, ...]:
-    """A comma list of SNS topic ARNs (empty: none)."""
-    arns = tuple(a.strip() for a in raw.split(",") if a.strip())
+def topic_arns(raw: str) -> str | None:
+    """A comma list of SNS topic ARNs, normalized (`a,b`); None when empty."""
+    arns = [a.strip() for a in raw.split(",") if a.strip()]
     for arn in arns:
         if not _TOPIC_ARN.fullmatch(arn):
             raise ValueError(
                 f"must be SNS topic ARNs (arn:aws:sns:REGION:ACCOUNT:TOPIC), got {arn!r}"
             )
-    return arns
+    return ",".join(arns) or None
 
 
 def sendgrid_public_key(raw: str) -> str | None:

@@ -325,3 +325,17 @@ class CommandReply(SQLModel, table=True):
     sent_at: datetime = _ts(nullable=False, index=True)
     recipient: str = Field(max_length=32)
     sender: str = Field(max_length=32)
+
+
+class WebhookSeen(SQLModel, table=True):
+    """A provider webhook's one-time value already accepted (a Mailgun token, a Standard
+    Webhooks id, an SNS MessageId, …): the same value again is a replay, refused. Rows
+    older than the replay window's margin are deleted as new ones come (`web.webhooks`)."""
+
+    __tablename__ = "webhook_seen"
+    __table_args__ = (sa.UniqueConstraint("provider", "key", name="uq_webhook_seen"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=16)
+    key: str = Field(max_length=255)
+    seen_at: datetime = _ts(nullable=False, index=True)

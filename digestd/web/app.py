@@ -17,7 +17,7 @@ from digestd import __version__
 from digestd.core.context import AppContext
 from digestd.mail.templating import make_environment
 from digestd.subscribers.optin import ConfirmationSender
-from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes
+from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes, webhooks
 from digestd.web.links import LinkError
 from digestd.web.middleware import (
     MAX_BODY_BYTES,
@@ -85,6 +85,7 @@ def create_app(
     app.include_router(metrics.router)
     metrics.watch_database(ctx)
     app.include_router(votes.router)
+    app.include_router(webhooks.router)
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:

@@ -14,6 +14,8 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 MAX_BODY_BYTES = 64 * 1024
+# Provider webhooks (web/webhooks.py) post batches of events: up to 1 MB there.
+WEBHOOK_PREFIX, WEBHOOK_MAX_BODY_BYTES = "/webhooks/", 1024 * 1024
 
 
 class BodyTooLarge(HTTPException):
@@ -73,15 +75,18 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit
+        if str(scope.get("path", "")).startswith(WEBHOOK_PREFIX):
+            limit = max(limit, WEBHOOK_MAX_BODY_BYTES)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.limit:
+                if declared > limit:
                     # Do not read it at all; the route's error handler renders the 413.
-                    receive = _refusing_receive(self.limit)
+                    receive = _refusing_receive(limit)
                 break
         seen = 0
         inner = receive
@@ -91,8 +96,8 @@ class BodySizeLimit:
             message = await inner()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counting_receive, send)

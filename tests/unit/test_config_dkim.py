@@ -32,3 +32,34 @@ def test_dkim_settings_go_together(tmp_path: Path) -> None:
         env_file=None,
     )
     assert (s.dkim_key_file, s.dkim_selector, s.dkim_domain) == (key, "s1", "mail.example.org")
+
+
+def test_webhook_secrets_are_validated_and_masked() -> None:
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    s = load_settings(
+        {
+            "DIGESTD_SES_TOPIC_ARNS": " arn:aws:sns:us-east-1:123456789012:a , "
+            "arn:aws:sns:eu-west-1:123456789012:b",
+            "DIGESTD_POSTMARK_AUTH": "hook:postmark-password-0123",
+            "DIGESTD_MAILGUN_SIGNING_KEY": "key-0123456789abcdef",
+            "DIGESTD_WEBHOOK_SECRET": secret,
+        },
+        env_file=None,
+    )
+    assert s.ses_topics == (
+        "arn:aws:sns:us-east-1:123456789012:a",
+        "arn:aws:sns:eu-west-1:123456789012:b",
+    )
+    shown = s.redacted()
+    for name in ("postmark_auth", "mailgun_signing_key", "webhook_secret"):
+        assert shown[name] == "********"
+    assert "postmark-password" not in repr(s) and secret not in repr(s)
+    for var, bad in (
+        ("DIGESTD_SES_TOPIC_ARNS", "arn:aws:s3:::bucket"),
+        ("DIGESTD_SENDGRID_PUBLIC_KEY", "bm90IGEga2V5"),
+        ("DIGESTD_POSTMARK_AUTH", "nopassword"),
+        ("DIGESTD_WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+    ):
+        with pytest.raises(ConfigError, match=var) as caught:
+            load_settings({var: bad}, env_file=None)
+        assert bad not in str(caught.value) or var == "DIGESTD_SES_TOPIC_ARNS"

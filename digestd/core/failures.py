@@ -1,5 +1,5 @@
 """What a failure is, as data: its severity (a named value) and the `Failure` every reading
-of one produces, whether it came back by mail (a DSN, `subscribers.bounce_policy.read_failure`)
+of one produces, whether it came back by mail (a DSN, `mail.reasons.read_failure`)
 or was the server's reply while sending (`delivery.failures`).
 
 A failure is read once, where it happens, into these fields; nothing parses a status back

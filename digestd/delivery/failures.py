@@ -21,8 +21,8 @@ from digestd.core.failures import Failure, Severity
 from digestd.core.statuses import DeliveryStatus
 from digestd.delivery.deliveries import Claim, Outcome, temporary_failure
 from digestd.mail.mime import one_line
+from digestd.mail.reasons import read_failure, status_in
 from digestd.mail.smtp_pool import ADDRESS, CONNECT, SENDER, PermanentSendError, SendError
-from digestd.subscribers.bounce_policy import read_failure, status_in
 
 # Reasons of our own failures (Failure.reason when the severity is `ours`).
 RELAY = "relay"  # connecting, greeting, TLS or AUTH with DIGESTD_SMTP_HOST failed

@@ -11,7 +11,7 @@ from digestd.core.failures import Failure
 from digestd.inbound.addresses import addresses_in
 from digestd.inbound.message import Blocks, Mail
 from digestd.inbound.reading import SUCCESS_ACTIONS, Reading, RecipientReport, capped
-from digestd.subscribers.bounce_policy import read_failure, status_in
+from digestd.mail.reasons import read_failure, status_in
 
 # Non-standard Action values seen in the wild.
 _ACTIONS = {"failure": "failed", "error": "failed", "fail": "failed", "delay": "delayed"}

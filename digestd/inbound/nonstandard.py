@@ -15,7 +15,7 @@ from digestd.inbound.dsn import plausible, read_dsn
 from digestd.inbound.message import Mail, blocks_from_text
 from digestd.inbound.parse import one_line
 from digestd.inbound.reading import MAX_RECIPIENTS, Reading, RecipientReport
-from digestd.subscribers.bounce_policy import read_failure
+from digestd.mail.reasons import read_failure
 
 _DELAY = re.compile(
     r"delayed|will (be )?retr|warning|still trying|not yet been delivered|will keep trying",

@@ -14,7 +14,7 @@ from digestd.core.failures import Failure
 from digestd.inbound.message import Mail
 from digestd.inbound.parse import one_line
 from digestd.inbound.reading import Reading, RecipientReport, capped
-from digestd.subscribers.bounce_policy import read_failure, status_in
+from digestd.mail.reasons import read_failure, status_in
 
 
 def _json_of(mail: Mail) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from digestd.inbound.evidence import Claims
 from digestd.inbound.process import process_message
 from digestd.inbound.reading import Reading, RecipientReport
 from digestd.inbound.record import Received, record_reading
-from digestd.subscribers.bounce_policy import read_failure
+from digestd.mail.reasons import read_failure
 from digestd.subscribers.lifecycle import Preferences, add_subscriber
 from tests.support.inbound import BOUNCE_ADDRESS, arf, dsn
 

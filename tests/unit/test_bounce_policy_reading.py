@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from digestd.delivery.failures import read_smtp_reply
-from digestd.subscribers.bounce_policy import read_failure
+from digestd.mail.reasons import read_failure
 
 
 @pytest.mark.parametrize(

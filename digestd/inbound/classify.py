@@ -28,7 +28,7 @@ from digestd.inbound.ses_mail import read_ses
 __all__ = ["Reading", "RecipientReport", "classify", "is_auto_reply", "looks_like_daemon"]
 
 _DAEMON = re.compile(
-    r"mailer-daemon|postmaster|mail ?delivery|mail administrator|mail system|"
+    r"mailer-daemon|post_?master|mail ?delivery|mail administrator|mail system|"
     r"bounce|daemon|no-?reply|mailer@|nobody@",
     re.IGNORECASE,
 )

@@ -39,8 +39,11 @@ def _recipient(block: dict[str, str]) -> RecipientReport | None:
     action = block.get("action", "").split()[0].lower() if block.get("action") else ""
     action = _ACTIONS.get(action, action)
     status = status_in(block.get("status", ""))
-    diagnostic = strip_type(block["diagnostic-code"]) if block.get("diagnostic-code") else ""
+    raw = block.get("diagnostic-code", "")
+    diagnostic = strip_type(raw) if raw else ""
+    kind = raw.split(";", 1)[0].strip().lower() if ";" in raw else ""
     return RecipientReport(
+        diagnostic_type=kind[:16],
         final=strip_type(block.get("final-recipient", "")),
         address=strip_type(address or ""),
         action=action or ("failed" if status.startswith("5") else "delayed"),
@@ -49,8 +52,11 @@ def _recipient(block: dict[str, str]) -> RecipientReport | None:
     )
 
 
-def read_dsn(mail: Mail, report: Blocks) -> Reading | None:
-    """The recipients of one report part and what happened to each; None if it names none."""
+def read_dsn(mail: Mail, report: Blocks, report_text: str | None = None) -> Reading | None:
+    """The recipients of one report part and what happened to each; None if it names none.
+
+    `report_text`: the human-readable text of the report, when it is not the message's first
+    text part (a report whose MIME is broken is read from its raw text)."""
     recipients = [r for r in map(_recipient, report.blocks) if r is not None]
     recipients = [r for r in recipients if plausible(r.address) or (not r.address and r.status)]
     if not recipients:
@@ -59,13 +65,16 @@ def read_dsn(mail: Mail, report: Blocks) -> Reading | None:
     # Recipients without a diagnostic of their own share the report's text: each distinct
     # (status, text, action) is read once, not once a recipient.
     readings: dict[tuple[str, str, str], Failure] = {}
+    context = report_text if report_text is not None else mail.human_text
     for r in recipients:
         text = r.diagnostic
+        if r.diagnostic_type == "x-unix":
+            text = f"x-unix; {text}"  # the local delivery program failed
         if not text and r.action not in SUCCESS_ACTIONS:
-            text = mail.human_text
+            text = context
         key = (r.status, text, r.action)
         if key not in readings:
-            readings[key] = read_failure(*key)
+            readings[key] = read_failure(*key, context=context)
         r.failure = readings[key]
     returned = mail.returned
     if not recipients[0].address and returned.to:

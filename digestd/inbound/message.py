@@ -56,6 +56,9 @@ _RETURNED = re.compile(
 )
 _MSGID_LINE = re.compile(r"^message-id:\s*(<[^>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE)
 _MSGID = re.compile(r"<[^<>\s]{1,250}@[^<>\s]{1,250}>")
+_REPORT_FIELDS = re.compile(
+    r"^(final-recipient|original-recipient|reporting-mta):", re.IGNORECASE | re.MULTILINE
+)
 _RECIPIENT_FIELD = re.compile(r"^(final|original)-recipient:", re.IGNORECASE | re.MULTILINE)
 
 
@@ -187,9 +190,24 @@ class Mail:
         return (text[: cut.start()] if cut else text)[:4000]
 
     @cached_property
-    def human_text_lower(self) -> str:
-        """`human_text` in lower case (where a failed address is looked up)."""
-        return self.human_text.lower()
+    def report_text(self) -> str:
+        """`human_text`, or for a message whose MIME is broken (a multipart with no parts
+        the parser could find), the text of its body up to the report's fields or the
+        returned copy: what a bounce says in words."""
+        if self.human_text or self.message is None:
+            return self.human_text
+        whole = self.whole_text
+        cut = re.search(r"\r?\n\r?\n", whole)
+        body = whole[cut.end() :] if cut else ""
+        end = _REPORT_FIELDS.search(body)
+        body = body[: end.start()] if end else body
+        returned = _RETURNED.search(body)
+        return (body[: returned.start()] if returned else body)[:4000]
+
+    @cached_property
+    def report_text_lower(self) -> str:
+        """`report_text` in lower case (where a failed address is looked up)."""
+        return self.report_text.lower()
 
     @cached_property
     def whole_text(self) -> str:

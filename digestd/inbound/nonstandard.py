@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from digestd.core.failures import Failure, Severity
 from digestd.inbound.addresses import addresses_in
 from digestd.inbound.dsn import plausible, read_dsn
 from digestd.inbound.message import Mail, blocks_from_text
@@ -28,12 +29,27 @@ MAX_GENERIC = 10  # addresses taken from the text of a bounce no detector knows
 
 
 def _near(text: str, lowered: str, address: str) -> str:
-    """The lines of a bounce after a failed address: its diagnostic, as far as there is one
+    """The lines of a bounce about a failed address: from the start of its line (some say
+    "Unknown user: <address>") to what follows it, its diagnostic as far as there is one
     (`lowered` is `text` in lower case, made once per message)."""
     at = lowered.find(address.lower())
     if at < 0:
         return text[:1500]
-    return text[at : at + 800]
+    start = text.rfind("\n", max(0, at - 200), at) + 1
+    return text[start : at + 800]
+
+
+def _failure(address: str, near: str, whole: str, subject: str, action: str) -> Failure:
+    """What the lines about an address say; when they name no reason, the whole text."""
+    if address.lower().endswith("@googlegroups.com") and "groups.google.com" in whole:
+        # Google Groups' answer, in the poster's language: the group does not take our post
+        # (it may not exist, or we may not post to it). Sisimai reads it the same way.
+        return Failure(Severity.SENDER, "rejected")
+    words = f"{near} {subject}" if action == "failed" else near
+    failure = read_failure("", words, action, context=whole)
+    if failure.reason == "undefined" and whole and action == "failed":
+        failure = read_failure("", f"{whole[:4000]} {subject}", action, context=whole)
+    return failure
 
 
 def flufl_failures(mail: Mail) -> tuple[list[str], list[str]]:
@@ -50,8 +66,8 @@ def read_flufl(mail: Mail, temporary: list[str], permanent: list[str]) -> Readin
     named = [(a, "failed") for a in permanent]
     named += [(a, "delayed") for a in temporary if a not in gone]
     for address, action in named[:MAX_RECIPIENTS]:
-        near = one_line(_near(mail.human_text, mail.human_text_lower, address), 800)
-        failure = read_failure("", f"{near} {subject}" if action == "failed" else near, action)
+        near = one_line(_near(mail.report_text, mail.report_text_lower, address), 800)
+        failure = _failure(address, near, mail.report_text, subject, action)
         recipients.append(RecipientReport(address, action, failure.status, near, failure))
     return Reading(
         kind="bounce",
@@ -68,11 +84,11 @@ def read_generic(mail: Mail) -> Reading:
     whole = mail.whole_text
     found = _DSN_FIELDS.search(whole)
     if found:
-        reading = read_dsn(mail, blocks_from_text(whole[found.start() :]))
+        reading = read_dsn(mail, blocks_from_text(whole[found.start() :]), mail.report_text)
         if reading is not None:
             reading.detector = "dsn-text"
             return reading
-    text = mail.human_text or (mail.text(mail.parts[0]) if mail.parts else "")
+    text = mail.report_text or (mail.text(mail.parts[0]) if mail.parts else "")
     lowered = text.lower()
     subject = mail.header("Subject")
     returned = mail.returned
@@ -96,7 +112,7 @@ def read_generic(mail: Mail) -> Reading:
     recipients = []
     for address in chosen:
         near = one_line(_near(text, lowered, address), 800)
-        failure = read_failure("", f"{near} {subject}", action)
+        failure = _failure(address, near, text, subject, action)
         recipients.append(RecipientReport(address, action, failure.status, near, failure))
     return Reading(
         kind="bounce",

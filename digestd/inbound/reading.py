@@ -29,6 +29,7 @@ class RecipientReport:
     diagnostic: str = ""
     failure: Failure = field(default_factory=lambda: Failure("none", ""))
     final: str = ""  # Final-Recipient, when a DSN names an Original-Recipient too
+    diagnostic_type: str = ""  # the Diagnostic-Code's type: smtp, x-unix, x-postfix…
 
     def names(self, address: str) -> bool:
         """Whether this report is about `address` (its original or its final recipient)."""

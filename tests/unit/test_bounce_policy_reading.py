@@ -38,12 +38,70 @@ from digestd.mail.reasons import read_failure
         ("5.0.0", "550 #5.1.0 Address rejected.", "hard", "userunknown"),
         ("", "550 No such user here", "hard", "userunknown"),
         ("", "something we have never seen", "soft", "undefined"),
+        # The remote server's own reply wins over the reporting MTA's wrapper (issue 25).
+        ("5.0.0", "5.1.0 - Unknown address error 552-'5.2.2 Mailbox Full'", "soft", "mailboxfull"),
+        (
+            "5.4.7",
+            "450 4.7.1 <mx.example>: Client host rejected: may not be MX",
+            "sender",
+            "blocked",
+        ),
+        (
+            "5.0.0",
+            "5.1.0 - Unknown address error 550-'5.7.1 <x@y.example>... Access denied'",
+            "sender",
+            "blocked",
+        ),
+        # A full mailbox, a quota, a greylist or a rate limit is never hard.
+        ("5.1.1", "552 5.1.1 <a@b.example>: quota exceeded", "soft", "mailboxfull"),
+        ("5.0.0", "550 Ip frequency limited [Blocked IP 192.0.2.22]", "soft", "toomanyconn"),
+        ("5.7.1", "550 5.7.1 Greylisted for 5 minutes, user unknown yet", "soft", "greylisted"),
+        # Where it was refused: after DATA "user unknown" is the recipient's filter (the
+        # address was accepted at RCPT); at MAIL FROM or the greeting it is about us.
+        ("5.0.0", "550 User unknown (in reply to end of DATA command)", "soft", "filtered"),
+        ("5.2.0", "550 Unknown user a@b.example", "soft", "filtered"),
+        ("5.0.0", "550 5.1.1 User unknown (in reply to RCPT TO command)", "hard", "userunknown"),
+        (
+            "5.1.0",
+            "after MAIL FROM:<us@x.example>: 553 5.1.0 x.example does not exist",
+            "sender",
+            "rejected",
+        ),
+        (
+            "5.0.0",
+            "Connected to 192.0.2.1 but my name was rejected. 501 5.0.0 Invalid domain",
+            "sender",
+            "blocked",
+        ),
+        (
+            "5.1.1",
+            "x-unix; procmail: Couldn't create /var/spool/mail/a: No such user",
+            "soft",
+            "mailererror",
+        ),
+        ("5.1.1", "550 5.1.1 RCP-P2 Refused due to recipient preferences", "soft", "filtered"),
+        (
+            "5.0.0",
+            "554 Transaction failed: Duplicate header 'DKIM-Signature'.",
+            "soft",
+            "undefined",
+        ),
     ],
 )
 def test_read_failure(status: str, diagnostic: str, severity: str, reason: str) -> None:
     failure = read_failure(status, diagnostic, "failed")
     assert (failure.severity, failure.reason) == (severity, reason)
     assert failure.hard == (severity == "hard")
+
+
+def test_the_transcript_says_where_a_refusal_came() -> None:
+    """A Sendmail transcript in the report's text (`context`) tells the stage."""
+    greeting = "... while talking to mx.example.:\n<<< 554 mx ESMTP not accepting connections\n"
+    assert read_failure("5.5.0", "554 mx ESMTP go away", context=greeting).reason == "blocked"
+    after_data = "... while talking to mx.example.:\n>>> DATA\n<<< 550 : User unknown\n"
+    assert read_failure("5.0.0", "550 : User unknown", context=after_data).reason == "filtered"
+    at_rcpt = "... while talking to mx.example.:\n>>> RCPT To:<a@b>\n<<< 550 User unknown\n"
+    assert read_failure("5.0.0", "550 User unknown", context=at_rcpt).hard
 
 
 def test_delays_and_deliveries_are_not_failures() -> None:

@@ -112,12 +112,15 @@ def test_oversize_mail_is_refused_by_size_and_by_data(
         code, reply = client.mail("", options=[f"SIZE={len(big)}"])
         assert code == 552, reply
         client.rset()
-        # A client that does not announce the size is cut off at the limit in DATA.
+        # A client that does not announce the size is cut off at the limit in DATA, and
+        # the connection closed: the rest of the message is not read.
         client.mail("")
         client.rcpt(f"bounces@{DOMAIN}")
         code, reply = client.data(big)
         assert code == 552, reply
-        # The session is still usable for a normal message afterwards.
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+    with _client(listener) as client:  # the next connection is served as usual
         assert client.sendmail("", [f"bounces@{DOMAIN}"], MESSAGE) == {}
     assert len(handle.calls) == 1
 

@@ -133,6 +133,7 @@ class SmtpSession(asyncio.Protocol):
         self._started = self._heard = self.loop.time()
         self._data_bytes = 0
         self._errors = 0
+        self._handshaking = False
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -179,7 +180,7 @@ class SmtpSession(asyncio.Protocol):
         self._wake()
         if self._writing is not None and not self._writing.done():
             self._writing.set_result(None)
-        if self._task is not None and not self.busy:
+        if self._task is not None and not self.busy and self._task is not asyncio.current_task():
             self._task.cancel()
         if self._admitted:
             self._admitted = False
@@ -205,7 +206,9 @@ class SmtpSession(asyncio.Protocol):
         if self._closing:
             return
         now = self.loop.time()
-        if self.busy:  # a message being recorded is our silence, not the peer's: wait
+        if self.busy or self._handshaking:
+            # A message being recorded is our silence, not the peer's; a TLS handshake has
+            # its own timeout (and the connection is not ours to write on meanwhile).
             self._heard = now
             self._timer = self.loop.call_later(min(self.limits.timeout, 1.0), self._check_time)
             return
@@ -240,6 +243,9 @@ class SmtpSession(asyncio.Protocol):
             return
         self._closing = True
         log.info("closing peer=%s: %s", self.peer, reply)
+        if self._handshaking:  # the connection is the TLS layer's: no plain text on it
+            transport.abort()
+            return
         transport.write(reply.encode("ascii") + b"\r\n")
         self._buffer = bytearray()
         try:
@@ -266,7 +272,7 @@ class SmtpSession(asyncio.Protocol):
         """Wait for more input; _Closed once the peer is gone or the session is closing."""
         if self._eof or self._closing:
             raise _Closed
-        if self._reading_paused and len(self._buffer) <= READ_HIGH_WATER // 2:
+        if self._reading_paused:  # nothing more can be done with what is buffered
             self._reading_paused = False
             assert self.transport is not None
             self.transport.resume_reading()
@@ -464,6 +470,7 @@ class SmtpSession(asyncio.Protocol):
         # RFC 3207 4.2: whatever the peer sent after STARTTLS in the clear is discarded.
         self._buffer = bytearray()
         assert self.transport is not None
+        self._handshaking = True
         try:
             tls = await self.loop.start_tls(
                 self.transport,
@@ -474,8 +481,13 @@ class SmtpSession(asyncio.Protocol):
             )
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.info("TLS handshake failed peer=%s: %s", self.peer, exc)
+            # start_tls has closed the connection; the TLS layer may never report it lost
+            # to us, so the session ends here (connection_lost is idempotent).
             self.abort()
+            self.connection_lost(None)
             raise _Closed from None
+        finally:
+            self._handshaking = False
         if tls is None:
             raise _Closed
         self.transport, self.tls, self._reading_paused = tls, True, False

@@ -17,6 +17,7 @@ import pytest
 
 from digestd.core.config import Settings
 from digestd.inbound.smtp_listener import InboundSmtpListener, ListenerLimits, _tls_context
+from tests.support.daemon import wait_until
 from tests.support.listener import ListenerThread, RecordingHandle, at_domain
 from tests.support.smtp_hostile import RawSmtp
 from tests.support.tls import self_signed_cert
@@ -156,6 +157,30 @@ def test_plaintext_sent_behind_starttls_is_dropped(handle: RecordingHandle, tmp_
             tls.sendall(b"RCPT TO:<" + RCPT.encode() + b">\r\n")
             assert tls.recv(4096).startswith(b"503 5.5.1 Need MAIL"), "the MAIL was executed"
             tls.close()
+    finally:
+        server.stop()
+
+
+def test_a_failed_tls_handshake_frees_its_connection_slot(
+    handle: RecordingHandle, tmp_path: Path
+) -> None:
+    cert = self_signed_cert(tmp_path / "tls")
+    context = _tls_context(Settings(inbound_tls_cert=cert.cert, inbound_tls_key=cert.key))
+    limits = ListenerLimits(max_connections=2, timeout=5)
+    server = ListenerThread(
+        InboundSmtpListener(handle, at_domain(DOMAIN), limits, tls_context=context)
+    ).start()
+    try:
+        for ending in (b"not a TLS hello at all\r\n" * 10, b""):  # b"": gone before its hello
+            for _ in range(3):  # more than the cap: each slot must come back
+                with raw(server) as conn:
+                    assert conn.line().startswith(b"220 ")
+                    conn.command(b"EHLO mx.example.net")
+                    assert conn.command(b"STARTTLS").startswith(b"220 2.0.0")
+                    if ending:  # not a TLS hello: refused at once
+                        conn.sock.sendall(ending)
+                        assert conn.closed()
+                wait_until(lambda: server.open_connections() == 0, 10, "the slot freed")
     finally:
         server.stop()
 

@@ -135,8 +135,8 @@ def configure_logging(settings: Settings) -> None:
     # one line per run says more, so keep only its warnings (missed runs, skipped instances)
     # unless debugging.
     logging.getLogger("apscheduler").setLevel(level if level < logging.INFO else logging.WARNING)
-    # aiosmtpd (the inbound listener) logs every SMTP command at INFO; the listener logs
-    # one line per message itself.
+    # aiosmtpd (the demo's mail sink) logs every SMTP command at INFO; the inbound listener
+    # (our own server) logs one line per message itself.
     logging.getLogger("mail.log").setLevel(level if level < logging.INFO else logging.WARNING)
     # SQL statements carry parameters (addresses, the generated secret key): never logged.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -162,14 +162,22 @@ class Selector(WindowIndex):
     def _candidates(
         self, profile: Profile, win: Window, query: TopicQuery, excluded: frozenset[int]
     ) -> list[int]:
-        """The window's documents this profile may get: categories, exclusions, history."""
+        """The window's documents this profile may get: categories (of the papers that have
+        some), exclusions, history."""
         cats = tuple(sorted({fold(c.strip()) for c in profile.categories if c.strip()}))
         docs = self._docs
         candidates = win.docs
         if cats:
             matching = self._category_docs.get(cats)
             if matching is None:
-                matching = frozenset(i for i, d in enumerate(docs) if _category_match(d.tags, cats))
+                # Categories narrow, never exclude the uncategorized: a paper without
+                # categories of its own (Hugging Face, a plain RSS feed, the seeds) is judged
+                # by topics and votes alone, as on the home page.
+                matching = frozenset(
+                    i
+                    for i, d in enumerate(docs)
+                    if not d.categorized or _category_match(d.tags, cats)
+                )
                 self._category_docs[cats] = matching
             candidates = [i for i in candidates if i in matching]
         if excluded:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from digestd.core.models import Entry
+from digestd.ingest.detect import parse_document
+from digestd.ingest.normalize import normalize
 from digestd.ranking.select import Profile, Selector
 from tests.support.digests import seed_entries
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +175,29 @@ def test_explain_gives_the_reasons_select_gave(selector: Selector, topics: str) 
     # Even when a sent paper would be left out today (already sent: excluded), or when an
     # unrelated id is asked for, the answer covers only what matches.
     assert selector.explain(profile, [ids[0], 10_000]) == {ids[0]: picks[0].reason}
+
+
+def test_a_ticked_category_keeps_the_uncategorized_trending_papers() -> None:
+    """Hugging Face papers carry no arXiv category: ticking cs.LG narrows the arXiv papers
+    and keeps them (the issue's case: SMILESGNN came first, Successor Heads was hidden)."""
+    hf = seed_entries(NOW - timedelta(hours=3))  # no categories, like HF Daily Papers
+    body = (FIXTURES / "arxiv-rss/current/atom_cs.LG_2026-09-25_trimmed.xml").read_bytes()
+    arxiv = [normalize(item, NOW) for item in parse_document(body, {}).items]
+    assert any("SMILESGNN" in a.title for a in arxiv)
+    papers = hf + [
+        Entry(
+            id=100 + n,
+            canonical_key=a.canonical_key,
+            title=a.title,
+            summary=a.summary,
+            categories=a.categories,
+            published_at=NOW - timedelta(hours=1),
+            ingested_at=NOW - timedelta(hours=1),
+        )
+        for n, a in enumerate(arxiv)
+    ]
+    sel = Selector(papers)
+    ticked = titles(sel, '"attention heads" interpretability', categories=("cs.LG",))
+    assert ticked[0].startswith("Successor Heads")
+    # ... and the category still narrows the papers that have categories.
+    assert not any(a.title in ticked for a in arxiv if "cs.LG" not in a.categories)

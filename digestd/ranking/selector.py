@@ -293,12 +293,12 @@ class Selector(WindowIndex):
                 if relevance.get(i, 0.0) / best_topic >= MIN_RELATIVE_RELEVANCE
                 or (best_liked > 0 and learned.get(i, 0.0) >= liked_floor)
             ]
-        elif model.positive and best_liked > 0:
-            weights = SIMILAR_WEIGHTS
-            floor = MIN_RELATIVE_RELEVANCE * best_liked / scale
-            eligible = [i for i in candidates if learned.get(i, 0.0) >= floor]
         else:
-            weights = TRENDING_WEIGHTS
+            # Learning reorders, it never cuts: without topics every candidate stays
+            # eligible (only the reader's own limits removed papers: categories, -words,
+            # history), liked subjects rise and disliked ones sink, so a digest carries
+            # max_items whenever the window has that many.
+            weights = SIMILAR_WEIGHTS if model.positive and best_liked > 0 else TRENDING_WEIGHTS
             eligible = list(candidates)
         w_topic, w_learned = weights["topic"] / best_topic, weights["learned"]
         w_pop, w_fresh = weights["popularity"], weights["freshness"]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from digestd.core.models import Entry
+from digestd.ingest.detect import parse_document
+from digestd.ingest.normalize import normalize
 from digestd.ranking import learning
 from digestd.ranking.select import Profile, Selector, Taste
 from digestd.subscribers.votes import VoteRow
 from tests.support.digests import seed_entries
 
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
 
 
 def cache() -> tuple[Selector, learning.PaperCache]:
@@ -53,3 +58,38 @@ def test_votes_older_than_the_fade_limit_leave_no_model() -> None:
 def test_short_title_cuts_at_a_word() -> None:
     title = "DuoAttention: Efficient Long-Context LLM Inference with Retrieval and Streaming Heads"
     assert learning.short_title(title) == "DuoAttention: Efficient Long-Context…"
+
+
+def test_a_voter_with_three_likes_and_three_dislikes_still_gets_max_items() -> None:
+    """Learning reorders; it never starves a digest (the issue: 4 papers instead of 15).
+    The reader likes condensed-matter papers; the window has a few of them among the
+    language-model papers of the seeds, which share no words with the likes."""
+    seeds = seed_entries(NOW - timedelta(hours=1))
+    body = (
+        FIXTURES / "arxiv-api/legacy/arxiv.py-2016_search_query_au_del_maestro.xml"
+    ).read_bytes()
+    physics = [
+        Entry(
+            id=200 + n,
+            canonical_key=a.canonical_key,
+            title=a.title,
+            summary=a.summary,
+            published_at=NOW - timedelta(hours=1),
+            ingested_at=NOW - timedelta(hours=1),
+        )
+        for n, a in enumerate(normalize(item, NOW) for item in parse_document(body, {}).items)
+    ]
+    papers = learning.PaperCache()
+    for e in seeds + physics:
+        papers.add(e.id or 0, e.title, e.summary)
+    liked, disliked = physics[:3], seeds[:3]
+    votes = tuple(VoteRow(e.id or 0, 1, False, NOW - timedelta(days=1)) for e in liked) + tuple(
+        VoteRow(e.id or 0, -1, False, NOW - timedelta(days=1)) for e in disliked
+    )
+    # The voted papers came in an earlier digest; the window holds the others.
+    window = seeds[3:] + physics[3:]
+    profile = Profile("", (), 15, NOW - timedelta(days=1), NOW)
+    picks = Selector(window).select(profile, frozenset(), Taste(votes, papers, NOW))
+    assert len(picks) == 15
+    # ... ranked by the likes: the window's physics papers first.
+    assert {p.entry.id for p in picks[:7]} == {e.id for e in physics[3:]}

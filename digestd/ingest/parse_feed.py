@@ -11,6 +11,7 @@ from typing import Any
 import feedparser
 from feedparser.exceptions import CharacterEncodingOverride, NonXMLContentType
 
+from digestd.ingest.parse_hf_rss import split_labelled
 from digestd.ingest.types import ParseResult, RawItem
 
 _TAG = re.compile(r"</?[A-Za-z][^>]*>")
@@ -79,6 +80,12 @@ def _item(entry: Any, atom: bool) -> RawItem:
     if primary.get("term"):
         categories.append(str(primary["term"]))
     categories += [str(t.get("term")) for t in entry.get("tags", []) if t.get("term")]
+    summary_is_html, upvotes = _is_html(summary_detail), None
+    # A community Hugging Face Daily Papers feed: authors, upvotes and abstract in one blob.
+    labelled = split_labelled(str(summary or ""), summary_is_html)
+    if labelled is not None:
+        summary, summary_is_html, upvotes = labelled.summary, False, labelled.upvotes
+        authors = authors or labelled.authors
     return RawItem(
         guid=str(entry.get("id") or ""),
         title=str(entry.get("title") or ""),
@@ -89,8 +96,9 @@ def _item(entry: Any, atom: bool) -> RawItem:
         link=str(entry.get("link") or ""),
         links=links,
         summary=str(summary or ""),
-        summary_is_html=_is_html(summary_detail),
+        summary_is_html=summary_is_html,
         authors=authors,
+        upvotes=upvotes,
         categories=categories,
         published=_when(entry),
         doi=entry.get("arxiv_doi"),

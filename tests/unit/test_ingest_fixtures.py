@@ -228,6 +228,24 @@ def test_community_rss_feeds_find_the_arxiv_id() -> None:
     assert "<img" not in harness.summary_html  # thumbnails are not carried into emails
 
 
+def test_community_hf_rss_blob_is_split_into_authors_upvotes_and_summary() -> None:
+    """"Authors: … Upvotes: 1 Summary: …" in one description becomes three fields."""
+    _, feedgen, _ = ingest("hf-daily-papers/community-rss/hf-daily-papers_feedgen_2026-04-30.xml")
+    assert len(feedgen) == 22
+    harness = by_key(feedgen)["arxiv:2604.21003"]
+    assert harness.authors == ["Haebin Seong", "Li Yin", "Haoran Zhang"]
+    assert harness.upvotes == 1
+    assert harness.summary.startswith("AI agents are increasingly deployed on complex")
+    assert "Authors:" not in harness.summary_html and "Upvotes:" not in harness.summary
+    assert all(e.authors and e.upvotes is not None for e in feedgen)
+    assert not any(e.summary.startswith(("Authors", "Upvotes", "Summary")) for e in feedgen)
+    # Plain feeds are left alone: a takara abstract that says "Summary:" is not a blob.
+    _, takara, _ = ingest(
+        "hf-daily-papers/community-rss/takara-tldr_daily-ai-papers_2026-04-30.xml"
+    )
+    assert all(e.upvotes is None for e in takara)
+
+
 def test_json_feeds() -> None:
     _, entries, _ = ingest("jsonfeed/jsonfeed-1.0_daringfireball_2020-01_trimmed.json")
     assert [e.authors for e in entries] == [["John Gruber"], ["John Gruber"]]

@@ -20,6 +20,10 @@ from digestd.ranking.textsearch import count_phrase, fold, tokenize
 
 # BM25F parameters: k1 and b are the usual defaults; a title hit counts as three abstract hits.
 K1 = 1.2
+# A learned model's terms saturate later: a paper that keeps coming back to a liked subject's
+# word is more on that subject than one mentioning it once (benchmarks/eval_learning.py,
+# tuning pool: precision 0.78 at 1.2, 0.82 at 3.0; topic search keeps K1).
+LEARNED_K1 = 3.0
 B = 0.75
 TITLE_WEIGHT = 3.0
 FRESHNESS_HALF_LIFE_HOURS = 72.0
@@ -177,7 +181,8 @@ class WindowIndex:
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
     def _term_parts(self, win: Window, term: str) -> dict[int, float]:
-        """BM25F of one term for every document of the window that has it (cached)."""
+        """BM25F of one learned-model term (LEARNED_K1) for every document of the window
+        that has it (cached)."""
         parts = win.term_parts.get(term)
         if parts is None:
             parts = {}
@@ -185,16 +190,16 @@ class WindowIndex:
             if idf > 0:
                 for i, counts in self._clause_hits((term,)).items():
                     if i in win.members:
-                        parts[i] = idf * self._saturated(win, self._docs[i], counts)
+                        parts[i] = idf * self._saturated(win, self._docs[i], counts, LEARNED_K1)
             win.term_parts[term] = parts
         return parts
 
     @staticmethod
-    def _saturated(win: Window, doc: Doc, counts: tuple[int, int]) -> float:
+    def _saturated(win: Window, doc: Doc, counts: tuple[int, int], k1: float = K1) -> float:
         tf = TITLE_WEIGHT * counts[0] / (1 - B + B * len(doc.title) / win.avg_title) + counts[1] / (
             1 - B + B * len(doc.body) / win.avg_body
         )
-        return tf * (K1 + 1) / (K1 + tf)
+        return tf * (k1 + 1) / (k1 + tf)
 
     def _popularity(self, win: Window, doc: Doc) -> float:
         if win.max_log_upvotes <= 0:

@@ -4,9 +4,14 @@ Method, and why: Rocchio relevance feedback (Manning et al., *Introduction to In
 Retrieval*, ch. 9). Each voted paper becomes a tf-idf vector over the same Snowball-stemmed,
 accent-folded tokens the topic search uses (`textsearch.tokenize`, title counted three
 times like BM25F); the subscriber's model is the weighted mean of the liked vectors minus
-the weighted mean of the disliked ones, cut to its strongest `MAX_TERMS` terms. A paper is
-then scored by the BM25F relevance of those terms, signed by their weights (`select.py`
-does that with the per-window term statistics it already keeps for topics).
+half the weighted mean of the disliked ones, cut to its strongest `MAX_TERMS` liked and
+`MAX_NEGATIVE_TERMS` disliked terms. Two refinements, each measured on the tuning pool of
+`benchmarks/eval_learning.py`: a liked term counts by the share of liked papers that have
+it (`CONSENSUS`: what several liked papers share is the subject, what one has alone is its
+own detail), and a disliked paper pushes only its `DISLIKED_TERMS` strongest terms (its
+subject, not the generic words it shares with the liked ones). A paper is then scored by
+the BM25F relevance of the model's terms (with `index.LEARNED_K1`), signed by their
+weights (`selector.py` does that with the per-window term statistics it already keeps).
 
 - It needs nothing beyond the term counts the selector already holds: no training step, no
   new dependency, and a handful of votes is enough (a per-subscriber SVM, as arxiv-sanity
@@ -14,8 +19,8 @@ does that with the per-window term statistics it already keeps for topics).
 - It is explainable: the terms are words, and the liked paper sharing the most weight with
   a pick is named in its reason (`like "DuoAttention…" you liked · matches: KV cache`).
 - It is bounded: at most `MAX_VOTES` votes are read (newest first), each contributes its
-  `PAPER_TERMS` strongest terms, and the model keeps `MAX_TERMS` terms and
-  `MAX_EXEMPLARS` named papers, whatever the number of votes.
+  `PAPER_TERMS` strongest terms, and the model keeps `MAX_TERMS` + `MAX_NEGATIVE_TERMS`
+  terms and `MAX_EXEMPLARS` named papers, whatever the number of votes.
 - Old votes fade: a vote's weight halves every `HALF_LIFE_DAYS` (measured with the
   injected clock); liked papers named by the subscriber ("papers I like") do not fade, they
   describe the subscriber like topics do.
@@ -43,13 +48,21 @@ from digestd.ranking.textsearch import STOPWORDS, tokenize
 from digestd.subscribers.votes import VoteRow
 
 MAX_VOTES = 200
-PAPER_TERMS = 24
-MAX_TERMS = 48
+PAPER_TERMS = 100
+MAX_TERMS = 32
+MAX_NEGATIVE_TERMS = 16
+# A voted paper's subject: its strongest terms. A dislike pushes these, and a reason names
+# the liked paper sharing most of them with a pick (a like pulls with PAPER_TERMS terms).
+DISLIKED_TERMS = 24
 MAX_EXEMPLARS = 24
 HALF_LIFE_DAYS = 30.0
-# Rocchio's beta and gamma: disliked papers push about as hard as liked ones pull, so one
-# "less like this" on a subject is enough to move it out of a short digest.
-BETA, GAMMA = 1.0, 1.0
+# Rocchio's beta and gamma: disliked papers push half as hard as liked ones pull. At 1.0
+# the generic words a disliked paper shares with liked ones sank the liked subject too
+# (benchmarks/eval_learning.py, tuning pool: 0.76 → 0.79 precision at 0.5).
+BETA, GAMMA = 1.0, 0.5
+# How much a term shared by several liked papers outweighs one only a single paper has:
+# its Rocchio weight times (share of the liked weight having it) ** CONSENSUS.
+CONSENSUS = 1.0
 TITLE_WEIGHT = 3
 # A vote weaker than this (after fading) is left out: it no longer changes anything.
 MIN_WEIGHT = 0.05
@@ -173,7 +186,11 @@ def build(
         return None
     pos_total = sum(w for _, w, _ in kept if w > 0) or 1.0
     neg_total = sum(-w for _, w, _ in kept if w < 0) or 1.0
-    combined: dict[str, float] = {}
+    pulled: dict[str, float] = {}
+    pushed: dict[str, float] = {}
+    # The share of the liked weight whose papers have each term: what several liked papers
+    # share is the subject, what one has alone is that paper's own detail.
+    shared: dict[str, float] = {}
     exemplars: list[Exemplar] = []
     for vote, weight, paper in kept:
         vec = vectors.get(paper.entry_id) if vectors is not None else None
@@ -181,22 +198,52 @@ def build(
             vec = paper_vector(paper, idf)
             if vectors is not None:
                 vectors[paper.entry_id] = vec
-        scale = BETA * weight / pos_total if weight > 0 else GAMMA * weight / neg_total
-        for term, value in vec.items():
-            combined[term] = combined.get(term, 0.0) + scale * value
-        exemplars.append(Exemplar(paper.entry_id, paper.title, weight, vote.interest, vec))
-    # The strongest MAX_TERMS terms (ties by name): nsmallest over plain tuples, not a sort
+        if weight > 0:
+            scale = BETA * weight / pos_total
+            for term, value in vec.items():
+                pulled[term] = pulled.get(term, 0.0) + scale * value
+                shared[term] = shared.get(term, 0.0) + weight / pos_total
+        else:
+            # A dislike pushes its subject, the paper's strongest terms, not the generic
+            # words it shares with everything (the vector is sorted strongest first).
+            scale = GAMMA * weight / neg_total
+            for term, value in _strongest(vec, DISLIKED_TERMS).items():
+                pushed[term] = pushed.get(term, 0.0) + scale * value
+        # Reasons compare a pick with a voted paper's subject: its strongest terms.
+        exemplars.append(
+            Exemplar(
+                paper.entry_id,
+                paper.title,
+                weight,
+                vote.interest,
+                _strongest(vec, DISLIKED_TERMS),
+            )
+        )
+    combined = {t: w * shared[t] ** CONSENSUS for t, w in pulled.items()}
+    for term, value in pushed.items():
+        combined[term] = combined.get(term, 0.0) + value
+    # The strongest MAX_TERMS liked terms and MAX_NEGATIVE_TERMS disliked ones (ties by
+    # name), each with its own budget: one budget for both let a few dislikes' terms
+    # crowd the likes' terms out of the model. nsmallest over plain tuples, not a sort
     # with a key function (a third of building a model).
-    strongest = heapq.nsmallest(
-        MAX_TERMS, [(-a, t, w) for t, w in combined.items() if (a := abs(w)) > 1e-9]
+    liked = heapq.nsmallest(MAX_TERMS, [(-w, t, w) for t, w in combined.items() if w > 1e-9])
+    disliked = heapq.nsmallest(
+        MAX_NEGATIVE_TERMS, [(w, t, w) for t, w in combined.items() if w < -1e-9]
     )
-    terms = [(t, w) for _, t, w in strongest]
+    terms = sorted(((t, w) for _, t, w in liked + disliked), key=lambda tw: (-abs(tw[1]), tw[0]))
     exemplars.sort(key=lambda e: -abs(e.weight))
     return Model(
         terms=tuple(terms),
         exemplars=tuple(exemplars[:MAX_EXEMPLARS]),
         interests_only=all(v.interest for v, _, _ in kept),
     )
+
+
+def _strongest(vec: Mapping[str, float], n: int) -> dict[str, float]:
+    """The first `n` terms of a strongest-first vector, unit length again."""
+    top = list(vec.items())[:n]
+    norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
+    return {t: w / norm for t, w in top}
 
 
 def closest_liked(model: Model, doc_terms: frozenset[str] | set[str]) -> Exemplar | None:

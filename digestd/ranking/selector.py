@@ -37,8 +37,10 @@ W_RELEVANCE, W_POPULARITY, W_FRESHNESS = 0.75, 0.15, 0.10
 # With a learned model (votes, liked papers): topics still lead, the model moves papers up
 # or down by up to W_LEARNED, popularity and freshness still break near-ties.
 LEARNED_WEIGHTS = {"topic": 0.5, "learned": 0.35, "popularity": 0.1, "freshness": 0.05}
-# No topics, a model that likes something: ranked by similarity to what was liked.
-SIMILAR_WEIGHTS = {"topic": 0.0, "learned": 0.8, "popularity": 0.12, "freshness": 0.08}
+# No topics, a model that likes something: ranked by similarity to what was liked;
+# popularity and freshness only break near-ties (at 0.12 / 0.08 a popular paper on another
+# subject outranked the liked subject's papers: benchmarks/eval_learning.py, tuning pool).
+SIMILAR_WEIGHTS = {"topic": 0.0, "learned": 0.9, "popularity": 0.06, "freshness": 0.04}
 # No topics, only "less like this": the trending list, with disliked subjects pushed down.
 TRENDING_WEIGHTS = {"topic": 0.0, "learned": 0.5, "popularity": 0.8, "freshness": 0.2}
 # A paper the topics do not match enters a topic digest when the model likes it this much
@@ -271,13 +273,7 @@ class Selector(WindowIndex):
         relevance = shared.relevance
         voted = {e.entry_id for e in model.exemplars}
         allowed = shared.allowed
-        raw: dict[int, float] = {}
-        for term, weight in model.terms:
-            for i, part in self._term_parts(win, term).items():
-                if allowed[i]:
-                    raw[i] = raw.get(i, 0.0) + weight * part
-        for i in [i for i in raw if self._docs[i].entry_id in voted]:
-            del raw[i]
+        raw = self._model_scores(win, model.terms, allowed, voted)
         docs = self._docs
         candidates = [i for i in win.docs if allowed[i] and docs[i].entry_id not in voted]
         scale = max((abs(v) for v in raw.values()), default=0.0) or 1.0
@@ -344,6 +340,23 @@ class Selector(WindowIndex):
                 reasons.append(upvotes_label(upvotes))
             picks.append(make_pick(doc.entry, parts, SEPARATOR.join(reasons)))
         return picks
+
+    def _model_scores(
+        self,
+        win: Window,
+        terms: Iterable[tuple[str, float]],
+        allowed: bytes,
+        voted: set[int],
+    ) -> dict[int, float]:
+        """Each allowed document's score under a learned model's signed terms."""
+        raw: dict[int, float] = {}
+        for term, weight in terms:
+            for i, part in self._term_parts(win, term).items():
+                if allowed[i]:
+                    raw[i] = raw.get(i, 0.0) + weight * part
+        for i in [i for i in raw if self._docs[i].entry_id in voted]:
+            del raw[i]
+        return raw
 
     def _relevant(
         self, profile: Profile, win: Window, candidates: list[int], query: TopicQuery

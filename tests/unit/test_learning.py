@@ -40,7 +40,7 @@ def test_model_size_is_capped_whatever_the_number_of_votes() -> None:
     many = tuple(VoteRow(i, 1 if i % 3 else -1, False, NOW) for i in range(1, 62)) * 5
     model = selector.model(profile, Taste(many, papers, NOW))
     assert model is not None
-    assert len(model.terms) <= learning.MAX_TERMS
+    assert len(model.terms) <= learning.MAX_TERMS + learning.MAX_NEGATIVE_TERMS
     assert len(model.exemplars) <= learning.MAX_EXEMPLARS
 
 

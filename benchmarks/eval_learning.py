@@ -118,8 +118,7 @@ def run_theme(
         if len(liked) < LIKES or len(others) < DISLIKES:
             continue  # this shuffle left too few of the theme on day 1: draw again
         votes = tuple(
-            VoteRow(e.id or 0, 1, False, NOW - timedelta(days=1))
-            for e in rng.sample(liked, LIKES)
+            VoteRow(e.id or 0, 1, False, NOW - timedelta(days=1)) for e in rng.sample(liked, LIKES)
         ) + tuple(
             VoteRow(e.id or 0, -1, False, NOW - timedelta(days=1))
             for e in rng.sample(others, DISLIKES)

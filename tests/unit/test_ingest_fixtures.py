@@ -229,7 +229,7 @@ def test_community_rss_feeds_find_the_arxiv_id() -> None:
 
 
 def test_community_hf_rss_blob_is_split_into_authors_upvotes_and_summary() -> None:
-    """"Authors: … Upvotes: 1 Summary: …" in one description becomes three fields."""
+    """ "Authors: … Upvotes: 1 Summary: …" in one description becomes three fields."""
     _, feedgen, _ = ingest("hf-daily-papers/community-rss/hf-daily-papers_feedgen_2026-04-30.xml")
     assert len(feedgen) == 22
     harness = by_key(feedgen)["arxiv:2604.21003"]

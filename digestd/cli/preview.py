@@ -14,7 +14,7 @@ from digestd.core.db import session_scope
 from digestd.core.statuses import SubscriberStatus
 from digestd.delivery import compose, digests
 from digestd.delivery.deliveries import message_id_domain
-from digestd.mail.render import Renderer, TemplateProblem, subject_line
+from digestd.mail.render import Renderer, TemplateProblem, digest_subject, paper_fields
 from digestd.subscribers.lifecycle import subscriber_dict
 
 # eml: the whole message as it would be handed to the SMTP server (without DKIM).
@@ -73,7 +73,8 @@ def register(app: typer.Typer) -> None:
                     "attempts": waiting.attempts,
                     "message_id": waiting.message_id,
                 },
-                "subject": subject_line(cover.day, len(picks)) if picks else None,
+                # The mail's subject (a contract: scripts read it).
+                "subject": digest_subject(cover.day, [p.entry for p in picks]) if picks else None,
                 "entries": [
                     {
                         "id": p.entry.id,
@@ -83,6 +84,10 @@ def register(app: typer.Typer) -> None:
                         # topic, learned, popularity, freshness: they add up to `score`
                         "score_parts": dict(p.parts),
                         "reason": p.reason,
+                        # the sentence of the abstract stating the contribution (contract)
+                        "gist": paper_fields(p.entry)["gist"],
+                        # the reason's facts, one string each (contract)
+                        "reasons": p.reasons,
                     }
                     for p in picks
                 ],

@@ -34,7 +34,9 @@ from digestd.core.config import Settings
 from digestd.core.models import Entry
 from digestd.core.paths import data_dir
 from digestd.mail import budget
+from digestd.mail.gist import gist
 from digestd.mail.mime import one_line
+from digestd.mail.subject import count_label, date_label, subject_line
 from digestd.ranking.select import Pick, Profile
 
 FORMATS = ("html", "text")
@@ -43,6 +45,10 @@ SLOTS = ("email", "unsubscribe_url", "preferences_url", "view_url", "vote_url")
 # (see tokens.py: one signed token per message in `vote_url`, one short MAC per link).
 VOTE_SLOT_PREFIX = "vote-"
 MAX_AUTHORS = 3
+# Categories a feed item carries as tags (the pages show the first 4).
+MAX_TAGS = 20
+# Authors a feed item names one by one (a collaboration paper can list a thousand).
+MAX_FEED_AUTHORS = 100
 EXCERPT_MAX_CHARS = 420
 EXCERPT_MAX_SENTENCES = 3
 # Gmail clips a message body above 102 KB; renders are checked against a margin below it.
@@ -163,25 +169,6 @@ def safe_url(url: str | None) -> str | None:
     return url if _SAFE_URL.match(url) else None
 
 
-def subject_line(day: date, count: int) -> str:
-    """'Your papers digest — Thu 26 Nov 2026 · 7 papers' (one line, locale independent);
-    `day` is the subscriber's local date (digests.local_day)."""
-    return one_line(f"Your papers digest — {date_label(day)} · {count_label(count)}")
-
-
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def date_label(day: date) -> str:
-    """'Thu 26 Nov 2026' (spelled out: strftime("%a %b") follows the process locale)."""
-    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
-
-
-def count_label(n: int) -> str:
-    return f"{n} paper" if n == 1 else f"{n} papers"
-
-
 class TemplateProblem(Exception):
     """A template that does not load or render (usually an override in DIGESTD_TEMPLATES_DIR):
     one line naming the file and, where known, the line."""
@@ -289,8 +276,9 @@ class Renderer:
         while marker in haystack:
             marker = secrets.token_hex(8)
         papers = [_paper(p, marker, self._static(p.entry)) for p in picks]
+        subject = digest_subject(day, [p.entry for p in picks])
         context: dict[str, Any] = {
-            "title": subject_line(day, len(papers)),
+            "title": subject,
             "date_label": date_label(day),
             "count_label": count_label(len(papers)),
             "preheader": _preheader(papers),
@@ -301,7 +289,7 @@ class Renderer:
         text = self.render_text("email/digest.txt", **context)
         html = self._html_within_budget(context, marker) if fmt == "html" else None
         return DigestBody(
-            subject=subject_line(day, len(papers)),
+            subject=subject,
             text=text,
             html=html,
             entry_ids=tuple(p.entry.id for p in picks if p.entry.id is not None),
@@ -415,14 +403,22 @@ def _paper(pick: Pick, marker: str, static: dict[str, Any]) -> PaperFields:
 
 def _paper_static(env: Environment, entry: Entry) -> dict[str, Any]:
     """What a paper shows whoever gets it (cached per paper by `Renderer`): `paper_fields`
-    plus the text part's wrapped excerpt."""
+    plus the text part's wrapped gist and excerpt."""
     fields = paper_fields(entry)
-    # The text part's wrapped excerpt, computed once per paper with Jinja's own filters
-    # (templates may still wrap `excerpt` themselves): textwrap was a fifth of a render.
-    wrapped = env.filters["wordwrap"](
-        env, fields["excerpt"], 72, break_long_words=False, break_on_hyphens=False
-    )
-    return {**fields, "excerpt_text": env.filters["indent"](wrapped, 3, first=True)}
+
+    # The text part's wrapped texts, computed once per paper with Jinja's own filters
+    # (templates may still wrap `gist` themselves): textwrap was a fifth of a render.
+    def wrapped(text: str) -> str:
+        lines = env.filters["wordwrap"](
+            env, text, 72, break_long_words=False, break_on_hyphens=False
+        )
+        return str(env.filters["indent"](lines, 3, first=True))
+
+    return {
+        **fields,
+        "gist_text": wrapped(fields["gist"]),
+        "excerpt_text": wrapped(fields["excerpt"]),
+    }
 
 
 class PaperLike(Protocol):
@@ -439,7 +435,8 @@ class PaperLike(Protocol):
 
 def paper_fields(entry: PaperLike) -> dict[str, Any]:
     """A paper as every template shows it (digest mails, the web digest, the public pages):
-    clean one-line title, http(s) links only, shortened authors, a 2–3 sentence excerpt."""
+    clean one-line title, http(s) links only, shortened authors (and each one, for feeds),
+    its gist (the sentence stating the contribution), a 2–3 sentence excerpt."""
     authors = shorten_authors(entry.authors or [])
     cats = [c for c in (entry.categories or []) if c and c.strip()]
     meta = [m for m in (authors, ", ".join(cats[:4])) if m]
@@ -447,12 +444,25 @@ def paper_fields(entry: PaperLike) -> dict[str, Any]:
         "title": " ".join((entry.title or "(untitled)").split()),
         "url": safe_url(entry.url),
         "authors": authors,
+        "author_names": [" ".join(a.split()) for a in entry.authors or [] if a and a.strip()][
+            :MAX_FEED_AUTHORS
+        ],
         "categories": cats[:4],
+        "tags": cats[:MAX_TAGS],
         "meta": " · ".join(meta),
+        "gist": gist(entry.summary or ""),
+        "abstract": entry.summary or "",
         "excerpt": excerpt(entry.summary or ""),
         "upvotes": entry.upvotes or 0,
         "code_url": safe_url(entry.code_url),
     }
+
+
+def digest_subject(day: date, papers: Sequence[PaperLike]) -> str:
+    """The subject of a digest of these papers (in order) dated `day`: the mail's, the
+    preview's and the web version's title."""
+    top = paper_fields(papers[0])["title"] if papers else ""
+    return subject_line(day, len(papers), top)
 
 
 def pick_fields(pick: Pick) -> dict[str, Any]:

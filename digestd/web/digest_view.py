@@ -24,7 +24,7 @@ from digestd.core.db import read_scope
 from digestd.delivery import deliveries
 from digestd.delivery.digests import local_day
 from digestd.ingest.store import entries_by_id
-from digestd.mail.render import count_label, date_label, pick_fields, subject_line
+from digestd.mail.render import count_label, date_label, digest_subject, pick_fields
 from digestd.ranking.select import Pick, Profile, reasons_for
 from digestd.web import links
 from digestd.web.responses import render, state
@@ -70,7 +70,7 @@ def digest_view(ctx: AppContext, token: str, period: str) -> DigestView:
             pick_fields(Pick(e, 0.0, reasons.get(e.id or 0, FALLBACK_REASON))) for e in entries
         ]
         return DigestView(
-            title=subject_line(when, len(papers)),
+            title=digest_subject(when, entries),
             date_label=date_label(when),
             count_label=count_label(len(papers)),
             papers=papers,

@@ -26,7 +26,7 @@ JSON_FEED_TYPE = "application/feed+json; charset=utf-8"
 
 
 def _item_html(paper: dict[str, Any]) -> str:
-    parts = [Markup("<p>{}</p>").format(paper["excerpt"])] if paper["excerpt"] else []
+    parts = [Markup("<p>{}</p>").format(paper["gist"])] if paper["gist"] else []
     if paper["authors"]:
         parts.append(Markup("<p>{}</p>").format(paper["authors"]))
     facts = []
@@ -71,10 +71,10 @@ def rss(settings: Settings, days: list[FeedDay], updated: datetime) -> bytes:
         fe.link(href=link)
         fe.description(_item_html(paper))
         fe.pubDate(paper["published_at"])
-        for category in paper["categories"]:
+        for category in paper["tags"]:
             fe.category(term=category)
-        if paper["authors"]:
-            fe.dc.dc_creator(paper["authors"])
+        if paper["author_names"]:
+            fe.dc.dc_creator(paper["author_names"])  # one dc:creator per author
     return bytes(fg.rss_str(pretty=False))
 
 
@@ -90,12 +90,13 @@ def json_feed(settings: Settings, days: list[FeedDay]) -> bytes:
             "content_html": _item_html(paper),
             "date_published": paper["published_at"].isoformat(),
         }
-        if paper["excerpt"]:
-            item["summary"] = paper["excerpt"]
-        if paper["authors"]:
-            item["authors"] = [{"name": paper["authors"]}]
-        if paper["categories"]:
-            item["tags"] = paper["categories"]
+        if paper["gist"]:
+            item["summary"] = paper["gist"]
+        if paper["author_names"]:
+            # One author object per author (JSON Feed 1.1), not one "A, B, C et al." string.
+            item["authors"] = [{"name": name} for name in paper["author_names"]]
+        if paper["tags"]:
+            item["tags"] = paper["tags"]
         # digestd's extension (see ingest/parse_jsonfeed.py): another digestd can read it.
         item["_paper"] = {"upvotes": paper["upvotes"]}
         if paper["code_url"]:

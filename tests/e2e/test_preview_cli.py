@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from digestd.core.tokens import read_token
+from digestd.mail.subject import short_date
 from tests.support.cli import run_cli
 from tests.support.digests import KENJI, seed_database
 
@@ -48,6 +49,14 @@ def test_preview_json_lists_picks_in_rank_order(env: dict[str, str]) -> None:
     scores = [e["score"] for e in doc["entries"]]
     assert scores == sorted(scores, reverse=True)
     assert all(e["reason"].startswith("matches: ") and e["url"] for e in doc["entries"])
+    # The contract: each entry's gist and reasons, the mail's subject.
+    for e in doc["entries"]:
+        assert e["reasons"] == e["reason"].split(" · ") and e["reasons"][0].startswith("matches")
+        assert e["gist"] and "\n" not in e["gist"]
+    duo = next(e for e in doc["entries"] if e["title"].startswith("DuoAttention"))
+    assert duo["gist"].startswith("Based on this insight, we introduce DuoAttention")
+    day = short_date(date.fromisoformat(doc["date"]))
+    assert doc["subject"] == f"{titles[0].split(':')[0]}, and 2 more papers · {day}"
 
 
 def test_preview_html_to_file_has_working_signed_links(env: dict[str, str], tmp_path: Path) -> None:
@@ -61,7 +70,7 @@ def test_preview_html_to_file_has_working_signed_links(env: dict[str, str], tmp_
     assert read_token(SECRET, "unsubscribe", token.group(1)).subscriber_id == 1
     text = run_cli("preview", "kenji@example.org", env=env)
     assert text.returncode == 0
-    assert text.stdout.startswith("Subject: Your papers digest — ")
+    assert text.stdout.startswith("Subject: DuoAttention, and 2 more papers · ")
     assert "Unsubscribe: https://digest.example.org/unsubscribe/" in text.stdout
 
 

@@ -52,7 +52,7 @@ def test_tokyo_8am_preview_and_mail_carry_the_same_papers_and_local_date(
     preview = json.loads(shown.stdout)
 
     assert preview["date"] == "2026-11-27" and preview["period"] == "2026-11-27"
-    assert preview["subject"] == "Your papers digest — Fri 27 Nov 2026 · 4 papers"
+    assert preview["subject"] == "DR-Tune, and 3 more papers · Fri 27 Nov"
     [mail] = smtp_server.messages
     assert mail.recipients == [EMAIL]
     assert mail.message["Subject"] == preview["subject"]

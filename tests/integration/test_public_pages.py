@@ -89,7 +89,8 @@ async def test_home_lists_todays_papers_in_the_digest_ranking_under_the_form(
     first = html[html.index('<li class="paper"') : html.index("</li>")]
     assert "132 upvotes" in first and 'href="https://github.com/weeknan/DR-Tune">Code' in first
     assert '<span class="source">trending-papers.json</span>' in first or "source" in first
-    assert '<p class="excerpt">The visual models pretrained' in first
+    # Its gist: the abstract's sentence stating the contribution, not its opening.
+    assert '<p class="gist">To deal with these issues, we propose a novel fine-tuning' in first
     # Feed readers find the feeds from any page; nothing comes from another site.
     assert '<link rel="alternate" type="application/rss+xml"' in html
     assert '<link rel="alternate" type="application/feed+json"' in html
@@ -214,6 +215,8 @@ async def test_feeds_parse_with_stable_guids_and_revalidate(site: WebHarness) ->
     assert rss_ids == [keys[t] for t in expected] == [i["id"] for i in doc["items"]]
     assert all(not e.guidislink for e in parsed.entries)
     first_item = doc["items"][0]
+    # The gist is the item's summary.
+    assert first_item["summary"].startswith("To deal with these issues, we propose")
     assert first_item["_paper"] == {
         "upvotes": 132,
         "code_url": "https://github.com/weeknan/DR-Tune",
@@ -327,6 +330,40 @@ async def test_hostile_feed_text_is_escaped_on_the_page_and_in_both_feeds(
     assert "&lt;img src=x onerror=" in entry["content_html"]
     assert entry["url"] == f"{BASE_URL}/archive/2026-11-26" and "code_url" not in entry["_paper"]
     assert "javascript:" not in entry["url"] + json.dumps(entry["_paper"])
+
+
+async def test_feeds_name_every_author_and_carry_categories_as_tags(
+    app: AppContext, smtp_server: SmtpTestServer
+) -> None:
+    """One JSON Feed author object (and one RSS dc:creator) per author, not "A, B, C et
+    al."; the categories as JSON Feed tags and RSS categories."""
+    now = app.now()
+    authors = ["Rhys Gould", "Euan Ong", "George Ogden", "Arthur Conmy"]
+    with session_scope(app.engine) as s:
+        s.add(
+            Entry(
+                canonical_key="arxiv:2312.09230",
+                url="https://arxiv.org/abs/2312.09230",
+                title="Successor Heads: Recurring, Interpretable Attention Heads In The Wild",
+                summary="Background. In this work we present successor heads. They increment.",
+                authors=authors,
+                categories=["cs.LG", "cs.AI", "cs.CL", "stat.ML", "cs.NE"],
+                published_at=now,
+                ingested_at=now - timedelta(minutes=5),
+            )
+        )
+    async with harness(app, smtp_server) as web, web.client() as client:
+        rss = (await client.get("/feed.xml")).content
+        doc = (await client.get("/feed.json")).json()
+    [item] = doc["items"]
+    assert item["authors"] == [{"name": a} for a in authors]
+    assert item["tags"] == ["cs.LG", "cs.AI", "cs.CL", "stat.ML", "cs.NE"]
+    assert item["summary"] == "In this work we present successor heads."
+    xml_item = ET.fromstring(rss).find("channel/item")
+    assert xml_item is not None
+    dc = "{http://purl.org/dc/elements/1.1/}creator"
+    assert [c.text for c in xml_item.findall(dc)] == authors
+    assert [c.text for c in xml_item.findall("category")] == item["tags"]
 
 
 def assert_inert(html: str) -> None:

@@ -35,7 +35,7 @@ def test_personalize_fills_address_and_links_in_both_parts() -> None:
     body = r.render_digest(
         PROFILE, [Pick(_entry(1), 1.0, "trending · 5 upvotes")], day=NOW.date(), fmt="html"
     )
-    assert body.subject == "Your papers digest — Thu 26 Nov 2026 · 1 paper"
+    assert body.subject == "Paper 1 · Thu 26 Nov"
     mail = r.personalize(
         body,
         email="o'neil@example.org",

@@ -104,7 +104,7 @@ def test_html_and_text_match_snapshots() -> None:
     assert mail.html is not None
     check_snapshot("digest.html", mail.html)
     check_snapshot("digest.txt", mail.text)
-    assert mail.subject == "Your papers digest — Thu 26 Nov 2026 · 3 papers"
+    assert mail.subject == "Successor Heads, and 2 more papers · Thu 26 Nov"
 
 
 def test_html_is_email_safe_and_complete() -> None:

@@ -13,7 +13,9 @@ expires, with the same Message-ID. This module bounds that number:
   worker thread, so the event loop keeps sending.
 
 At the end of a pass `close` commits what is left; a pass that is cancelled uses `settle`
-(see sending.send_due).
+(see sending.send_due); a pass that failed (the database went away) takes what was not
+committed with `unsaved` and hands it over to `handback`, which writes it as soon as the
+database answers again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from datetime import datetime
+
+from sqlmodel import Session
 
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
@@ -49,33 +54,47 @@ def record_group(ctx: AppContext, outcomes: Sequence[Outcome], worker_id: str) -
     metric `digestd_outcomes_unwritten` counts them."""
     now = ctx.now()
     with session_scope(ctx.engine) as session:
-        unwritten = set(deliveries.record(session, outcomes, worker_id=worker_id, now=now))
-        # A refusal is read by the bounce policy, like a bounce that comes back by mail.
-        # Acceptance does not reset the soft-bounce count: with a relay, the bounce comes
-        # later (the policy's own quiet-gap rule starts the count over).
-        failures = {
-            o.claim.subscriber_id: (o.failure, o.error or "")
-            for o in outcomes
-            if o.status == DeliveryStatus.FAILED
-            and o.failure is not None
-            and o.claim.id not in unwritten
-        }
-        bounced = bounce_policy.apply_send_failures(
-            session, failures, ctx.settings, actor=ctx.actor, now=now
-        )
-    if unwritten:
-        ids = sorted(unwritten)
-        log.warning(
-            "%d outcomes not recorded: deliveries %s are no longer held by worker %s "
-            "(a lease ran out and another worker took them over, or they were recorded "
-            "already)",
-            len(ids),
-            ",".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else ""),
-            worker_id,
-            extra={"worker": worker_id, "unwritten": len(ids)},
-        )
-        ctx.metrics.outcomes_unwritten(len(ids))
+        bounced, unwritten = write_outcomes(ctx, session, outcomes, worker_id, now)
+    report_unwritten(ctx, worker_id, unwritten)
     return bounced
+
+
+def write_outcomes(
+    ctx: AppContext, session: Session, outcomes: Sequence[Outcome], worker_id: str, now: datetime
+) -> tuple[list[int], list[int]]:
+    """Write outcomes and apply what they say about subscribers, in the caller's transaction;
+    returns (subscribers newly bounced, deliveries not written: no longer this worker's)."""
+    unwritten = deliveries.record(session, outcomes, worker_id=worker_id, now=now)
+    skip = set(unwritten)
+    # A refusal is read by the bounce policy, like a bounce that comes back by mail.
+    # Acceptance does not reset the soft-bounce count: with a relay, the bounce comes
+    # later (the policy's own quiet-gap rule starts the count over).
+    failures = {
+        o.claim.subscriber_id: (o.failure, o.error or "")
+        for o in outcomes
+        if o.status == DeliveryStatus.FAILED and o.failure is not None and o.claim.id not in skip
+    }
+    bounced = bounce_policy.apply_send_failures(
+        session, failures, ctx.settings, actor=ctx.actor, now=now
+    )
+    return bounced, unwritten
+
+
+def report_unwritten(ctx: AppContext, worker_id: str, unwritten: Sequence[int]) -> None:
+    """A warning naming the deliveries whose outcomes were not written, and the metric."""
+    if not unwritten:
+        return
+    ids = sorted(unwritten)
+    log.warning(
+        "%d outcomes not recorded: deliveries %s are no longer held by worker %s "
+        "(a lease ran out and another worker took them over, or they were recorded "
+        "already)",
+        len(ids),
+        ",".join(map(str, ids[:20])) + (" …" if len(ids) > 20 else ""),
+        worker_id,
+        extra={"worker": worker_id, "unwritten": len(ids)},
+    )
+    ctx.metrics.outcomes_unwritten(len(ids))
 
 
 class Recorder:
@@ -117,6 +136,8 @@ class Recorder:
         if not self._waiting:
             self._oldest = time.monotonic()
         self._waiting.append((outcome, credit))
+        if self.error is not None:
+            return  # a failed commit ended the pass: kept for `unsaved`
         if len(self._waiting) >= FLUSH_AT:
             self._start()
         elif self._timer is None and (self._flusher is None or self._flusher.done()):
@@ -149,6 +170,8 @@ class Recorder:
                 )
             except Exception as exc:
                 self.error = exc
+                # Kept, in order: a failed pass hands them over (`unsaved`, handback.py).
+                self._waiting[:0] = group
                 # Wake every waiting sender: they see the error and stop.
                 for _ in range(UNRECORDED_MAX):
                     self._credits.release()
@@ -175,6 +198,21 @@ class Recorder:
             if not self._waiting:
                 return
             self._flusher = asyncio.ensure_future(self._flush())
+
+    async def unsaved(self) -> list[Outcome]:
+        """After a failed pass: wait for a commit under way, then take every outcome not
+        committed (those of a failed commit included), in order, for the hand-back."""
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._flusher)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.error is None:  # no more commits from here: the hand-back writes these
+            self.error = RuntimeError("the send pass failed")
+        outcomes = [o for o, _ in self._waiting]
+        self._waiting.clear()
+        return outcomes
 
     async def settle(self) -> None:
         """After a cancelled pass: wait for a running commit, then commit the rest here, in

@@ -38,6 +38,7 @@ from digestd.delivery.compose import personal_links, reference_message, wire_mes
 from digestd.delivery.deliveries import Outcome
 from digestd.delivery.deliveries import temporary_failure as _temporary
 from digestd.delivery.failures import INTERNAL, ours, send_failed
+from digestd.delivery.handback import hand_back_when_possible
 from digestd.delivery.recorder import Recorder
 from digestd.inbound import addresses
 from digestd.mail.mime import format_date, one_line
@@ -64,6 +65,7 @@ class SendReport:
     failed: int = 0
     skipped: int = 0
     released: int = 0  # expired leases of dead workers handed back before sending
+    handed_back: int = 0  # claims this pass handed back after it failed (handback.py)
     bounced: int = 0  # subscribers newly marked bounced
     renders: int = 0  # digest bodies rendered (per profile and paper list, not per subscriber)
     # The most messages on the wire or accepted but not yet recorded at once: what a crash at
@@ -143,7 +145,16 @@ async def _send_jobs(
                 )
             recorder.add(outcome, credit=True)
 
-    await asyncio.gather(*(sender() for _ in range(max(1, min(2 * pool.size, len(jobs))))))
+    # Every sender finishes before this returns, even when one fails (the recorder's commit
+    # failed: the others stop before their next message): a failed pass hands back what it
+    # holds only once no message of it can still be on the wire.
+    results = await asyncio.gather(
+        *(sender() for _ in range(max(1, min(2 * pool.size, len(jobs))))),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _renew(ctx: AppContext, worker_id: str) -> int:
@@ -172,10 +183,13 @@ async def send_due(
     pool: SmtpPool | None = None,
     limit: int | None = None,
     progress: Callable[[SendReport], None] | None = None,
+    report: SendReport | None = None,
 ) -> SendReport:
     """Send every delivery that is due, batch by batch, until none is left or `stop` is set.
 
     `progress(report)` is called after each group of outcomes is recorded (the CLI's bar).
+    `report`, when given, is the one filled in (the caller still has it if the pass fails:
+    `handed_back` says its claims went back once the database answered again).
 
     Pipelined: while batch N is on the wire, batch N+1 is claimed and prepared in a worker
     thread, and outcomes are committed in small groups as the server answers (`Recorder`),
@@ -187,7 +201,7 @@ async def send_due(
     Terminates: each claimed row leaves the claimable set (`sending`, then sent, failed,
     skipped, or retry with a later `next_attempt_at`) before the next claim.
     """
-    report = SendReport()
+    report = report if report is not None else SendReport()
     started = time.perf_counter()
     renderer = Renderer(ctx.settings)
     cache = PassCache()
@@ -243,9 +257,11 @@ async def send_due(
     # Thread work is awaited through shield(): cancelling this pass must not cancel the
     # wait on a thread that keeps running (a claim), or its result is lost.
     upcoming: asyncio.Task[Batch | None] | None = None  # claim + prepare of the next batch
+    claiming = False  # a claim was made (it may have committed even if its answer was lost)
     try:
         report.released = await loop.run_in_executor(threads, _release, ctx)
-        upcoming = None if stopped() else claim_next()
+        claiming = not stopped()
+        upcoming = claim_next() if claiming else None
         while upcoming is not None:
             current = await asyncio.shield(upcoming)
             upcoming = None
@@ -268,9 +284,24 @@ async def send_due(
         # claimed ahead and not started is handed back at once.
         await _settle(ctx, recorder, upcoming)
         raise
+    except Exception as exc:
+        # Not a stop but a failure (say, the database went away). No message of this pass
+        # is on the wire any more (_send_jobs waits for its senders). As soon as the
+        # database answers, what it knows is written (what the server accepted: `sent`) and
+        # its other claims go back to pending, so nothing waits for its lease (handback.py).
+        if claiming:
+            owed = await _owed(recorder, upcoming)
+            done = await hand_back_when_possible(
+                ctx,
+                owed,
+                worker_id,
+                failure=exc,
+                executor=threads,
+                on_recorded=recorded,
+            )
+            report.handed_back = done.released if done is not None else 0
+        raise
     except BaseException:
-        # Not a stop but a failure (say, the database went away): try the same bookkeeping
-        # (if it fails too, the leases bring the rows back) and report the failure.
         with contextlib.suppress(Exception):
             await _settle(ctx, recorder, upcoming)
         raise
@@ -298,6 +329,20 @@ def _count(ctx: AppContext, outcomes: Sequence[Outcome]) -> None:
             1 for o in outcomes if o.status == D.FAILED and o.failure is not None and o.failure.hard
         ),
     )
+
+
+async def _owed(recorder: Recorder, upcoming: asyncio.Future[Batch | None] | None) -> list[Outcome]:
+    """What a failed pass still has to write: the outcomes not committed, then those of the
+    batch claimed ahead (its unattempted jobs handed back as pending)."""
+    owed = await recorder.unsaved()
+    ahead = None
+    if upcoming is not None:
+        with contextlib.suppress(Exception):  # its claim failed too: release finds its rows
+            ahead = await upcoming
+    if ahead is not None:
+        owed += ahead.outcomes
+        owed += [Outcome(job.claim, D.PENDING, None) for job in ahead.jobs]
+    return owed
 
 
 async def _settle(

@@ -85,6 +85,10 @@ class Source(SQLModel, table=True):
     # May it (and its redirects) reach this machine or a private network? Stated at
     # `sources add --allow-private`; a local file is this machine (ingest/sources.py).
     allow_private: bool = Field(default=False)
+    # -- admin (migration 0016): the format the last parse detected (rss, atom, …; `kind`
+    # stays what the admin asked, `auto` by default) and when a fetch last worked.
+    format: str | None = Field(default=None, max_length=16)
+    last_success_at: datetime | None = _ts()
 
 
 class Entry(SQLModel, table=True):
@@ -178,7 +182,16 @@ class Delivery(SQLModel, table=True):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        sa.UniqueConstraint("subscriber_id", "period", name="uq_delivery_subscriber_period"),
+        # Unique over first sends only (migration 0016): a resend (`resend_of`) repeats the
+        # digest of its period. Planning's ON CONFLICT names this index's columns and where.
+        sa.Index(
+            "uq_delivery_subscriber_period",
+            "subscriber_id",
+            "period",
+            unique=True,
+            sqlite_where=sa.text("resend_of IS NULL"),
+            postgresql_where=sa.text("resend_of IS NULL"),
+        ),
         sa.Index("ix_delivery_status_next", "status", "next_attempt_at"),
         # (subscriber_id, sent_at), not subscriber_id alone: the never-twice query reads a
         # subscriber's deliveries sent after a window's start (deliveries.sent_entry_ids),
@@ -220,6 +233,9 @@ class Delivery(SQLModel, table=True):
     # a JSON list of strings: "View in browser" shows what the mail said, whatever the
     # subscriber's topics are today. Written and read only in `deliveries.columns`.
     reasons: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    # -- admin (migration 0016): a resend repeats the digest of `resend_of` (same papers and
+    # window, its own Message-ID); NULL for a first send.
+    resend_of: int | None = Field(default=None, foreign_key="delivery.id", ondelete="SET NULL")
 
 
 class Event(SQLModel, table=True):

@@ -23,6 +23,7 @@ from digestd.delivery.compose import Digest, build_digest, fade_instant
 from digestd.delivery.deliveries import Claim, Outcome, temporary_failure
 from digestd.delivery.digests import local_day
 from digestd.delivery.failures import RENDER, ours
+from digestd.ingest.store import entries_by_id
 from digestd.mail.mime import one_line
 from digestd.mail.render import Renderer, TemplateProblem
 from digestd.ranking.learning import PaperCache
@@ -113,6 +114,7 @@ def prepare(
     with read_scope(ctx.engine) as session:
         subs = subscribers.for_sending(session, (c.subscriber_id for c in claims))
         wanted: list[tuple[Claim, Any, Profile]] = []
+        again: list[tuple[Claim, Any, list[Pick]]] = []
         if len(profiles) > PROFILE_CACHE_SIZE:
             profiles.clear()
         for c in claims:
@@ -121,6 +123,14 @@ def prepare(
                 # Unsubscribed or bounced after planning: never mail them.
                 status = sub.status if sub is not None else "gone"
                 done.append(Outcome(c, D.SKIPPED, f"subscriber is {status}"))
+                continue
+            if c.resend_of is not None:  # the papers of the digest it repeats, not a selection
+                picks = resent_picks(session, c.resend_of)
+                if picks:
+                    again.append((c, sub, picks))
+                else:
+                    why = f"nothing to resend: delivery {c.resend_of} carried no papers"
+                    done.append(Outcome(c, D.SKIPPED, why))
                 continue
             cats = sub.categories
             pkey = (
@@ -135,6 +145,7 @@ def prepare(
                 profile = profiles[pkey] = Profile.for_subscriber(sub, c.window_start, c.window_end)
             wanted.append((c, sub, profile))
         if not wanted:
+            _resend_jobs(ctx, renderer, again, batch)
             return batch
         start = min(p.window_start for _, _, p in wanted)
         end = max(p.window_end for _, _, p in wanted)
@@ -192,7 +203,36 @@ def prepare(
                     bodies.popitem(last=False)
             batch.renders += 1
         batch.jobs.append(Job(c, sub, digest))
+    _resend_jobs(ctx, renderer, again, batch)
     return batch
+
+
+def resent_picks(session: Any, original_id: int) -> list[Pick]:
+    """The papers a sent delivery carried, in its order, with the reasons it gave: what a
+    resend of it carries (entries deleted since are left out)."""
+    reasons = deliveries.carried_reasons(session, original_id)
+    entries = entries_by_id(session, deliveries.entry_ids(session, original_id))
+    return [Pick(e, 0.0, reasons.get(e.id or 0, "")) for e in entries]
+
+
+def _resend_jobs(
+    ctx: AppContext, renderer: Renderer, again: list[tuple[Claim, Any, list[Pick]]], batch: Batch
+) -> None:
+    """Render each resend (rare: one at a time, not cached) with its original's papers,
+    window and local date; a template problem is retried like any render failure."""
+    for c, sub, picks in again:
+        profile = Profile.for_subscriber(sub, c.window_start, c.window_end)
+        day = local_day(c.window_end, sub.timezone)
+        try:
+            digest = build_digest(ctx, renderer, profile, picks, day, sub.format)
+        except Exception as exc:  # an admin's template: one line, retried later
+            log.error("render failed for delivery %s: %s", c.id, exc, extra=log_ids(c))
+            batch.outcomes.append(
+                temporary_failure(c, f"render failed: {short(exc)}", ours(RENDER))
+            )
+            continue
+        batch.renders += 1
+        batch.jobs.append(Job(c, sub, digest))
 
 
 def claim_and_prepare(

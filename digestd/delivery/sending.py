@@ -72,6 +72,9 @@ class SendReport:
     # the worst moment of this pass would have sent again (at most recorder.UNRECORDED_MAX).
     unrecorded_peak: int = 0
     problem: str | None = None  # the first retry/failure reason, so an admin sees why
+    # Put off (retry) for a failure of ours: the relay down or refusing us, a dropped
+    # connection. `send-now` exits 75 (temporary) when there are any.
+    put_off_ours: int = 0
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
         """Count recorded outcomes; keep the first retry/failure reason."""
@@ -80,6 +83,8 @@ class SendReport:
                 self.sent += 1
             elif o.status == D.RETRY:
                 self.retry += 1
+                if o.failure is not None and o.failure.ours:
+                    self.put_off_ours += 1
             elif o.status == D.FAILED:
                 self.failed += 1
             elif o.status == D.SKIPPED:

@@ -64,6 +64,28 @@ def list_inbound(
     return [(row, email) for row, email in session.exec(stmt).all()]
 
 
+def get_inbound(session: Session, inbound_id: int) -> tuple[Inbound, str | None] | None:
+    """One inbound record with its subscriber's address (`digestd inbound show`), or None."""
+    stmt = (
+        select(Inbound, Subscriber.email)
+        .join(Subscriber, col(Subscriber.id) == col(Inbound.subscriber_id), isouter=True)
+        .where(col(Inbound.id) == inbound_id)
+    )
+    found = session.exec(stmt).first()
+    return (found[0], found[1]) if found else None
+
+
+def for_subscriber(session: Session, subscriber_id: int, limit: int = 10) -> list[Inbound]:
+    """The newest inbound mail about one subscriber (`digestd subscribers show`)."""
+    stmt = (
+        select(Inbound)
+        .where(col(Inbound.subscriber_id) == subscriber_id)
+        .order_by(col(Inbound.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(stmt).all())
+
+
 def inbound_dict(row: Inbound, email: str | None) -> dict[str, Any]:
     """The public JSON view of one record (`digestd inbound list --json`)."""
 

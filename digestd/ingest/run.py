@@ -209,6 +209,7 @@ def _save_entries(
                     etag=fetched.etag,
                     last_modified=fetched.last_modified,
                     note=note,
+                    fmt=parsed.kind,
                 )
                 return FetchReport(
                     source_id=job.id,

@@ -202,6 +202,59 @@ def remove_source(session: Session, source_id: int) -> Source:
     return source
 
 
+def get_source(session: Session, source_id: int) -> Source:
+    """The source with this id; InvalidSource when there is none."""
+    source = session.get(Source, source_id)
+    if source is None:
+        raise InvalidSource(f"no source with id {source_id}")
+    return source
+
+
+def set_enabled(session: Session, source_id: int, enabled: bool, *, now: datetime) -> Source:
+    """Pause a source (its entries stay, it is not fetched) or take it back (due at once)."""
+    source = get_source(session, source_id)
+    if enabled and not source.enabled:
+        source.next_fetch_at = now
+    source.enabled = enabled
+    session.flush()
+    return source
+
+
+def rename(session: Session, source_id: int, name: str) -> Source:
+    """A source's display name: one line, at most 200 characters, not empty."""
+    cleaned = " ".join((name or "").split())
+    if not cleaned:
+        raise InvalidSource("a source's name cannot be empty")
+    if len(cleaned) > 200:
+        raise InvalidSource(f"a source's name has at most 200 characters, got {len(cleaned)}")
+    source = get_source(session, source_id)
+    source.name = cleaned
+    session.flush()
+    return source
+
+
+MIN_INTERVAL_MINUTES = 5
+MAX_INTERVAL_MINUTES = 7 * 24 * 60
+
+
+def set_interval(session: Session, source_id: int, minutes: int | None, *, now: datetime) -> Source:
+    """How often a source is fetched (None: DIGESTD_FETCH_INTERVAL_MINUTES); the next fetch
+    moves to the new interval after the last one (never later than it was due)."""
+    if minutes is not None and not MIN_INTERVAL_MINUTES <= minutes <= MAX_INTERVAL_MINUTES:
+        raise InvalidSource(
+            f"--interval must be {MIN_INTERVAL_MINUTES} to {MAX_INTERVAL_MINUTES} minutes"
+            f" (a week), got {minutes}"
+        )
+    source = get_source(session, source_id)
+    source.interval_minutes = minutes
+    if minutes is not None and source.last_fetch_at is not None and not source.failures:
+        sooner = source.last_fetch_at + timedelta(minutes=minutes)
+        if source.next_fetch_at is None or sooner < source.next_fetch_at:
+            source.next_fetch_at = max(sooner, now)
+    session.flush()
+    return source
+
+
 def interval(source: Source, default_minutes: int) -> timedelta:
     return timedelta(minutes=source.interval_minutes or default_minutes)
 
@@ -222,10 +275,15 @@ def record_success(
     etag: str | None,
     last_modified: str | None,
     note: str | None = None,
+    fmt: str | None = None,
 ) -> None:
-    """A fetch that worked (ok, partial or not modified): health reset, next fetch scheduled."""
+    """A fetch that worked (ok, partial or not modified): health reset, next fetch scheduled;
+    `fmt` is the format the parse detected (kept as it was for a 304)."""
     source.last_status = status
     source.last_fetch_at = now
+    source.last_success_at = now
+    if fmt:
+        source.format = fmt[:16]
     source.last_error = note
     source.last_duration_ms = duration_ms
     source.last_counts = dict(counts)

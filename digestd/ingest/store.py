@@ -286,3 +286,13 @@ def days_with_entries(session: Session) -> list[tuple[date, int]]:
     rows = session.execute(select(day, func.count()).group_by(day).order_by(day.desc())).all()
     # SQLite answers date() with text, PostgreSQL with a date.
     return [(d if isinstance(d, date) else date.fromisoformat(str(d)), int(n)) for d, n in rows]
+
+
+def seen_per_source(session: Session, since: datetime) -> dict[int, int]:
+    """How many entries each source brought in since `since` (first seen there), by id."""
+    rows = session.execute(
+        core_select(col(EntrySource.source_id), func.count())
+        .where(col(EntrySource.seen_at) >= since)
+        .group_by(col(EntrySource.source_id))
+    )
+    return {int(source_id): int(n) for source_id, n in rows}

@@ -6,7 +6,8 @@ in this package, one module a concern.
        └──── release ─────┘ ├──> failed (5xx, with the server's reply)
                             └──> skipped (empty digest / subscriber no longer active)
 
-The interface is small and is this module's: `plan` (insert due deliveries: `planned`),
+The interface is small and is this module's: `plan` (insert due deliveries: `planned`;
+`plan_resend`: a delivery that sends an earlier one's digest again),
 `claim` (take a batch under a lease), `renew` (extend it), `release` (hand it back:
 `leases`), `record` (write outcomes: `outcomes`), `history` and `sent_entry_ids` (what the
 window rules and never-twice read: `history`), the admin views (`list_deliveries`, `get`,
@@ -49,6 +50,7 @@ from digestd.delivery.deliveries.planned import (
     message_id_domain,
     new_message_id,
     plan,
+    plan_resend,
 )
 from digestd.delivery.deliveries.views import (
     CarriedPaper,
@@ -100,6 +102,7 @@ __all__ = [
     "new_worker_id",
     "oldest_waiting",
     "plan",
+    "plan_resend",
     "record",
     "release",
     "renew",

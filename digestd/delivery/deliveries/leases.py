@@ -43,6 +43,7 @@ class Claim:
     window_end: datetime
     message_id: str
     attempts: int  # including the current one
+    resend_of: int | None = None  # a resend: the delivery whose papers it carries again
 
 
 def claim(
@@ -65,6 +66,7 @@ def claim(
             col(Delivery.window_end),
             col(Delivery.message_id),
             col(Delivery.attempts),
+            col(Delivery.resend_of),
         )
         .where(col(Delivery.status).in_(CLAIMABLE), col(Delivery.next_attempt_at) <= now)
         .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
@@ -95,6 +97,7 @@ def claim(
             window_end=r.window_end or now,
             message_id=r.message_id,
             attempts=r.attempts + 1,
+            resend_of=r.resend_of,
         )
         for r in rows
     ]

@@ -13,7 +13,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -103,6 +103,44 @@ def _plan_statement(dialect: Any) -> Any:
     return (
         insert(TABLE)
         .inline()
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+        # The unique index over first sends (resend_of IS NULL, migration 0016).
+        .on_conflict_do_nothing(
+            index_elements=["subscriber_id", "period"],
+            index_where=TABLE.c.resend_of.is_(None),
+        )
         .values({name: bindparam(name, type_=TABLE.c[name].type) for name in _PLAN_COLUMNS})
     )
+
+
+def plan_resend(session: Session, original_id: int, *, now: datetime, domain: str) -> int | None:
+    """A new delivery that sends the digest of `original_id` again (same papers and window,
+    a new Message-ID), due now; its id, or None when there is no such delivery. The papers
+    are read from the original when it is sent (`batches.prepare`)."""
+    row = session.execute(
+        select(
+            TABLE.c.subscriber_id, TABLE.c.period, TABLE.c.window_start, TABLE.c.window_end
+        ).where(TABLE.c.id == original_id)
+    ).first()
+    if row is None:
+        return None
+    result = session.execute(
+        insert(TABLE)
+        .values(
+            subscriber_id=row.subscriber_id,
+            period=row.period,
+            status=DeliveryStatus.PENDING.value,
+            window_start=row.window_start,
+            window_end=row.window_end,
+            due_at=now,
+            attempts=0,
+            next_attempt_at=now,
+            message_id=new_message_id(row.period, row.subscriber_id, domain),
+            entry_count=0,
+            entry_ids="",
+            reasons="",
+            created_at=now,
+            resend_of=original_id,
+        )
+        .returning(TABLE.c.id)
+    )
+    return int(result.scalar_one())

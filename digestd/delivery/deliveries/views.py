@@ -44,6 +44,7 @@ class DeliveryRow:
     smtp_code: int | None = None
     enhanced_status: str | None = None
     severity: str | None = None
+    resend_of: int | None = None  # the delivery whose digest this one sends again
 
 
 def rows_of(session: Session, stmt: Any) -> list[DeliveryRow]:
@@ -69,6 +70,7 @@ def rows_of(session: Session, stmt: Any) -> list[DeliveryRow]:
             smtp_code=d.smtp_code,
             enhanced_status=d.enhanced_status,
             severity=d.severity,
+            resend_of=d.resend_of,
         )
         for d, email in session.execute(stmt).all()
     ]
@@ -85,11 +87,14 @@ def list_deliveries(
     *,
     status: DeliveryStatus | None = None,
     subscriber_id: int | None = None,
+    since: datetime | None = None,
     limit: int = 100,
 ) -> list[DeliveryRow]:
-    """The newest deliveries (optionally of one status or one subscriber), with the
-    server's reply for failures."""
+    """The newest deliveries (optionally of one status, one subscriber, planned since an
+    instant), with the server's reply for failures."""
     stmt = with_email().order_by(col(Delivery.id).desc()).limit(limit)
+    if since is not None:
+        stmt = stmt.where(col(Delivery.created_at) >= since)
     if status is not None:
         stmt = stmt.where(col(Delivery.status) == status)
     if subscriber_id is not None:
@@ -107,11 +112,14 @@ def sent_for_period(session: Session, subscriber_id: int, period: str) -> Delive
     """A subscriber's digest of one period, if it was sent ("View in browser"), or None."""
     found = rows_of(
         session,
-        with_email().where(
+        with_email()
+        .where(
             Delivery.subscriber_id == subscriber_id,
             Delivery.period == period,
             Delivery.status == D.SENT,
-        ),
+        )
+        .order_by(col(Delivery.id))  # the first send (a resend repeats its papers)
+        .limit(1),
     )
     return found[0] if found else None
 

@@ -24,10 +24,41 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+# Exit codes, one table for every command (README "Exit codes"): 0 ok; 1 a problem found
+# (bad input, a refused change, a failed check); 2 usage (the command line itself is wrong);
+# 75 temporary (EX_TEMPFAIL: the relay or the database is down; try again later).
+EX_OK = 0
+EX_PROBLEM = 1
+EX_USAGE = 2
+EX_TEMPFAIL = 75
+
+
+def fail(message: str, code: int = EX_PROBLEM) -> NoReturn:
     """Print one clear line to stderr and exit with `code` (no traceback)."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def usage(message: str) -> NoReturn:
+    """The command line itself is wrong (a malformed id, options that exclude each other):
+    one line, exit 2, like the parser's own usage errors."""
+    fail(message, EX_USAGE)
+
+
+def temporary(exc: BaseException) -> bool:
+    """Whether an exception means the database (or a server) is down for now, so trying
+    again later may work: exit 75 rather than 1."""
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    if not isinstance(
+        exc, OperationalError | InterfaceError | DisconnectionError | ConnectionError
+    ):
+        return False
+    if type(getattr(exc, "orig", None)).__module__.startswith("sqlite3"):
+        # A file, not a server: only a lock held by another process passes with time
+        # (a missing directory or a read-only file does not).
+        return any(word in str(exc).lower() for word in ("locked", "busy"))
+    return True
 
 
 def get_context(
@@ -52,8 +83,9 @@ def get_context(
     if migrate and not app.migrated:
         try:
             app.migrate()
-        except Exception as exc:  # a database that cannot be reached or opened
-            fail(f"database {redact_url(app.settings.database_url)}: {first_line(exc)}")
+        except Exception as exc:  # a database that cannot be reached (75) or opened (1)
+            code = EX_TEMPFAIL if temporary(exc) else EX_PROBLEM
+            fail(f"database {redact_url(app.settings.database_url)}: {first_line(exc)}", code)
     return app
 
 

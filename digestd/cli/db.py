@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from digestd.cli.common import console, get_context
+from digestd.cli.groups import Group
 from digestd.core.db import current_revision
 
-app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Database schema (Alembic migrations).", no_args_is_help=True)
 
 
 @app.command("upgrade")

@@ -7,54 +7,69 @@ from dataclasses import asdict
 from datetime import datetime
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from digestd.cli.common import console, fail, first_line, get_context, print_json, short_time
+from digestd.cli.common import (
+    EX_TEMPFAIL,
+    console,
+    fail,
+    find_subscriber,
+    first_line,
+    get_context,
+    print_json,
+    short_time,
+    temporary,
+    usage,
+)
+from digestd.cli.entries import parse_since
+from digestd.cli.groups import Group
 from digestd.cli.progress import QuietOpt, SendProgress
+from digestd.cli.tables import Column, print_facts, print_table
 from digestd.core.db import session_scope
 from digestd.core.statuses import CLAIMABLE, DeliveryStatus, parse_delivery_status
 from digestd.delivery import deliveries
 from digestd.inbound import store as inbound_store
 
-app = typer.Typer(help="Inspect and retry digest deliveries.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Inspect and retry digest deliveries.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
     status: str = typer.Option(None, "--status", help=f"One of {', '.join(DeliveryStatus)}."),
+    subscriber: str = typer.Option(
+        None, "--subscriber", metavar="EMAIL", help="Only this subscriber's deliveries."
+    ),
+    since: str = typer.Option(
+        None, "--since", metavar="DATE", help="Planned on or after DATE (YYYY-MM-DD, UTC)."
+    ),
     limit: int = typer.Option(100, "--limit", min=1, max=100000, help="Newest N deliveries."),
     wide: bool = typer.Option(
-        False, "--wide", help="Every column and whole replies (wider than 80 columns)."
+        False, "--wide", help="Every column and whole replies, one line a delivery."
     ),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
-    """The newest deliveries; failures show the SMTP server's reply (cut to one line)."""
+    """The newest deliveries; failures show the SMTP server's reply."""
     wanted = None
     if status is not None:
         try:
             wanted = parse_delivery_status(status)
         except ValueError as exc:
-            fail(f"--{exc}")
+            usage(f"--{exc}")
+    since_at = parse_since(since) if since else None
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        rows = deliveries.list_deliveries(session, status=wanted, limit=limit)
+        sub_id = find_subscriber(session, subscriber).id if subscriber else None
+        rows = deliveries.list_deliveries(
+            session, status=wanted, subscriber_id=sub_id, since=since_at, limit=limit
+        )
     if as_json:
         print_json([_as_json(r) for r in rows])
         return
     if not rows:
         console.print("no deliveries" + (f" with status {status}" if status else ""))
         return
-    if wide:
-        console.print(_wide_table(rows))
-    else:
-        console.print(_narrow_table(rows), soft_wrap=True, highlight=False)
-    console.print("details of one: digestd deliveries show ID", style="dim")
-
-
-WIDTH = 80
+    print_table(*_table(rows, one_subscriber=sub_id is not None), wide=wide)
+    console.print("details of one: digestd deliveries show ID", style="dim", highlight=False)
 
 
 def _when(r: deliveries.DeliveryRow) -> datetime | None:
@@ -62,77 +77,52 @@ def _when(r: deliveries.DeliveryRow) -> datetime | None:
     return r.sent_at if r.status == DeliveryStatus.SENT else r.next_attempt_at or r.due_at
 
 
-def _one_line(text: str | None) -> str:
-    return " ".join((text or "").split())
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
-
-
-def _narrow_table(rows: list[deliveries.DeliveryRow]) -> Text:
-    """At most 80 columns: addresses and replies are cut (with …), never wrapped.
-
-    Laid out by hand: rich's tables shrink every column once one is too wide, and here the
-    reply should take what is left and the short columns stay whole."""
+def _table(
+    rows: list[deliveries.DeliveryRow], *, one_subscriber: bool
+) -> tuple[list[Column], list[list[str]]]:
+    """Columns and cells of `deliveries list`: ids, addresses and statuses whole; the reply
+    wraps in the last column; the period, papers and tries give way first."""
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("when", priority=5),
+        Column("status", keep=True),
+        Column("subscriber", keep=True),
+        Column("period", priority=2),
+        Column("papers", priority=1, right=True),
+        Column("try", priority=3, right=True),
+        Column("reply", wrap=True, priority=4),
+    ]
     cells = [
-        (
+        [
             str(r.id),
-            r.email,
-            r.status,
-            str(r.attempts),
             when.strftime("%m-%d %H:%M") if (when := _when(r)) else "-",
-            _one_line(r.error),
-        )
+            r.status,
+            r.email,
+            r.period,
+            str(r.entry_count),
+            str(r.attempts),
+            r.error or "",
+        ]
         for r in rows
     ]
-    # The period is left to --wide and `show`: the reply needs the room more.
-    header = ("id", "subscriber", "status", "try", "when", "reply")
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    widths[1] = min(widths[1], 26)
-    fixed = sum(widths[:5]) + 5  # one space between columns
-    widths[5] = max(10, WIDTH - fixed)
-    if fixed + widths[5] > WIDTH:  # very long ids: the address gives way
-        widths[1] = max(10, widths[1] - (fixed + widths[5] - WIDTH))
-
-    def line(values: tuple[str, ...]) -> str:
-        parts = []
-        for i, (value, width) in enumerate(zip(values, widths, strict=True)):
-            value = _cut(value, width)
-            parts.append(value.rjust(width) if i in (0, 3) else value.ljust(width))
-        return " ".join(parts).rstrip()
-
-    out = Text(line(header) + "\n", style="bold")
-    out.append("\n".join(line(c) for c in cells))
-    return out
-
-
-def _wide_table(rows: list[deliveries.DeliveryRow]) -> Table:
-    table = Table("id", "subscriber", "period", "status", "tries", "papers", "when", "reply")
-    for r in rows:
-        table.add_row(
-            str(r.id),
-            escape(r.email),
-            r.period,
-            r.status,
-            str(r.attempts),
-            str(r.entry_count),
-            short_time(_when(r)),
-            escape(r.error or ""),
-        )
-    return table
+    if one_subscriber:  # named once, by --subscriber: the room goes to the reply
+        del columns[3]
+        for row in cells:
+            del row[3]
+    return columns, cells
 
 
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
     raw_id: str = typer.Argument(..., metavar="ID", help="The delivery's id (deliveries list)."),
+    wide: bool = typer.Option(False, "--wide", help="Papers with their links, one line each."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
     """Everything about one delivery: times, attempts, replies (SMTP and what came back by
     mail), Message-ID, papers."""
     if not raw_id.strip().isdigit():
-        fail(f"delivery id must be a number, got {raw_id!r}")
+        usage(f"delivery id must be a number, got {raw_id!r}")
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
         found = deliveries.get(session, int(raw_id))
@@ -147,14 +137,12 @@ def show_cmd(
     if as_json:
         print_json(data)
         return
-    facts = Table(show_header=False, box=None, pad_edge=False)
-    facts.add_column(style="bold", no_wrap=True)
-    facts.add_column(overflow="fold")
     window = f"{short_time(found.window_start)} to {short_time(found.window_end)} (UTC)"
-    for label, value in (
+    facts = [
         ("delivery", f"#{found.id}"),
         ("subscriber", f"{found.email} (#{found.subscriber_id})"),
         ("period", found.period),
+        ("resend of", f"#{found.resend_of}" if found.resend_of else "-"),
         ("status", found.status),
         ("attempts", str(found.attempts)),
         ("Message-ID", found.message_id),
@@ -167,28 +155,42 @@ def show_cmd(
          if found.claimed_by else "-"),
         ("reply", found.error or "-"),
         ("failure", _failure(found)),
-    ):  # fmt: skip
-        facts.add_row(label, escape(value))
-    console.print(facts)
+    ]  # fmt: skip
+    print_facts(facts)
     if came_back:
-        replies = Table(title="came back (inbound mail)", title_justify="left", box=None)
-        for header in ("received", "kind", "status", "summary"):
-            replies.add_column(header, overflow="fold")
-        for r in came_back:
-            status = " ".join(x for x in (r["status"], r["severity"]) if x)
-            received = short_time(datetime.fromisoformat(r["received_at"]))
-            replies.add_row(received, r["kind"], status, escape(r["summary"] or r["reason"]))
-        console.print(replies)
+        console.print("came back (inbound mail):", style="bold", highlight=False)
+        print_table(
+            [
+                Column("id", keep=True, right=True),
+                Column("received", priority=1),
+                Column("kind", keep=True),
+                Column("status", keep=True),
+                Column("summary", wrap=True, keep=True),
+            ],
+            [
+                [
+                    str(r["id"]),
+                    short_time(datetime.fromisoformat(r["received_at"])),
+                    r["kind"],
+                    " ".join(x for x in (r["status"], r["severity"]) if x) or "-",
+                    r["summary"] or r["reason"] or "",
+                ]
+                for r in came_back
+            ],
+            wide=wide,
+            more="digestd inbound show ID",
+        )
     if not papers:
         console.print("papers: none recorded", highlight=False)
         return
-    table = Table(title=f"papers ({len(papers)})", title_justify="left", box=None)
-    table.add_column("#", justify="right")
-    table.add_column("title", overflow="fold")
-    table.add_column("link", overflow="fold")
-    for p in papers:
-        table.add_row(str(p.rank + 1), escape(p.title), escape(p.url))
-    console.print(table)
+    console.print(f"papers ({len(papers)}):", style="bold", highlight=False)
+    columns = [Column("#", keep=True, right=True), Column("id", keep=True, right=True)]
+    columns += [Column("title"), Column("link")] if wide else [Column("title", wrap=True)]
+    print_table(
+        columns,
+        [[str(p.rank + 1), str(p.entry_id), p.title, *([p.url] if wide else [])] for p in papers],
+        wide=wide,
+    )
 
 
 def _failure(row: deliveries.DeliveryRow) -> str:
@@ -217,6 +219,7 @@ JSON_FIELDS = (
     "smtp_code",
     "enhanced_status",
     "severity",
+    "resend_of",
 )
 
 
@@ -242,7 +245,7 @@ def retry_cmd(
     console.print(f"rescheduled {count} {what} deliveries", highlight=False)
     if no_send or count == 0:
         return
-    from digestd.cli.run import echo_problem
+    from digestd.cli.run import echo_problem, exit_for
     from digestd.delivery.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     try:
@@ -251,10 +254,24 @@ def retry_cmd(
                 send_due(app_ctx, worker_id=deliveries.new_worker_id(), progress=progress)
             )
     except Exception as exc:
-        fail(f"deliveries retry: {first_line(exc)}")
+        fail(f"deliveries retry: {first_line(exc)}", EX_TEMPFAIL if temporary(exc) else 1)
     console.print(
         f"sent {report.sent}, retry later {report.retry}, failed {report.failed}, "
         f"skipped {report.skipped}",
         highlight=False,
     )
     echo_problem(report)
+    exit_for(report)
+
+
+@app.command("resend")
+def resend_cmd(
+    ctx: typer.Context,
+    delivery_ids: list[int] = typer.Argument(..., metavar="ID...", help="Sent deliveries."),
+    as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Send a sent digest again (same papers, same window) as a new message, now."""
+    from digestd.cli.resend import resend_deliveries
+
+    resend_deliveries(ctx, delivery_ids, quiet=quiet, as_json=as_json)

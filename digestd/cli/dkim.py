@@ -8,8 +8,9 @@ import typer
 from rich.markup import escape
 
 from digestd.cli.common import console, fail, get_context, print_json
+from digestd.cli.groups import Group
 
-app = typer.Typer(help="DKIM signing keys (README: DKIM signing).", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="DKIM signing keys (README: DKIM signing).", no_args_is_help=True)
 
 
 @app.command("keygen")

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from digestd.cli.common import console, fail, get_context, print_json
+from digestd.cli.common import console, get_context, print_json, usage
+from digestd.cli.groups import Group
+from digestd.cli.tables import Column, print_table
 from digestd.core.db import session_scope
 from digestd.core.models import Entry
 from digestd.ingest.store import list_entries
 
-app = typer.Typer(help="Inspect stored entries (papers).", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Inspect stored entries (papers).", no_args_is_help=True)
 
 
 def parse_since(raw: str) -> datetime:
@@ -22,7 +22,7 @@ def parse_since(raw: str) -> datetime:
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
-        fail(f"--since must be a date like 2026-11-20 or an ISO datetime, got {raw!r}")
+        usage(f"--since must be a date like 2026-11-20 or an ISO datetime, got {raw!r}")
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -52,19 +52,21 @@ def entry_dict(entry: Entry) -> dict[str, Any]:
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    source: str | None = typer.Option(None, "--source", help="Only entries seen in source ID."),
-    since: str | None = typer.Option(None, "--since", help="Published on/after DATE (UTC)."),
+    source: int | None = typer.Option(
+        None, "--source", metavar="ID", min=1, help="Only entries seen in source ID."
+    ),
+    since: str | None = typer.Option(
+        None, "--since", metavar="DATE", help="Published on/after DATE (UTC)."
+    ),
     limit: int = typer.Option(50, "--limit", min=1, max=100000, help="At most this many."),
+    wide: bool = typer.Option(False, "--wide", help="Authors and categories too, one line each."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
     """Newest entries first."""
-    if source is not None and not source.strip().isdigit():
-        fail(f"--source must be a source id (a number), got {source!r}")
     since_at = parse_since(since) if since else None
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        source_id = int(source) if source is not None else None
-        rows = list_entries(session, source_id=source_id, since=since_at, limit=limit)
+        rows = list_entries(session, source_id=source, since=since_at, limit=limit)
         data = [entry_dict(e) for e in rows]
     if as_json:
         print_json(data)
@@ -72,19 +74,27 @@ def list_(
     if not data:
         console.print("no entries")
         return
-    table = Table()
-    for column in ("id", "published", "title", "authors", "categories", "up", "key"):
-        table.add_column(column, overflow="fold")
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("published", priority=3),
+        Column("key", priority=2),
+        Column("up", priority=1, right=True),
+    ]
+    if wide:
+        columns += [Column("categories"), Column("authors"), Column("title")]
+    else:
+        columns.append(Column("title", keep=True, wrap=True))
+    table = []
     for row in data:
         authors = row["authors"]
         shown = ", ".join(authors[:3]) + (" et al." if len(authors) > 3 else "")
-        table.add_row(
+        cells = [
             str(row["id"]),
             row["published_at"][:10],
-            escape(row["title"]),
-            escape(shown),
-            escape(", ".join(row["categories"][:4])),
+            row["canonical_key"],
             str(row["upvotes"]),
-            escape(row["canonical_key"]),
-        )
-    console.print(table)
+        ]
+        if wide:
+            cells += [", ".join(row["categories"][:4]), shown]
+        table.append([*cells, row["title"]])
+    print_table(columns, table, wide=wide)

@@ -14,8 +14,7 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
-from typer.core import TyperGroup
+from rich.text import Text
 
 from digestd.cli.common import (
     console,
@@ -26,19 +25,32 @@ from digestd.cli.common import (
     print_json,
     short_time,
 )
+from digestd.cli.groups import Group
+from digestd.cli.tables import Column, print_facts, print_table
 from digestd.core.db import redact_url
 
 EX_TEMPFAIL = 75
 READ_LIMIT_FACTOR = 2  # read at most this many times DIGESTD_INBOUND_MAX_BYTES from a file
 
 
-class _ProcessByDefault(TyperGroup):
-    """`digestd inbound FILE...` runs the hidden `process` command; `list` stays a command."""
+class _ProcessByDefault(Group):
+    """`digestd inbound FILE...` runs the hidden `process` command; `list` and `show` stay
+    commands. The group's help lists the options of `digestd inbound [FILE|-]...` too."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Typer vendors Click
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["process", *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        process = self.commands["process"]
+        own = self.params
+        shown = [p for p in process.get_params(ctx) if p.name != "help"]
+        self.params = [*own, *shown]
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.params = own
 
 
 app = typer.Typer(
@@ -47,7 +59,8 @@ app = typer.Typer(
         "Bounces, complaints, unsubscribes and commands that come back by mail.\n\n"
         "digestd inbound [FILE|-]... [--dry-run] [--json] [--mail-from ADDR] [--rcpt-to ADDR]:"
         " record and act on messages from files or standard input (exit 0 once recorded).\n\n"
-        "digestd inbound list [--kind K] [--json]: what came in.\n\n"
+        "digestd inbound list [--kind K] [--wide] [--json]: what came in;"
+        " digestd inbound show ID [--json]: one of them whole.\n\n"
         "digestd inbound --listen: only the inbound SMTP listener on DIGESTD_INBOUND_LISTEN"
         " (digestd run serves it too), until SIGTERM."
     ),
@@ -57,12 +70,16 @@ app = typer.Typer(
 @app.command("process", hidden=True)
 def process_cmd(
     ctx: typer.Context,
-    files: list[str] = typer.Argument(None, help="Message files; '-' or none: standard input."),
+    files: list[str] = typer.Argument(
+        None, metavar="FILE", help="Message files; '-' or none: standard input."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and classify; change nothing."),
     as_json: bool = typer.Option(False, "--json", help="A JSON array, one object per message."),
-    mail_from: str = typer.Option(None, "--mail-from", help="Envelope sender (MTA pipe)."),
+    mail_from: str = typer.Option(
+        None, "--mail-from", metavar="ADDR", help="Envelope sender (MTA pipe)."
+    ),
     rcpt_to: list[str] = typer.Option(
-        None, "--rcpt-to", help="Envelope recipient (MTA pipe); repeatable."
+        None, "--rcpt-to", metavar="ADDR", help="Envelope recipient (MTA pipe); repeatable."
     ),
     listen: bool = typer.Option(
         False,
@@ -128,6 +145,7 @@ def list_cmd(
     ctx: typer.Context,
     kind: str = typer.Option(None, "--kind", help="Only this kind (bounce, complaint, …)."),
     limit: int = typer.Option(100, "--limit", min=1, max=100000, help="Newest N messages."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, one line a message."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
     """The newest inbound messages: kind, subscriber, evidence, status, what it changed."""
@@ -148,19 +166,99 @@ def list_cmd(
     if not rows:
         console.print("no inbound messages" + (f" of kind {kind}" if kind else ""))
         return
-    table = Table("id", "received", "kind", "subscriber", "evidence", "status", "summary", "effect")
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("received", priority=2),
+        Column("kind", keep=True),
+        Column("status", priority=3),
+        Column("evidence", priority=1),
+        Column("subscriber", keep=True),
+    ]
+    if wide:
+        columns += [Column("summary"), Column("effect")]
+    else:
+        columns.append(Column("effect", wrap=True, priority=4))
+    table = []
     for r in rows:
-        table.add_row(
+        cells = [
             str(r["id"]),
             short_time(_parse_time(r["received_at"])),
             r["kind"],
-            escape(r["subscriber"] or "-"),
-            _evidence_cell(r["kind"], r["evidence"]),
-            escape(r["status"] or ""),
-            escape(r["summary"]),
-            escape(r["effect"]),
+            " ".join(x for x in (r["status"], r["severity"]) if x) or "-",
+            _evidence_cell(r["kind"], r["evidence"]) or "-",
+            r["subscriber"] or r["address"] or "-",
+        ]
+        if wide:
+            cells.append(r["summary"])
+        table.append([*cells, r["effect"] or "-"])
+    print_table(columns, table, wide=wide, more="--wide or digestd inbound show ID")
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    inbound_id: int = typer.Argument(..., metavar="ID", help="The record's id (inbound list)."),
+    as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
+) -> None:
+    """One message that came back: classification, recipients, what it changed, headers."""
+    from digestd.core.db import session_scope
+    from digestd.inbound.store import get_inbound, inbound_dict
+
+    app_ctx = get_context(ctx)
+    with session_scope(app_ctx.engine) as session:
+        found = get_inbound(session, inbound_id)
+        if found is None:
+            fail(f"no inbound message {inbound_id}")
+        row, email = found
+        data = inbound_dict(row, email)
+        data["message_id"] = row.message_id
+        data["size"] = row.size
+        data["headers"] = [list(h) for h in row.headers]
+    if as_json:
+        print_json(data)
+        return
+    evidence = _evidence_cell(data["kind"], data["evidence"]) or "-"
+    status = " ".join(x for x in (data["status"], data["severity"]) if x) or "-"
+    facts = [
+        # Where it came from: smtp, imap, a webhook, or the file's name (--json: its path).
+        ("inbound", f"#{data['id']} ({Path(data['source'] or '-').name}, {data['size']} bytes)"),
+        ("received", short_time(_parse_time(data["received_at"]))),
+        ("kind", data["kind"]),
+        ("status", status),
+        ("reason", data["reason"] or "-"),
+        ("summary", data["summary"] or "-"),
+        ("subscriber", data["subscriber"] or "-"),
+        ("address", data["address"] or "-"),
+        ("delivery", f"#{data['delivery']}" if data["delivery"] else "-"),
+        ("evidence", evidence),
+        ("changed", data["effect"] or "nothing"),
+        ("Message-ID", data["message_id"] or "-"),
+    ]
+    print_facts(facts)
+    recipients = data["recipients"] or []
+    if recipients:
+        console.print(f"recipients ({len(recipients)}):", style="bold", highlight=False)
+        columns = [
+            Column("status", keep=True),
+            Column("action", priority=3),
+            Column("hard", priority=1),
+            Column("reason", priority=2),
+            Column("address", keep=True),
+        ]
+        print_table(
+            columns,
+            [
+                [str(r.get(c.header) if r.get(c.header) is not None else "-") for c in columns]
+                for r in recipients
+            ],
+            more="--json",
         )
-    console.print(table)
+    console.print(f"headers ({len(data['headers'])}):", style="bold", highlight=False)
+    out = Text()
+    for name, value in data["headers"]:
+        out.append(f"{name}: ", style="bold")
+        out.append(" ".join(str(value).split()) + "\n")
+    console.print(out, highlight=False, end="")
 
 
 def _evidence_cell(kind: str, evidence: str | None) -> str:

@@ -29,8 +29,11 @@ from digestd.cli import (
     subscribers,
     web,
 )
+from digestd.cli.common import EX_USAGE
+from digestd.cli.groups import Group
 
 app = typer.Typer(
+    cls=Group,
     name="digestd",
     help="Personalized email digests of trending research papers.",
     no_args_is_help=True,
@@ -69,7 +72,8 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point: usage errors are one line and exit 1, like any bad input."""
+    """Console-script entry point: usage errors are one line and exit 2; a problem found is
+    1, the relay or database down 75 (README "Exit codes")."""
     try:
         code = app(standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
@@ -80,7 +84,7 @@ def main() -> None:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         message = " ".join(exc.format_message().split())
         print(f"error: {message}{where}", file=sys.stderr)
-        code = 1
+        code = EX_USAGE
     except click_exc.ClickException as exc:
         print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         code = 1

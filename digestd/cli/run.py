@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from digestd.cli.common import console, fail, first_line, get_context, print_json
+from digestd.cli.common import (
+    EX_PROBLEM,
+    EX_TEMPFAIL,
+    console,
+    fail,
+    first_line,
+    get_context,
+    print_json,
+    temporary,
+    usage,
+)
 from digestd.cli.progress import QuietOpt, SendProgress, progress_bar
 from digestd.core.context import AppContext
 from digestd.delivery.deliveries import new_worker_id
@@ -37,6 +47,19 @@ def echo_problem(sent: SendReport) -> None:
     """One stderr line with why deliveries were put off or failed (the SMTP server's words)."""
     if sent.problem:
         typer.echo(f"problem: {sent.problem}", err=True)
+
+
+def exit_for(sent: SendReport) -> None:
+    """Exit 75 (temporary) when digests were put off because the relay is down or refused
+    us: nothing of those was sent, and the same command later may work (README "Exit
+    codes"). They wait in `retry`; `deliveries retry` sends them once the relay is back."""
+    if sent.put_off_ours:
+        typer.echo(
+            f"{sent.put_off_ours} digest(s) not sent: the relay is down or refused us; "
+            "they wait for a retry (digestd deliveries retry)",
+            err=True,
+        )
+        raise typer.Exit(EX_TEMPFAIL)
 
 
 def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) -> dict:
@@ -115,13 +138,15 @@ def register(app: typer.Typer) -> None:
         try:
             fetch, plan, sent = asyncio.run(_once(context, ingest=not no_ingest, quiet=quiet))
         except Exception as exc:
-            fail(f"run --once: {first_line(exc)}")
+            code = EX_TEMPFAIL if temporary(exc) else EX_PROBLEM
+            fail(f"run --once: {first_line(exc)}", code)
         inbound, inbound_problem = _poll_inbound_once(context)
         if as_json:
             report = _report_dict(plan, sent, fetch)
             if inbound is not None or inbound_problem:
                 report["inbound_imap"] = {**(inbound or {}), "problem": inbound_problem}
             print_json(report)
+            exit_for(sent)
             return
         fetched = None
         if fetch is not None:
@@ -139,19 +164,38 @@ def register(app: typer.Typer) -> None:
         echo_problem(sent)
         if inbound_problem:
             typer.echo(f"problem: inbound mailbox: {inbound_problem}", err=True)
+        exit_for(sent)
 
     @app.command("send-now")
     def send_now(
         ctx: typer.Context,
         emails: list[str] = typer.Argument(None, help="Addresses to send to now."),
         all_: bool = typer.Option(False, "--all", help="Every active subscriber."),
+        again: bool = typer.Option(
+            False,
+            "--again",
+            help="Send each EMAIL's last digest again (same papers and window, a new"
+            " Message-ID): for a digest that never arrived.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
         quiet: bool = QuietOpt,
     ) -> None:
         """Plan and send the current period's digest now, regardless of the hour."""
         if bool(emails) == all_:
-            fail("give one or more EMAIL addresses, or --all (not both)")
+            usage("give one or more EMAIL addresses, or --all (not both)")
+        if again and all_:
+            usage("--again takes EMAIL addresses, not --all")
         context = get_context(ctx)
+        if again:
+            from digestd.cli.common import find_subscriber
+            from digestd.cli.resend import latest_sent, plan_resends, send_resends
+            from digestd.core.db import session_scope
+
+            with session_scope(context.engine) as session:
+                ids = [latest_sent(session, find_subscriber(session, e)) for e in emails]
+                planned = plan_resends(session, context, ids)
+            send_resends(context, planned, quiet=quiet, as_json=as_json)
+            return
         wanted = None
         if emails:
             from digestd.subscribers.lifecycle import InvalidInput, normalize_email
@@ -171,7 +215,7 @@ def register(app: typer.Typer) -> None:
         try:
             plan, sent = asyncio.run(go())
         except Exception as exc:
-            fail(f"send-now: {first_line(exc)}")
+            fail(f"send-now: {first_line(exc)}", EX_TEMPFAIL if temporary(exc) else EX_PROBLEM)
         if as_json:
             print_json(_report_dict(plan, sent))
         else:
@@ -179,3 +223,4 @@ def register(app: typer.Typer) -> None:
             echo_problem(sent)
         if plan.unknown:
             fail(f"no active subscriber with address: {', '.join(plan.unknown)}")
+        exit_for(sent)

@@ -6,9 +6,10 @@ import typer
 from rich.table import Table
 
 from digestd.cli.common import console, get_context, print_json
+from digestd.cli.groups import Group
 from digestd.core.config import PARSERS
 
-app = typer.Typer(help="Settings (DIGESTD_* variables and .env).", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Settings (DIGESTD_* variables and .env).", no_args_is_help=True)
 
 
 @app.command("show")

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import textwrap
+from datetime import datetime, timedelta
 from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.progress import MofNCompleteColumn, TextColumn
-from rich.table import Table
+from rich.text import Text
 
-from digestd.cli.common import console, err_console, fail, get_context, print_json, short_time
+from digestd.cli.common import (
+    console,
+    err_console,
+    fail,
+    get_context,
+    print_json,
+    short_time,
+    usage,
+)
+from digestd.cli.groups import Group
 from digestd.cli.progress import QuietOpt, progress_bar
+from digestd.cli.tables import Column, print_table, width
 from digestd.core.db import session_scope
 from digestd.core.models import SOURCE_KINDS, Source
+from digestd.ingest import sources as source_service
 from digestd.ingest.sources import (
     InvalidSource,
     add_source,
@@ -23,9 +35,12 @@ from digestd.ingest.sources import (
     remove_source,
     set_allow_private,
 )
+from digestd.ingest.store import seen_per_source
 from digestd.ingest.types import FetchReport
 
-app = typer.Typer(help="Manage feed sources and fetch them.", no_args_is_help=True)
+RECENT_DAYS = 7  # `sources list`: entries each source brought in over this many days
+
+app = typer.Typer(cls=Group, help="Manage feed sources and fetch them.", no_args_is_help=True)
 
 JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
 
@@ -35,20 +50,25 @@ def _short(iso: str | None) -> str:
 
 
 def _source_id(raw: str) -> int:
-    # Ids arrive as text so a typo gives one line and exit 1, not click's usage error.
+    # Ids arrive as text so a typo gives one line (exit 2, a usage error) naming the id.
     if not raw.strip().isdigit():
-        fail(f"source id must be a number, got {raw!r}")
+        usage(f"source id must be a number, got {raw!r}")
     return int(raw)
 
 
-def source_dict(source: Source) -> dict[str, Any]:
-    """A source and its health as plain data (for --json)."""
+def source_dict(source: Source, recent: int | None = None) -> dict[str, Any]:
+    """A source and its health as plain data (for --json). `format` is what the last parse
+    detected (null before one), `kind` what was asked (`auto`: detect)."""
     return {
         "id": source.id,
         "url": source.url,
         "name": source.name,
         "kind": source.kind,
+        "format": source.format,
         "enabled": source.enabled,
+        "interval_minutes": source.interval_minutes,
+        "last_success_at": source.last_success_at.isoformat() if source.last_success_at else None,
+        f"entries_{RECENT_DAYS}d": recent or 0,
         "last_status": source.last_status,
         "last_error": source.last_error,
         "last_fetch_at": source.last_fetch_at.isoformat() if source.last_fetch_at else None,
@@ -115,54 +135,149 @@ def set_(
         help="Let the source (and its redirects) reach this machine or a private network,"
         " or only public addresses.",
     ),
+    interval: int | None = typer.Option(
+        None,
+        "--interval",
+        metavar="MINUTES",
+        help="Fetch it every MINUTES (5 to 10080; 0: back to DIGESTD_FETCH_INTERVAL_MINUTES).",
+    ),
 ) -> None:
-    """Change a source's settings: where it may connect."""
+    """Change a source's settings: where it may connect, how often it is fetched."""
     source_id = _source_id(raw_id)
-    if allow_private is None:
-        fail("nothing to change: give --allow-private or --public-only")
+    if allow_private is None and interval is None:
+        usage("nothing to change: give --interval MINUTES, --allow-private or --public-only")
+    app_ctx = get_context(ctx)
+    said = []
+    try:
+        with session_scope(app_ctx.engine) as session:
+            if allow_private is not None:
+                source = set_allow_private(session, source_id, allow_private)
+                said.append(_reach(source.url, source.allow_private))
+            if interval is not None:
+                source = source_service.set_interval(
+                    session, source_id, interval or None, now=app_ctx.now()
+                )
+                every = app_ctx.settings.fetch_interval_minutes
+                said.append(
+                    f"fetched every {source.interval_minutes} minutes"
+                    if source.interval_minutes
+                    else f"fetched every {every} minutes (the default)"
+                )
+            url = source.url
+    except InvalidSource as exc:
+        fail(str(exc))
+    console.print(
+        f"source #{source_id}: {escape(url)} ({'; '.join(said)})", highlight=False, soft_wrap=True
+    )
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, raw_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Stop fetching a source; its entries stay (and keep being mailed)."""
+    _set_enabled(ctx, raw_id, False)
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, raw_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Fetch a disabled source again (due at once)."""
+    _set_enabled(ctx, raw_id, True)
+
+
+def _set_enabled(ctx: typer.Context, raw_id: str, enabled: bool) -> None:
+    source_id = _source_id(raw_id)
     app_ctx = get_context(ctx)
     try:
         with session_scope(app_ctx.engine) as session:
-            source = set_allow_private(session, source_id, allow_private)
-            url, private = source.url, source.allow_private
+            source = source_service.set_enabled(session, source_id, enabled, now=app_ctx.now())
+            name = source.name
     except InvalidSource as exc:
         fail(str(exc))
-    reach = _reach(url, private)
-    console.print(f"source #{source_id}: {escape(url)} ({reach})", highlight=False, soft_wrap=True)
+    what = "enabled (fetched at the next run)" if enabled else "disabled (not fetched)"
+    console.print(f"source #{source_id} {escape(name)}: {what}", highlight=False, soft_wrap=True)
+
+
+@app.command("rename")
+def rename(
+    ctx: typer.Context,
+    raw_id: str = typer.Argument(..., metavar="ID"),
+    name: str = typer.Argument(..., metavar="NAME", help="The new display name."),
+) -> None:
+    """Give a source a display name (shown in lists and stats)."""
+    source_id = _source_id(raw_id)
+    app_ctx = get_context(ctx)
+    try:
+        with session_scope(app_ctx.engine) as session:
+            source = source_service.rename(session, source_id, name)
+            shown = source.name
+    except InvalidSource as exc:
+        fail(str(exc))
+    console.print(f"source #{source_id} is now {escape(shown)}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")
-def list_(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
-    """Every source with its health: status, last fetch, counts, failures, next fetch."""
+def list_(
+    ctx: typer.Context,
+    as_json: bool = JsonOpt,
+    wide: bool = typer.Option(False, "--wide", help="Every column, the URL and whole errors."),
+) -> None:
+    """Every source with its health: status, format, entries of the last 7 days, last
+    success, next fetch, last error."""
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        rows = [source_dict(s) for s in list_sources(session)]
+        recent = seen_per_source(session, app_ctx.now() - timedelta(days=RECENT_DAYS))
+        rows = [source_dict(s, recent.get(s.id or 0)) for s in list_sources(session)]
     if as_json:
         print_json(rows)
         return
     if not rows:
         console.print("no sources yet: add one with `digestd sources add URL`")
         return
-    table = Table(show_lines=False)
-    for column in ("id", "name", "kind", "status", "last fetch", "new/upd/same/rej", "fails",
-                   "next fetch", "error"):  # fmt: skip
-        table.add_column(column, overflow="fold")
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("status", keep=True),
+        Column("format", priority=3),
+        Column(f"{RECENT_DAYS}d", priority=4, right=True),
+        Column("last ok", priority=2),
+        Column("next fetch", priority=1),
+        Column("fails", priority=0, right=True),
+    ]
+    if wide:
+        columns += [Column("name"), Column("url"), Column("last error")]
+    else:
+        columns.append(Column("name", keep=True, wrap=True))
+    table = []
     for row in rows:
-        counts = row["last_counts"]
-        status = row["last_status"] or "never fetched"
-        style = {"error": "red", "partial": "yellow"}.get(status, "")
-        table.add_row(
+        values = [
             str(row["id"]),
-            escape(row["name"]),
-            row["kind"],
-            f"[{style}]{status}[/{style}]" if style else status,
-            _short(row["last_fetch_at"]),
-            "/".join(str(counts.get(k, 0)) for k in ("new", "updated", "unchanged", "rejected")),
+            _status(row),
+            row["format"] or "-",
+            str(row[f"entries_{RECENT_DAYS}d"]),
+            _short(row["last_success_at"]),
+            _short(row["next_fetch_at"]) if row["enabled"] else "-",
             str(row["failures"]),
-            _short(row["next_fetch_at"]),
-            escape((row["last_error"] or "")[:120]),
-        )
-    console.print(table)
+            row["name"],
+        ]
+        if wide:
+            values += [row["url"], row["last_error"] or ""]
+        table.append(values)
+    print_table(columns, table, wide=wide)
+    errors = [r for r in rows if r["last_error"]]
+    if errors and not wide:
+        console.print("last errors:", style="bold", highlight=False)
+        room = max(40, width() - 2)
+        for r in errors:
+            text = f"#{r['id']} {r['last_error']}"
+            lines = textwrap.wrap(text, room, break_long_words=False, break_on_hyphens=False)
+            console.print(
+                Text("\n".join("  " + line for line in lines)), highlight=False, crop=False
+            )
+
+
+def _status(row: dict[str, Any]) -> str:
+    """ok, partial, error, not_modified, never fetched; `disabled` for a disabled source."""
+    if not row["enabled"]:
+        return "disabled"
+    return row["last_status"] or "never fetched"
 
 
 @app.command("remove")
@@ -184,6 +299,7 @@ def fetch(
     ctx: typer.Context,
     source_ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Default: all enabled."),
     as_json: bool = JsonOpt,
+    wide: bool = typer.Option(False, "--wide", help="Every column on one line a source."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Fetch sources now and print per-source counts; a failing feed is reported, not fatal."""
@@ -211,7 +327,7 @@ def fetch(
     if as_json:
         print_json([_report_dict(r) for r in reports])
     else:
-        _print_reports(reports)
+        _print_reports(reports, wide)
     failed = [r for r in reports if r.failed]
     if failed and not as_json:
         names = ", ".join(f"#{r.source_id}" for r in failed)
@@ -240,25 +356,40 @@ def _report_dict(report: FetchReport) -> dict[str, Any]:
     }
 
 
-def _print_reports(reports: list[FetchReport]) -> None:
+def _print_reports(reports: list[FetchReport], wide: bool = False) -> None:
     if not reports:
         console.print("no sources to fetch: add one with `digestd sources add URL`")
         return
-    table = Table()
-    for column in ("id", "name", "status", "new", "updated", "unchanged", "rejected", "ms",
-                   "note"):  # fmt: skip
-        table.add_column(column, overflow="fold")
-    for r in reports:
-        style = {"error": "red", "partial": "yellow"}.get(r.status, "green")
-        table.add_row(
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("status", keep=True),
+        Column("new", keep=True, right=True),
+        Column("upd", priority=3, right=True),
+        Column("same", priority=2, right=True),
+        Column("rej", priority=4, right=True),
+        Column("ms", priority=1, right=True),
+        Column("name", keep=True, wrap=not wide),
+    ]
+    rows = [
+        [
             str(r.source_id),
-            escape(r.name),
-            f"[{style}]{r.status}[/{style}]",
+            r.status,
             str(r.new),
             str(r.updated),
             str(r.unchanged),
             str(r.rejected),
             str(r.duration_ms),
-            escape((r.error or r.note or "")[:160]),
-        )
-    console.print(table)
+            r.name,
+        ]
+        for r in reports
+    ]
+    print_table(columns, rows, wide=wide)
+    notes = [r for r in reports if r.error or r.note]
+    if notes:
+        room = max(40, width() - 2)
+        for r in notes:
+            text = f"#{r.source_id} {r.error or r.note}"
+            lines = textwrap.wrap(text, room, break_long_words=False, break_on_hyphens=False)
+            console.print(
+                Text("\n".join("  " + line for line in lines)), highlight=False, crop=False
+            )

@@ -26,6 +26,7 @@ from digestd.cli.common import (
     print_json,
     print_json_stream,
 )
+from digestd.cli.groups import Group
 from digestd.cli.progress import CountingWriter, QuietOpt, progress_bar
 from digestd.core.db import session_scope
 from digestd.core.models import Event, Subscriber
@@ -47,7 +48,7 @@ from digestd.subscribers.lifecycle import (
     update_preferences,
 )
 
-app = typer.Typer(help="Manage subscribers and their preferences.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Manage subscribers and their preferences.", no_args_is_help=True)
 
 RECENT_EVENTS = 20
 

@@ -23,6 +23,7 @@ from digestd.web.middleware import (
     MAX_BODY_BYTES,
     BodySizeLimit,
     CanonicalRedirects,
+    HeadAsGet,
     SecurityHeaders,
 )
 from digestd.web.ratelimit import ClientLimiter, WebLimits
@@ -130,6 +131,7 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, route)
         return error(request, 500, "Something went wrong on our side. Please try again later.")
 
+    app.add_middleware(HeadAsGet)  # innermost: its answers get the headers of any other
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
     app.add_middleware(CanonicalRedirects, base_url=ctx.settings.base_url)
     app.add_middleware(SecurityHeaders, https=ctx.settings.base_url.startswith("https://"))

@@ -1,5 +1,5 @@
-"""ASGI middleware: security headers on every response, a cap on request body size, and
-redirects that always point at DIGESTD_BASE_URL."""
+"""ASGI middleware: security headers on every response, a cap on request body size,
+redirects that always point at DIGESTD_BASE_URL, and HEAD answered wherever GET is."""
 
 from __future__ import annotations
 
@@ -16,6 +16,40 @@ CSP = (
 MAX_BODY_BYTES = 64 * 1024
 # Provider webhooks (web/webhooks.py) post batches of events: up to 1 MB there.
 WEBHOOK_PREFIX, WEBHOOK_MAX_BODY_BYTES = "/webhooks/", 1024 * 1024
+
+
+class HeadAsGet:
+    """HEAD is answered wherever GET is (uptime checkers use it; FastAPI routes take only the
+    methods they name): the GET route runs on a copy of the request's scope, and only the
+    status and headers (Content-Length included) go out, never the body (RFC 9110 9.3.2).
+    GET routes change nothing, except a confirmation link (the click is the consent): a HEAD
+    there never runs it (link scanners send HEADs), it gets the page's headers alone."""
+
+    # GETs that act: a HEAD is answered without running them.
+    ACTING_GETS = ("/confirm/",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        if str(scope.get("path", "")).startswith(self.ACTING_GETS):
+            headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the rest follows; only the last (empty) part is passed on
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        # A copy: the server keeps reading the real scope (method HEAD: no body on the wire).
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class BodyTooLarge(HTTPException):

@@ -101,8 +101,9 @@ async def serve(
             sock.close()
 
 
-def run(ctx: AppContext) -> None:
-    """`digestd web`: serve on DIGESTD_LISTEN until SIGINT/SIGTERM."""
+def run(ctx: AppContext, sock: socket.socket | None = None) -> None:
+    """`digestd web`: serve on DIGESTD_LISTEN (or the socket `bind` gave, so the caller
+    announces only an address it holds) until SIGINT/SIGTERM."""
     import signal
 
     async def main() -> None:
@@ -110,7 +111,9 @@ def run(ctx: AppContext) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        sock = bind(ctx.settings.listen_host, ctx.settings.listen_port)
+        nonlocal sock
+        if sock is None:
+            sock = bind(ctx.settings.listen_host, ctx.settings.listen_port)
         log.info("web on http://%s (links: %s)", ctx.settings.listen, ctx.settings.base_url)
         await serve(ctx, stop_event=stop, sock=sock)
 

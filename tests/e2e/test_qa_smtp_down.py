@@ -1,5 +1,6 @@
 """QA: `send-now` / `deliveries retry` while the SMTP server is down say why, in one line
-naming the server, and keep the delivery for a retry (nothing is lost)."""
+naming the server, exit 75 (temporary: try again later), and keep the delivery for a retry
+(nothing is lost, nothing is recorded as sent)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def test_send_now_with_smtp_down_names_the_server_and_keeps_the_delivery(
     env = {"DIGESTD_DATABASE_URL": sqlite_url, "DIGESTD_SMTP_PORT": str(port)}
 
     res = run_cli("send-now", "kenji@example.org", env=env)
-    assert res.returncode == 0, res.stderr  # the server being down is not bad input
+    # The relay being down is not bad input (1) but temporary: 75, EX_TEMPFAIL.
+    assert res.returncode == 75, res.stderr
     assert "Traceback" not in res.stderr
     out = res.stdout + res.stderr
     assert "retry later 1" in out
@@ -41,6 +43,7 @@ def test_send_now_with_smtp_down_names_the_server_and_keeps_the_delivery(
     with session_scope(ctx.engine) as s:
         (delivery,) = s.exec(select(Delivery)).all()
         assert delivery.status == "retry"
+        assert delivery.sent_at is None and delivery.entry_ids == ""
     ctx.dispose()
 
     # The server is back: the same delivery goes out, and the summary has no problem line.

@@ -41,8 +41,13 @@ def test_add_fetch_list_entries_remove(tmp_path: Path) -> None:
     assert health[1]["last_counts"] == {"new": 3, "updated": 0, "unchanged": 0, "rejected": 0}
     assert health[2]["last_status"] == "error" and health[2]["failures"] == 1
     assert health[2]["last_error"].startswith("HTTP 500")
+    assert health[1]["format"] == "rss" and health[1]["kind"] == "auto"
+    assert health[1]["entries_7d"] == 3 and health[1]["last_success_at"]
+    assert health[2]["format"] is None and health[2]["last_success_at"] is None
     table = run_cli("sources", "list", env=env).stdout
-    assert "3/0/0/0" in table and "error" in table
+    row = next(line.split() for line in table.splitlines() if line.split()[:1] == ["1"])
+    assert row[:4] == ["1", "ok", "rss", "3"], table
+    assert "error" in table and "#2 HTTP 500" in table  # the last errors, under the table
 
     shown = json.loads(run_cli("entries", "list", "--source", "1", "--json", env=env).stdout)
     # Same publication time: newest id first.
@@ -53,7 +58,7 @@ def test_add_fetch_list_entries_remove(tmp_path: Path) -> None:
     later = run_cli("entries", "list", "--since", "2026-05-01", "--json", env=env)
     assert json.loads(later.stdout) == []
     wrong = run_cli("entries", "list", "--since", "last tuesday", env=env)
-    assert wrong.returncode == 1 and "--since must be a date" in wrong.stderr
+    assert wrong.returncode == 2 and "--since must be a date" in wrong.stderr  # usage
 
     removed = run_cli("sources", "remove", "2", env=env)
     assert removed.returncode == 0 and "removed source #2" in removed.stdout

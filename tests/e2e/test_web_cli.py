@@ -75,3 +75,4 @@ def test_digestd_web_says_in_one_line_when_the_port_is_taken(tmp_path: Path) -> 
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0]
+    assert "listening" not in result.stdout  # never announced: the port was checked first

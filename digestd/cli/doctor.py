@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import typer
 from rich.markup import escape
 
@@ -28,15 +30,32 @@ def register(app: typer.Typer) -> None:
         else:
             for c in checks:
                 style = STYLE[c.status]
+                # 80 columns, wrapped at word boundaries (a long word, a URL, stays whole).
+                head, *rest = _wrap(f"{c.status:<4}  {c.name}: {c.detail}", "      ")
                 console.print(
-                    f"[{style}]{c.status:<4}[/{style}]  {escape(c.name)}: {escape(c.detail)}",
+                    f"[{style}]{c.status:<4}[/{style}]{escape(head[4:])}",
                     highlight=False,
                     soft_wrap=True,
                 )
+                for line in rest:
+                    console.print(escape(line), highlight=False, soft_wrap=True)
                 if c.fix:
-                    console.print(f"      fix: {escape(c.fix)}", highlight=False, soft_wrap=True)
+                    for line in _wrap(f"      fix: {c.fix}", "           "):
+                        console.print(escape(line), highlight=False, soft_wrap=True)
             console.print(
                 f"{counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail", highlight=False
             )
         if counts["fail"]:
             raise typer.Exit(1)
+
+
+def _wrap(text: str, indent: str) -> list[str]:
+    """`text` in lines of 80 columns, broken between words, continued with `indent`."""
+    return textwrap.wrap(
+        text,
+        80,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+        drop_whitespace=True,
+    ) or [text]

@@ -97,32 +97,104 @@ def is_placeholder(domain: str) -> bool:
 # ---- the checks ------------------------------------------------------------------------
 
 
-def spf(lookup: Lookup, domain: str) -> tuple[Check, bool]:
-    """The SPF record of a domain (and whether there is exactly one usable record)."""
+# Relays whose senders a domain authorizes with one well-known include (the host's
+# registrable domain → the include its provider documents). For any other relay the
+# record is not second-guessed: only a received message shows whether SPF passes.
+RELAY_INCLUDES = {
+    "sendgrid.net": "sendgrid.net",
+    "mailgun.org": "mailgun.org",
+    "amazonaws.com": "amazonses.com",  # email-smtp.REGION.amazonaws.com (SES)
+    "postmarkapp.com": "spf.mtasv.net",
+    "sparkpostmail.com": "sparkpostmail.com",
+    "mailjet.com": "spf.mailjet.com",
+    "sendinblue.com": "spf.brevo.com",
+    "brevo.com": "spf.brevo.com",
+    "mandrillapp.com": "spf.mandrillapp.com",
+    "smtp2go.com": "spf.smtp2go.com",
+    "gmail.com": "_spf.google.com",
+    "google.com": "_spf.google.com",
+    "office365.com": "spf.protection.outlook.com",
+    "outlook.com": "spf.protection.outlook.com",
+}
+
+
+def relay_include(relay_host: str | None) -> str | None:
+    """The include a domain's SPF record needs for this relay, when it is a known one."""
+    host = (relay_host or "").strip().rstrip(".").lower()
+    if not host or "." not in host or host.replace(".", "").isdigit() or ":" in host:
+        return None
+    return RELAY_INCLUDES.get(org_domain(host))
+
+
+@dataclass(frozen=True)
+class Spf:
+    """A domain's SPF record as the checks read it: usable (one record, not +all) and,
+    when it is not, why (the cause alignment names) and the fix that changes the answer."""
+
+    usable: bool
+    cause: str = ""
+    fix: str = ""
+
+
+def _with_all(terms: list[str], include: str | None, ending: str) -> str:
+    """The record with the relay's include and `ending` (-all): the suggested fix."""
+    kept = [t for t in terms[1:] if not t.lstrip("+-~?").startswith("all")]
+    if include and f"include:{include}" not in kept:
+        kept.append(f"include:{include}")
+    return " ".join(["v=spf1", *kept, ending])
+
+
+def spf(lookup: Lookup, domain: str, relay_host: str | None = None) -> tuple[Check, Spf]:
+    """The SPF record of a domain: is there exactly one usable record, does it name the
+    relay (a known provider's include), and does it end in -all or ~all."""
     name = f"spf {domain}"
+    include = relay_include(relay_host)
     records = [t for t in lookup.txt(domain) if t.lower().startswith("v=spf1")]
-    example = f'publish one TXT record at {domain} such as "v=spf1 mx include:<your relay> -all"'
     if not records:
-        return fail(name, "no SPF record", example), False
+        example = f'"v=spf1 include:{include} -all"' if include else '"v=spf1 mx -all"'
+        fix = f"publish one TXT record at {domain}: {example}" + (
+            "" if include else " (mx, or the servers that send for it, e.g. a:<your relay>)"
+        )
+        return fail(name, "no SPF record", fix), Spf(False, f"{domain} has no SPF record", fix)
     if len(records) > 1:
+        fix = f"merge them into one TXT record at {domain}"
+        cause = f"{domain} has {len(records)} SPF records (a permanent error)"
         return fail(
-            name,
-            f"{len(records)} SPF records (receivers treat that as an error)",
-            f"merge them into one TXT record at {domain}",
-        ), False
+            name, f"{len(records)} SPF records (receivers treat that as an error)", fix
+        ), Spf(False, cause, fix)
     record = records[0]
     terms = record.lower().split()
     if "+all" in terms or "all" in terms:
+        fix = f'end the record with -all: "{_with_all(terms, include, "-all")}"'
+        return fail(name, f"{record!r} lets anyone send as {domain}", fix), Spf(
+            False, f"{domain}'s SPF record passes anyone (+all)", fix
+        )
+    ending = next((t for t in terms if t.lstrip("+-~?") == "all"), None)
+    redirect = next((t.partition("=")[2] for t in terms if t.startswith("redirect=")), None)
+    named = {t.partition(":")[2] for t in terms if t.startswith(("include:", "+include:"))}
+    if include and include not in named and redirect != include:
+        fix = f'add include:{include}: "{_with_all(terms, include, ending or "-all")}"'
+        if ending == "-all":
+            outcome = "fail (-all): receivers may refuse the digests"
+        elif ending == "~all":
+            outcome = "softfail (~all): digests land in spam or are refused under DMARC"
+        else:
+            outcome = "neutral: SPF never passes for them"
         return fail(
-            name, f"{record!r} lets anyone send as {domain}", "end the record with -all (or ~all)"
-        ), False
-    if not any(t.endswith("all") for t in terms) and not any(
-        t.startswith("redirect=") for t in terms
-    ):
-        return warn(name, f"{record!r} has no 'all' rule", "end the record with -all or ~all"), True
-    if "?all" in terms:
-        return warn(name, f"{record!r} is neutral (?all)", "end the record with -all or ~all"), True
-    return ok(name, record), True
+            name,
+            f"{record!r} does not name your relay {relay_host} (include:{include}): its mail "
+            f"gets {outcome}",
+            fix,
+        ), Spf(False, f"{domain}'s SPF record does not include {include}", fix)
+    if ending is None and redirect is None:
+        fix = f'end the record with -all: "{_with_all(terms, include, "-all")}"'
+        return warn(name, f"{record!r} has no 'all' rule", fix), Spf(True)
+    if ending == "?all":
+        fix = f'end the record with -all: "{_with_all(terms, include, "-all")}"'
+        return warn(name, f"{record!r} is neutral (?all)", fix), Spf(True)
+    if ending == "~all":
+        return ok(name, f"{record} (~all: other senders' mail is marked, not refused)"), Spf(True)
+    return ok(name, record), Spf(True)
 
 
 @dataclass(frozen=True)
@@ -209,32 +281,52 @@ def dkim(lookup: Lookup, selector: str | None, domain: str) -> tuple[Check, bool
 
 
 def alignment(
-    from_domain: str, envelope_domain: str, policy: Dmarc | None, spf_ok: bool, dkim_ok: bool
+    from_domain: str, envelope_domain: str, policy: Dmarc | None, envelope_spf: Spf, dkim_ok: bool
 ) -> Check:
-    """DMARC passes only if SPF (for the envelope domain) or DKIM aligns with the From domain."""
+    """DMARC passes only if SPF (for the envelope domain) or DKIM aligns with the From
+    domain. The domains' alignment (relaxed: same organization; strict: the same name) and
+    the envelope's SPF record are told apart, so the cause named is the real one and the
+    fix is what would change the answer."""
     name = f"alignment {from_domain}"
     aspf = policy.aspf if policy else "r"
     adkim = policy.adkim if policy else "r"
     if aspf == "s":
-        spf_aligned = envelope_domain == from_domain
+        domains_align = envelope_domain == from_domain
     else:
-        spf_aligned = org_domain(envelope_domain) == org_domain(from_domain)
-    spf_aligned = spf_aligned and spf_ok
-    seen = []
-    seen.append(
-        f"SPF {'aligned' if spf_aligned else 'not aligned'} "
-        f"(envelope {envelope_domain}, aspf={aspf})"
-    )
-    seen.append(f"DKIM {'aligned' if dkim_ok else 'not checked or missing'} (adkim={adkim})")
-    detail = "; ".join(seen)
+        domains_align = org_domain(envelope_domain) == org_domain(from_domain)
+    spf_aligned = domains_align and envelope_spf.usable
+    if spf_aligned:
+        spf_seen = f"SPF aligned (envelope {envelope_domain}, aspf={aspf})"
+    elif domains_align:
+        spf_seen = (
+            f"SPF cannot pass: {envelope_spf.cause} (the envelope {envelope_domain} aligns"
+            f" with {from_domain}, aspf={aspf})"
+        )
+    else:
+        why = (
+            "not the same name"
+            if aspf == "s" and org_domain(envelope_domain) == org_domain(from_domain)
+            else "another organization"
+        )
+        spf_seen = f"SPF not aligned (envelope {envelope_domain}, aspf={aspf}: {why})"
+    dkim_seen = f"DKIM {'aligned' if dkim_ok else 'not checked or missing'} (adkim={adkim})"
+    detail = f"{spf_seen}; {dkim_seen}"
     if spf_aligned or dkim_ok:
         return ok(name, detail)
-    return fail(
-        name,
-        detail + ": DMARC fails for every digest",
-        f"send bounces to an address at {from_domain} (or a subdomain with aspf=r), "
-        "or sign with DKIM for the From domain and set DIGESTD_DKIM_SELECTOR",
-    )
+    if domains_align:
+        fix = envelope_spf.fix + " (or sign with DKIM for the From domain)"
+    elif aspf == "s" and org_domain(envelope_domain) == org_domain(from_domain):
+        fix = (
+            f"set aspf=r in the DMARC record of {policy.found_at if policy else from_domain},"
+            f" or send bounces to an address at exactly {from_domain}"
+        )
+    else:
+        fix = (
+            f"send bounces to an address at {from_domain} or one of its subdomains"
+            " (DIGESTD_BOUNCE_ADDRESS), or sign with DKIM for the From domain and set"
+            " DIGESTD_DKIM_SELECTOR"
+        )
+    return fail(name, detail + ": DMARC fails for every digest", fix)
 
 
 def mx(lookup: Lookup, domain: str, role: str) -> Check:
@@ -263,6 +355,7 @@ def check_domains(
     bounce_domain: str | None,
     dkim_selector: str | None,
     signing: Callable[[Lookup], tuple[list[Check], bool]] | None = None,
+    relay_host: str | None = None,
 ) -> list[Check]:
     """Every DNS check for the From domain and, when different, the bounce domain.
     `signing`: when digestd signs itself, the DKIM checks of its keys (doctor.dkim) and
@@ -278,10 +371,13 @@ def check_domains(
     envelope = bounce_domain or from_domain
     try:
         checks: list[Check] = []
-        spf_check, spf_ok = spf(lookup, from_domain)
+        # The relay's include matters where receivers check SPF: the envelope's domain.
+        spf_check, envelope_spf = spf(
+            lookup, from_domain, relay_host if envelope == from_domain else None
+        )
         checks.append(spf_check)
         if envelope != from_domain:
-            spf_check, spf_ok = spf(lookup, envelope)
+            spf_check, envelope_spf = spf(lookup, envelope, relay_host)
             checks.append(spf_check)
         dmarc_check, policy = dmarc(lookup, from_domain)
         checks.append(dmarc_check)
@@ -291,7 +387,7 @@ def check_domains(
         else:
             dkim_checks, dkim_ok = signing(lookup)
             checks += dkim_checks
-        checks.append(alignment(from_domain, envelope, policy, spf_ok, dkim_ok))
+        checks.append(alignment(from_domain, envelope, policy, envelope_spf, dkim_ok))
         checks.append(mx(lookup, from_domain, "replies"))
         if envelope != from_domain:
             checks.append(mx(lookup, envelope, "bounces"))

@@ -44,6 +44,7 @@ def run_doctor(
         bounce_domain if bounce_domain != from_domain else None,
         s.dkim_selector,
         _signing(s, from_domain) if s.dkim_key_file else None,
+        relay_host=s.smtp_host,
     )
     return checks
 

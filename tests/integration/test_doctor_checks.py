@@ -88,3 +88,51 @@ def test_starttls_configured_but_not_offered(smtp_server: SmtpTestServer) -> Non
     plain = verdicts(asyncio.run(check_smtp(replace(settings, smtp_tls="none"))))
     assert plain["smtp pipelining"] == "warn" and plain["smtp size"] == "ok"
     assert smtp_server.messages == []  # the doctor never sends
+
+
+def test_spf_names_the_real_cause_and_the_fix_that_changes_it(dns_server: DnsTestServer) -> None:
+    lookup = dns.Lookup(dns_server.address)
+    relay = "smtp.sendgrid.net"
+
+    def run(bounce_spf: str | None, aspf: str = "r") -> dict:
+        found = [
+            txt(FROM, "v=spf1 mx -all"),
+            txt(f"_dmarc.{ORG}", f"v=DMARC1; p=reject; aspf={aspf}"),
+        ]
+        if bounce_spf:
+            found.append(txt(BOUNCES, bounce_spf))
+        dns_server.set(zone(*found))
+        checks = dns.check_domains(lookup, FROM, BOUNCES, None, relay_host=relay)
+        return {c.name: c for c in checks}
+
+    # A missing record at the (aligned) bounce subdomain: named, and the fix publishes one.
+    missing = run(None)
+    align = missing[f"alignment {FROM}"]
+    assert align.status == "fail"
+    assert f"SPF cannot pass: {BOUNCES} has no SPF record" in align.detail
+    assert align.fix.startswith(
+        f'publish one TXT record at {BOUNCES}: "v=spf1 include:sendgrid.net -all"'
+    )
+    assert "send bounces" not in align.fix
+
+    # The wrong include: the relay is not named, and ~all vs -all says what happens to it.
+    soft = run("v=spf1 include:relay.example ~all")[f"spf {BOUNCES}"]
+    assert soft.status == "fail" and "include:sendgrid.net" in soft.detail
+    assert "softfail (~all)" in soft.detail
+    assert (
+        soft.fix
+        == 'add include:sendgrid.net: "v=spf1 include:relay.example include:sendgrid.net ~all"'
+    )
+    hard = run("v=spf1 include:relay.example -all")[f"spf {BOUNCES}"]
+    assert "fail (-all)" in hard.detail
+    # The printed fix is what changes the answer: with it, SPF and alignment pass.
+    fixed = run("v=spf1 include:relay.example include:sendgrid.net ~all")
+    assert fixed[f"spf {BOUNCES}"].status == "ok" and "~all" in fixed[f"spf {BOUNCES}"].detail
+    assert fixed[f"alignment {FROM}"].status == "ok"
+    # The From domain's own record is not asked for the relay (bounces use another domain).
+    assert fixed[f"spf {FROM}"].status == "ok"
+
+    # Strict alignment within one organization: the fix is aspf=r or the exact domain.
+    strict = run("v=spf1 include:sendgrid.net -all", aspf="s")[f"alignment {FROM}"]
+    assert strict.status == "fail" and "not the same name" in strict.detail
+    assert strict.fix.startswith(f"set aspf=r in the DMARC record of {ORG}")

@@ -6,10 +6,9 @@ import asyncio
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from digestd.cli.common import console, fail, first_line
+from digestd.cli.tables import Column, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -30,12 +29,16 @@ def register(app: typer.Typer) -> None:
             result = asyncio.run(run_demo(Path.cwd(), database))
         except Exception as exc:
             fail(f"demo: {first_line(exc)}")
-        table = Table("subscriber", "papers", "top paper", "status", title="digestd demo")
-        for row in result.rows:
-            table.add_row(
-                escape(row.email), str(row.papers), escape(row.top_paper[:70]), escape(row.status)
-            )
-        console.print(table)
+        console.print("digestd demo", style="bold", highlight=False)
+        print_table(
+            [
+                Column("subscriber", keep=True),
+                Column("status", keep=True),
+                Column("papers", keep=True, right=True),
+                Column("top paper", wrap=True, priority=1),
+            ],
+            [[row.email, row.status, str(row.papers), row.top_paper] for row in result.rows],
+        )
         where = (
             result.outbox.relative_to(Path.cwd())
             if result.outbox.is_relative_to(Path.cwd())

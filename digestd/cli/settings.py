@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from digestd.cli.common import console, get_context, print_json
+from digestd.cli.common import get_context, print_json
 from digestd.cli.groups import Group
+from digestd.cli.tables import Column, print_table
 from digestd.core.config import PARSERS
 
 app = typer.Typer(cls=Group, help="Settings (DIGESTD_* variables and .env).", no_args_is_help=True)
@@ -22,8 +22,8 @@ def show_cmd(
     if as_json:
         print_json(values)
         return
-    table = Table("variable", "value")
+    rows = []
     for var, (name, _parse) in PARSERS.items():
         value = values.get(name)
-        table.add_row(var, "" if value is None else str(value))
-    console.print(table)
+        rows.append([var, "" if value is None else str(value)])
+    print_table([Column("variable", keep=True), Column("value", keep=True, wrap=True)], rows)

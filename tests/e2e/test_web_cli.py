@@ -76,3 +76,23 @@ def test_digestd_web_says_in_one_line_when_the_port_is_taken(tmp_path: Path) -> 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0]
     assert "listening" not in result.stdout  # never announced: the port was checked first
+
+
+def test_digestd_run_checks_the_web_port_before_it_says_it_runs(tmp_path: Path) -> None:
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
+    from tests.support.daemon import DaemonProcess, daemon_env
+
+    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    AppContext(Settings(database_url=url)).migrate()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        daemon = DaemonProcess(daemon_env(url, 9, DIGESTD_LISTEN=f"127.0.0.1:{port}"))
+        try:
+            assert daemon.wait(timeout=60) == 1
+        finally:
+            daemon.stop()
+    assert f"cannot listen on 127.0.0.1:{port}" in daemon.output
+    assert "digestd running" not in daemon.output and "Traceback" not in daemon.output

@@ -115,19 +115,19 @@ def _table(
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    raw_id: str = typer.Argument(..., metavar="ID", help="The delivery's id (deliveries list)."),
+    delivery_id: int = typer.Argument(
+        ..., metavar="ID", help="The delivery's id (deliveries list)."
+    ),
     wide: bool = typer.Option(False, "--wide", help="Papers with their links, one line each."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
 ) -> None:
     """Everything about one delivery: times, attempts, replies (SMTP and what came back by
     mail), Message-ID, papers."""
-    if not raw_id.strip().isdigit():
-        usage(f"delivery id must be a number, got {raw_id!r}")
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
-        found = deliveries.get(session, int(raw_id))
+        found = deliveries.get(session, delivery_id)
         if found is None:
-            fail(f"no delivery {raw_id.strip()}")
+            fail(f"no delivery {delivery_id}")
         papers = deliveries.carried_papers(session, found.id)
         came_back = [
             inbound_store.inbound_dict(row, found.email)

@@ -49,11 +49,8 @@ def _short(iso: str | None) -> str:
     return short_time(datetime.fromisoformat(iso) if iso else None)
 
 
-def _source_id(raw: str) -> int:
-    # Ids arrive as text so a typo gives one line (exit 2, a usage error) naming the id.
-    if not raw.strip().isdigit():
-        usage(f"source id must be a number, got {raw!r}")
-    return int(raw)
+# A source's id: a number (a typo is the parser's usage error, exit 2, naming the value).
+IdArg = typer.Argument(..., metavar="ID", help="The source's id (sources list).")
 
 
 def source_dict(source: Source, recent: int | None = None) -> dict[str, Any]:
@@ -128,7 +125,7 @@ def _reach(url: str, allow_private: bool) -> str:
 @app.command("set")
 def set_(
     ctx: typer.Context,
-    raw_id: str = typer.Argument(..., metavar="ID"),
+    source_id: int = IdArg,
     allow_private: bool | None = typer.Option(
         None,
         "--allow-private/--public-only",
@@ -143,7 +140,6 @@ def set_(
     ),
 ) -> None:
     """Change a source's settings: where it may connect, how often it is fetched."""
-    source_id = _source_id(raw_id)
     if allow_private is None and interval is None:
         usage("nothing to change: give --interval MINUTES, --allow-private or --public-only")
     app_ctx = get_context(ctx)
@@ -172,19 +168,18 @@ def set_(
 
 
 @app.command("disable")
-def disable(ctx: typer.Context, raw_id: str = typer.Argument(..., metavar="ID")) -> None:
+def disable(ctx: typer.Context, source_id: int = IdArg) -> None:
     """Stop fetching a source; its entries stay (and keep being mailed)."""
-    _set_enabled(ctx, raw_id, False)
+    _set_enabled(ctx, source_id, False)
 
 
 @app.command("enable")
-def enable(ctx: typer.Context, raw_id: str = typer.Argument(..., metavar="ID")) -> None:
+def enable(ctx: typer.Context, source_id: int = IdArg) -> None:
     """Fetch a disabled source again (due at once)."""
-    _set_enabled(ctx, raw_id, True)
+    _set_enabled(ctx, source_id, True)
 
 
-def _set_enabled(ctx: typer.Context, raw_id: str, enabled: bool) -> None:
-    source_id = _source_id(raw_id)
+def _set_enabled(ctx: typer.Context, source_id: int, enabled: bool) -> None:
     app_ctx = get_context(ctx)
     try:
         with session_scope(app_ctx.engine) as session:
@@ -199,11 +194,10 @@ def _set_enabled(ctx: typer.Context, raw_id: str, enabled: bool) -> None:
 @app.command("rename")
 def rename(
     ctx: typer.Context,
-    raw_id: str = typer.Argument(..., metavar="ID"),
+    source_id: int = IdArg,
     name: str = typer.Argument(..., metavar="NAME", help="The new display name."),
 ) -> None:
     """Give a source a display name (shown in lists and stats)."""
-    source_id = _source_id(raw_id)
     app_ctx = get_context(ctx)
     try:
         with session_scope(app_ctx.engine) as session:
@@ -281,9 +275,8 @@ def _status(row: dict[str, Any]) -> str:
 
 
 @app.command("remove")
-def remove(ctx: typer.Context, raw_id: str = typer.Argument(..., metavar="ID")) -> None:
+def remove(ctx: typer.Context, source_id: int = IdArg) -> None:
     """Remove a source; entries already stored stay (they may have been mailed)."""
-    source_id = _source_id(raw_id)
     app_ctx = get_context(ctx)
     try:
         with session_scope(app_ctx.engine) as session:
@@ -297,7 +290,7 @@ def remove(ctx: typer.Context, raw_id: str = typer.Argument(..., metavar="ID")) 
 @app.command("fetch")
 def fetch(
     ctx: typer.Context,
-    source_ids: list[str] = typer.Argument(None, metavar="[ID]...", help="Default: all enabled."),
+    source_ids: list[int] = typer.Argument(None, metavar="[ID]...", help="Default: all enabled."),
     as_json: bool = JsonOpt,
     wide: bool = typer.Option(False, "--wide", help="Every column on one line a source."),
     quiet: bool = QuietOpt,
@@ -306,7 +299,7 @@ def fetch(
     from digestd.ingest.run import fetch_sources
 
     app_ctx = get_context(ctx)
-    ids = [_source_id(raw) for raw in source_ids or []]
+    ids = list(source_ids or [])
     if ids:
         try:
             with session_scope(app_ctx.engine) as session:

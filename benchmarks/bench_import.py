@@ -18,7 +18,6 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.pg_schema import private_schema_url  # noqa: E402
 from digestd.core.config import Settings  # noqa: E402
 from digestd.core.context import AppContext  # noqa: E402
-from digestd.core.db import session_scope  # noqa: E402
-from digestd.subscribers.csv_io import COLUMNS, export_csv, import_csv  # noqa: E402
+from digestd.subscribers.csv_io import COLUMNS  # noqa: E402
+from digestd.subscribers.importing import ImportOptions, export, import_file  # noqa: E402
 
 ZONES = ["UTC", "Europe/Berlin", "Asia/Tokyo", "America/New_York", "America/Sao_Paulo"]
 CATS = ["cs.CL", "cs.LG", "cs.AI", "cs.CV", "stat.ML"]
@@ -63,19 +62,16 @@ def write_csv(path: Path, n: int) -> None:
 def run(label: str, url: str, path: Path, n: int) -> None:
     ctx = AppContext(settings=Settings(database_url=url), actor="bench")
     ctx.migrate()
-    now = datetime.now(UTC)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    with session_scope(ctx.engine) as session:
-        report = import_csv(session, path, actor="bench", now=now)
+    report = import_file(ctx, path, ImportOptions(batch_size=1000))
     elapsed = time.perf_counter() - started
     # ru_maxrss is the process's high-water mark (KiB on Linux): tracemalloc would slow
     # the import several times over, so the peak is read from the kernel instead.
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = io.StringIO()
     t0 = time.perf_counter()
-    with session_scope(ctx.engine) as session:
-        exported = export_csv(session, out)
+    exported = export(ctx, out)
     export_s = time.perf_counter() - t0
     assert report.added == n == exported, (report, exported)
     print(

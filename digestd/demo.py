@@ -152,7 +152,6 @@ async def run_demo(workdir: Path, database: Path | None = None) -> DemoResult:
 
 def _import_subscribers(ctx: AppContext, csv_path: Path) -> None:
     """The demo subscribers, through the same importer as `digestd subscribers import`."""
-    from digestd.subscribers.csv_io import import_csv
+    from digestd.subscribers.importing import ImportOptions, import_file
 
-    with session_scope(ctx.engine) as session:
-        import_csv(session, csv_path, actor=ctx.actor, now=ctx.now(), update_existing=True)
+    import_file(ctx, csv_path, ImportOptions(update_existing=True))

@@ -18,7 +18,8 @@ from digestd.core.context import AppContext
 from digestd.core.db import redact_url
 from digestd.core.logs import configure_logging
 from digestd.core.models import Subscriber
-from digestd.subscribers.lifecycle import InvalidInput, get_by_email
+from digestd.subscribers.preferences import InvalidInput
+from digestd.subscribers.queries import by_email
 
 console = Console()
 err_console = Console(stderr=True)
@@ -92,7 +93,7 @@ def get_context(
 def find_subscriber(session: Session, email: str) -> Subscriber:
     """The subscriber with this address, or one line and exit 1 (bad address or unknown)."""
     try:
-        sub = get_by_email(session, email)
+        sub = by_email(session, email)
     except InvalidInput as exc:
         fail(str(exc))
     if sub is None:

@@ -15,7 +15,7 @@ from digestd.core.statuses import SubscriberStatus
 from digestd.delivery import compose, digests
 from digestd.delivery.deliveries import message_id_domain
 from digestd.mail.render import Renderer, TemplateProblem, digest_subject, paper_fields
-from digestd.subscribers.lifecycle import subscriber_dict
+from digestd.subscribers.queries import subscriber_dict
 
 # eml: the whole message as it would be handed to the SMTP server (without DKIM).
 FORMATS = ("html", "text", "json", "eml")

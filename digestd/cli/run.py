@@ -198,7 +198,7 @@ def register(app: typer.Typer) -> None:
             return
         wanted = None
         if emails:
-            from digestd.subscribers.lifecycle import InvalidInput, normalize_email
+            from digestd.subscribers.preferences import InvalidInput, normalize_email
 
             try:
                 wanted = [normalize_email(e) for e in emails]

@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import DownloadColumn, MofNCompleteColumn
 from rich.table import Table
-from sqlmodel import col, select
 
-from digestd.cli.common import (
-    console,
-    err_console,
-    fail,
-    find_subscriber,
-    get_context,
-    print_json,
-    print_json_stream,
-)
+from digestd.cli import subscribers_csv
+from digestd.cli.common import console, fail, get_context, print_json, print_json_stream
 from digestd.cli.groups import Group
-from digestd.cli.progress import CountingWriter, QuietOpt, progress_bar
-from digestd.core.db import session_scope
-from digestd.core.models import Event, Subscriber
-from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
-from digestd.subscribers import lifecycle as subs
-from digestd.subscribers import votes
-from digestd.subscribers.csv_io import ImportRejected, export_csv, import_csv
-from digestd.subscribers.lifecycle import (
-    InvalidInput,
-    Preferences,
-    SubscriberExists,
-    add_subscriber,
-    count_by_status,
-    count_matching,
-    forget,
-    list_page,
-    revoke_links,
-    subscriber_dict,
-    update_preferences,
-)
+from digestd.core.statuses import Move, SubscriberStatus, parse_subscriber_status
+from digestd.subscribers import listing, manage, signup
+from digestd.subscribers.listing import RECENT_EVENTS
+from digestd.subscribers.manage import ByEmail
+from digestd.subscribers.preferences import InvalidInput
+from digestd.subscribers.votes import parse_refs
 
 app = typer.Typer(cls=Group, help="Manage subscribers and their preferences.", no_args_is_help=True)
-
-RECENT_EVENTS = 20
 
 # Options shared by `add` and `update`. Values arrive as text and are validated by the
 # service, so a bad value gives one line and exit 1 (not click's multi-line usage error).
@@ -118,33 +88,8 @@ def add_cmd(
         max_items=max_items,
         format=fmt,
     )
-    status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
-    now = app_ctx.now()
     try:
-        with session_scope(app_ctx.engine) as session:
-            try:
-                prefs = Preferences(**changes)
-                sub = add_subscriber(
-                    session, email, prefs, status=status, actor=app_ctx.actor, now=now
-                )
-                verb = "added"
-            except SubscriberExists as exc:
-                sub = exc.subscriber
-                if sub.status not in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
-                    fail(f"{exc}; use `digestd subscribers update` to change it")
-                if sub.status == SubscriberStatus.UNSUBSCRIBED and not confirmed:
-                    # Never switch an unsubscribed address back on by accident.
-                    fail(
-                        f"{sub.email} is {sub.status}; add --confirmed to subscribe it again "
-                        "(only with the person's consent)"
-                    )
-                update_preferences(session, sub, changes, actor=app_ctx.actor, now=now)
-                # The person agreed again (--confirmed): subscribed and confirmed at once.
-                # A bounced address is refused here: only `lift` reopens it.
-                subs.subscribe(session, sub, actor=app_ctx.actor, now=now, reason="re-added")
-                subs.confirm(session, sub, actor=app_ctx.actor, now=now, reason="re-added")
-                verb = "re-subscribed"
-            result = subscriber_dict(sub)
+        verb, result = signup.add_by_admin(app_ctx, email, changes, confirmed=confirmed)
     except InvalidInput as exc:
         fail(str(exc))
     console.print(
@@ -181,21 +126,13 @@ def list_cmd(
     wanted = _status_filter(status)
     text = search.strip() if search else None
     app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
-        if as_json:
-            print_json_stream(
-                subscriber_dict(sub) for sub in _pages(session, text, wanted, after, limit)
-            )
-            return
-        subs = list_page(session, search=text, status=wanted, after_id=after, limit=limit or PAGE)
-        matching = count_matching(session, search=text, status=wanted)
-        remaining = (
-            count_matching(session, search=text, status=wanted, after_id=after)
-            if after
-            else matching
+    if as_json:
+        print_json_stream(
+            listing.every(app_ctx, search=text, status=wanted, after=after, limit=limit)
         )
-        before = matching - remaining  # rows on earlier pages
-        rows = [subscriber_dict(sub) for sub in subs]
+        return
+    found = listing.page(app_ctx, search=text, status=wanted, after=after, limit=limit or PAGE)
+    rows, matching, before = found.rows, found.matching, found.before
     console.print(_subscriber_table(rows), width=min(console.width, 80))
     what = f"{matching:,} subscriber{'s' if matching != 1 else ''}"
     if text:
@@ -213,24 +150,6 @@ def list_cmd(
         if limit:
             more += f" --limit {limit}"
         console.print(f"next page: {escape(more)}", highlight=False, soft_wrap=True)
-
-
-def _pages(
-    session: Any, text: str | None, status: str | None, after: int, limit: int | None
-) -> Iterator[Subscriber]:
-    """Matching subscribers page by page (bounded memory), at most `limit` if given."""
-    left = limit
-    while left is None or left > 0:
-        size = PAGE * 20 if left is None else min(left, PAGE * 20)
-        page = list_page(session, search=text, status=status, after_id=after, limit=size)
-        if not page:
-            return
-        yield from page
-        after = page[-1].id or after
-        if left is not None:
-            left -= len(page)
-        if len(page) < size:
-            return
 
 
 def _subscriber_table(rows: list[dict[str, Any]]) -> Table:
@@ -263,44 +182,30 @@ def show_cmd(
 ) -> None:
     """Show one subscriber with their recent audit events."""
     app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
-        sub = find_subscriber(session, email)
-        data = subscriber_dict(sub)
-        rows = session.exec(
-            select(Event)
-            .where(Event.subscriber_id == sub.id)
-            .order_by(col(Event.created_at).desc(), col(Event.id).desc())
-            .limit(RECENT_EVENTS)
-        ).all()
-        events: list[dict[str, Any]] = [
-            {
-                "action": e.action,
-                "actor": e.actor,
-                "at": e.created_at.isoformat(),
-                "detail": e.detail,
-            }
-            for e in rows
-        ]
-        assert sub.id is not None
-        voted: list[dict[str, str]] = [
-            {
-                "paper": v.paper_id,
-                "title": v.title,
-                "vote": "like" if v.interest else votes.direction_name(v.value),
-                "at": v.created_at.isoformat(),
-            }
-            for v in votes.listing(session, sub.id)
-        ]
+    try:
+        shown = listing.show(app_ctx, email)
+    except InvalidInput as exc:
+        fail(str(exc))
     if as_json:
-        print_json({"subscriber": data, "events": events, "votes": voted})
+        print_json(shown)
         return
+    data = shown["subscriber"]
+    events, voted = shown["events"], shown["votes"]
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in data.items():
-        shown = ",".join(value) if isinstance(value, list) else ("" if value is None else value)
-        table.add_row(key, escape(str(shown)))
+        if key == "consent":
+            continue
+        cell = ",".join(value) if isinstance(value, list) else ("" if value is None else value)
+        table.add_row(key, escape(str(cell)))
     console.print(table)
+    consent = Table(title="consent", show_header=False, box=None)
+    consent.add_column(style="bold")
+    consent.add_column(overflow="fold")
+    for key, value in data["consent"].items():
+        consent.add_row(key, escape("" if value is None else str(value)))
+    console.print(consent)
     history = Table(title=f"recent events (newest first, up to {RECENT_EVENTS})")
     for header in ("at", "action", "actor", "detail"):
         history.add_column(header, overflow="fold")
@@ -355,27 +260,18 @@ def update_cmd(
     )
     if not changes and like is None and unlike is None:
         fail("nothing to update: give at least one option (see --help)")
-    liked: list[str] = []
     try:
-        with session_scope(app_ctx.engine) as session:
-            sub = find_subscriber(session, email)
-            now = app_ctx.now()
-            diff = update_preferences(session, sub, changes, actor=app_ctx.actor, now=now)
-            shown = sub.email
-            assert sub.id is not None
-            added = removed = 0
-            if like is not None:
-                added = votes.like(
-                    session, sub.id, votes.find_papers(session, votes.parse_refs(like)), now=now
-                )
-            if unlike is not None:
-                removed = votes.unlike(
-                    session, sub.id, votes.find_papers(session, votes.parse_refs(unlike))
-                )
-            if like is not None or unlike is not None:
-                liked = [v.paper_id for v in votes.interests(session, sub.id)]
+        done = manage.update(
+            app_ctx,
+            ByEmail(email),
+            changes,
+            like=parse_refs(like) if like is not None else None,
+            unlike=parse_refs(unlike) if unlike is not None else None,
+        )
     except (InvalidInput, ValueError) as exc:  # votes.UnknownPaper is a ValueError
         fail(str(exc))
+    diff, added, removed, shown = done.diff, done.liked_added, done.liked_removed, done.email
+    liked = list(done.liked or ())
     messages = []
     if diff:
         summary = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in diff.items())
@@ -390,20 +286,18 @@ def update_cmd(
     console.print(f"updated {escape(shown)}: {escape('; '.join(messages))}", highlight=False)
 
 
-def _change_status(ctx: typer.Context, email: str, move: subs.Transition, verb: str) -> None:
+def _change_status(ctx: typer.Context, email: str, move: Move, verb: str) -> None:
     """Apply one transition from the CLI: its result, or its one-line refusal."""
-    app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
-        sub = find_subscriber(session, email)
-        try:
-            changed = move(session, sub, actor=app_ctx.actor, now=app_ctx.now(), reason="admin")
-        except subs.TransitionError as exc:
-            fail(str(exc))
-        shown, status = sub.email, sub.status
-    if changed:
-        console.print(f"{escape(shown)} is now {status}", highlight=False)
+    try:
+        done = manage.change_status(get_context(ctx), ByEmail(email), move)
+    except InvalidInput as exc:
+        fail(str(exc))
+    if done.changed:
+        console.print(f"{escape(done.email)} is now {done.status}", highlight=False)
     else:
-        console.print(f"{escape(shown)} is already {status} (nothing to {verb})", highlight=False)
+        console.print(
+            f"{escape(done.email)} is already {done.status} (nothing to {verb})", highlight=False
+        )
 
 
 @app.command("suspend")
@@ -411,7 +305,7 @@ def suspend_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Stop sending to a subscriber for now (resume undoes it)."""
-    _change_status(ctx, email, subs.suspend, "suspend")
+    _change_status(ctx, email, Move.SUSPEND, "suspend")
 
 
 @app.command("resume")
@@ -419,7 +313,7 @@ def resume_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Undo suspend: active again (pending if they never confirmed)."""
-    _change_status(ctx, email, subs.resume, "resume")
+    _change_status(ctx, email, Move.RESUME, "resume")
 
 
 @app.command("confirm")
@@ -427,7 +321,7 @@ def confirm_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Confirm a pending address for the person (only with their consent)."""
-    _change_status(ctx, email, subs.confirm, "confirm")
+    _change_status(ctx, email, Move.CONFIRM, "confirm")
 
 
 @app.command("lift")
@@ -435,15 +329,10 @@ def lift_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Lift a suppression (a bounce or a spam complaint): mail may go there again."""
-    from digestd.subscribers.bounce_policy import lift_suppression
-
-    app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
-        sub = find_subscriber(session, email)
-        try:
-            said = lift_suppression(session, sub, actor=app_ctx.actor, now=app_ctx.now())
-        except InvalidInput as exc:
-            fail(str(exc))
+    try:
+        said = manage.lift(get_context(ctx), email)
+    except InvalidInput as exc:
+        fail(str(exc))
     console.print(escape(said), highlight=False)
 
 
@@ -452,11 +341,11 @@ def revoke_links_cmd(
     ctx: typer.Context, email: str = typer.Argument(..., help="The subscriber's address.")
 ) -> None:
     """Invalidate every confirm/unsubscribe/preferences link mailed so far (e.g. a leaked mail)."""
-    app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
-        sub = find_subscriber(session, email)
-        version = revoke_links(session, sub, actor=app_ctx.actor, now=app_ctx.now())
-        shown = sub.email
+    try:
+        version = manage.revoke_links(get_context(ctx), ByEmail(email))
+    except InvalidInput as exc:
+        fail(str(exc))
+    shown = email.strip()
     console.print(f"every earlier link of {escape(shown)} is revoked (version {version})")
 
 
@@ -473,125 +362,24 @@ def remove_cmd(
 ) -> None:
     """Unsubscribe (the record stays so the address is never mailed again), or --forget it."""
     app_ctx = get_context(ctx)
-    with session_scope(app_ctx.engine) as session:
-        sub = find_subscriber(session, email)
-        shown = sub.email
+    try:
         if forget_:
-            event = forget(session, sub, actor=app_ctx.actor, now=app_ctx.now())
-            counts = event.detail
+            gone = manage.forget(app_ctx, ByEmail(email))
             message = (
-                f"forgot {escape(shown)}: deleted the subscriber, "
-                f"{counts['deliveries_deleted']} deliveries, {counts['events_deleted']} events "
-                f"and {counts.get('votes_deleted', 0)} votes"
+                f"forgot {escape(gone.email)}: deleted the subscriber, {gone.deliveries} "
+                f"deliveries, {gone.events} events and {gone.votes} votes"
             )
-        elif subs.unsubscribe(session, sub, actor=app_ctx.actor, now=app_ctx.now(), way="admin"):
-            message = f"unsubscribed {escape(shown)} (kept so it is not mailed again)"
         else:
-            message = f"{escape(shown)} is already {sub.status}; no digest goes there"
+            done = manage.unsubscribe(app_ctx, ByEmail(email), way="admin")
+            shown = escape(done.email or email.strip())
+            message = (
+                f"unsubscribed {shown} (kept so it is not mailed again)"
+                if done.changed
+                else f"{shown} is already {done.status}; no digest goes there"
+            )
+    except InvalidInput as exc:
+        fail(str(exc))
     console.print(message, highlight=False)
 
 
-@app.command("import")
-def import_cmd(
-    ctx: typer.Context,
-    file: Path = typer.Argument(
-        ..., help="CSV with an email column; any columns of `export`; Mailchimp/listmonk exports."
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
-    update_existing: bool = typer.Option(
-        False, "--update-existing", help="Update known addresses instead of rejecting them."
-    ),
-    ignore_unknown_columns: bool = typer.Option(
-        False, "--ignore-unknown-columns", help="Skip columns digestd does not know."
-    ),
-    raw: bool = typer.Option(
-        False,
-        "--raw",
-        help="Take cells as they are (a file from `export --raw`); without it the `'` that "
-        "`export` puts before formula-like cells is removed.",
-    ),
-    quiet: bool = QuietOpt,
-) -> None:
-    """Import subscribers from CSV: all rows or none; every bad row is listed by line."""
-    if not file.is_file():
-        fail(f"{file}: no such file")
-    app_ctx = get_context(ctx)
-    total = file.stat().st_size
-    progress = progress_bar("importing", DownloadColumn(), quiet=quiet)
-    task = progress.add_task("import", total=total)
-    try:
-        with progress, session_scope(app_ctx.engine) as session:
-            report = import_csv(
-                session,
-                file,
-                actor=app_ctx.actor,
-                now=app_ctx.now(),
-                update_existing=update_existing,
-                ignore_unknown_columns=ignore_unknown_columns,
-                dry_run=dry_run,
-                batch_size=app_ctx.settings.batch_size if app_ctx.settings.batch_size > 1 else 1000,
-                on_bytes=lambda n: progress.advance(task, n),
-                raw=raw,
-            )
-    except ImportRejected as exc:
-        for line in exc.report.errors:
-            err_console.print(f"{file}: {line}", highlight=False, markup=False, soft_wrap=True)
-        fail(f"{escape(str(file))}: {escape(str(exc))}")
-    except OSError as exc:
-        fail(f"{file}: {exc.strerror or exc}")
-    prefix = "dry run, nothing written: would add" if dry_run else "added"
-    console.print(
-        f"{prefix} {report.added}, "
-        f"{'would update' if dry_run else 'updated'} {report.updated}, "
-        f"unchanged {report.unchanged} ({report.rows} rows in {report.seconds:.2f}s, "
-        f"{report.rows_per_second:,.0f} rows/s)",
-        highlight=False,
-    )
-    if report.ignored_columns:
-        skipped = ", ".join(report.ignored_columns)
-        console.print(f"columns not imported: {escape(skipped)}", highlight=False)
-
-
-@app.command("export")
-def export_cmd(
-    ctx: typer.Context,
-    file: Path | None = typer.Argument(None, help="Write here instead of stdout."),
-    status: str | None = typer.Option(None, "--status", help="Only this status."),
-    raw: bool = typer.Option(
-        False,
-        "--raw",
-        help="Write values as they are, for machines. Without it a cell a spreadsheet would "
-        "run as a formula (starting with = + - @, tab or CR) gets a leading ' (import undoes it).",
-    ),
-    quiet: bool = QuietOpt,
-) -> None:
-    """Export subscribers as CSV (the import format), safe to open in a spreadsheet; stdout
-    unless FILE is given."""
-    wanted = _status_filter(status)
-    app_ctx = get_context(ctx)
-    progress = progress_bar("exporting", MofNCompleteColumn(), quiet=quiet)
-    with progress, session_scope(app_ctx.engine) as session:
-        if not progress.disable:
-            counts = count_by_status(session)
-            total = counts.get(wanted, 0) if wanted else sum(counts.values())
-            task = progress.add_task("export", total=total + 1)  # + the header line
-
-        def counted(out: Any) -> Any:
-            return out if progress.disable else CountingWriter(out, lambda: progress.advance(task))
-
-        if file is None:
-            export_csv(session, counted(sys.stdout), status=wanted, raw=raw)
-            return
-        # Write next to the target and rename: a failed export never leaves half a file.
-        directory = file.resolve().parent
-        if not directory.is_dir():
-            fail(f"{file}: directory {directory} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                count = export_csv(session, counted(out), status=wanted, raw=raw)
-            os.replace(tmp, file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    console.print(f"exported {count} subscribers to {escape(str(file))}", highlight=False)
+subscribers_csv.register(app)

@@ -109,6 +109,9 @@ class Settings:
     command_replies_per_hour_recipient: int = 2
     command_replies_per_hour_sender: int = 5
     command_replies_per_hour_total: int = 20
+    # Subscribers (issue 23): whether the SMTP relay takes SMTPUTF8, so that addresses with a
+    # non-ASCII local part can be delivered; without it such an address is refused at sign-up.
+    smtp_smtputf8: bool = False
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -338,6 +341,15 @@ def _one_line(limit: int) -> Callable[[str], str]:
     return parse
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
 def _directory(raw: str) -> Path | None:
     if not raw:
         return None
@@ -408,6 +420,7 @@ PARSERS = {
     ),
     "DIGESTD_COMMAND_REPLIES_PER_HOUR_SENDER": ("command_replies_per_hour_sender", _int(0, 10000)),
     "DIGESTD_COMMAND_REPLIES_PER_HOUR_TOTAL": ("command_replies_per_hour_total", _int(0, 100000)),
+    "DIGESTD_SMTP_SMTPUTF8": ("smtp_smtputf8", _bool),
 }
 
 

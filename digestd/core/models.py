@@ -7,14 +7,16 @@ lists, and every timestamp is stored as naive UTC and read back as aware UTC
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from digestd.core.statuses import DeliveryStatus, SubscriberStatus
+from digestd.core.statuses import ConsentVia, DeliveryStatus, StoppedBy, SubscriberStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -52,6 +54,25 @@ def _ts(nullable: bool = True, index: bool = False) -> Any:
 
 def _json_list() -> Any:
     return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+
+
+def _enum(enum: type[StrEnum]) -> sa.Enum:
+    """A StrEnum column: stored as its lowercase value in a VARCHAR(16) (no database enum
+    type to migrate), read back as the Enum; an unknown value is refused on write."""
+    return sa.Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+def new_link_key() -> str:
+    """A fresh random link key (72 bits, URL-safe): every signed link of a subscriber is
+    bound to it (`digestd.core.tokens`), so a new key withdraws every link handed out."""
+    return secrets.token_urlsafe(9)
 
 
 # ---- enumerations (stored as strings; statuses are in digestd.core.statuses) ----------------
@@ -144,7 +165,11 @@ class EntryVersion(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
-    """A person and their preferences; the email is normalized and unique."""
+    """A person and their preferences; the email is normalized and unique.
+
+    Read and written only through the subscriber store (`digestd.subscribers.store`); its
+    status, why mail stopped and its consent change only in `digestd.subscribers.lifecycle`.
+    """
 
     __tablename__ = "subscriber"
     # (status, id), not status alone: planning pages through the active subscribers in id
@@ -153,12 +178,20 @@ class Subscriber(SQLModel, table=True):
     # import) read and sorted every active row for each page: 0.2 s a page, 8 minutes to
     # plan 1M subscribers in benchmarks/bench_delivery.py. Its prefix still serves status
     # counts.
-    __table_args__ = (sa.Index("ix_subscriber_status_id", "status", "id"),)
+    # sqlite_autoincrement: an id is never given out twice, even after the newest subscriber
+    # is forgotten (SQLite would otherwise reuse the largest rowid); PostgreSQL's identity
+    # never reuses one either (migration 0010 converts existing databases).
+    __table_args__ = (
+        sa.Index("ix_subscriber_status_id", "status", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_column_args=[sa.Identity()])
     email: str = Field(sa_column_kwargs={"unique": True}, max_length=320)
     name: str = Field(default="", max_length=200)
-    status: str = Field(default=SubscriberStatus.PENDING.value, max_length=16)
+    status: SubscriberStatus = Field(
+        default=SubscriberStatus.PENDING, sa_type=_enum(SubscriberStatus), nullable=False
+    )
     topics: str = Field(default="")
     categories: list[str] = _json_list()
     max_items: int = Field(default=10)
@@ -173,8 +206,40 @@ class Subscriber(SQLModel, table=True):
     bounce_count: int = Field(default=0)
     # When the last counted soft bounce came (bounce_policy: one count a day, a long gap resets).
     bounce_last_at: datetime | None = _ts()
-    # Bumped to revoke every signed link handed out so far.
+    # Bumped with every new link key; links signed before link keys existed carry it.
     token_version: int = Field(default=1)
+    # Why mail stopped (None while it may go) and when; `suppressed`: no mail of any kind,
+    # not even a confirmation (a bounce, a complaint), until an admin lifts it.
+    stopped_by: StoppedBy | None = Field(default=None, sa_type=_enum(StoppedBy), nullable=True)
+    stopped_at: datetime | None = _ts()
+    suppressed: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # Every signed link is bound to it (tokens.py); a new one withdraws them all.
+    link_key: str = Field(
+        default_factory=new_link_key, max_length=32, sa_column_kwargs={"server_default": ""}
+    )
+    # The consent record: when and how the person agreed to be mailed (the web form's time
+    # and client address, an import file's own opt-in time, an admin, a mail command).
+    # `confirmed_at` is the double opt-in; `unsubscribed_at` and `stopped_by` say when and
+    # how consent ended.
+    consent_given_at: datetime | None = _ts()
+    consent_given_by: ConsentVia | None = Field(
+        default=None, sa_type=_enum(ConsentVia), nullable=True
+    )
+    consent_source: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
+    consent_ip: str | None = Field(default=None, max_length=64)
+
+
+class AddressMail(SQLModel, table=True):
+    """One confirmation or command reply sent to an address: the per-address daily cap
+    counts these, whatever way the mail was asked for (web form, mail command)."""
+
+    __tablename__ = "address_mail"
+    __table_args__ = (sa.Index("ix_address_mail_address_sent", "address", "sent_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=320)
+    kind: str = Field(max_length=16)  # "confirmation" or "reply" (statuses.MailKind)
+    sent_at: datetime = _ts(nullable=False)
 
 
 class Delivery(SQLModel, table=True):

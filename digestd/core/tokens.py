@@ -1,20 +1,26 @@
 """Signed links: bound to one subscriber and one purpose, expiring, revocable.
 
-itsdangerous does the signing; a token carries (subscriber id, token_version)
-and is salted with its purpose, so an unsubscribe token cannot confirm and a
-bumped `Subscriber.token_version` revokes every link handed out before.
+itsdangerous does the signing; a token carries (subscriber id, link key) and is salted with
+its purpose, so an unsubscribe token cannot confirm. The link key is a random value per
+subscriber (`Subscriber.link_key`): a link is honoured only while it matches, so a new key
+("sign me out of all links", an unsubscribe) withdraws every link handed out before, and a
+link can never act on another person, even one given the same id (`bound_to`). Tokens from
+before link keys carried (id, token_version); they are still read, and honoured only for
+the same version and a subscriber created before the link was signed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2s as _blake2s
-from typing import cast
+from typing import Protocol, cast
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.serializer import Serializer
 
@@ -40,8 +46,22 @@ class TokenError(ValueError):
 
 @dataclass(frozen=True)
 class TokenClaims:
+    """What a verified token says: whose it is (id and link key), any extra numbers the
+    purpose carries (a confirmation's sign-up request), and when it was signed."""
+
     subscriber_id: int
+    link_key: str | None  # None: a token from before link keys (it has token_version)
+    token_version: int | None = None
+    extra: tuple[int, ...] = ()
+    signed_at: float = 0.0
+
+
+class LinkOwner(Protocol):
+    """What `bound_to` compares: a Subscriber row."""
+
+    link_key: str
     token_version: int
+    created_at: datetime
 
 
 class _Signer(TimestampSigner):
@@ -96,43 +116,57 @@ def _signer(secret_key: str, purpose: str) -> TimestampSigner:
     return cast(TimestampSigner, _serializer(secret_key, purpose).make_signer())
 
 
-def make_token(secret_key: str, purpose: str, subscriber_id: int, token_version: int) -> str:
-    """A URL-safe signed token for one subscriber and purpose."""
-    return str(_serializer(secret_key, purpose).dumps([subscriber_id, token_version]))
+def make_token(
+    secret_key: str, purpose: str, subscriber_id: int, link_key: str, *extra: int
+) -> str:
+    """A URL-safe signed token for one subscriber (bound to its link key) and purpose."""
+    return str(_serializer(secret_key, purpose).dumps([subscriber_id, link_key, *extra]))
 
 
 def read_token(
     secret_key: str, purpose: str, token: str, now_ts: float | None = None
 ) -> TokenClaims:
-    """Verify signature, purpose and age; the caller still compares token_version."""
+    """Verify signature, purpose and age; the caller still checks `bound_to` its subscriber."""
     ser = _serializer(secret_key, purpose)
     try:
-        if now_ts is None:
-            payload = ser.loads(token, max_age=PURPOSES[purpose])
-        else:
-            payload, signed_at = ser.loads(token, return_timestamp=True)
-            if now_ts - signed_at.timestamp() > PURPOSES[purpose]:
-                raise TokenError("link expired")
-    except SignatureExpired:
-        raise TokenError("link expired") from None
+        payload, signed = ser.loads(token, return_timestamp=True)
     except BadSignature:
         raise TokenError("link is not valid") from None
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 2
-        or not all(isinstance(x, int) for x in payload)
-    ):
+    signed_at = signed.timestamp()
+    now = time.time() if now_ts is None else now_ts
+    if now - signed_at > PURPOSES[purpose]:
+        raise TokenError("link expired")
+    if not isinstance(payload, list) or len(payload) < 2 or not isinstance(payload[0], int):
         raise TokenError("link is not valid")
-    return TokenClaims(subscriber_id=payload[0], token_version=payload[1])
+    sub_id, key, extra = payload[0], payload[1], payload[2:]
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in extra):
+        raise TokenError("link is not valid")
+    if isinstance(key, str):
+        return TokenClaims(sub_id, key, None, tuple(extra), signed_at)
+    if isinstance(key, int) and not isinstance(key, bool) and not extra:
+        return TokenClaims(sub_id, None, key, (), signed_at)  # from before link keys
+    raise TokenError("link is not valid")
+
+
+def bound_to(claims: TokenClaims, sub: LinkOwner) -> bool:
+    """Whether a verified token belongs to this subscriber as it is now: its link key (or,
+    for a token from before link keys, its token version, and a subscriber that already
+    existed when the link was signed: an id given to someone else later never matches)."""
+    if claims.link_key is not None:
+        return hmac.compare_digest(claims.link_key.encode(), (sub.link_key or "").encode())
+    return (
+        claims.token_version == sub.token_version
+        and claims.signed_at >= sub.created_at.timestamp() // 1
+    )
 
 
 def links(
-    base_url: str, secret_key: str, purposes: tuple[str, ...], subscriber_id: int, version: int
+    base_url: str, secret_key: str, purposes: tuple[str, ...], subscriber_id: int, link_key: str
 ) -> list[str]:
     """`link` for several purposes of one subscriber (a digest carries unsubscribe and
     preferences): the payload is encoded once and only signed per purpose. Each token is
     what `make_token` gives for that purpose (same payload, salt and signer)."""
-    payload = _serializer(secret_key, purposes[0]).dump_payload([subscriber_id, version])
+    payload = _serializer(secret_key, purposes[0]).dump_payload([subscriber_id, link_key])
     base = base_url.rstrip("/")
     return [
         f"{base}/{purpose}/{_signer(secret_key, purpose).sign(payload).decode()}"
@@ -140,9 +174,11 @@ def links(
     ]
 
 
-def link(base_url: str, secret_key: str, purpose: str, subscriber_id: int, version: int) -> str:
+def link(
+    base_url: str, secret_key: str, purpose: str, subscriber_id: int, link_key: str, *extra: int
+) -> str:
     """The public URL of a signed link, e.g. https://host/unsubscribe/TOKEN."""
-    token = make_token(secret_key, purpose, subscriber_id, version)
+    token = make_token(secret_key, purpose, subscriber_id, link_key, *extra)
     return f"{base_url.rstrip('/')}/{purpose}/{token}"
 
 
@@ -162,7 +198,7 @@ def view_url(view_link: str, period: str) -> str:
 #
 #   {base}/vote/{TOKEN}/{entry_id}/{up|down}/{MAC}
 #
-# - TOKEN is an ordinary signed token of purpose "vote" (subscriber id, token_version,
+# - TOKEN is an ordinary signed token of purpose "vote" (subscriber id, link key,
 #   timestamp): the same key, expiry and revocation rules as every other link, signed once
 #   per message and shared by all its vote links (one personalization slot).
 # - MAC = keyed BLAKE2s(vote key, "TOKEN/entry_id/direction"), 64 bits as 16 hex digits:
@@ -202,10 +238,10 @@ def vote_macs(secret_key: str, token: str, entry_ids: tuple[int, ...]) -> list[s
 
 
 def vote_link(
-    base_url: str, secret_key: str, subscriber_id: int, version: int, entry_id: int, direction: str
+    base_url: str, secret_key: str, subscriber_id: int, link_key: str, entry_id: int, direction: str
 ) -> str:
     """The full URL of one vote link (for pages and tests; digests fill it from slots)."""
-    token = make_token(secret_key, "vote", subscriber_id, version)
+    token = make_token(secret_key, "vote", subscriber_id, link_key)
     mac = vote_mac(secret_key, token, entry_id, direction)
     return f"{base_url.rstrip('/')}/vote/{token}/{entry_id}/{direction}/{mac}"
 
@@ -219,7 +255,7 @@ def read_vote(
     now_ts: float | None = None,
 ) -> TokenClaims:
     """Verify a vote link: its MAC for this paper and direction, then the token (signature,
-    purpose, age); the caller still compares token_version. TokenError when anything fails."""
+    purpose, age); the caller still checks `bound_to`. TokenError when anything fails."""
     if direction not in VOTE_DIRECTIONS or not token.isascii():
         raise TokenError("link is not valid")
     if not hmac.compare_digest(vote_mac(secret_key, token, entry_id, direction), mac):
@@ -227,13 +263,15 @@ def read_vote(
     return read_token(secret_key, "vote", token, now_ts)
 
 
-def subscriber_link(base_url: str, secret_key: str, purpose: str, sub: Subscriber) -> str:
-    """The signed public URL of `purpose` for this subscriber's current token version."""
+def subscriber_link(
+    base_url: str, secret_key: str, purpose: str, sub: Subscriber, *extra: int
+) -> str:
+    """The signed public URL of `purpose` for this subscriber's current link key."""
     assert sub.id is not None
-    return link(base_url, secret_key, purpose, sub.id, sub.token_version)
+    return link(base_url, secret_key, purpose, sub.id, sub.link_key, *extra)
 
 
 def subscriber_token(secret_key: str, purpose: str, sub: Subscriber) -> str:
     """Just the token part, for building form actions on our own pages."""
     assert sub.id is not None
-    return make_token(secret_key, purpose, sub.id, sub.token_version)
+    return make_token(secret_key, purpose, sub.id, sub.link_key)

@@ -17,7 +17,7 @@ from typing import Any
 from digestd.core.context import AppContext
 from digestd.core.db import read_scope, refresh_statistics, session_scope
 from digestd.core.models import Delivery, Entry, Vote, table_of
-from digestd.core.statuses import DeliveryStatus, SubscriberStatus
+from digestd.core.statuses import DeliveryStatus, MailKind
 from digestd.delivery import deliveries
 from digestd.delivery.compose import Digest, build_digest, fade_instant
 from digestd.delivery.deliveries import Claim, Outcome, temporary_failure
@@ -28,7 +28,8 @@ from digestd.mail.mime import one_line
 from digestd.mail.render import Renderer, TemplateProblem
 from digestd.ranking.learning import PaperCache
 from digestd.ranking.select import Pick, Profile, Selector, Taste, load_tastes
-from digestd.subscribers import lifecycle as subscribers
+from digestd.subscribers import queries as subscribers
+from digestd.subscribers.lifecycle import may_mail
 
 log = logging.getLogger("digestd.delivery.sending")
 
@@ -119,7 +120,7 @@ def prepare(
             profiles.clear()
         for c in claims:
             sub = subs.get(c.subscriber_id)
-            if sub is None or sub.status != SubscriberStatus.ACTIVE:
+            if sub is None or not may_mail(sub, MailKind.DIGEST):
                 # Unsubscribed or bounced after planning: never mail them.
                 status = sub.status if sub is not None else "gone"
                 done.append(Outcome(c, D.SKIPPED, f"subscriber is {status}"))

@@ -59,7 +59,7 @@ class Recipient(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def token_version(self) -> int: ...
+    def link_key(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -127,14 +127,14 @@ def personal_links(
     s, secret = ctx.settings, ctx.secret_key
     assert sub.id is not None
     unsubscribe, preferences, view, vote = links(
-        s.base_url, secret, LINK_PURPOSES, sub.id, sub.token_version
+        s.base_url, secret, LINK_PURPOSES, sub.id, sub.link_key
     )
     return PersonalLinks(
         unsubscribe=unsubscribe,
         preferences=preferences,
         view=view_url(view, period),
         vote=vote,
-        mailto=addresses.unsubscribe_mailto(s, secret, sub.id, sub.token_version),
+        mailto=addresses.unsubscribe_mailto(s, secret, sub.id, sub.link_key),
         vote_macs=vote_macs(secret, vote.rpartition("/")[2], entry_ids),
     )
 

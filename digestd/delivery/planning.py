@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from digestd.core.context import AppContext
 from digestd.core.db import refresh_statistics, session_scope
-from digestd.core.models import Delivery, Subscriber, table_of
+from digestd.core.models import Delivery, table_of
 from digestd.delivery import deliveries, digests
-from digestd.subscribers import lifecycle as subscribers
+from digestd.subscribers import queries as subscribers
 
 # The tables planning's batch queries read (statistics kept fresh on PostgreSQL).
-PLANNING_TABLES = (table_of(Subscriber).name, table_of(Delivery).name)
+PLANNING_TABLES = (*subscribers.TABLE_NAMES, table_of(Delivery).name)
 
 
 @dataclass

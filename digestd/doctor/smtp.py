@@ -136,11 +136,31 @@ async def check_smtp(settings: Settings, tls_context: ssl.SSLContext | None = No
                 )
             )
         checks.append(_size(client.esmtp_extensions.get("size")))
+        checks.append(_smtputf8(client.supports_extension("smtputf8"), s.smtp_smtputf8))
     finally:
         with contextlib.suppress(Exception):
             await client.quit()
         client.close()
     return checks
+
+
+def _smtputf8(offered: bool, setting: bool) -> Check:
+    """Whether the relay takes non-ASCII addresses, next to what sign-ups assume
+    (DIGESTD_SMTP_SMTPUTF8: only then are such addresses accepted)."""
+    if offered and setting:
+        return ok("smtp smtputf8", "offered; addresses with non-ASCII local parts are accepted")
+    if offered:
+        return ok(
+            "smtp smtputf8",
+            "offered, not used: set DIGESTD_SMTP_SMTPUTF8=true to accept addresses like josé@…",
+        )
+    if setting:
+        return warn(
+            "smtp smtputf8",
+            "not offered, but DIGESTD_SMTP_SMTPUTF8=true: mail to non-ASCII addresses will fail",
+            "set DIGESTD_SMTP_SMTPUTF8=false, or use a relay that offers SMTPUTF8",
+        )
+    return ok("smtp smtputf8", "not offered; sign-ups with non-ASCII local parts are refused")
 
 
 def _size(announced: str | None) -> Check:

@@ -10,8 +10,10 @@ Why the tokens are hand-made HMACs rather than itsdangerous: a local part must s
 64 characters and survive MTAs that lowercase addresses (RFC 5321 says they must not, some
 do), and itsdangerous' signatures are mixed-case base64 of ≥ 27 characters plus a payload.
 Here: the id in base 36 and 80 bits of HMAC-SHA256 in lowercase base 32 (16 characters).
-The subscriber token signs the subscriber's `token_version` too, so revoking links revokes
-the mailto: address as well.
+The subscriber token signs the subscriber's link key too (tokens.py), so a new link key
+(revoking links, an unsubscribe) withdraws the mailto: address as well, and it can never act
+on anyone but the subscriber it was made for. Addresses made before link keys signed the
+`token_version` instead; they are still honoured while that version is current.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def _base36(number: int) -> str:
             return out
 
 
-def _sign(secret_key: str, purpose: str, *parts: int) -> str:
+def _sign(secret_key: str, purpose: str, *parts: int | str) -> str:
     message = ".".join([purpose, *map(str, parts)]).encode()
     digest = hmac.new(secret_key.encode(), b"digestd.mailto." + message, hashlib.sha256).digest()
     return base64.b32encode(digest[:10]).decode().lower()
@@ -73,10 +75,10 @@ def verp_address(settings: Settings, secret_key: str, delivery_id: int) -> str:
 
 
 def unsubscribe_address(
-    settings: Settings, secret_key: str, subscriber_id: int, token_version: int
+    settings: Settings, secret_key: str, subscriber_id: int, link_key: str
 ) -> str:
-    """The List-Unsubscribe mailto: address of one subscriber (signed, revocable)."""
-    sig = _sign(secret_key, "u", subscriber_id, token_version)
+    """The List-Unsubscribe mailto: address of one subscriber (signed, bound to its link key)."""
+    sig = _sign(secret_key, "u", subscriber_id, link_key)
     return _address(settings, f"u{_base36(subscriber_id)}-{sig}")
 
 
@@ -121,12 +123,17 @@ def verify_delivery(secret_key: str, ours: OurAddress) -> bool:
     return hmac.compare_digest(ours.signature, _sign(secret_key, "d", ours.ident))
 
 
-def verify_subscriber(secret_key: str, ours: OurAddress, token_version: int) -> bool:
-    """Whether an unsubscribe address was signed by us for that subscriber's current links."""
+def verify_subscriber(
+    secret_key: str, ours: OurAddress, link_key: str, token_version: int | None = None
+) -> bool:
+    """Whether an unsubscribe address was signed by us for that subscriber's current link
+    key (or, made before link keys, its current `token_version`)."""
     if ours.role != "unsubscribe" or ours.ident is None:
         return False
-    expected = _sign(secret_key, "u", ours.ident, token_version)
-    return hmac.compare_digest(ours.signature, expected)
+    if hmac.compare_digest(ours.signature, _sign(secret_key, "u", ours.ident, link_key)):
+        return True
+    legacy = token_version is not None and _sign(secret_key, "u", ours.ident, token_version)
+    return bool(legacy) and hmac.compare_digest(ours.signature, str(legacy))
 
 
 def addresses_in(values: list[str]) -> list[str]:
@@ -150,12 +157,12 @@ def envelope_sender(settings: Settings, secret_key: str, delivery_id: int, defau
 
 
 def unsubscribe_mailto(
-    settings: Settings, secret_key: str, subscriber_id: int, token_version: int
+    settings: Settings, secret_key: str, subscriber_id: int, link_key: str
 ) -> str:
     """The `mailto:` of List-Unsubscribe, or '' when nothing reads it (no bounce address)."""
     if not settings.bounce_address:
         return ""
-    address = unsubscribe_address(settings, secret_key, subscriber_id, token_version)
+    address = unsubscribe_address(settings, secret_key, subscriber_id, link_key)
     return f"mailto:{address}?subject=unsubscribe"
 
 

@@ -12,7 +12,9 @@ whatever answers them automatically has nowhere to answer to.
 Not a way to mail strangers: a reply goes only to the envelope sender, and only when From
 names the same address (`reply_address`; never to Reply-To); it has a fixed subject and
 never quotes the sender's subject or body; and replies are capped per hour per recipient,
-per sender and in total (`reply_limits`), besides MAX_REPLIES_PER_DAY to one address.
+per sender and in total (`reply_limits`), and together with its confirmation mails one
+address gets at most `optin.MAILS_PER_ADDRESS_PER_DAY` mails a day (the subscriber side
+counts them, whichever way they were asked for).
 """
 
 from __future__ import annotations
@@ -22,27 +24,30 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parseaddr
 
-from sqlmodel import Session
-
-from digestd.core import tokens
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
-from digestd.inbound import addresses, reply_limits, store
+from digestd.core.statuses import ConsentVia
+from digestd.inbound import addresses, reply_limits
 from digestd.inbound.classify import is_auto_reply, looks_like_daemon
 from digestd.inbound.parse import Parsed, text_of, walk
 from digestd.mail import templating
 from digestd.mail.mime import compose
 from digestd.mail.smtp_pool import SendError, SmtpPool
-from digestd.subscribers import bounce_policy, optin
-from digestd.subscribers import lifecycle as subs
+from digestd.subscribers import manage, optin, signup
+from digestd.subscribers.preferences import (
+    TOPICS_MAX,
+    InvalidInput,
+    Preferences,
+    deliverable_email,
+    normalize_email,
+)
 
 log = logging.getLogger(__name__)
 ACTOR = "mail"
-MAX_REPLIES_PER_DAY = 3
 COMMANDS = ("subscribe", "unsubscribe", "help")
 _ALIASES = {
     "join": "subscribe",
@@ -95,8 +100,8 @@ def reply_address(parsed: Parsed, mail_from: str | None) -> tuple[str, str]:
     if len(named) != 1:
         return "", "From does not name one address"
     try:
-        envelope, author = subs.normalize_email(envelope), subs.normalize_email(named[0])
-    except subs.InvalidInput:
+        envelope, author = normalize_email(envelope), normalize_email(named[0])
+    except InvalidInput:
         return "", "no valid sender address"
     if envelope != author:
         return "", "envelope sender is not the From address"
@@ -172,40 +177,37 @@ def _answer(
 def _carry_out(
     ctx: AppContext, parsed: Parsed, command: str, args: str, sender: str, now: datetime
 ) -> Outcome:
-    with session_scope(ctx.engine) as session:
-        since = now - timedelta(days=1)
-        if store.replies_to(session, sender, since) >= MAX_REPLIES_PER_DAY:
-            return Outcome(f"{command}: no reply (daily limit for {sender} reached)", sender)
-        sub = subs.get_by_email(session, sender)
-        if sub is not None and bounce_policy.is_suppressed(session, sub):
-            return Outcome(f"{command}: no reply (address is suppressed)", sender)
-        if command == "unsubscribe":
-            return _unsubscribe(ctx, session, parsed, sub, sender)
     if command == "subscribe":
-        return _subscribe(ctx, parsed, sender, args, now)
+        return _subscribe(ctx, parsed, sender, args)
+    # One daily cap per address for confirmations and replies together (and none at all
+    # to a suppressed address), counted by the subscriber side.
+    if not signup.may_reply(ctx, sender):
+        why = f"suppressed or daily limit for {sender} reached"
+        return Outcome(f"{command}: no reply ({why})", sender)
+    url = None
+    if command == "unsubscribe":
+        url = manage.unsubscribe_link_for(ctx, sender)
+        if url is None:
+            return Outcome("unsubscribe: not subscribed, no reply", sender)
+    signup.reply_sent(ctx, sender)
+    if url is not None:
+        reply = _reply(ctx, parsed, sender, "unsubscribe", unsubscribe_url=url)
+        return Outcome("unsubscribe: confirmation link sent", sender, [reply])
     kind = "help" if command == "help" else "unknown"
     reply = _reply(ctx, parsed, sender, kind)
     return Outcome(f"{command or 'unknown command'}: help sent", sender, [reply])
 
 
-def _unsubscribe(
-    ctx: AppContext, session: Session, parsed: Parsed, sub: subs.Subscriber | None, sender: str
-) -> Outcome:
-    if sub is None or sub.status in ("unsubscribed", "bounced"):
-        return Outcome("unsubscribe: not subscribed, no reply", sender)
-    url = tokens.subscriber_link(ctx.settings.base_url, ctx.secret_key, "unsubscribe", sub)
-    reply = _reply(ctx, parsed, sender, "unsubscribe", unsubscribe_url=url)
-    return Outcome("unsubscribe: confirmation link sent", sender, [reply])
-
-
-def _subscribe(ctx: AppContext, parsed: Parsed, sender: str, args: str, now: datetime) -> Outcome:
+def _subscribe(ctx: AppContext, parsed: Parsed, sender: str, args: str) -> Outcome:
     # The web form's own opt-in: the same validation, double opt-in and per-address limit.
-
     try:
-        prefs = subs.Preferences(topics=args[: subs.TOPICS_MAX]).validated()
-    except subs.InvalidInput as exc:
+        sender = deliverable_email(sender, smtputf8=ctx.settings.smtp_smtputf8)
+        prefs = Preferences(topics=args[:TOPICS_MAX]).validated()
+    except InvalidInput as exc:
         return Outcome(f"subscribe: {exc}", sender)
-    wanted = optin.request_subscription(ctx, sender, prefs)
+    wanted = signup.request_subscription(
+        ctx, sender, prefs, via=ConsentVia.MAIL, actor=ACTOR, source="mail command"
+    )
     if wanted is None:
         return Outcome("subscribe: no mail (suppressed or daily limit reached)", sender)
     env = templating.make_environment(ctx.settings)

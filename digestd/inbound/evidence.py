@@ -32,7 +32,8 @@ from digestd.core.models import Subscriber
 from digestd.delivery import deliveries
 from digestd.inbound import addresses
 from digestd.inbound.reading import Reading, RecipientReport
-from digestd.subscribers import lifecycle as subs
+from digestd.subscribers import queries as subscribers
+from digestd.subscribers.preferences import InvalidInput
 
 VERP, MESSAGE_ID, MAILTO, PROVIDER = "verp", "message-id", "mailto-token", "provider"
 KINDS = (VERP, MESSAGE_ID, MAILTO, PROVIDER)
@@ -96,12 +97,12 @@ def _from_tokens(
             ref = deliveries.get(session, token.ident)
             if ref is None:
                 return Finding(refused="its delivery no longer exists: nothing changed")
-            sub = session.get(Subscriber, ref.subscriber_id)
+            sub = subscribers.get(session, ref.subscriber_id)
             return Finding(VERP, sub, ref, _report_for_verp(reading, sub))
         if token.role == "unsubscribe" and token.ident is not None:
-            sub = session.get(Subscriber, token.ident)
+            sub = subscribers.get(session, token.ident)
             signed = sub is not None and addresses.verify_subscriber(
-                secret_key, token, sub.token_version
+                secret_key, token, sub.link_key, sub.token_version
             )
             if signed:
                 if reading.kind in ("bounce", "complaint"):
@@ -131,7 +132,7 @@ def _from_message_ids(session: Session, reading: Reading) -> Finding:
         ref = deliveries.find_by_message_id(session, message_id)
         if ref is None:
             continue
-        sub = session.get(Subscriber, ref.subscriber_id)
+        sub = subscribers.get(session, ref.subscriber_id)
         if sub is None:
             continue
         if reading.kind == "auto_reply":
@@ -159,8 +160,8 @@ def _names_another(session: Session, reading: Reading, sub: Subscriber) -> bool:
     rewritten address, as feedback loops send)."""
     for r in reading.recipients[:MAX_NAMED_CHECKED]:
         try:
-            other = subs.get_by_email(session, r.address)
-        except subs.InvalidInput:
+            other = subscribers.by_email(session, r.address)
+        except InvalidInput:
             continue
         if other is not None and other.id != sub.id:
             return True
@@ -171,8 +172,8 @@ def _from_provider(session: Session, reading: Reading) -> Finding:
     """A verified provider event without one of our Message-IDs: a recipient we sent to."""
     for r in reading.recipients:
         try:
-            sub = subs.get_by_email(session, r.address)
-        except subs.InvalidInput:
+            sub = subscribers.by_email(session, r.address)
+        except InvalidInput:
             continue
         if sub is None or sub.id is None:
             continue

@@ -31,8 +31,8 @@ from digestd.core.statuses import DeliveryStatus, SubscriberStatus
 from digestd.delivery.deliveries import counts_per_day, oldest_waiting
 from digestd.inbound import store as inbound_store
 from digestd.ingest.sources import interval, list_sources
-from digestd.subscribers.lifecycle import (
-    UNSUBSCRIBE_WAYS,
+from digestd.subscribers.lifecycle import UNSUBSCRIBE_WAYS
+from digestd.subscribers.queries import (
     confirmed_per_day,
     count_by_status,
     status_changes_per_day,
@@ -47,7 +47,7 @@ COMPLAINT_AIM = 0.001
 BOUNCE_LIMIT = 0.02
 BOUNCE_WARN = 0.01
 # Ways a subscriber leaves (event detail `way`); the chart shows one-click, page and mail.
-WAYS = UNSUBSCRIBE_WAYS
+WAYS = tuple(UNSUBSCRIBE_WAYS)
 # A source is stale when it has not been fetched for this many of its intervals.
 STALE_INTERVALS = 3
 

@@ -1,15 +1,11 @@
-"""Subscriber CSV import (all-or-nothing, streamed, batched) and export (streamed).
+"""The subscriber CSV format: writing a row, reading what people have (our export,
+Mailchimp's and listmonk's), and checking each row. No database here: the import and export
+use cases are `digestd.subscribers.importing`.
 
 Export columns: email,name,topics,categories,frequency,hour,timezone,max_items,format,status.
 `categories` is comma-joined inside one quoted field. `frequency` is `daily` or `weekly`;
 a weekly digest on another day than Monday is written `weekly:tue` (…`weekly:sun`) so that
 export then import round-trips every preference without an extra column.
-
-Import reads what people have: only `email` is required, the other columns are optional and in
-any order, and common export headers are understood case-insensitively (`Email Address`,
-`E-mail`, `First Name` + `Last Name`, the listmonk and the Mailchimp export layouts; see
-`_header`). A missing column is an empty cell, and an empty cell takes the default of
-`subscribers add` (status: active, since an admin importing a list vouches for those people).
 
 Exports are safe to open in a spreadsheet (OWASP "CSV Injection"): a cell that starts with
 `=`, `+`, `-`, `@`, a tab or a carriage return would be run as a formula by Excel, LibreOffice
@@ -20,11 +16,13 @@ leading `'` where it is followed by (quotes and) such a character, gets every va
 it was (`spreadsheet_safe` / `undo_spreadsheet_safe` are exact inverses). `--raw` writes and
 reads the values as they are, for machines.
 
-Import runs inside the caller's transaction: rows are validated and inserted batch by batch
-(one query per batch to find existing addresses, executemany inserts), and any bad row makes
-the whole import raise `ImportRejected` after the file has been read to the end, so the caller's
-`session_scope` rolls everything back and every bad row is reported as `line N: reason`, with
-all of its problems. A problem with the whole file (header, encoding) is one line instead.
+Reading takes what people have: only `email` is required, the other columns are optional and
+in any order, and common export headers are understood case-insensitively (`Email Address`,
+`E-mail`, `First Name` + `Last Name`, the listmonk and the Mailchimp export layouts; see
+`_header`), including their consent times (Mailchimp's OPTIN_TIME, OPTIN_IP, CONFIRM_TIME,
+UNSUB_TIME, CLEAN_TIME, listmonk's created_at). A missing column is an empty cell, and an
+empty cell takes the default of `subscribers add` (status: active, since an admin importing
+a list vouches for those people).
 """
 
 from __future__ import annotations
@@ -33,29 +31,19 @@ import codecs
 import csv
 import io
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from sqlalchemy import bindparam, insert, update
-from sqlmodel import Session, col, select
-
-from digestd.core.models import Event, Subscriber, table_of
-from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
-from digestd.subscribers.lifecycle import (
-    ADDED,
-    PREFERENCE_FIELDS,
-    UPDATED,
+from digestd.core.models import Subscriber
+from digestd.core.statuses import StoppedBy, SubscriberStatus, parse_subscriber_status
+from digestd.subscribers.preferences import (
     WEEKDAYS,
     InvalidInput,
     Preferences,
-    admin_refusal,
     normalize_email,
-    preference_diff,
-    set_by_admin,
 )
 
 COLUMNS = (
@@ -71,47 +59,10 @@ COLUMNS = (
     "status",
 )
 DEFAULT_STATUS = SubscriberStatus.ACTIVE  # an admin importing a list vouches for those people
+S = SubscriberStatus
 
 
-class ImportRejected(InvalidInput):
-    """The file has bad rows: nothing was imported; `.report.errors` lists every one."""
-
-    def __init__(self, report: ImportReport) -> None:
-        n = len(report.errors)
-        if report.file_error:
-            super().__init__(f"{report.file_error}; nothing imported")
-        else:
-            super().__init__(f"{n} bad row{'s' if n != 1 else ''}: nothing imported")
-        self.report = report
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, with dry_run, would do)."""
-
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[str] = field(default_factory=list)
-    # A problem with the whole file (header, encoding): reported alone, as one line.
-    file_error: str | None = None
-    ignored_columns: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    seconds: float = 0.0
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class _Row:
-    line: int
-    email: str
-    prefs: Preferences
-    status: SubscriberStatus
-
+# ---- writing --------------------------------------------------------------------------------
 
 # A cell starting with one of these (after any quotes) is neutralized on export.
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
@@ -146,31 +97,20 @@ def subscriber_row(sub: Subscriber) -> list[str]:
         sub.timezone,
         str(sub.max_items),
         sub.format,
-        sub.status,
+        str(sub.status),
     ]
 
 
-def export_csv(
-    session: Session,
-    out: TextIO,
-    *,
-    status: str | None = None,
-    batch_size: int = 1000,
-    raw: bool = False,
-) -> int:
-    """Write every subscriber (oldest first) as CSV, streaming in batches; returns the count.
-    Cells are spreadsheet-safe unless `raw` (see the module docstring)."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    stmt = select(Subscriber).order_by(col(Subscriber.id))
-    if status:
-        stmt = stmt.where(Subscriber.status == status)
-    count = 0
-    for sub in session.exec(stmt.execution_options(yield_per=batch_size)):
-        row = subscriber_row(sub)
-        writer.writerow(row if raw else [spreadsheet_safe(cell) for cell in row])
-        count += 1
-    return count
+class Writer:
+    """A CSV writer whose cells are spreadsheet-safe unless `raw`."""
+
+    def __init__(self, out: TextIO, *, raw: bool = False) -> None:
+        self._csv = csv.writer(out, lineterminator="\n")
+        self._raw = raw
+
+    def row(self, cells: list[str]) -> None:
+        """Write one row."""
+        self._csv.writerow(cells if self._raw else [spreadsheet_safe(c) for c in cells])
 
 
 # ---- reading what people have ------------------------------------------------------------
@@ -195,15 +135,21 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "max_items": ("maxitems",),
     "format": ("format",),
     "status": ("status",),
-    # Mailchimp exports one file per status; these columns say which file a row came from.
-    "unsub_time": ("unsubtime",),
+    # Consent: when and from where the person opted in and confirmed (Mailchimp; listmonk's
+    # created_at), and when it ended. Mailchimp exports one file per status; UNSUB_TIME and
+    # CLEAN_TIME also say which file a row came from.
+    "optin_time": ("optintime", "createdat", "subscribedat"),
+    "optin_ip": ("optinip",),
+    "confirm_time": ("confirmtime", "confirmedat"),
+    "confirm_ip": ("confirmip",),
+    "unsub_time": ("unsubtime", "unsubscribedat"),
     "clean_time": ("cleantime",),
 }
 _FIELD_OF = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
 
 # Columns of known export layouts that we read past (nothing of ours to keep in them).
 # listmonk (Subscribers → Export): uuid,email,name,attributes,status,created_at,updated_at.
-LISTMONK_SKIPPED = frozenset({"uuid", "attributes", "createdat", "updatedat"})
+LISTMONK_SKIPPED = frozenset({"uuid", "attributes", "updatedat"})
 # Mailchimp (Audience → Export audience): "Email Address","First Name","Last Name", the
 # audience's merge fields, then its system columns; the unsubscribed and cleaned files add
 # UNSUB_* and CLEAN_* columns.
@@ -211,10 +157,6 @@ MAILCHIMP_SYSTEM = frozenset(
     _key(c)
     for c in (
         "MEMBER_RATING",
-        "OPTIN_TIME",
-        "OPTIN_IP",
-        "CONFIRM_TIME",
-        "CONFIRM_IP",
         "LATITUDE",
         "LONGITUDE",
         "GMTOFF",
@@ -237,16 +179,17 @@ MAILCHIMP_SYSTEM = frozenset(
 # A new Mailchimp audience's default merge fields: skipped in a file with Mailchimp's columns.
 MAILCHIMP_DEFAULT_FIELDS = frozenset({"address", "phonenumber", "birthday", "company"})
 
-# Status words of other tools, mapped to ours (ours are accepted as they are).
-STATUS_WORDS = {
-    "subscribed": SubscriberStatus.ACTIVE,  # Mailchimp
-    "enabled": SubscriberStatus.ACTIVE,  # listmonk
-    "confirmed": SubscriberStatus.ACTIVE,
-    "unconfirmed": SubscriberStatus.PENDING,
-    "disabled": SubscriberStatus.SUSPENDED,  # listmonk: an admin stopped it
-    "blocklisted": SubscriberStatus.UNSUBSCRIBED,  # listmonk: never mail again
-    "blacklisted": SubscriberStatus.UNSUBSCRIBED,
-    "cleaned": SubscriberStatus.BOUNCED,  # Mailchimp: hard bounces
+# Status words of other tools, mapped to ours (ours are accepted as they are), with why
+# mail stopped and whether the address is suppressed (no mail at all, not even a confirmation).
+STATUS_WORDS: dict[str, tuple[SubscriberStatus, StoppedBy | None, bool]] = {
+    "subscribed": (S.ACTIVE, None, False),  # Mailchimp
+    "enabled": (S.ACTIVE, None, False),  # listmonk
+    "confirmed": (S.ACTIVE, None, False),
+    "unconfirmed": (S.PENDING, None, False),
+    "disabled": (S.SUSPENDED, StoppedBy.ADMIN, False),  # listmonk: an admin stopped it
+    "blocklisted": (S.UNSUBSCRIBED, StoppedBy.ADMIN, True),  # listmonk: never mail again
+    "blacklisted": (S.UNSUBSCRIBED, StoppedBy.ADMIN, True),
+    "cleaned": (S.BOUNCED, StoppedBy.BOUNCE, True),  # Mailchimp: hard bounces
 }
 
 
@@ -294,7 +237,49 @@ def _header(cells: list[str], *, ignore_unknown: bool) -> _Header | str:
     return _Header(fields, len(cells), [c for c in skipped + unknown if c])
 
 
-def _status(cells: dict[str, str]) -> SubscriberStatus:
+@dataclass
+class Row:
+    """One checked row: what to store, and every problem it has (empty: a good row)."""
+
+    line: int
+    email: str
+    prefs: Preferences
+    status: SubscriberStatus
+    stopped_by: StoppedBy | None = None
+    suppressed: bool = False
+    optin_time: datetime | None = None
+    optin_ip: str | None = None
+    confirm_time: datetime | None = None
+    stop_time: datetime | None = None  # UNSUB_TIME or CLEAN_TIME
+    problems: list[str] = field(default_factory=list)
+
+
+# 2023-04-11 08:12:45, ISO 8601 (T, fractions, Z or an offset), and Go's time.String() that
+# listmonk writes (2024-01-05 10:21:33.142116 +0000 UTC). No offset: UTC (Mailchimp's times).
+_TIME = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?(?:\s+[A-Za-z]{1,5})?$"
+)
+
+
+def parse_time(text: str, what: str) -> datetime | None:
+    """A consent time from a cell (None when empty), aware UTC; InvalidInput when unreadable."""
+    value = text.strip()
+    if not value:
+        return None
+    match = _TIME.match(value)
+    if match is None:
+        raise InvalidInput(f"{what} {value!r} is not a time like 2024-01-05 10:21:33")
+    day, clock, zone = match.groups()
+    clock = clock[:15] if "." not in clock else clock[: clock.index(".") + 7]
+    offset = "+00:00" if zone in (None, "Z") else zone[:3] + ":" + zone[-2:]
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}{offset}").astimezone(UTC)
+    except ValueError:
+        raise InvalidInput(f"{what} {value!r} is not a time like 2024-01-05 10:21:33") from None
+
+
+def _status(cells: dict[str, str]) -> tuple[SubscriberStatus, StoppedBy | None, bool]:
     """The row's status: the status cell (ours or another tool's word), else what the
     Mailchimp file says (cleaned/unsubscribed), else the import default."""
     raw = cells.get("status", "").strip().lower()
@@ -302,14 +287,14 @@ def _status(cells: dict[str, str]) -> SubscriberStatus:
         if raw in STATUS_WORDS:
             return STATUS_WORDS[raw]
         try:
-            return parse_subscriber_status(raw)
+            return parse_subscriber_status(raw), None, False
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
     if cells.get("clean_time", "").strip():
-        return SubscriberStatus.BOUNCED
+        return STATUS_WORDS["cleaned"]
     if cells.get("unsub_time", "").strip():
-        return SubscriberStatus.UNSUBSCRIBED
-    return DEFAULT_STATUS
+        return S.UNSUBSCRIBED, StoppedBy.PERSON, False
+    return DEFAULT_STATUS, None, False
 
 
 def _name(cells: dict[str, str]) -> str:
@@ -320,8 +305,8 @@ def _name(cells: dict[str, str]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, SubscriberStatus, list[str]]:
-    """Validate one row's cells: (email, preferences, status, every problem it has)."""
+def parse_row(line: int, cells: dict[str, str]) -> Row:
+    """Check one row's cells (by our field names): what to store and every problem."""
     problems: list[str] = []
     email = ""
     try:
@@ -347,12 +332,24 @@ def _parse_row(cells: dict[str, str]) -> tuple[str, Preferences, SubscriberStatu
     }
     prefs, pref_problems = Preferences(**raw).checked()
     problems.extend(pref_problems)
-    status = DEFAULT_STATUS
+    row = Row(line, email, prefs, DEFAULT_STATUS, problems=problems)
     try:
-        status = _status(cells)
+        row.status, row.stopped_by, row.suppressed = _status(cells)
     except InvalidInput as exc:
         problems.append(str(exc))
-    return email, prefs, status, problems
+    for name, what in (("optin_time", "opt-in time"), ("confirm_time", "confirm time")):
+        try:
+            setattr(row, name, parse_time(cells.get(name, ""), what))
+        except InvalidInput as exc:
+            problems.append(str(exc))
+    try:
+        stop = cells.get("clean_time", "") or cells.get("unsub_time", "")
+        row.stop_time = parse_time(stop, "unsubscribe time")
+    except InvalidInput as exc:
+        problems.append(str(exc))
+    ip = (cells.get("optin_ip", "") or cells.get("confirm_ip", "")).strip()
+    row.optin_ip = ip[:64] or None
+    return row
 
 
 def first_bad_utf8(path: str | Path, chunk: int = 1 << 16) -> tuple[int, int, int] | None:
@@ -377,7 +374,7 @@ def first_bad_utf8(path: str | Path, chunk: int = 1 << 16) -> tuple[int, int, in
             offset += len(data)
 
 
-def _encoding_problem(path: str | Path) -> str:
+def encoding_problem(path: str | Path) -> str:
     found = first_bad_utf8(path)
     where = f"byte 0x{found[1]:02X} at offset {found[0]} (line {found[2]})" if found else "a byte"
     return (
@@ -405,26 +402,50 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-def _records(
-    stream: TextIO, report: ImportReport, *, ignore_unknown: bool, raw: bool = False
-) -> Iterator[tuple[int, dict[str, str] | None, str | None]]:
-    """(first line, cells by our field name, problem) per CSV record, with the export's
-    spreadsheet-safe quoting undone unless `raw`. A header problem sets `report.file_error`
-    and ends the file; a decoding error propagates (see import_csv)."""
+@dataclass
+class Record:
+    """One CSV record: where it starts, its cells as read, our fields (None when the row
+    has the wrong number of cells), and a problem with the record itself."""
+
+    line: int
+    cells: list[str]
+    fields: dict[str, str] | None
+    problem: str | None = None
+
+
+@dataclass
+class Reading:
+    """What reading the header told: the columns, the ones read past, or a file problem;
+    and a problem that stopped reading part way (a broken quote)."""
+
+    header: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    file_error: str | None = None
+    stopped: str | None = None
+
+
+def records(
+    stream: TextIO, reading: Reading, *, ignore_unknown: bool, raw: bool = False
+) -> Iterator[Record]:
+    """The records of a CSV stream, with the export's spreadsheet-safe quoting undone unless
+    `raw`. A header problem sets `reading.file_error` and ends the file; a decoding error
+    propagates (the caller names the byte: `encoding_problem`)."""
     reader = csv.reader(stream)
     try:
         header_cells = next(reader, None)
     except csv.Error as exc:
-        report.file_error = f"line 1: cannot read the header ({_reason(exc)})"
+        reading.file_error = f"line 1: cannot read the header ({_reason(exc)})"
         return
     if not header_cells or not any(c.strip() for c in header_cells):
-        report.file_error = "line 1: the file is empty (expected a header with an email column)"
+        reading.file_error = "line 1: the file is empty (expected a header with an email column)"
         return
     header = _header(header_cells, ignore_unknown=ignore_unknown)
     if isinstance(header, str):
-        report.file_error = f"line 1: {header}"
+        reading.file_error = f"line 1: {header}"
         return
-    report.ignored_columns = header.skipped
+    reading.header = header_cells
+    reading.ignored_columns = header.skipped
+    undo = (lambda c: c) if raw else undo_spreadsheet_safe
     last_line = reader.line_num
     while True:
         try:
@@ -433,196 +454,26 @@ def _records(
             return
         except csv.Error as exc:
             # The parser cannot continue past this point: report where and stop reading.
-            report.errors.append(f"line {last_line + 1}: {_reason(exc)}; the rest was not read")
+            reading.stopped = f"line {last_line + 1}: {_reason(exc)}; the rest was not read"
             return
         start, last_line = last_line + 1, reader.line_num
         if not any(c.strip() for c in cells):
             continue  # a blank line, or a spreadsheet's row of empty cells
         if len(cells) != header.width:
-            yield start, None, f"{len(cells)} fields, expected {header.width}"
+            yield Record(start, cells, None, f"{len(cells)} fields, expected {header.width}")
             continue
-        if raw:
-            yield start, {name: cells[i] for name, i in header.fields.items()}, None
-        else:
-            yield (
-                start,
-                {name: undo_spreadsheet_safe(cells[i]) for name, i in header.fields.items()},
-                None,
-            )
+        yield Record(start, cells, {name: undo(cells[i]) for name, i in header.fields.items()})
 
 
-def _line_number(error: str) -> int:
-    number = error.removeprefix("line ").split(":", 1)[0]
-    return int(number) if number.isdigit() else 0
+def open_text(binary: BinaryIO, on_bytes: Callable[[int], None] | None) -> TextIO:
+    """A file's bytes as UTF-8 text (a BOM, what Excel writes, is skipped), counting bytes
+    for a progress bar."""
+    return io.TextIOWrapper(
+        io.BufferedReader(_CountingReader(binary, on_bytes), 1 << 16),
+        encoding="utf-8-sig",
+        newline="",
+    )
 
 
 def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-def import_csv(
-    session: Session,
-    path: str | Path,
-    *,
-    actor: str,
-    now: datetime,
-    update_existing: bool = False,
-    ignore_unknown_columns: bool = False,
-    dry_run: bool = False,
-    batch_size: int = 1000,
-    on_bytes: Callable[[int], None] | None = None,
-    raw: bool = False,
-) -> ImportReport:
-    """Import a subscriber CSV inside the caller's transaction (ImportRejected on bad rows)."""
-    started = time.perf_counter()
-    report = ImportReport(dry_run=dry_run)
-    seen: dict[str, int] = {}  # email -> first line, for duplicates inside the file
-    batch: list[_Row] = []
-
-    def flush() -> None:
-        if batch:
-            _apply_batch(session, batch, report, update_existing, dry_run, actor, now)
-            batch.clear()
-
-    with open(path, "rb") as binary:
-        text = io.TextIOWrapper(
-            io.BufferedReader(_CountingReader(binary, on_bytes), 1 << 16),
-            encoding="utf-8-sig",  # a UTF-8 BOM (what Excel writes) is skipped
-            newline="",
-        )
-        try:
-            for line, cells, problem in _records(
-                text, report, ignore_unknown=ignore_unknown_columns, raw=raw
-            ):
-                report.rows += 1
-                if problem is not None or cells is None:
-                    report.errors.append(f"line {line}: {problem}")
-                    continue
-                email, prefs, status, problems = _parse_row(cells)
-                if problems:
-                    report.errors.append(f"line {line}: {'; '.join(problems)}")
-                    continue
-                first = seen.setdefault(email, line)
-                if first != line:
-                    report.errors.append(f"line {line}: {email} repeats line {first}")
-                    continue
-                batch.append(_Row(line, email, prefs, status))
-                if len(batch) >= batch_size:
-                    flush()
-            flush()
-        except UnicodeDecodeError:
-            # Not UTF-8 (a legacy-encoding export): one line says where, not noise per row.
-            report.file_error = _encoding_problem(path)
-    report.seconds = time.perf_counter() - started
-    if report.file_error:
-        report.errors = []
-        raise ImportRejected(report)
-    if report.errors:
-        # Rows already in the database are found per batch, after later rows' own errors.
-        report.errors.sort(key=_line_number)
-        raise ImportRejected(report)
-    return report
-
-
-def _apply_batch(
-    session: Session,
-    batch: list[_Row],
-    report: ImportReport,
-    update_existing: bool,
-    dry_run: bool,
-    actor: str,
-    now: datetime,
-) -> None:
-    """Check one batch against the database (one query) and write it (a few executemany)."""
-    emails = [row.email for row in batch]
-    existing = {
-        sub.email: sub
-        for sub in session.exec(select(Subscriber).where(col(Subscriber.email).in_(emails)))
-    }
-    # Once any row is bad the import will be rolled back: keep validating, stop writing.
-    write = not dry_run and not report.errors
-    new_rows: list[dict[str, Any]] = []
-    new_lines: dict[str, _Row] = {}
-    updates: list[dict[str, Any]] = []
-    moves: list[tuple[Subscriber, _Row]] = []  # status changes, through subscribers' transitions
-    events: list[dict[str, Any]] = []
-    for row in batch:
-        sub = existing.get(row.email)
-        if sub is None:
-            report.added += 1
-            values = {**row.prefs.as_dict(), "email": row.email, "status": row.status.value}
-            values.update(
-                created_at=now,
-                confirmed_at=now if row.status == SubscriberStatus.ACTIVE else None,
-                unsubscribed_at=now if row.status == SubscriberStatus.UNSUBSCRIBED else None,
-                bounce_count=0,
-                token_version=1,
-            )
-            new_rows.append(values)
-            new_lines[row.email] = row
-            continue
-        if not update_existing:
-            report.errors.append(
-                f"line {row.line}: {row.email} already exists (use --update-existing to update it)"
-            )
-            continue
-        refusal = admin_refusal(sub, row.status)
-        if refusal is not None:
-            report.errors.append(f"line {row.line}: {refusal}")
-            continue
-        changes = preference_diff(sub, row.prefs)
-        if not changes and row.status == sub.status:
-            report.unchanged += 1
-            continue
-        report.updated += 1
-        if changes:
-            values = {name: getattr(row.prefs, name) for name in PREFERENCE_FIELDS}
-            values["b_id"] = sub.id
-            updates.append(values)
-            detail = {"line": row.line, "via": "import", "changes": changes}
-            events.append(_event(sub.id, UPDATED, actor, now, detail))
-        if row.status != sub.status:
-            moves.append((sub, row))
-    if not write:
-        return
-    for sub, row in moves:  # rare next to preference changes: one ORM update each
-        set_by_admin(
-            session, sub, row.status, actor=actor, now=now, reason=f"import line {row.line}"
-        )
-    table = table_of(Subscriber)
-    conn = session.connection()
-    if new_rows:
-        # Plain executemany, then one SELECT for the ids: INSERT … RETURNING over a whole
-        # batch made psycopg re-parse a huge statement per batch (3x slower on PostgreSQL).
-        conn.execute(insert(table), new_rows)
-        returned = conn.execute(
-            select(table.c.id, table.c.email).where(table.c.email.in_(list(new_lines)))
-        )
-        for sub_id, email in returned:
-            row = new_lines[email]
-            detail = {
-                "status": row.status,
-                **row.prefs.as_dict(),
-                "line": row.line,
-                "via": "import",
-            }
-            events.append(_event(sub_id, ADDED, actor, now, detail))
-    if updates:
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values({name: bindparam(name) for name in updates[0] if name != "b_id"})
-        )
-        conn.execute(stmt, updates)
-    if events:
-        conn.execute(insert(table_of(Event)), events)
-
-
-def _event(sub_id: int | None, action: str, actor: str, now: datetime, detail: dict) -> dict:
-    return {
-        "subscriber_id": sub_id,
-        "action": action,
-        "actor": actor,
-        "detail": detail,
-        "created_at": now,
-    }

@@ -1,41 +1,28 @@
-"""Double opt-in: recording a sign-up, the confirmation (or "already subscribed") mail it
-asks for, and sending it. The web form and the `subscribe` mail command both come here, so
-an address gets the same checks, limits and mail whichever way it signs up."""
+"""Double opt-in mail: the confirmation (or "already subscribed") mail a sign-up asks for,
+built from templates and sent over a small SMTP pool. The sign-up itself (what is recorded,
+the daily cap) is `digestd.subscribers.signup`, shared by the web form and the `subscribe`
+mail command."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import css_inline
 from jinja2 import Environment
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
 
-from digestd.core import tokens
 from digestd.core.config import Settings
-from digestd.core.context import AppContext
-from digestd.core.db import session_scope
-from digestd.core.models import Event
-from digestd.core.statuses import SubscriberStatus
 from digestd.core.tokens import PURPOSES
 from digestd.mail.mime import compose
 from digestd.mail.smtp_pool import SendError, SmtpPool
-from digestd.subscribers import bounce_policy
-from digestd.subscribers import lifecycle as subs
 
 log = logging.getLogger(__name__)
 
-ACTOR = "web"
-CONFIRMATION_SENT = "confirmation_sent"
-# Confirmation / manage mails one address may be sent a day (abuse control; the web's
-# WebLimits and the mail command use it).
+# Mails one address may be sent a day that are not digests: confirmations, "already
+# subscribed" mails and replies to mail commands, together (abuse control: nobody can make
+# digestd mail an address more than this, whichever way they ask).
 MAILS_PER_ADDRESS_PER_DAY = 3
-S = SubscriberStatus
-# Statuses where the address is already in (a new sign-up only sends a "manage here" mail).
-SUBSCRIBED = (S.ACTIVE, S.SUSPENDED)
 
 
 @dataclass(frozen=True)
@@ -77,86 +64,6 @@ def build_message(env: Environment, settings: Settings, mail: ConfirmationMail) 
         html=html,
         headers=headers,
     )
-
-
-def request_subscription(
-    ctx: AppContext,
-    email: str,
-    prefs: subs.Preferences,
-    *,
-    mails_per_day: int = MAILS_PER_ADDRESS_PER_DAY,
-    actor: str = ACTOR,
-) -> ConfirmationMail | None:
-    """Record a sign-up and say which mail to send (None: this address had its share today).
-
-    The caller answers the same way whatever this returns, so a response never tells
-    whether an address was known.
-    """
-    for attempt in range(2):
-        try:
-            return _request_subscription(ctx, email, prefs, mails_per_day, actor)
-        except IntegrityError:
-            # Two sign-ups for one new address raced on the unique email; the second
-            # attempt finds the row the other one created.
-            if attempt == 1:
-                raise
-    return None  # pragma: no cover - the loop returns or raises
-
-
-def _request_subscription(
-    ctx: AppContext, email: str, prefs: subs.Preferences, mails_per_day: int, actor: str
-) -> ConfirmationMail | None:
-    now = ctx.now()
-    key, base = ctx.secret_key, ctx.settings.base_url
-    with session_scope(ctx.engine) as session:
-        sub = subs.get_by_email(session, email)
-        if sub is None:
-            sub = subs.add_subscriber(session, email, prefs, status="pending", actor=actor, now=now)
-        elif bounce_policy.is_suppressed(session, sub):
-            # Bounced or complained: no mail goes there until an admin lifts it, not even a
-            # confirmation. The page answers as for anyone else (no address is disclosed).
-            return None
-        elif sub.status not in SUBSCRIBED:
-            # Pending or unsubscribed: the newest form wins, and only a click on the
-            # confirmation link (proof the mailbox is theirs) makes it active again.
-            subs.update_preferences(session, sub, prefs.as_dict(), actor=actor, now=now)
-            subs.subscribe(session, sub, actor=actor, now=now, reason="subscribe form")
-        assert sub.id is not None
-        # Concurrent requests for one address may both pass this count; the cap is for
-        # abuse (a handful a day), so an occasional extra mail is acceptable.
-        if confirmation_mails_sent(session, sub.id, now) >= mails_per_day:
-            return None
-        kind = "already" if sub.status in SUBSCRIBED else "confirm"
-        subs.record_event(session, sub.id, CONFIRMATION_SENT, actor=actor, now=now, kind=kind)
-        if kind == "confirm":
-            return ConfirmationMail(
-                kind=kind,
-                to=sub.email,
-                subscriber_id=sub.id,
-                confirm_url=tokens.subscriber_link(base, key, "confirm", sub),
-            )
-        return ConfirmationMail(
-            kind=kind,
-            to=sub.email,
-            subscriber_id=sub.id,
-            preferences_url=tokens.subscriber_link(base, key, "preferences", sub),
-            unsubscribe_url=tokens.subscriber_link(base, key, "unsubscribe", sub),
-        )
-
-
-def confirmation_mails_sent(session: Session, subscriber_id: int, now: datetime) -> int:
-    """How many confirmation/manage mails went to this subscriber in the last 24 hours."""
-    since = now - timedelta(hours=24)
-    stmt = (
-        select(func.count())
-        .select_from(Event)
-        .where(
-            Event.subscriber_id == subscriber_id,
-            Event.action == CONFIRMATION_SENT,
-            col(Event.created_at) >= since,
-        )
-    )
-    return int(session.exec(stmt).one())
 
 
 class ConfirmationSender:

@@ -13,10 +13,11 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from digestd.subscribers.lifecycle import (
+from digestd.subscribers.preferences import (
     PREFERENCE_FIELDS,
     InvalidInput,
     Preferences,
+    deliverable_email,
     normalize_email,
 )
 
@@ -155,13 +156,19 @@ def validate(
     base: Preferences | None = None,
     need_email: bool,
     errors: dict[str, str] | None = None,
+    smtputf8: bool | None = None,
 ) -> Parsed:
-    """Check each field on its own (so every bad one gets its message), then all together."""
+    """Check each field on its own (so every bad one gets its message), then all together.
+    With `smtputf8` given (a sign-up), an address our relay could not deliver is refused."""
     out = Parsed(values=dict(data), errors=dict(errors or {}))
     start = base or Preferences()
     if need_email and "email" not in out.errors:
+        raw = str(data.get("email", ""))
         try:
-            out.email = normalize_email(str(data.get("email", "")))
+            if smtputf8 is None:
+                out.email = normalize_email(raw)
+            else:
+                out.email = deliverable_email(raw, smtputf8=smtputf8)
         except InvalidInput as exc:
             out.errors["email"] = _email_message(str(exc))
     changes = {k: v for k, v in data.items() if k in PREFERENCE_FIELDS and k not in out.errors}

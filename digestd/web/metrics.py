@@ -23,7 +23,7 @@ from digestd.core.db import session_scope
 from digestd.core.metrics import CONTENT_TYPE, Metrics
 from digestd.core.statuses import DeliveryStatus
 from digestd.delivery import deliveries
-from digestd.subscribers import lifecycle as subscribers
+from digestd.subscribers import queries as subscribers
 from digestd.web.responses import state
 
 router = APIRouter()

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from digestd.subscribers.lifecycle import Preferences, votes
-from digestd.web import flows, forms, vote_flows
+from digestd.subscribers.preferences import Preferences
+from digestd.subscribers.votes import parse_refs
+from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
 from digestd.web.responses import error, read_form, render, state
 
@@ -26,7 +27,14 @@ _FORM_BODY = {
                     "properties": {
                         "action": {
                             "type": "string",
-                            "enum": ["save", "pause", "resume", "forget", "clear_votes"],
+                            "enum": [
+                                "save",
+                                "pause",
+                                "resume",
+                                "forget",
+                                "clear_votes",
+                                "sign_out",
+                            ],
                         },
                         FORM_TOKEN_FIELD: {"type": "string"},
                         "confirm_forget": {"type": "string"},
@@ -149,8 +157,8 @@ async def unsubscribe(request: Request, token: str) -> Response:
         return error(request, 400, "Expected the body List-Unsubscribe=One-Click (RFC 8058).")
     # The page's button says so; anything else is a mail client's one-click POST.
     way = "page" if via == "page" else "one-click"
-    page = await run_in_threadpool(flows.unsubscribe, state(request).ctx, token, how=way)
-    return render(request, "unsubscribed.html", sub=page.sub, changed=page.changed)
+    done = await run_in_threadpool(flows.unsubscribe, state(request).ctx, token, how=way)
+    return render(request, "unsubscribed.html", email=done.email, changed=done.changed)
 
 
 @router.get("/preferences/{token}", summary="Preference center", response_class=Response)
@@ -194,28 +202,20 @@ async def preferences(request: Request, token: str) -> Response:
         parsed = forms.validate(data, base=Preferences.of(page.sub), need_email=False)
         if not parsed.ok:
             return _prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
-        assert parsed.prefs is not None and page.sub.id is not None
-        liked_changed = False
+        assert parsed.prefs is not None
         liked = form.get("liked_papers")
-        if isinstance(liked, str):
-            try:
-                liked_changed = await run_in_threadpool(
-                    vote_flows.set_liked, ctx, page.sub.id, votes.parse_refs(liked)
-                )
-            except ValueError as exc:  # an unknown paper, or too many
-                values = {**parsed.values, "liked_papers": liked}
-                message = str(exc)[:1].upper() + str(exc)[1:] + "."
-                return _prefs_page(
-                    request, page, 422, values=values, errors={"liked_papers": message}
-                )
-        page = await run_in_threadpool(flows.save_preferences, ctx, token, parsed.prefs)
-        changed = page.changed or liked_changed
-        notice = "Your preferences are saved." if changed else "Nothing changed."
-        return _prefs_page(request, page, notice=notice)
+        refs = parse_refs(liked) if isinstance(liked, str) else None
+        try:
+            done = await run_in_threadpool(flows.save_preferences, ctx, token, parsed.prefs, refs)
+        except ValueError as exc:  # an unknown paper, or too many
+            values = {**parsed.values, "liked_papers": liked}
+            message = str(exc)[:1].upper() + str(exc)[1:] + "."
+            return _prefs_page(request, page, 422, values=values, errors={"liked_papers": message})
+        assert done.page is not None
+        notice = "Your preferences are saved." if done.changed else "Nothing changed."
+        return _prefs_page(request, done.page, notice=notice)
     if action == "clear_votes":
-        assert page.sub.id is not None
-        cleared = await run_in_threadpool(vote_flows.clear, ctx, page.sub.id)
-        page = await run_in_threadpool(flows.show, ctx, "preferences", token)
+        cleared, page = await run_in_threadpool(flows.clear_votes, ctx, token)
         notice = (
             f"Cleared {cleared} vote{'s' if cleared != 1 else ''}: your digests follow your "
             "topics again."
@@ -223,6 +223,9 @@ async def preferences(request: Request, token: str) -> Response:
             else "There were no votes to clear."
         )
         return _prefs_page(request, page, notice=notice)
+    if action == "sign_out":
+        await run_in_threadpool(flows.sign_out_everywhere, ctx, token)
+        return render(request, "signed_out.html")
     if action in ("pause", "resume"):
         page, problem = await run_in_threadpool(flows.set_paused, ctx, token, action == "pause")
         if problem:

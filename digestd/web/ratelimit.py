@@ -4,8 +4,9 @@ Per client address: the `limits` library, in memory, per process (a client that
 spreads over replicas gets at most N times the limit, which is fine for abuse
 control). An IPv6 client is counted by its /64 network (`core.netaddr.client_key`).
 
-Per email address: `digestd.subscribers.optin` counts `confirmation_sent` events of the
-last 24 hours, so that cap holds across processes and replicas and survives a restart.
+Per email address: `digestd.subscribers.signup` counts the confirmations and command replies
+of the last 24 hours in the database (`address_mail`), together, so that cap holds across
+processes and replicas, survives a restart, and is the README's 3 a day in all.
 """
 
 from __future__ import annotations

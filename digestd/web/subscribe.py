@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from digestd.subscribers import optin
-from digestd.subscribers.optin import ConfirmationMail
+from digestd.core.statuses import ConsentVia
+from digestd.subscribers import signup
+from digestd.subscribers.preferences import Preferences
 from digestd.web import flows, forms
 from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
 from digestd.web.jsonbody import InvalidJson, read_json
@@ -17,6 +19,7 @@ from digestd.web.responses import error, read_form, render, state
 from digestd.web.state import WebState
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 ACCEPTED_MESSAGE = (
     "Thanks! If this address can receive mail, a message with a confirmation link is on its "
@@ -150,7 +153,9 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
             message = "This form had expired. Please check your details and send it again."
             return _form_page(request, 403, values=data, errors={"form": message})
 
-    parsed = forms.validate(data, need_email=True, errors=type_errors)
+    parsed = forms.validate(
+        data, need_email=True, errors=type_errors, smtputf8=web.ctx.settings.smtp_smtputf8
+    )
     if not parsed.ok:
         if is_json:
             first = next(iter(parsed.errors.values()))
@@ -158,24 +163,35 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         return _form_page(request, 422, values=parsed.values, errors=parsed.errors)
 
     assert parsed.prefs is not None
-    mail = await run_in_threadpool(
-        optin.request_subscription,
-        web.ctx,
-        parsed.email,
-        parsed.prefs,
-        mails_per_day=web.limits.mails_per_email_per_day,
-    )
-    if mail is not None:
-        # Sent after the answer is out, so its timing cannot tell known from unknown.
-        background.add_task(_send, web, mail)
+    # Everything about the address happens after the answer is out, the same way whatever
+    # its state (new, pending, active, suppressed, over its daily mails): the answer's
+    # timing cannot tell a known address from an unknown one.
+    background.add_task(_sign_up, web, parsed.email, parsed.prefs, client)
     if is_json:
         return JSONResponse({"status": "accepted", "message": ACCEPTED_MESSAGE}, status_code=202)
     return render(request, "check_inbox.html", message=ACCEPTED_MESSAGE)
 
 
-async def _send(web: WebState, mail: ConfirmationMail) -> None:
-    if not await web.sender.send(mail):
-        await run_in_threadpool(flows.record_send_failure, web.ctx, mail.subscriber_id)
+async def _sign_up(web: WebState, email: str, prefs: Preferences, client: str) -> None:
+    try:
+        mail = await run_in_threadpool(
+            signup.request_subscription,
+            web.ctx,
+            email,
+            prefs,
+            via=ConsentVia.WEB,
+            actor=flows.ACTOR,
+            ip=client if client != "unknown" else None,
+            source="web form",
+            mails_per_day=web.limits.mails_per_email_per_day,
+        )
+    except Exception:  # the person already has their answer; the log says what went wrong
+        log.exception("sign-up could not be recorded")
+        return
+    if mail is not None and not await web.sender.send(mail):
+        await run_in_threadpool(
+            signup.confirmation_failed, web.ctx, mail.subscriber_id, actor=flows.ACTOR
+        )
 
 
 def _minutes(seconds: int) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from digestd.core.db import make_engine, session_scope, upgrade
 from digestd.core.models import Delivery
-from digestd.subscribers.lifecycle import Preferences, add_subscriber
+from digestd.subscribers.preferences import Preferences
 from tests.support.cli import run_cli
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn
-from tests.support.subscribers import Invoke, make_invoke
+from tests.support.subscribers import Invoke, add_subscriber, make_invoke
 
 BOUNCES = Path(__file__).resolve().parents[1] / "fixtures" / "bounces"
 # The Message-ID of the digest ada was sent (what a real bounce of it carries back).

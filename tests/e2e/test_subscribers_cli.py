@@ -33,6 +33,11 @@ DOCUMENTED_FIELDS = {
     "confirmed_at",
     "unsubscribed_at",
     "bounce_count",
+    "stopped_by",
+    "stopped_at",
+    "suppressed",
+    "may_mail",
+    "consent",
 }
 
 
@@ -87,7 +92,8 @@ def test_add_then_list_and_show(invoke: Invoke) -> None:
     assert [s["email"] for s in listed] == ["ada.lovelace@example.org", "bob@example.org"]
     ada = listed[0]
     assert set(ada) == DOCUMENTED_FIELDS
-    assert {k: ada[k] for k in DOCUMENTED_FIELDS - {"id", "created_at", "confirmed_at"}} == {
+    changing = {"id", "created_at", "confirmed_at", "consent"}
+    assert {k: ada[k] for k in DOCUMENTED_FIELDS - changing} == {
         "email": "ada.lovelace@example.org",
         "name": "Ada",
         "status": "active",
@@ -101,8 +107,13 @@ def test_add_then_list_and_show(invoke: Invoke) -> None:
         "format": "text",
         "unsubscribed_at": None,
         "bounce_count": 0,
+        "stopped_by": None,
+        "stopped_at": None,
+        "suppressed": False,
+        "may_mail": True,
     }
     assert ada["confirmed_at"] is not None
+    assert ada["consent"]["given_by"] == "admin" and ada["consent"]["ended_at"] is None
     assert listed[1]["status"] == "pending" and listed[1]["confirmed_at"] is None
     # stable JSON: keys sorted
     raw = invoke("subscribers", "list", "--json").stdout
@@ -167,8 +178,9 @@ def test_existing_and_unsubscribed_addresses_are_not_silently_reactivated(invoke
     # Re-subscribed and confirmed at once (the admin vouches for the person's consent).
     assert [e["detail"] for e in shown["events"][:2]] == [
         {"from": "pending", "to": "active", "reason": "re-added"},
-        {"from": "unsubscribed", "to": "pending", "reason": "re-added"},
+        {"from": "unsubscribed", "to": "pending", "reason": "re-added", "consent": "admin"},
     ]
+    assert shown["consent"]["given_by"] == "admin" and shown["stopped_by"] is None
 
 
 def test_update_changes_only_given_options_and_audits(invoke: Invoke) -> None:
@@ -232,7 +244,10 @@ def test_remove_keeps_the_record_as_unsubscribed(invoke: Invoke) -> None:
         "to": "unsubscribed",
         "reason": "",
         "way": "admin",
+        "stopped_by": "admin",
     }
+    assert (shown["stopped_by"], shown["may_mail"]) == ("admin", False)
+    assert shown["consent"]["ended_by"] == "admin"
     assert shown["events"][0]["actor"] == "cli:subscribers remove"
     assert "already unsubscribed" in invoke("subscribers", "remove", "h@example.org").stdout
     listed = json_of(invoke("subscribers", "list", "--status", "unsubscribed", "--json"))

@@ -251,7 +251,7 @@ def test_mailchimp_listmonk_and_bare_exports_import(invoke: Invoke, tmp_path: Pa
     out = imported(IMPORTS / "mailchimp_unsubscribed.csv")
     assert "added 1" in out
     out = imported(IMPORTS / "listmonk.csv")
-    assert "added 4" in out and "columns not imported: uuid, attributes, created_at" in out
+    assert "added 4" in out and "columns not imported: uuid, attributes, updated_at" in out
     assert "added 3" in imported(IMPORTS / "bare_email.csv")
 
     people = {s["email"]: s for s in json_of(invoke("subscribers", "list", "--json"))}
@@ -392,3 +392,169 @@ def test_export_is_safe_for_spreadsheets_and_round_trips(
     result = invoke("subscribers", "import", str(path), "--update-existing")
     assert result.exit_code == 0, result.output
     assert f"updated 0, unchanged {len(HOSTILE)}" in result.stdout
+
+
+def test_exports_keep_their_consent_and_stats_show_no_import_day_spike(invoke: Invoke) -> None:
+    """Issue 22: Mailchimp's OPTIN_TIME, CONFIRM_TIME, UNSUB_TIME, CLEAN_TIME and listmonk's
+    created_at are the consent record; `stats` counts an imported address as new on its own
+    opt-in day, not on import day."""
+    for name in (
+        "mailchimp_subscribed.csv",
+        "mailchimp_unsubscribed.csv",
+        "mailchimp_cleaned.csv",
+        "listmonk.csv",
+    ):
+        result = invoke("subscribers", "import", str(IMPORTS / name))
+        assert result.exit_code == 0, result.output
+
+    ada = json_of(invoke("subscribers", "show", "ada.lovelace@example.org", "--json"))
+    assert (ada["email"], ada["status"], ada["stopped_by"], ada["may_mail"]) == (
+        "ada.lovelace@example.org",
+        "active",
+        None,
+        True,
+    )
+    assert ada["consent"] == {
+        "given_at": "2023-04-11T08:12:45+00:00",
+        "given_by": "import",
+        "source": "import mailchimp_subscribed.csv line 2",
+        "ip": "198.51.100.23",
+        "confirmed_at": "2023-04-11T08:13:10+00:00",
+        "ended_at": None,
+        "ended_by": None,
+    }
+    grace = json_of(invoke("subscribers", "show", "grace.hopper@example.com", "--json"))
+    assert grace["consent"]["given_at"] == "2022-01-19T14:02:33+00:00"  # no OPTIN_TIME
+    left = json_of(invoke("subscribers", "show", "left@example.org", "--json"))
+    assert (left["status"], left["stopped_by"], left["may_mail"]) == (
+        "unsubscribed",
+        "person",
+        False,
+    )
+    assert left["consent"]["ended_at"] == "2024-10-01T12:30:00+00:00"
+    assert left["consent"]["ended_by"] == "person"
+    gone = json_of(invoke("subscribers", "show", "gone.mailbox@example.org", "--json"))
+    assert (gone["status"], gone["stopped_by"], gone["suppressed"]) == ("bounced", "bounce", True)
+    assert gone["stopped_at"] == "2024-08-19T03:12:44+00:00"
+    assert gone["consent"]["ended_at"] is None  # a bounce ends no consent
+    john = json_of(invoke("subscribers", "show", "john@example.org", "--json"))
+    assert john["consent"]["given_at"] == "2024-01-05T10:21:33.142116+00:00"  # listmonk
+    assert john["consent"]["confirmed_at"] == john["consent"]["given_at"]
+    blocked = json_of(invoke("subscribers", "show", "spam-me-not@example.com", "--json"))
+    assert (blocked["status"], blocked["suppressed"]) == ("unsubscribed", True)
+
+    stats = json_of(invoke("stats", "--json", "--days", "7"))
+    assert [d["new_confirmed"] for d in stats["daily"]] == [0] * 7
+    assert stats["totals"]["unsubscribes"] == dict.fromkeys(stats["totals"]["unsubscribes"], 0)
+
+
+def _rows_with_five_bad(path: Path) -> Path:
+    lines = [HEADER]
+    for i in range(200):
+        lines.append(f"user{i:03d}@example.org,User {i},,,daily,8,UTC,10,html,active")
+    bad = {
+        17: "not-an-address,,,,daily,8,UTC,10,html,active",
+        58: "hour58@example.org,,,,daily,25,UTC,10,html,active",
+        99: "zone99@example.org,,,,daily,8,Mars/Base,10,html,active",
+        140: 'nul140@example.org,"Bad\x01Name",,,daily,8,UTC,10,html,active',
+        188: "user000@example.org,Again,,,daily,8,UTC,10,html,active",  # repeats row 1
+    }
+    for index, line in bad.items():
+        lines[index + 1] = line
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_skip_invalid_imports_the_good_rows_and_writes_the_rejects(
+    invoke: Invoke, tmp_path: Path, db_url: str
+) -> None:
+    path = _rows_with_five_bad(tmp_path / "people.csv")
+    result = invoke("subscribers", "import", str(path), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert "added 195, updated 0, unchanged 0, rejected 5" in result.stdout
+    rejects = tmp_path / "people.rejects.csv"
+    assert f"rejected rows written to {rejects}" in result.stdout.replace("\n", "")
+    rows = _cells(rejects.read_text(encoding="utf-8"))
+    assert rows[0] == [*COLUMNS, "problems"]
+    assert [r[0] for r in rows[1:]] == [
+        "not-an-address",
+        "hour58@example.org",
+        "zone99@example.org",
+        "nul140@example.org",
+        "user000@example.org",
+    ]
+    problems = [r[-1] for r in rows[1:]]
+    assert problems[0].startswith("line 19: 'not-an-address' is not a valid email address")
+    assert problems[1] == "line 60: hour must be between 0 and 23, got 25"
+    assert problems[2].startswith("line 101: unknown time zone 'Mars/Base'")
+    assert problems[3] == "line 142: name must not contain control characters (found U+0001)"
+    assert problems[4] == "line 190: user000@example.org repeats line 2"
+    counts = _counts(db_url)
+    assert counts[0] == 195
+    # Running it again changes nothing: the good rows exist already, the bad ones are bad.
+    again = invoke(
+        "subscribers", "import", str(path), "--skip-invalid", "--rejects", str(tmp_path / "r2.csv")
+    )
+    assert again.exit_code == 0, again.output
+    assert "added 0, updated 0, unchanged 0, rejected 200" in again.stdout
+    assert _counts(db_url) == counts
+    also = invoke("subscribers", "import", str(path), "--skip-invalid", "--update-existing")
+    assert also.exit_code == 0 and "added 0, updated 0, unchanged 195, rejected 5" in also.stdout
+    assert _counts(db_url) == counts
+    # Without the flag, the same file imports nothing (and says why, row by row).
+    fresh = make_invoke(f"sqlite:///{tmp_path / 'fresh.db'}")
+    refused = fresh("subscribers", "import", str(path))
+    assert refused.exit_code == 1 and "5 bad rows: nothing imported" in refused.stderr
+
+
+def test_a_status_conflict_in_update_existing_is_a_rejected_row(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    assert invoke("subscribers", "import", str(IMPORTS / "listmonk.csv")).exit_code == 0
+    # listmonk exports again later: the blocklisted address is still there, now "enabled".
+    again = tmp_path / "listmonk-later.csv"
+    text = (IMPORTS / "listmonk.csv").read_text(encoding="utf-8")
+    again.write_text(text.replace(",blocklisted,", ",enabled,"), encoding="utf-8")
+    refused = invoke("subscribers", "import", str(again), "--update-existing")
+    assert refused.exit_code == 1 and "nothing imported" in refused.stderr
+    result = invoke("subscribers", "import", str(again), "--update-existing", "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert "rejected 1" in result.stdout
+    assert "line 5: spam-me-not@example.com is unsubscribed" in result.stderr
+
+
+def test_an_import_commits_in_batches_so_others_can_write_meanwhile(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Issue 23: a 100 MB import held SQLite's write lock for 68 s (the daemon answered 503).
+    Between two batches no transaction is open: another writer (a web sign-up) gets in at
+    once instead of waiting for the whole file (it would wait out the 30 s busy timeout and
+    fail with "database is locked")."""
+    from digestd.core.config import Settings
+    from digestd.core.context import AppContext
+    from digestd.core.statuses import ConsentVia
+    from digestd.subscribers import importing, signup
+    from digestd.subscribers.preferences import Preferences
+
+    ctx = AppContext(settings=Settings(database_url=sqlite_url), actor="test")
+    ctx.migrate()
+    path = tmp_path / "many.csv"
+    path.write_text(
+        "\n".join([HEADER] + [f"r{i}@example.org,,,,daily,8,UTC,10,html,active" for i in range(30)])
+        + "\n",
+        encoding="utf-8",
+    )
+    meanwhile: list[object] = []
+
+    def sign_up_between_batches(rows: int) -> None:
+        mail = signup.request_subscription(
+            ctx, f"web{rows}@example.org", Preferences(), via=ConsentVia.WEB, actor="web"
+        )
+        meanwhile.append(mail)
+
+    report = importing.import_file(
+        ctx, path, importing.ImportOptions(batch_size=10), on_batch=sign_up_between_batches
+    )
+    assert report.added == 30 and len(meanwhile) == 3 and all(meanwhile)
+    assert _counts(sqlite_url)[0] == 33
+    ctx.dispose()

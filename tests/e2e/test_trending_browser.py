@@ -104,9 +104,9 @@ def test_a_digest_viewed_in_the_browser_on_a_phone(
         picks = Selector(entries).select(Profile.for_subscriber(sub, start, now))
         record_sent(s, sub, [p.entry for p in picks], period="2026-11-26", window_start=start,
                     window_end=now)  # fmt: skip
-        sub_id, version = sub.id, sub.token_version
+        sub_id, key = sub.id, sub.link_key
     with running_web(app, smtp_server) as web:
-        view = links(web.base_url, web.ctx.secret_key, ("view",), sub_id or 0, version)[0]
+        view = links(web.base_url, web.ctx.secret_key, ("view",), sub_id or 0, key)[0]
         context = shared_browser.new_context(viewport={"width": 390, "height": 900})
         page = context.new_page()
         problems = watch_console(page)

@@ -87,6 +87,11 @@ def test_starttls_configured_but_not_offered(smtp_server: SmtpTestServer) -> Non
     # aiosmtpd does not announce PIPELINING: a warning, not a failure.
     plain = verdicts(asyncio.run(check_smtp(replace(settings, smtp_tls="none"))))
     assert plain["smtp pipelining"] == "warn" and plain["smtp size"] == "ok"
+    # Whether non-ASCII addresses can be taken, next to what sign-ups assume: this server
+    # does not offer SMTPUTF8, so promising it is a warning.
+    promised = replace(settings, smtp_tls="none", smtp_smtputf8=True)
+    assert verdicts(asyncio.run(check_smtp(promised)))["smtp smtputf8"] == "warn"
+    assert plain["smtp smtputf8"] == "ok"
     assert smtp_server.messages == []  # the doctor never sends
 
 

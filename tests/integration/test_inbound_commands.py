@@ -13,12 +13,14 @@ from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Subscriber
 from digestd.inbound.addresses import request_address
-from digestd.inbound.commands import MAX_REPLIES_PER_DAY
 from digestd.inbound.process import process_message
-from digestd.subscribers.lifecycle import Preferences, add_subscriber, bounce
+from digestd.subscribers import lifecycle
+from digestd.subscribers.optin import MAILS_PER_ADDRESS_PER_DAY as MAX_REPLIES_PER_DAY
+from digestd.subscribers.preferences import Preferences
 from tests.conftest import FakeClock
 from tests.support.inbound import BOUNCE_ADDRESS, plain
 from tests.support.smtp import SmtpTestServer
+from tests.support.subscribers import add_subscriber, change
 
 PERSON = "grace@example.net"
 
@@ -114,7 +116,7 @@ def test_a_suppressed_address_gets_nothing(ctx: AppContext, smtp_server: SmtpTes
         sub = add_subscriber(
             session, PERSON, Preferences(), status="active", actor="t", now=ctx.now()
         )
-        bounce(session, sub, actor="t", now=ctx.now(), reason="userunknown")
+        change(session, sub, lifecycle.bounce(sub, now=ctx.now(), reason="user"), now=ctx.now())
     for body in ("subscribe", "unsubscribe", "help"):
         assert "suppressed" in _command(ctx, body)
     assert smtp_server.messages == []
@@ -145,3 +147,26 @@ def test_replies_to_one_address_are_limited_per_day(
     clock.advance(days=1, minutes=1)
     assert _command(ctx, "help").endswith("sent")
     assert len(smtp_server.messages) == MAX_REPLIES_PER_DAY + 1
+
+
+def test_confirmations_and_replies_share_one_daily_cap_per_address(
+    ctx: AppContext, smtp_server: SmtpTestServer
+) -> None:
+    """3 mails a day to one address in all (as the README says), not 3 confirmations plus
+    3 command replies: a forger mixing commands and sign-ups gets no more."""
+    from digestd.core.statuses import ConsentVia
+    from digestd.subscribers import signup
+
+    assert _command(ctx, "help").endswith("sent")
+    assert _command(ctx, "subscribe") == "subscribe: confirm mail sent"
+    web = signup.request_subscription(
+        ctx, PERSON, Preferences(), via=ConsentVia.WEB, actor="web", ip="192.0.2.1"
+    )
+    assert web is not None  # the third mail of the day
+    assert "daily limit" in _command(ctx, "help")
+    assert _command(ctx, "subscribe").startswith("subscribe: no mail")
+    again = signup.request_subscription(
+        ctx, PERSON, Preferences(), via=ConsentVia.WEB, actor="web", ip="192.0.2.1"
+    )
+    assert again is None
+    assert len(smtp_server.messages) == 2  # the web's mail is the caller's to send

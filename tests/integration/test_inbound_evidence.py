@@ -19,8 +19,9 @@ from digestd.inbound.process import process_message
 from digestd.inbound.reading import Reading, RecipientReport
 from digestd.inbound.record import Received, record_reading
 from digestd.mail.reasons import read_failure
-from digestd.subscribers.lifecycle import Preferences, add_subscriber
+from digestd.subscribers.preferences import Preferences
 from tests.support.inbound import BOUNCE_ADDRESS, arf, dsn
+from tests.support.subscribers import add_subscriber
 
 ADA, BOB = "ada@example.net", "bob@example.net"
 

@@ -12,17 +12,14 @@ from digestd.core.config import Settings
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Delivery, Event, Inbound, Subscriber
+from digestd.core.statuses import ConsentVia
 from digestd.inbound.addresses import unsubscribe_address, verp_address
 from digestd.inbound.process import process_message
-from digestd.subscribers import bounce_policy, optin
-from digestd.subscribers.lifecycle import (
-    Preferences,
-    add_subscriber,
-    forget,
-    revoke_links,
-)
+from digestd.subscribers import lifecycle, manage, signup
+from digestd.subscribers.preferences import Preferences
 from tests.conftest import FakeClock
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn, plain
+from tests.support.subscribers import add_subscriber, change
 
 EMAIL = "ada@example.net"
 
@@ -203,6 +200,12 @@ def test_an_auto_reply_is_never_a_bounce(ctx: AppContext) -> None:
     assert _status(ctx) == "active"
 
 
+def _sign_up(ctx: AppContext) -> object:
+    return signup.request_subscription(
+        ctx, EMAIL, Preferences(), via=ConsentVia.WEB, actor="web", mails_per_day=3
+    )
+
+
 def test_complaint_unsubscribes_and_suppresses_until_an_admin_lifts_it(ctx: AppContext) -> None:
     _, delivery_id, _ = _subscriber_with_delivery(ctx)
     verp = verp_address(ctx.settings, ctx.secret_key, delivery_id)
@@ -210,15 +213,12 @@ def test_complaint_unsubscribes_and_suppresses_until_an_admin_lifts_it(ctx: AppC
     assert result.kind == "complaint" and _status(ctx) == "unsubscribed"
     with session_scope(ctx.engine) as session:
         sub = session.exec(select(Subscriber).where(Subscriber.email == EMAIL)).one()
-        assert bounce_policy.is_suppressed(session, sub)
+        assert sub.suppressed and sub.stopped_by == "complaint"
     # The web form answers as usual, but not even a confirmation mail goes out.
-    assert optin.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3) is None
+    assert _sign_up(ctx) is None
     assert _status(ctx) == "unsubscribed"
-    with session_scope(ctx.engine) as session:
-        sub = session.exec(select(Subscriber).where(Subscriber.email == EMAIL)).one()
-        said = bounce_policy.lift_suppression(session, sub, actor="cli:admin", now=ctx.now())
-        assert "lifted" in said
-    mail = optin.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3)
+    assert "lifted" in manage.lift(ctx, EMAIL)
+    mail = _sign_up(ctx)
     assert mail is not None and mail.kind == "confirm"
 
 
@@ -226,7 +226,7 @@ def test_bounced_addresses_get_no_confirmation_mail(ctx: AppContext) -> None:
     _, delivery_id, _ = _subscriber_with_delivery(ctx)
     verp = verp_address(ctx.settings, ctx.secret_key, delivery_id)
     process_message(ctx, dsn(to=verp, recipient=EMAIL), rcpt_to=[verp])
-    assert optin.request_subscription(ctx, EMAIL, Preferences(), mails_per_day=3) is None
+    assert _sign_up(ctx) is None
     assert _status(ctx) == "bounced"
 
 
@@ -237,7 +237,8 @@ def test_mail_to_the_unsubscribe_address_unsubscribes_once(ctx: AppContext) -> N
     first = process_message(ctx, raw, rcpt_to=[address])
     second = process_message(ctx, raw)  # from a file: the To header names the address
     assert (first.kind, second.kind) == ("unsubscribe", "unsubscribe")
-    assert first.effect == "unsubscribed" and second.effect.startswith("no change")
+    # The unsubscribe withdrew every older link, this address too: the second changes nothing.
+    assert first.effect == "unsubscribed" and second.effect.endswith("nothing changed")
     assert _status(ctx) == "unsubscribed"
     with session_scope(ctx.engine) as session:
         events = session.exec(select(Event).where(Event.subscriber_id == sub_id)).all()
@@ -259,21 +260,18 @@ def test_a_revoked_unsubscribe_address_changes_nothing(ctx: AppContext) -> None:
     with session_scope(ctx.engine) as session:
         sub = session.get(Subscriber, sub_id)
         assert sub is not None
-        revoke_links(session, sub, actor="t", now=ctx.now())
+        change(session, sub, lifecycle.revoke_links(sub), now=ctx.now())
     result = process_message(ctx, plain(sender=EMAIL, to=address), rcpt_to=[address])
     assert result.kind == "unsubscribe" and "token not valid" in result.effect
     assert _status(ctx) == "active"
 
 
 def test_forgetting_a_person_erases_what_came_back_from_them(ctx: AppContext) -> None:
-    sub_id, delivery_id, _ = _subscriber_with_delivery(ctx)
+    _, delivery_id, _ = _subscriber_with_delivery(ctx)
     verp = verp_address(ctx.settings, ctx.secret_key, delivery_id)
     process_message(ctx, dsn(to=verp, recipient=EMAIL), rcpt_to=[verp])
     process_message(ctx, plain(sender="x@example.net", to=BOUNCE_ADDRESS), rcpt_to=[BOUNCE_ADDRESS])
-    with session_scope(ctx.engine) as session:
-        sub = session.get(Subscriber, sub_id)
-        assert sub is not None
-        forget(session, sub, actor="t", now=ctx.now())
+    manage.forget(ctx, manage.ByEmail(EMAIL))
     assert [r.kind for r in _records(ctx)] == ["unrecognized"]  # not theirs: kept
 
 

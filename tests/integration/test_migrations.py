@@ -205,3 +205,103 @@ def _down_revision(revision: str) -> str:
         engine.dispose()
     assert script is not None and isinstance(script.down_revision, str)
     return script.down_revision
+
+
+def _subscriber_sql(sub_id: int, email: str, status: str, unsubscribed: str | None = None) -> str:
+    return (
+        "INSERT INTO subscriber (id, email, name, status, topics, categories, frequency,"
+        " send_hour, send_weekday, timezone, format, max_items, created_at, unsubscribed_at,"
+        f" bounce_count, token_version) VALUES ({sub_id}, '{email}', '', '{status}', '', '[]',"
+        " 'daily', 8, 0, 'UTC', 'html', 10, '2026-11-20 08:00:00',"
+        f" {repr(unsubscribed) if unsubscribed else 'NULL'}, 0, 1)"
+    )
+
+
+def _event_sql(sub_id: int | None, action: str, actor: str, detail: str) -> str:
+    return (
+        "INSERT INTO event (subscriber_id, action, actor, detail, created_at) VALUES"
+        f" ({'NULL' if sub_id is None else sub_id}, '{action}', '{actor}', '{detail}',"
+        " '2026-11-21 08:00:00')"
+    )
+
+
+def test_0010_keeps_why_mail_stopped_consent_and_never_reuses_ids(db_url: str) -> None:
+    """Existing subscribers get why mail stopped and suppression from their newest status
+    event, a consent record from who added them, a link key each; their deliveries stay;
+    and after the upgrade no id is given out twice (not even a forgotten newest one)."""
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0009")
+        with engine.begin() as conn:
+            rows = [
+                (1, "web@example.org", "active", None),
+                (2, "clicked@example.org", "unsubscribed", "2026-11-22 09:00:00"),
+                (3, "spam@example.org", "unsubscribed", "2026-11-22 09:00:00"),
+                (4, "lifted@example.org", "unsubscribed", "2026-11-22 09:00:00"),
+                (5, "bad@example.org", "bounced", None),
+                (6, "paused@example.org", "suspended", None),
+            ]
+            for row in rows:
+                conn.execute(text(_subscriber_sql(*row)))
+            conn.execute(text(_event_sql(1, "subscriber.added", "web", '{"status": "pending"}')))
+            conn.execute(text(_event_sql(2, "subscriber.added", "cli:subscribers import", "{}")))
+            for sub_id, way in ((2, "one-click"), (3, "complaint"), (4, "complaint")):
+                detail = f'{{"from": "active", "to": "unsubscribed", "way": "{way}"}}'
+                conn.execute(text(_event_sql(sub_id, "subscriber.status", "inbound", detail)))
+            conn.execute(text(_event_sql(4, "subscriber.suppression_lifted", "cli", "{}")))
+            conn.execute(text(_event_sql(6, "subscriber.status", "web", '{"to": "suspended"}')))
+            # subscriber 7 was the newest and was forgotten: its id was freed
+            conn.execute(text(_event_sql(None, "subscriber.forgotten", "cli", "{}")))
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (id, subscriber_id, period, status, attempts,"
+                    " message_id, entry_count, created_at) VALUES (7, 5, '2026-11-26',"
+                    " 'failed', 1, '<m@x>', 0, '2026-11-26 08:00:00')"
+                )
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            got = {
+                r.id: r
+                for r in conn.execute(
+                    text(
+                        "SELECT id, stopped_by, suppressed, link_key, consent_given_by,"
+                        " consent_given_at FROM subscriber"
+                    )
+                )
+            }
+            assert {i: (r.stopped_by, bool(r.suppressed)) for i, r in got.items()} == {
+                1: (None, False),
+                2: ("person", False),
+                3: ("complaint", True),
+                4: ("complaint", False),  # lifted since
+                5: ("bounce", True),
+                6: ("person", False),  # paused on the page
+            }
+            assert got[1].consent_given_by == "web" and got[2].consent_given_by == "import"
+            assert got[6].consent_given_by == "admin" and got[1].consent_given_at is not None
+            keys = [r.link_key for r in got.values()]
+            assert all(len(k) >= 12 for k in keys) and len(set(keys)) == len(keys)
+            assert conn.execute(text("SELECT count(*) FROM delivery")).scalar_one() == 1
+            # forget the newest; the next subscriber gets neither its id nor the freed 7
+            conn.execute(text("DELETE FROM subscriber WHERE id = 6"))
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (email, name, status, topics, categories,"
+                    " frequency, send_hour, send_weekday, timezone, format, max_items,"
+                    " created_at, bounce_count, token_version) VALUES ('new@example.org',"
+                    " '', 'pending', '', '[]', 'daily', 8, 0, 'UTC', 'html', 10,"
+                    " '2026-11-27 08:00:00', 0, 1)"
+                )
+            )
+            new_id = conn.execute(
+                text("SELECT id FROM subscriber WHERE email = 'new@example.org'")
+            ).scalar_one()
+            assert new_id == 8
+        command.downgrade(alembic_config(engine), "0009")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM subscriber")).scalar_one() == 6
+            assert conn.execute(text("SELECT count(*) FROM delivery")).scalar_one() == 1
+        upgrade(engine)  # and up again
+    finally:
+        engine.dispose()

@@ -19,12 +19,13 @@ from digestd.delivery.sending import send_due
 from digestd.inbound import store as inbound_store
 from digestd.inbound.process import process_message
 from digestd.reporting.stats import compute
-from digestd.subscribers.lifecycle import STATUS, record_event
+from digestd.subscribers.lifecycle import STATUS
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber
 from tests.support.inbound import BOUNCE_ADDRESS, dsn
 from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer, free_port
+from tests.support.subscribers import record_event
 
 
 def _delivery(sub_id: int, period: str, status: str, **fields: object) -> Delivery:

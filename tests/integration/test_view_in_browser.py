@@ -19,9 +19,10 @@ from digestd.core.models import Delivery, Event, Subscriber
 from digestd.delivery.deliveries import carried_papers
 from digestd.delivery.planning import plan_due
 from digestd.delivery.sending import send_due
-from digestd.subscribers.lifecycle import forget, revoke_links
+from digestd.subscribers import lifecycle, manage
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
+from tests.support.subscribers import change
 from tests.support.web import BASE_URL, harness, html_part, text_part
 
 NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
@@ -143,13 +144,11 @@ async def test_tampered_other_period_revoked_and_forgotten_links_are_refused(
 
         with session_scope(app.engine) as s:
             tess = s.exec(select(Subscriber).where(Subscriber.email == "tess@example.org")).one()
-            revoke_links(s, tess, actor="test", now=app.now())
+            change(s, tess, lifecycle.revoke_links(tess), now=app.now())
         revoked = await client.get(f"/view/{other_token}/2026-11-26")
         assert revoked.status_code == 410
 
-        with session_scope(app.engine) as s:
-            kenji = s.exec(select(Subscriber).where(Subscriber.email == "kenji@example.org")).one()
-            forget(s, kenji, actor="test", now=app.now())
+        manage.forget(app, manage.ByEmail("kenji@example.org"))
         gone = await client.get(path)
         assert gone.status_code == 410
         assert "kenji" not in gone.text

@@ -16,11 +16,12 @@ from digestd.core import tokens
 from digestd.core.config import Settings
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
-from digestd.subscribers.lifecycle import Preferences, add_subscriber, get_by_email
+from digestd.subscribers.preferences import Preferences
 from digestd.web import create_app
 from digestd.web.csrf import make_form_token
 from digestd.web.middleware import CSP
 from tests.support.smtp import SmtpTestServer
+from tests.support.subscribers import add_subscriber, get_by_email
 from tests.support.web import (
     BASE_URL,
     GENEROUS,

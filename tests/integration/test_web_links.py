@@ -9,13 +9,10 @@ import pytest
 
 from digestd.core.db import session_scope
 from digestd.core.models import Subscriber
-from digestd.subscribers.lifecycle import (
-    FORGOTTEN,
-    Preferences,
-    add_subscriber,
-    get_by_email,
-    revoke_links,
-)
+from digestd.subscribers import lifecycle
+from digestd.subscribers.lifecycle import FORGOTTEN
+from digestd.subscribers.preferences import Preferences
+from tests.support.subscribers import add_subscriber, change, get_by_email
 from tests.support.web import (
     BASE_URL,
     WebHarness,
@@ -185,7 +182,7 @@ async def test_revoked_links_are_refused_and_new_ones_work(web: WebHarness) -> N
     with session_scope(web.ctx.engine) as session:
         row = get_by_email(session, EMAIL)
         assert row is not None
-        revoke_links(session, row, actor="admin", now=web.ctx.now())
+        change(session, row, lifecycle.revoke_links(row), now=web.ctx.now())
     fresh = subscriber(web.ctx, EMAIL)
     assert fresh is not None
     async with web.client() as client:

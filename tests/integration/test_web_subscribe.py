@@ -9,9 +9,10 @@ import pytest
 
 from digestd.core.db import session_scope
 from digestd.core.statuses import SubscriberStatus
-from digestd.subscribers.lifecycle import get_by_email, set_by_admin
-from digestd.subscribers.optin import CONFIRMATION_SENT
+from digestd.subscribers import lifecycle
+from digestd.subscribers.signup import CONFIRMATION_SENT
 from digestd.web.ratelimit import WebLimits
+from tests.support.subscribers import change, get_by_email
 from tests.support.web import (
     BASE_URL,
     WebHarness,
@@ -50,7 +51,8 @@ def _set_status(web: WebHarness, email: str, status: str) -> None:
     with session_scope(web.ctx.engine) as session:
         sub = get_by_email(session, email)
         assert sub is not None
-        set_by_admin(session, sub, SubscriberStatus(status), actor="test", now=web.ctx.now())
+        for step in lifecycle.set_by_admin(sub, SubscriberStatus(status), now=web.ctx.now()):
+            change(session, sub, step, now=web.ctx.now())
 
 
 async def test_json_signup_stores_pending_and_mails_a_signed_confirm_link(web: WebHarness) -> None:
@@ -274,13 +276,42 @@ async def test_resubscribing_after_unsubscribe_needs_confirmation_again(web: Web
     await subscribe_json(web, GOOD)
     _set_status(web, GOOD["email"], "unsubscribed")
     await subscribe_json(web, {**GOOD, "send_hour": 9})
+    # Nothing changes until the link in the new mail is clicked from the mailbox.
     sub = subscriber(web.ctx, GOOD["email"])
-    assert sub is not None and sub.status == "pending" and sub.send_hour == 9
+    assert sub is not None and sub.status == "unsubscribed" and sub.send_hour == 7
     url = link_in(web.smtp.messages[-1], "confirm")
     async with web.client() as client:
         assert (await client.get(url.removeprefix(BASE_URL))).status_code == 200
     after = subscriber(web.ctx, GOOD["email"])
-    assert after is not None and after.status == "active"
+    assert after is not None and after.status == "active" and after.send_hour == 9
+    assert after.consent_given_by == "web" and after.stopped_by is None
+
+
+async def test_a_second_sign_up_cannot_change_what_a_pending_person_confirms(
+    web: WebHarness,
+) -> None:
+    """Issue 23: a stranger signing up a pending address again must not change the
+    preferences or the name that the person's own confirmation link then confirms."""
+    await subscribe_json(web, {**GOOD, "name": "Victim"})
+    victims_link = link_in(web.smtp.messages[-1], "confirm")
+    await subscribe_json(web, {**GOOD, "name": "Mallory", "topics": "spam", "send_hour": 3})
+    strangers_link = link_in(web.smtp.messages[-1], "confirm")
+    pending = subscriber(web.ctx, GOOD["email"])
+    assert pending is not None and (pending.name, pending.send_hour) == ("Victim", 7)
+    async with web.client() as client:
+        assert (await client.get(victims_link.removeprefix(BASE_URL))).status_code == 200
+    confirmed = subscriber(web.ctx, GOOD["email"])
+    assert confirmed is not None and confirmed.status == "active"
+    assert (confirmed.name, confirmed.topics, confirmed.send_hour) == (
+        "Victim",
+        GOOD["topics"],
+        7,
+    )
+    # The stranger's link went to the person's mailbox too: once active, it changes nothing.
+    async with web.client() as client:
+        assert (await client.get(strangers_link.removeprefix(BASE_URL))).status_code == 200
+    after = subscriber(web.ctx, GOOD["email"])
+    assert after is not None and (after.name, after.send_hour) == ("Victim", 7)
 
 
 async def test_an_address_gets_a_handful_of_mails_a_day_at_most(web: WebHarness, clock) -> None:

@@ -17,9 +17,10 @@ from digestd.core.db import session_scope
 from digestd.core.models import Subscriber, Vote
 from digestd.delivery.planning import plan_due
 from digestd.delivery.sending import send_due
-from digestd.subscribers.lifecycle import revoke_links
+from digestd.subscribers import lifecycle
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
+from tests.support.subscribers import change
 from tests.support.web import (
     BASE_URL,
     URL_RE,
@@ -49,8 +50,14 @@ def seed(app: AppContext, *emails: str) -> list[int]:
         ]
 
 
-def vote_path(ctx: AppContext, sub_id: int, entry_id: int, direction: str, version: int = 1) -> str:
-    url = tokens.vote_link(BASE_URL, ctx.secret_key, sub_id, version, entry_id, direction)
+def vote_path(
+    ctx: AppContext, sub_id: int, entry_id: int, direction: str, key: str | None = None
+) -> str:
+    if key is None:
+        with session_scope(ctx.engine) as s:
+            row = s.get(Subscriber, sub_id)
+            key = row.link_key if row is not None else "none"
+    url = tokens.vote_link(BASE_URL, ctx.secret_key, sub_id, key, entry_id, direction)
     return url.removeprefix(BASE_URL)
 
 
@@ -125,10 +132,13 @@ async def test_tampered_expired_revoked_and_other_subscribers_links_are_refused(
         assert late.status_code == 410 and "expired" in late.json()["error"]
         clock.set(NOW)
         with session_scope(web.ctx.engine) as s:
-            revoke_links(s, s.get(Subscriber, ada), actor="admin", now=NOW)  # type: ignore[arg-type]
+            row = s.get(Subscriber, ada)
+            assert row is not None
+            change(s, row, lifecycle.revoke_links(row), now=NOW)
+            key = row.link_key
         revoked = await client.post(good, content=b"{}", headers=JSON)
         assert revoked.status_code == 410 and "withdrawn" in revoked.json()["error"]
-        fresh = vote_path(web.ctx, ada, 10, "down", version=2)
+        fresh = vote_path(web.ctx, ada, 10, "down", key=key)
         assert (await client.post(fresh, content=b"{}", headers=JSON)).status_code == 200
     assert sorted(all_votes(web.ctx)) == [(ada, 10, -1), (bob, 10, 1)]
 

@@ -18,12 +18,12 @@ from digestd.core import tokens
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Event, Subscriber
-from digestd.subscribers.lifecycle import get_by_email
 from digestd.web import create_app
 from digestd.web.csrf import make_form_token
 from digestd.web.ratelimit import WebLimits
 from digestd.web.server import bind, serve
 from tests.support.smtp import Received, SmtpTestServer
+from tests.support.subscribers import get_by_email
 
 URL_RE = re.compile(r"https?://[^\s<>\"']+")
 

@@ -57,11 +57,16 @@ def test_another_delivery_id_under_the_same_signature_does_not_verify() -> None:
 
 
 def test_unsubscribe_address_is_revoked_with_the_subscribers_links() -> None:
-    address = unsubscribe_address(SETTINGS, KEY, 7, token_version=1)
+    address = unsubscribe_address(SETTINGS, KEY, 7, link_key="k7abcdefghij")
     ours = read_address(SETTINGS, address)
     assert ours is not None and ours.role == "unsubscribe" and ours.ident == 7
-    assert verify_subscriber(KEY, ours, token_version=1)
-    assert not verify_subscriber(KEY, ours, token_version=2)
+    assert len(address.partition("@")[0]) <= 64
+    assert verify_subscriber(KEY, ours, "k7abcdefghij")
+    assert not verify_subscriber(KEY, ours, "a-new-key-00")  # links withdrawn
+    # An address made before link keys signed the token version: honoured while current.
+    legacy = read_address(SETTINGS, unsubscribe_address(SETTINGS, KEY, 7, 1))  # type: ignore[arg-type]
+    assert legacy is not None and verify_subscriber(KEY, legacy, "k7abcdefghij", 1)
+    assert not verify_subscriber(KEY, legacy, "k7abcdefghij", 2)
     # A subscriber token is not a delivery token, even for the same number.
     assert not verify_delivery(KEY, ours)
 

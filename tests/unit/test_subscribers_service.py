@@ -9,26 +9,21 @@ from sqlmodel import select
 
 from digestd.core.db import session_scope
 from digestd.core.models import Delivery, Entry, Event, Subscriber, Vote
+from digestd.core.statuses import Move
 from digestd.delivery.deliveries import entry_ids
-from digestd.subscribers.lifecycle import (
-    ADDED,
-    FORGOTTEN,
-    STATUS,
-    UPDATED,
+from digestd.subscribers import manage, signup
+from digestd.subscribers.lifecycle import ADDED, FORGOTTEN, STATUS, UPDATED
+from digestd.subscribers.manage import ByEmail
+from digestd.subscribers.preferences import (
     InvalidInput,
     Preferences,
-    SubscriberExists,
-    add_subscriber,
-    confirm,
-    forget,
-    get_by_email,
+    deliverable_email,
     normalize_email,
     parse_categories,
     parse_weekday,
-    unsubscribe,
-    update_preferences,
     validate_timezone,
 )
+from tests.support.subscribers import get_by_email
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
@@ -115,7 +110,31 @@ def test_preferences_validated_coerces_and_explains() -> None:
             Preferences(**{field_name: value}).validated()
 
 
-# ---- storage (SQLite and PostgreSQL) -----------------------------------------------------
+@pytest.mark.parametrize("bad", ["Ada\x00Lovelace", "Ada\x1b[31m", "A\u2028B", "tab\there\x7f"])
+def test_control_characters_are_refused_in_names_and_topics(bad: str) -> None:
+    """Issue 23: a NUL byte in a name reached the To: header on the wire."""
+    for field_name in ("name", "topics"):
+        with pytest.raises(InvalidInput, match=r"control characters|one line") as err:
+            Preferences(**{field_name: bad}).validated()
+        assert "\n" not in str(err.value)
+    assert Preferences(name="Zoë O'Neil, PhD").validated().name == "Zoë O'Neil, PhD"
+
+
+def test_addresses_the_relay_cannot_deliver_are_refused_at_sign_up() -> None:
+    """Issue 23: a non-ASCII local part without SMTPUTF8, a local part over 64 octets."""
+    assert deliverable_email("Zoe@example.org", smtputf8=False) == "zoe@example.org"
+    with pytest.raises(InvalidInput, match="non-ASCII"):
+        deliverable_email("zoë@example.org", smtputf8=False)
+    assert deliverable_email("zoë@example.org", smtputf8=True) == "zoë@example.org"
+    # 63 characters but 65 octets: what mail servers count
+    long_local = "é" * 2 + "a" * 61
+    with pytest.raises(InvalidInput, match="65 bytes"):
+        deliverable_email(f"{long_local}@example.org", smtputf8=True)
+    with pytest.raises(InvalidInput):
+        deliverable_email("a" * 65 + "@example.org", smtputf8=False)
+
+
+# ---- through the use cases (SQLite and PostgreSQL) ----------------------------------------
 
 
 def _events(session, sub_id=None) -> list[Event]:
@@ -125,68 +144,54 @@ def _events(session, sub_id=None) -> list[Event]:
     return list(session.exec(stmt).all())
 
 
-def test_add_writes_subscriber_and_audit_event(app) -> None:
-    with session_scope(app.engine) as s:
-        sub = add_subscriber(
-            s,
-            "Ada@Example.org",
-            Preferences(name="Ada", categories=["cs.CL"], timezone="Europe/Berlin"),
-            status="active",
-            actor="cli:subscribers add",
-            now=NOW,
-        )
-        sub_id = sub.id
+def test_add_writes_subscriber_consent_and_audit_event(app) -> None:
+    app.actor = "cli:subscribers add"
+    changes = {"name": "Ada", "categories": ["cs.CL"], "timezone": "Europe/Berlin"}
+    verb, view = signup.add_by_admin(app, "Ada@Example.org", changes, confirmed=True)
+    assert verb == "added" and view["status"] == "active" and view["may_mail"] is True
+    assert view["consent"]["given_by"] == "admin" and view["stopped_by"] is None
     with session_scope(app.engine) as s:
         stored = get_by_email(s, "ADA@example.org")
-        assert stored is not None and stored.id == sub_id
+        assert stored is not None and stored.id == view["id"]
         assert stored.email == "ada@example.org"
         assert stored.categories == ["cs.CL"]
-        assert stored.confirmed_at == NOW
-        [event] = _events(s, sub_id)
-        assert (event.action, event.actor, event.created_at) == (ADDED, "cli:subscribers add", NOW)
+        assert stored.confirmed_at == app.now()
+        [event] = _events(s, stored.id)
+        assert (event.action, event.actor) == (ADDED, "cli:subscribers add")
         assert event.detail["status"] == "active"
         assert event.detail["timezone"] == "Europe/Berlin"
 
 
-def test_add_refuses_a_known_address_in_any_status(app) -> None:
-    with session_scope(app.engine) as s:
-        sub = add_subscriber(
-            s, "bo@example.org", Preferences(), status="active", actor="t", now=NOW
-        )
-        unsubscribe(s, sub, actor="t", now=NOW, way="admin")
-    with session_scope(app.engine) as s, pytest.raises(SubscriberExists) as err:
-        add_subscriber(s, "BO@example.org", Preferences(), status="pending", actor="t", now=NOW)
-    assert err.value.subscriber.status == "unsubscribed"
-    assert "already exists (status unsubscribed)" in str(err.value)
+def test_add_refuses_a_known_address_unless_it_comes_back_with_consent(app) -> None:
+    signup.add_by_admin(app, "bo@example.org", {}, confirmed=True)
+    manage.unsubscribe(app, ByEmail("bo@example.org"), way="admin")
+    with pytest.raises(InvalidInput, match="add --confirmed to subscribe it again"):
+        signup.add_by_admin(app, "BO@example.org", {}, confirmed=False)
+    verb, view = signup.add_by_admin(app, "BO@example.org", {}, confirmed=True)
+    assert (verb, view["status"]) == ("re-subscribed", "active")
+    with pytest.raises(InvalidInput, match="already exists"):
+        signup.add_by_admin(app, "bo@example.org", {}, confirmed=True)
 
 
 def test_invalid_input_stores_nothing(app) -> None:
-    with pytest.raises(InvalidInput, match="hour"), session_scope(app.engine) as s:
-        add_subscriber(
-            s, "c@example.org", Preferences(send_hour=99), status="active", actor="t", now=NOW
-        )
+    with pytest.raises(InvalidInput, match="hour"):
+        signup.add_by_admin(app, "c@example.org", {"send_hour": 99}, confirmed=True)
     with session_scope(app.engine) as s:
         assert s.exec(select(Subscriber)).all() == []
         assert _events(s) == []
 
 
 def test_update_records_only_real_changes(app, clock) -> None:
-    with session_scope(app.engine) as s:
-        sub = add_subscriber(s, "d@example.org", Preferences(), status="active", actor="t", now=NOW)
+    signup.add_by_admin(app, "d@example.org", {}, confirmed=True)
     later = clock.advance(hours=1)
-    with session_scope(app.engine) as s:
-        sub = get_by_email(s, "d@example.org")
-        diff = update_preferences(
-            s,
-            sub,
-            {"send_hour": "9", "categories": "cs.LG", "format": "html"},
-            actor="u",
-            now=later,
-        )
-        assert diff == {"send_hour": [8, 9], "categories": [[], ["cs.LG"]]}
-        assert update_preferences(s, sub, {"send_hour": 9}, actor="u", now=later) == {}
-        with pytest.raises(InvalidInput, match="unknown preference 'email'"):
-            update_preferences(s, sub, {"email": "x@example.org"}, actor="u", now=later)
+    app.actor = "u"
+    done = manage.update(
+        app, ByEmail("d@example.org"), {"send_hour": "9", "categories": "cs.LG", "format": "html"}
+    )
+    assert done.diff == {"send_hour": [8, 9], "categories": [[], ["cs.LG"]]}
+    assert manage.update(app, ByEmail("d@example.org"), {"send_hour": 9}).diff == {}
+    with pytest.raises(InvalidInput, match="unknown preference 'email'"):
+        manage.update(app, ByEmail("d@example.org"), {"email": "x@example.org"})
     with session_scope(app.engine) as s:
         sub = get_by_email(s, "d@example.org")
         assert (sub.send_hour, sub.categories) == (9, ["cs.LG"])
@@ -197,47 +202,37 @@ def test_update_records_only_real_changes(app, clock) -> None:
 
 
 def test_status_changes_set_times_and_events(app, clock) -> None:
+    signup.add_by_admin(app, "e@example.org", {}, confirmed=False)
+    confirmed = clock.advance(minutes=5)
+    assert manage.change_status(app, ByEmail("e@example.org"), Move.CONFIRM).changed
+    assert not manage.change_status(app, ByEmail("e@example.org"), Move.CONFIRM).changed
+    gone = clock.advance(days=1)
+    with pytest.raises(InvalidInput, match="unsubscribe way must be one of"):
+        manage.unsubscribe(app, ByEmail("e@example.org"), way="smoke signal")
+    assert manage.unsubscribe(app, ByEmail("e@example.org"), way="one-click").changed
     with session_scope(app.engine) as s:
-        sub = add_subscriber(
-            s, "e@example.org", Preferences(), status="pending", actor="t", now=NOW
-        )
-        assert sub.confirmed_at is None
-        confirmed = clock.advance(minutes=5)
-        assert confirm(s, sub, actor="web", now=confirmed)
-        assert not confirm(s, sub, actor="web", now=confirmed)
-        gone = clock.advance(days=1)
-        with pytest.raises(InvalidInput, match="unsubscribe way must be one of"):
-            unsubscribe(s, sub, actor="web", now=gone, way="smoke signal")
-        assert unsubscribe(s, sub, actor="web", now=gone, way="one-click")
-        sub_id = sub.id
-    with session_scope(app.engine) as s:
-        sub = s.get(Subscriber, sub_id)
-        assert (sub.status, sub.confirmed_at, sub.unsubscribed_at) == (
+        sub = get_by_email(s, "e@example.org")
+        assert (sub.status, sub.confirmed_at, sub.unsubscribed_at, sub.stopped_by) == (
             "unsubscribed",
             confirmed,
             gone,
+            "person",
         )
-        status_events = [e for e in _events(s, sub_id) if e.action == STATUS]
-        assert [e.detail for e in status_events] == [
-            {"from": "pending", "to": "active", "reason": ""},
-            {"from": "active", "to": "unsubscribed", "reason": "", "way": "one-click"},
+        status_events = [e for e in _events(s, sub.id) if e.action == STATUS]
+        assert [(e.detail["from"], e.detail["to"], e.detail.get("way")) for e in status_events] == [
+            ("pending", "active", None),
+            ("active", "unsubscribed", "one-click"),
         ]
 
 
 def test_forget_leaves_no_personal_data(app) -> None:
+    signup.add_by_admin(app, "keep@example.org", {}, confirmed=True)
+    prefs = {"name": "Secret Person", "topics": "private topic"}
+    signup.add_by_admin(app, "secret.person@example.org", prefs, confirmed=True)
+    manage.update(app, ByEmail("secret.person@example.org"), {"name": "Secret P."})
     with session_scope(app.engine) as s:
-        keep = add_subscriber(
-            s, "keep@example.org", Preferences(), status="active", actor="t", now=NOW
-        )
-        sub = add_subscriber(
-            s,
-            "secret.person@example.org",
-            Preferences(name="Secret Person", topics="private topic"),
-            status="active",
-            actor="t",
-            now=NOW,
-        )
-        update_preferences(s, sub, {"name": "Secret P."}, actor="t", now=NOW)
+        sub = get_by_email(s, "secret.person@example.org")
+        keep = get_by_email(s, "keep@example.org")
         entry = Entry(canonical_key="arxiv:1", title="t", published_at=NOW, ingested_at=NOW)
         s.add(entry)
         s.flush()
@@ -253,9 +248,9 @@ def test_forget_leaves_no_personal_data(app) -> None:
             s.flush()
             s.add(Vote(subscriber_id=who.id, entry_id=entry.id, value=1, created_at=NOW))
         sub_id, keep_id, entry_id = sub.id, keep.id, entry.id
-    with session_scope(app.engine) as s:
-        event = forget(s, s.get(Subscriber, sub_id), actor="cli:subscribers remove", now=NOW)
-        event_id = event.id
+    app.actor = "cli:subscribers remove"
+    gone = manage.forget(app, ByEmail("secret.person@example.org"))
+    assert (gone.deliveries, gone.events, gone.votes) == (1, 2, 1)
     with session_scope(app.engine) as s:
         assert s.get(Subscriber, sub_id) is None
         assert get_by_email(s, "secret.person@example.org") is None
@@ -266,7 +261,7 @@ def test_forget_leaves_no_personal_data(app) -> None:
         for personal in ("secret", "Secret", "private topic"):
             assert personal not in dump
         forgotten = [e for e in _events(s) if e.action == FORGOTTEN]
-        assert len(forgotten) == 1 and forgotten[0].id == event_id
+        assert len(forgotten) == 1
         assert forgotten[0].subscriber_id is None
         assert forgotten[0].actor == "cli:subscribers remove"
         assert forgotten[0].detail == {

@@ -18,7 +18,7 @@ from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Entry
 from digestd.delivery import deliveries
-from digestd.subscribers import votes
+from digestd.subscribers import vote_store as votes
 from tests.support.digests import add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.subscribers import make_invoke

@@ -20,7 +20,7 @@ from digestd.delivery.deliveries import entry_ids
 from digestd.delivery.digests import preview
 from digestd.delivery.planning import plan_due
 from digestd.delivery.sending import send_due
-from digestd.subscribers import votes
+from digestd.subscribers import vote_store as votes
 from tests.support.digests import add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.subscribers import json_of, make_invoke

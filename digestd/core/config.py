@@ -112,6 +112,9 @@ class Settings:
     # Subscribers (issue 23): whether the SMTP relay takes SMTPUTF8, so that addresses with a
     # non-ASCII local part can be delivered; without it such an address is refused at sign-up.
     smtp_smtputf8: bool = False
+    # The reader's digest (issue 26): a paper first seen more than this many days after it
+    # was published (or listed on Hugging Face) is a back catalogue, never mailed as new.
+    paper_max_age_days: int = 7
 
     @property
     def imap(self) -> ImapTarget | None:
@@ -421,6 +424,7 @@ PARSERS = {
     "DIGESTD_COMMAND_REPLIES_PER_HOUR_SENDER": ("command_replies_per_hour_sender", _int(0, 10000)),
     "DIGESTD_COMMAND_REPLIES_PER_HOUR_TOTAL": ("command_replies_per_hour_total", _int(0, 100000)),
     "DIGESTD_SMTP_SMTPUTF8": ("smtp_smtputf8", _bool),
+    "DIGESTD_PAPER_MAX_AGE_DAYS": ("paper_max_age_days", _int(1, 3650)),
 }
 
 

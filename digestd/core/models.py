@@ -52,6 +52,11 @@ def _ts(nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
+def _published_at(context: Any) -> Any:
+    """A column default: the row's published_at (Entry.listed_at left unset)."""
+    return context.get_current_parameters().get("published_at")
+
+
 def _json_list() -> Any:
     return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
 
@@ -137,6 +142,20 @@ class Entry(SQLModel, table=True):
     updated_at: datetime | None = _ts()
     upvotes: int = Field(default=0)
     comments: int = Field(default=0)
+    # Trending means new (issue 26). `listed_at`: when the paper became news, its
+    # publication or its first day on Hugging Face Daily Papers, never after it was first
+    # seen; the public pages and feeds place a paper on this day. Left unset, it is the
+    # publication time (the column default). `recent`: it was listed at most
+    # DIGESTD_PAPER_MAX_AGE_DAYS before it was first seen; only such papers enter digests
+    # (a new source's back catalogue does not).
+    listed_at: datetime = Field(
+        default=None,
+        sa_type=UTCDateTime,
+        nullable=False,
+        index=True,
+        sa_column_kwargs={"default": _published_at},
+    )
+    recent: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
 
 
 class EntrySource(SQLModel, table=True):

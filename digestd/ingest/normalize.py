@@ -210,6 +210,7 @@ def normalize(item: RawItem, now: datetime) -> NormalizedEntry:
     published = item.published or now
     if published > now + timedelta(days=1):  # a clock error upstream must not pin it on top
         published = now
+    listed = item.listed if item.listed is not None and item.listed <= now else None
 
     code_url = http_url(item.code_url) or find_code_url(
         summary, " ".join(_HREF.findall(summary_html))
@@ -232,4 +233,5 @@ def normalize(item: RawItem, now: datetime) -> NormalizedEntry:
         upvotes=max(0, item.upvotes) if item.upvotes is not None else None,
         comments=max(0, item.comments) if item.comments is not None else None,
         announce_type=item.announce_type,
+        listed_at=listed,
     )

@@ -33,6 +33,7 @@ def _item(element: dict[str, Any]) -> RawItem:
         keywords=[as_str(k) for k in as_list(paper.get("ai_keywords"))],
         published=parse_datetime(paper.get("publishedAt"))
         or parse_datetime(element.get("publishedAt")),
+        listed=parse_datetime(paper.get("submittedOnDailyAt")),
         upvotes=as_int(paper.get("upvotes")),
         comments=as_int(element.get("numComments")),
         arxiv_id=paper_id or None,

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -197,7 +198,8 @@ def _save_entries(
                 if source is None:  # removed while we were fetching
                     return FetchReport(job.id, job.url, job.name, "error", error="source removed")
                 now = ctx.now()
-                counts = upsert_entries(session, job.id, entries, now)
+                max_age = timedelta(days=ctx.settings.paper_max_age_days)
+                counts = upsert_entries(session, job.id, entries, now, max_age)
                 duration = int((time.perf_counter() - started) * 1000)
                 source_service.record_success(
                     source,

@@ -24,6 +24,7 @@ from digestd.core.models import Entry, EntrySource, EntryVersion, Source, UTCDat
 from digestd.ingest.types import NormalizedEntry, StoreCounts
 
 CHUNK = 500  # bound on IN (...) lists: SQLite and PostgreSQL both take this comfortably
+DEFAULT_MAX_AGE = timedelta(days=7)  # DIGESTD_PAPER_MAX_AGE_DAYS' default
 
 
 def _merge_batch(items: Iterable[NormalizedEntry]) -> tuple[list[NormalizedEntry], int]:
@@ -41,8 +42,17 @@ def _merge_batch(items: Iterable[NormalizedEntry]) -> tuple[list[NormalizedEntry
     return list(by_key.values()), folded
 
 
-def _new_entry(item: NormalizedEntry, source_id: int, now: datetime) -> dict[str, Any]:
+def listed_when(item: NormalizedEntry, now: datetime) -> datetime:
+    """When a paper became news: its first day on Hugging Face, else its publication, never
+    after `now` (when it is first seen)."""
+    return min(item.listed_at or item.published_at, now)
+
+
+def _new_entry(
+    item: NormalizedEntry, source_id: int, now: datetime, max_age: timedelta
+) -> dict[str, Any]:
     # Plain rows for a Core INSERT: building thousands of ORM objects costs more than the SQL.
+    listed = listed_when(item, now)
     return dict(
         source_id=source_id,
         canonical_key=item.canonical_key,
@@ -61,12 +71,25 @@ def _new_entry(item: NormalizedEntry, source_id: int, now: datetime) -> dict[str
         upvotes=item.upvotes or 0,
         comments=item.comments or 0,
         updated_at=None,
+        listed_at=listed,
+        # Trending means new: a paper first seen long after it was published is a back
+        # catalogue (a newly added source's), shown on its own day, never mailed as new.
+        recent=listed >= now - max_age,
     )
 
 
-def _merge(entry: Entry, item: NormalizedEntry, now: datetime) -> tuple[bool, bool]:
+def _merge(
+    entry: Entry, item: NormalizedEntry, now: datetime, max_age: timedelta
+) -> tuple[bool, bool]:
     """Fold a new sighting into a stored entry; (changed, new_version)."""
     changed = False
+    # An old paper (a back catalogue) that Hugging Face lists today is news today: the
+    # public pages move it to that day. Digests still never carry it (they take papers
+    # when first seen), and a paper that was news when first seen keeps its day.
+    if item.listed_at is not None and not entry.recent:
+        listed = listed_when(item, now)
+        if listed > entry.listed_at and listed >= now - max_age:
+            entry.listed_at, changed = listed, True
     new_version = bool(item.version and item.version > entry.version)
     if new_version:
         entry.version = item.version or entry.version
@@ -102,9 +125,14 @@ def _merge(entry: Entry, item: NormalizedEntry, now: datetime) -> tuple[bool, bo
 
 
 def upsert_entries(
-    session: Session, source_id: int, items: Sequence[NormalizedEntry], now: datetime
+    session: Session,
+    source_id: int,
+    items: Sequence[NormalizedEntry],
+    now: datetime,
+    max_age: timedelta = DEFAULT_MAX_AGE,
 ) -> StoreCounts:
-    """Insert or merge a source's items with a few batched queries (no per-item round trip)."""
+    """Insert or merge a source's items with a few batched queries (no per-item round trip).
+    `max_age` (DIGESTD_PAPER_MAX_AGE_DAYS): a paper listed longer before `now` is not new."""
     unique, folded = _merge_batch(items)
     counts = StoreCounts(unchanged=folded)
     keys = [i.canonical_key for i in unique]
@@ -127,13 +155,13 @@ def upsert_entries(
     for item in unique:
         found = existing.get(item.canonical_key)
         if found is None:
-            new_rows.append(_new_entry(item, source_id, now))
+            new_rows.append(_new_entry(item, source_id, now, max_age))
             counts.new += 1
             continue
         entry = found
         assert entry.id is not None  # read from the database
         ids[entry.canonical_key] = entry.id
-        changed, new_version = _merge(entry, item, now)
+        changed, new_version = _merge(entry, item, now, max_age)
         if changed:
             counts.updated += 1
         else:
@@ -208,6 +236,7 @@ PUBLIC_COLUMNS: tuple[Any, ...] = (
     Entry.categories,
     Entry.published_at,
     Entry.ingested_at,
+    Entry.listed_at,
     Entry.upvotes,
     col(Source.name).label("source_name"),
 )
@@ -217,15 +246,16 @@ _WINDOW = (
     core_select(*PUBLIC_COLUMNS)
     .outerjoin(Source, col(Source.id) == col(Entry.source_id))
     .where(
-        col(Entry.ingested_at) > bindparam("start", type_=UTCDateTime()),
-        col(Entry.ingested_at) <= bindparam("end", type_=UTCDateTime()),
+        col(Entry.listed_at) > bindparam("start", type_=UTCDateTime()),
+        col(Entry.listed_at) <= bindparam("end", type_=UTCDateTime()),
     )
 )
 
 
 def entries_in_window(session: Session, start: datetime, end: datetime) -> list[Row[Any]]:
-    """Every entry ingested in (start, end] with the name of the source that brought it
-    first, as plain rows (attributes as in PUBLIC_COLUMNS). One query."""
+    """Every entry listed in (start, end] (published, or first on Hugging Face: `listed_at`,
+    not when a source was first fetched) with the name of the source that brought it first,
+    as plain rows (attributes as in PUBLIC_COLUMNS). One query."""
     return list(session.connection().execute(_WINDOW, {"start": start, "end": end}).all())
 
 
@@ -247,7 +277,7 @@ class WindowStamp:
 def _stamp_statement() -> Any:
     # Built once: the statement's cache key is then computed once, not per page view.
     ts = UTCDateTime()
-    inside = col(Entry.ingested_at) > bindparam("start", type_=ts)
+    inside = col(Entry.listed_at) > bindparam("start", type_=ts)
     changed = func.coalesce(col(Entry.updated_at), col(Entry.ingested_at))
     return core_select(
         func.count(case((inside, 1))),
@@ -255,10 +285,10 @@ def _stamp_statement() -> Any:
         func.max(case((inside, col(Entry.id)))),
         # MAX over a CASE loses the column type on SQLite: say it again.
         type_coerce(func.max(case((inside, changed))), ts),
-        type_coerce(func.max(case((~inside, col(Entry.ingested_at)))), ts),
+        type_coerce(func.max(case((~inside, col(Entry.listed_at)))), ts),
     ).where(
-        col(Entry.ingested_at) > bindparam("low", type_=ts),
-        col(Entry.ingested_at) <= bindparam("end", type_=ts),
+        col(Entry.listed_at) > bindparam("low", type_=ts),
+        col(Entry.listed_at) <= bindparam("end", type_=ts),
     )
 
 
@@ -268,9 +298,9 @@ _STAMP = _stamp_statement()
 def window_stamp(
     session: Session, start: datetime, end: datetime, *, span: timedelta | None = None
 ) -> WindowStamp:
-    """The stamp of the entries ingested in (start, end]. With `span` (the window's length,
+    """The stamp of the entries listed in (start, end]. With `span` (the window's length,
     for a window that slides with the clock) it also says when the last entry slid out.
-    One aggregate query over the ingested_at index."""
+    One aggregate query over the listed_at index."""
     params = {"start": start, "low": start - (span or timedelta(0)), "end": end}
     # Core, not ORM execution: this runs on every page view (≈0.3 ms less per request).
     count, first_id, last_id, changed_at, before = (
@@ -281,8 +311,8 @@ def window_stamp(
 
 
 def days_with_entries(session: Session) -> list[tuple[date, int]]:
-    """(UTC day, number of entries ingested that day), newest day first. One query."""
-    day = func.date(col(Entry.ingested_at))
+    """(UTC day, number of entries listed that day), newest day first. One query."""
+    day = func.date(col(Entry.listed_at))
     rows = session.execute(select(day, func.count()).group_by(day).order_by(day.desc())).all()
     # SQLite answers date() with text, PostgreSQL with a date.
     return [(d if isinstance(d, date) else date.fromisoformat(str(d)), int(n)) for d, n in rows]

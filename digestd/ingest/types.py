@@ -23,6 +23,8 @@ class RawItem:
     categories: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
     published: datetime | None = None
+    # The day a paper was first listed on Hugging Face Daily Papers (submittedOnDailyAt).
+    listed: datetime | None = None
     upvotes: int | None = None
     comments: int | None = None
     arxiv_id: str | None = None
@@ -65,6 +67,8 @@ class NormalizedEntry:
     upvotes: int | None
     comments: int | None
     announce_type: str | None = None
+    # When it became news, if the source says so apart from publication (HF's daily list).
+    listed_at: datetime | None = None
 
 
 @dataclass

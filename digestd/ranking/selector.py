@@ -82,12 +82,15 @@ class Selector(WindowIndex):
 
     @classmethod
     def load(cls, session: Session, start: datetime, end: datetime) -> Selector:
-        """Read every entry ingested in (start, end] and the names of the sources it came from."""
+        """Read every entry first seen in (start, end] that was new then (`Entry.recent`: a
+        new source's back catalogue never enters a digest), and the names of the sources it
+        came from."""
         entries = list(
             session.exec(
                 select(Entry)
                 .where(Entry.ingested_at > start)
                 .where(Entry.ingested_at <= end)
+                .where(col(Entry.recent).is_(True))
                 .order_by(col(Entry.id))
             ).all()
         )
@@ -103,6 +106,7 @@ class Selector(WindowIndex):
             .join(Entry, col(Entry.id) == col(EntrySource.entry_id))
             .where(Entry.ingested_at > start)
             .where(Entry.ingested_at <= end)
+            .where(col(Entry.recent).is_(True))
         ).all()
         for entry_id, source_id in seen_in:
             if source_id in source_name:

@@ -1,9 +1,11 @@
 """The public trending list: today's papers, earlier days, and the days the feeds carry.
 
 The ranking is the one a digest without topics uses (`order.trending_key`: most upvotes,
-then newest), and today's window is a first daily digest's window (`planning.window`:
-the last day up to now). An earlier day is a UTC calendar day, so days never overlap and
-a paper belongs to exactly one day of the archive and of the feeds.
+then newest). A paper is placed by when it became news (`Entry.listed_at`: its publication,
+or its first day on Hugging Face Daily Papers), never by when a source was first fetched,
+so a new source's back catalogue lands on its own old days, not on today. Today is the last
+day up to now (`planning.window`'s daily window); an earlier day is a UTC calendar day, so
+days never overlap and a paper belongs to exactly one day of the archive and of the feeds.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def feed_window(now: datetime, days: int) -> tuple[datetime, datetime]:
     return day_start(now.astimezone(UTC).date() - timedelta(days=days - 1)), now
 
 
-def ranked(rows: Sequence[Any], limit: int) -> list[dict[str, Any]]:
-    """The first `limit` rows (`ingest.store.PUBLIC_COLUMNS`) in trending order, as the
+def ranked(rows: Sequence[Any], limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """`limit` rows (`ingest.store.PUBLIC_COLUMNS`) from `offset` in trending order, as the
     templates and feeds show them (`render.paper_fields`, plus key, source and dates)."""
     return [
         {
@@ -55,13 +57,16 @@ def ranked(rows: Sequence[Any], limit: int) -> list[dict[str, Any]]:
             "published_at": row.published_at,
             "ingested_at": row.ingested_at,
         }
-        for row in sorted(rows, key=trending_key)[:limit]
+        for row in sorted(rows, key=trending_key)[offset : offset + limit]
     ]
 
 
-def papers_between(session: Session, start: datetime, end: datetime, limit: int) -> list[dict]:
-    """The trending papers of entries ingested in (start, end]: one query."""
-    return ranked(entries_in_window(session, start, end), limit)
+def papers_between(
+    session: Session, start: datetime, end: datetime, limit: int, offset: int = 0
+) -> list[dict]:
+    """The trending papers of entries listed in (start, end] (`Entry.listed_at`), `limit`
+    of them from `offset` (a page): one query."""
+    return ranked(entries_in_window(session, start, end), limit, offset)
 
 
 @dataclass(frozen=True)
@@ -77,5 +82,5 @@ def feed_days(session: Session, now: datetime, days: int, limit: int) -> list[Fe
     start, end = feed_window(now, days)
     by_day: dict[date, list[Any]] = {}
     for row in entries_in_window(session, start, end):
-        by_day.setdefault(row.ingested_at.astimezone(UTC).date(), []).append(row)
+        by_day.setdefault(row.listed_at.astimezone(UTC).date(), []).append(row)
     return [FeedDay(d, ranked(by_day[d], limit)) for d in sorted(by_day, reverse=True)]

@@ -78,6 +78,15 @@ def _parse_day(raw: str, now: datetime) -> date:
     return day
 
 
+def _parse_page(raw: str | None) -> int:
+    """`?page=N` (1 when absent); a bad value is a 400 with one line."""
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
+        raise HTTPException(400, f"A page is a number from 1, got {raw[:20]!r}")
+    return int(raw)
+
+
 def _page(
     request: Request,
     web: WebState,
@@ -98,9 +107,15 @@ def _page(
 
 
 def _trending_page(
-    request: Request, web: WebState, start: datetime, end: datetime, day: date | None
+    request: Request,
+    web: WebState,
+    start: datetime,
+    end: datetime,
+    day: date | None,
+    page: int = 1,
 ) -> Response:
-    """Today (`day` None: the sliding last-day window) or one archive day."""
+    """Today (`day` None: the sliding last-day window) or one archive day, one page of
+    DIGESTD_PAGE_SIZE papers (`page` from 1) with links to the others."""
     ctx, settings = web.ctx, web.ctx.settings
     now = ctx.now()
     epoch = _form_epoch(now)
@@ -110,7 +125,15 @@ def _trending_page(
         f"Trending today · {date_label(now)}" if day is None else f"Trending on {date_label(shown)}"
     )
 
-    def build(papers: list[dict[str, Any]] | None) -> str:
+    size = settings.page_size
+    offset = (page - 1) * size
+    base = "/" if day is None else f"/archive/{shown.isoformat()}"
+
+    def page_url(n: int) -> str:
+        return base if n == 1 else f"{base}?page={n}"
+
+    def build(papers: list[dict[str, Any]] | None, total: int = 0) -> str:
+        pages = max(1, -(-total // size))
         return render_html(
             request,
             "trending.html",
@@ -120,6 +143,12 @@ def _trending_page(
             papers=papers or [],
             unavailable=papers is None,
             is_today=day is None,
+            offset=offset,
+            total=total,
+            page=page,
+            pages=pages,
+            prev_url=page_url(page - 1) if page > 1 else None,
+            next_url=page_url(page + 1) if page < pages else None,
             values={},
             errors={},
             categories=forms.COMMON_CATEGORIES,
@@ -136,11 +165,14 @@ def _trending_page(
         log.warning("trending page without papers: %s", one_line(str(exc))[:200])
         return HTMLResponse(build(None), headers={"Cache-Control": "no-store"})
 
+    if page > 1 and offset >= stamp.count:
+        raise HTTPException(404, f"There is no page {page} of this day")
+
     def build_current() -> str:
         with read_scope(ctx.engine) as session:
-            return build(papers_between(session, start, end, settings.page_size))
+            return build(papers_between(session, start, end, size, offset), stamp.count)
 
-    key = ("trending", day is None, shown, stamp.key(), epoch)
+    key = ("trending", day is None, shown, page, stamp.key(), epoch)
     floor = max(epoch, day_start(today)) if day is None else epoch
     return _page(
         request, web, key=key, last_modified=_last_modified(stamp, floor), build=build_current
@@ -148,25 +180,36 @@ def _trending_page(
 
 
 @router.get("/", summary="Today's trending papers and the subscribe form", response_class=Response)
-def index(request: Request, day: str | None = Query(None, alias="date")) -> Response:
+def index(
+    request: Request,
+    day: str | None = Query(None, alias="date"),
+    page: str | None = Query(None, description="a page of DIGESTD_PAGE_SIZE papers, from 1"),
+) -> Response:
     """Today's trending papers under the subscribe form; `?date=YYYY-MM-DD` for an earlier
-    day. Works without JavaScript (the one script only pre-selects the time zone)."""
+    day, `?page=N` for the next papers. Works without JavaScript (the one script only
+    pre-selects the time zone)."""
     web = state(request)
     now = web.ctx.now()
+    number = _parse_page(page)
     if day:
         parsed = _parse_day(day, now)
-        return _trending_page(request, web, *day_window(parsed), parsed)
-    return _trending_page(request, web, *today_window(now), None)
+        return _trending_page(request, web, *day_window(parsed), parsed, number)
+    return _trending_page(request, web, *today_window(now), None, number)
 
 
 @router.get(
     "/archive/{day}", summary="The trending papers of an earlier day", response_class=Response
 )
-def archive_day(request: Request, day: str) -> Response:
-    """One day's trending papers (UTC day), ranked as on the home page."""
+def archive_day(
+    request: Request,
+    day: str,
+    page: str | None = Query(None, description="a page of DIGESTD_PAGE_SIZE papers, from 1"),
+) -> Response:
+    """One day's trending papers (UTC day), ranked as on the home page, a page at a time."""
     web = state(request)
+    number = _parse_page(page)
     parsed = _parse_day(day, web.ctx.now())
-    return _trending_page(request, web, *day_window(parsed), parsed)
+    return _trending_page(request, web, *day_window(parsed), parsed, number)
 
 
 @router.get("/archive", summary="The days that have papers", response_class=Response)

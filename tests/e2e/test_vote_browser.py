@@ -75,6 +75,11 @@ def test_vote_page_button_undo_and_preference_centre_in_a_browser(
         page.goto(web.base_url + vote_path)
         assert page.get_by_role("heading", name="More like this").is_visible()
         assert "Attention" in page.locator(".paper-title").inner_text()
+        # The lone title has no rank: no stray "0." before it.
+        before = page.locator(".paper-title").evaluate(
+            "el => getComputedStyle(el, '::before').content"
+        )
+        assert before in ("none", "normal"), before
         assert votes_in(app) == []  # opening the link records nothing
         page.screenshot(path=str(ARTIFACTS / "vote-page.png"), full_page=True)
 

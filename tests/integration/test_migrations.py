@@ -7,10 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 import digestd.core.models  # noqa: F401
 from digestd.core.db import alembic_config, current_revision, make_engine, session_scope, upgrade
+from digestd.core.models import Entry
 from digestd.delivery.deliveries import entry_ids, sent_entry_ids
 
 
@@ -192,6 +193,46 @@ def test_inbound_rows_recorded_before_evidence_was_checked_are_marked(db_url: st
         command.downgrade(alembic_config(engine), before)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT COUNT(*) FROM inbound")).scalar_one() == 3
+    finally:
+        engine.dispose()
+
+
+def test_papers_get_their_listing_day_and_old_ones_are_not_new(db_url: str) -> None:
+    """0012: a paper is listed when it was published (or when first seen, if that came
+    first); one published over 7 days before it was first seen is not recent (a back
+    catalogue, never mailed as new). Its downgrade drops both columns, rows intact."""
+    before = _down_revision("0012")
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, before)
+        with engine.begin() as conn:
+            for ident, published, ingested in (
+                (1, "2026-11-25 09:00:00", "2026-11-26 08:00:00"),  # a day late: new
+                (2, "2026-10-01 09:00:00", "2026-11-26 08:00:00"),  # back catalogue
+                (3, "2026-11-27 09:00:00", "2026-11-26 08:00:00"),  # dated in the future
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO entry (id, canonical_key, version, url, title, authors,"
+                        " summary, summary_html, categories, keywords, published_at,"
+                        " ingested_at, upvotes, comments) VALUES (:i, :k, 1, '', 't', '[]', '',"
+                        " '', '[]', '[]', :p, :g, 0, 0)"
+                    ),
+                    {"i": ident, "k": f"k{ident}", "p": published, "g": ingested},
+                )
+        upgrade(engine)
+        with session_scope(engine) as s:
+            rows = {e.id: (e.listed_at.isoformat(), e.recent) for e in s.exec(select(Entry))}
+        assert rows == {
+            1: ("2026-11-25T09:00:00+00:00", True),
+            2: ("2026-10-01T09:00:00+00:00", False),
+            3: ("2026-11-26T08:00:00+00:00", True),
+        }
+        command.downgrade(alembic_config(engine), before)
+        columns = {c["name"] for c in inspect(engine).get_columns("entry")}
+        assert not columns & {"listed_at", "recent"}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM entry")).scalar_one() == 3
     finally:
         engine.dispose()
 

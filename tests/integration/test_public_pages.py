@@ -136,6 +136,32 @@ async def test_earlier_days_and_the_archive(site: WebHarness, clock: Any) -> Non
     assert impossible.status_code == 400
 
 
+async def test_a_day_pages_through_all_its_papers(site: WebHarness, clock: Any) -> None:
+    """61 papers, 30 a page: three pages numbered 1-30, 31-60, 61, each linking on."""
+    clock.set(INGESTED + timedelta(days=2))
+    async with site.client() as client:
+        pages = [(await client.get(f"/archive/2026-11-26?page={n}")).text for n in (1, 2, 3)]
+        first = (await client.get("/archive/2026-11-26")).text
+        past = await client.get("/archive/2026-11-26?page=4")
+        bad = await client.get("/archive/2026-11-26?page=two")
+    assert first == pages[0]
+    titles = [page_titles(p) for p in pages]
+    assert [len(t) for t in titles] == [30, 30, 1]
+    clock.set(INGESTED + timedelta(hours=3))
+    assert [t for page in titles for t in page] == digest_titles(site.ctx, 61)  # once, in order
+    assert "Papers 1–30 of 61" in pages[0] and "Papers 31–60 of 61" in pages[1]
+    assert '<ol class="papers" start="31">' in pages[1] and 'id="paper-61"' in pages[2]
+    assert 'href="/archive/2026-11-26?page=2" rel="next"' in pages[0]
+    assert 'href="/archive/2026-11-26" rel="prev"' in pages[1]
+    assert 'rel="next"' not in pages[2] and "Page 3 of 3" in pages[2]
+    assert past.status_code == 404 and bad.status_code == 400
+    # Today's list pages the same way.
+    async with site.client() as client:
+        home = (await client.get("/")).text
+        home2 = (await client.get("/?page=2")).text
+    assert 'href="/?page=2" rel="next"' in home and len(page_titles(home2)) == 30
+
+
 async def test_revalidation_is_a_304_without_loading_or_rendering(site: WebHarness) -> None:
     cache = site.app.state.web.pages
     async with site.client() as client:

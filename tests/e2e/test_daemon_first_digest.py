@@ -50,7 +50,7 @@ def test_restart_at_send_hour_with_an_unfetched_source_sends_its_papers(
             daemon.stop()
     [mail] = smtp_server.messages
     assert mail.recipients == ["first@example.org"]
-    assert "10 papers" in mail.message["Subject"], daemon.output
+    assert ", and 9 more papers · " in mail.message["Subject"], daemon.output
     with session_scope(ctx.engine) as s:
         [row] = deliveries.list_deliveries(s)
         assert row.status == "sent" and row.entry_count == 10

@@ -8,7 +8,7 @@ the ingestion time when that came first (a clock error upstream); recent is whet
 publication came at most 7 days before the ingestion. Downgrade drops both columns.
 
 Revision ID: 0012
-Revises: 0014 (the head when this landed; the chain stays linear)
+Revises: 0010 (the head when this landed; the chain stays linear)
 Create Date: 2026-12-06 20:00:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 import digestd.core.models
 
 revision: str = "0012"
-down_revision: str | None = "0014"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

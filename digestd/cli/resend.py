@@ -27,20 +27,19 @@ from digestd.cli.progress import SendProgress
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Subscriber
-from digestd.core.statuses import DeliveryStatus
+from digestd.core.statuses import DeliveryStatus, MailKind
 from digestd.delivery import deliveries
+from digestd.subscribers.lifecycle import may_mail, refusal
 
 D = DeliveryStatus
 
 
 def refusal_to_mail(sub: Subscriber) -> str | None:
-    """Why this subscriber may not be sent a digest now, or None when they may.
-
-    TODO(subcore): ask the subscriber core's `may_mail(sub, MailKind.DIGEST)` once it is on
-    main; until then the rule the send path applies (`batches.prepare`): active only."""
-    if sub.status == "active":
+    """Why this subscriber may not be sent a digest now (the subscriber core's rule,
+    `may_mail`, and its words), or None when they may."""
+    if may_mail(sub, MailKind.DIGEST):
         return None
-    return f"{sub.email} is {sub.status}, and only active subscribers get digests"
+    return str(refusal(sub, "send a digest to"))
 
 
 def plan_resends(session: Session, app: AppContext, original_ids: list[int]) -> list[dict]:

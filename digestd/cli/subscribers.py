@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import shlex
+import sys
 from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from digestd.cli import subscribers_csv
-from digestd.cli.common import console, fail, get_context, print_json, print_json_stream
+from digestd.cli import subscriber_show, subscribers_csv
+from digestd.cli.common import console, fail, get_context, print_json_stream
 from digestd.cli.groups import Group
+from digestd.cli.tables import Column, print_table
 from digestd.core.statuses import Move, SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import listing, manage, signup
-from digestd.subscribers.listing import RECENT_EVENTS
 from digestd.subscribers.manage import ByEmail
 from digestd.subscribers.preferences import InvalidInput
 from digestd.subscribers.votes import parse_refs
@@ -32,10 +31,10 @@ CategoriesOpt = typer.Option(
     None, "--categories", help='Comma-separated categories, e.g. cs.CL,cs.LG ("" clears).'
 )
 FrequencyOpt = typer.Option(None, "--frequency", help="daily or weekly.")
-HourOpt = typer.Option(None, "--hour", help="Local hour to send, 0-23.")
+HourOpt = typer.Option(None, "--hour", metavar="<int>", help="Local hour to send, 0-23.")
 WeekdayOpt = typer.Option(None, "--weekday", help="Day for weekly digests: mon..sun.")
 TimezoneOpt = typer.Option(None, "--timezone", help="IANA time zone, e.g. Europe/Berlin.")
-MaxItemsOpt = typer.Option(None, "--max-items", help="Papers per digest, 1-100.")
+MaxItemsOpt = typer.Option(None, "--max-items", metavar="<int>", help="Papers per digest, 1-100.")
 FormatOpt = typer.Option(None, "--format", help="html or text.")
 JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
 
@@ -120,6 +119,7 @@ def list_cmd(
     after: int = typer.Option(
         0, "--after", min=0, help="Start after this subscriber id (the next page)."
     ),
+    wide: bool = typer.Option(False, "--wide", help="Every column, one line a subscriber."),
     as_json: bool = JsonOpt,
 ) -> None:
     """List subscribers, oldest first, a page at a time (--search to find someone)."""
@@ -133,7 +133,7 @@ def list_cmd(
         return
     found = listing.page(app_ctx, search=text, status=wanted, after=after, limit=limit or PAGE)
     rows, matching, before = found.rows, found.matching, found.before
-    console.print(_subscriber_table(rows), width=min(console.width, 80))
+    print_table(*_subscriber_table(rows), wide=wide)
     what = f"{matching:,} subscriber{'s' if matching != 1 else ''}"
     if text:
         what += f" matching {text!r}"
@@ -152,74 +152,31 @@ def list_cmd(
         console.print(f"next page: {escape(more)}", highlight=False, soft_wrap=True)
 
 
-def _subscriber_table(rows: list[dict[str, Any]]) -> Table:
-    """Subscribers in at most 80 columns: the address and name are cut, never wrapped."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("email", no_wrap=True, overflow="ellipsis", max_width=30)
-    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=18)
-    table.add_column("status", no_wrap=True)
-    table.add_column("schedule", no_wrap=True)
-    table.add_column("timezone", no_wrap=True, overflow="ellipsis", max_width=16)
+def _subscriber_table(rows: list[dict[str, Any]]) -> tuple[list[Column], list[list[str]]]:
+    """Subscribers at 80 columns: ids, statuses and addresses whole (the id is what
+    `--after` needs); the schedule and time zone give way first, the name wraps last."""
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("email", keep=True),
+        Column("status", keep=True),
+        Column("schedule", priority=2),
+        Column("timezone", priority=1),
+        Column("name", wrap=True, priority=3),
+    ]
+    cells = []
     for s in rows:
         day = f" {s['send_weekday']}" if s["frequency"] == "weekly" else ""
-        table.add_row(
-            str(s["id"]),
-            escape(s["email"]),
-            escape(s["name"]),
-            s["status"],
-            f"{s['frequency']}{day} {s['send_hour']:02d}:00",
-            s["timezone"],
+        cells.append(
+            [
+                str(s["id"]),
+                s["email"],
+                s["status"],
+                f"{s['frequency']}{day} {s['send_hour']:02d}:00",
+                s["timezone"],
+                s["name"],
+            ]
         )
-    return table
-
-
-@app.command("show")
-def show_cmd(
-    ctx: typer.Context,
-    email: str = typer.Argument(..., help="The subscriber's address."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Show one subscriber with their recent audit events."""
-    app_ctx = get_context(ctx)
-    try:
-        shown = listing.show(app_ctx, email)
-    except InvalidInput as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(shown)
-        return
-    data = shown["subscriber"]
-    events, voted = shown["events"], shown["votes"]
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for key, value in data.items():
-        if key == "consent":
-            continue
-        cell = ",".join(value) if isinstance(value, list) else ("" if value is None else value)
-        table.add_row(key, escape(str(cell)))
-    console.print(table)
-    consent = Table(title="consent", show_header=False, box=None)
-    consent.add_column(style="bold")
-    consent.add_column(overflow="fold")
-    for key, value in data["consent"].items():
-        consent.add_row(key, escape("" if value is None else str(value)))
-    console.print(consent)
-    history = Table(title=f"recent events (newest first, up to {RECENT_EVENTS})")
-    for header in ("at", "action", "actor", "detail"):
-        history.add_column(header, overflow="fold")
-    for e in events:
-        detail = json.dumps(e["detail"], sort_keys=True, ensure_ascii=False)
-        history.add_row(e["at"], e["action"], escape(e["actor"]), escape(detail))
-    console.print(history)
-    if voted:
-        table = Table(title="liked papers and votes (newest first)")
-        for header in ("at", "vote", "paper", "title"):
-            table.add_column(header, overflow="fold")
-        for v in voted:
-            table.add_row(v["at"], v["vote"], v["paper"], escape(v["title"]))
-        console.print(table)
+    return columns, cells
 
 
 @app.command("update")
@@ -357,11 +314,24 @@ def remove_cmd(
         False,
         "--forget",
         help="Delete the personal data (record, deliveries, history); keeps one anonymous "
-        "audit event. The address could then be added again.",
+        "audit event. The address could then be added again. Asks first on a terminal.",
     ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --forget erases."),
 ) -> None:
     """Unsubscribe (the record stays so the address is never mailed again), or --forget it."""
     app_ctx = get_context(ctx)
+    # Erasing cannot be undone: a person at a terminal says so first (scripts, with no
+    # terminal, are not asked; --yes skips the question).
+    if (
+        forget_
+        and not yes
+        and sys.stdin.isatty()
+        and not typer.confirm(
+            f"erase {email.strip()} for good (record, deliveries, votes, history)?", default=False
+        )
+    ):
+        console.print("nothing erased", highlight=False)
+        raise typer.Exit(1)
     try:
         if forget_:
             gone = manage.forget(app_ctx, ByEmail(email))
@@ -382,4 +352,5 @@ def remove_cmd(
     console.print(message, highlight=False)
 
 
+subscriber_show.register(app)
 subscribers_csv.register(app)

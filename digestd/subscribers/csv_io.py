@@ -58,6 +58,18 @@ COLUMNS = (
     "format",
     "status",
 )
+# What `export --status bounced|unsubscribed` adds, so the file loads into another tool's
+# suppression list: why mail stopped, when (ISO 8601 UTC) and which way (`STOP_WAYS`).
+# Import reads past them (they are the record of an ending, not a preference).
+STOP_COLUMNS = ("reason", "date", "way")
+# How mail stopped, in words another tool understands (from `stopped_by`).
+STOP_WAYS = {
+    StoppedBy.BOUNCE: "bounce",
+    StoppedBy.COMPLAINT: "complaint",
+    StoppedBy.PERSON: "link",
+    StoppedBy.MAIL: "mail",
+    StoppedBy.ADMIN: "admin",
+}
 DEFAULT_STATUS = SubscriberStatus.ACTIVE  # an admin importing a list vouches for those people
 S = SubscriberStatus
 
@@ -99,6 +111,13 @@ def subscriber_row(sub: Subscriber) -> list[str]:
         sub.format,
         str(sub.status),
     ]
+
+
+def stop_row(sub: Subscriber, reason: str) -> list[str]:
+    """The STOP_COLUMNS cells of a subscriber mail no longer goes to."""
+    when = sub.stopped_at or sub.unsubscribed_at
+    way = STOP_WAYS.get(sub.stopped_by) if sub.stopped_by else None
+    return [reason, when.isoformat() if when else "", way or ""]
 
 
 class Writer:
@@ -218,6 +237,7 @@ def _header(cells: list[str], *, ignore_unknown: bool) -> _Header | str:
             fields[name] = i
         elif (
             k in LISTMONK_SKIPPED
+            or k in STOP_COLUMNS  # an export of bounced or unsubscribed addresses
             or k in MAILCHIMP_SYSTEM
             or (mailchimp and k in MAILCHIMP_DEFAULT_FIELDS)
             or not k  # an unnamed column (a spreadsheet's trailing comma)

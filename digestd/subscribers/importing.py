@@ -348,13 +348,33 @@ def export(ctx: AppContext, out: TextIO, *, status: str | None = None, raw: bool
     """Write every subscriber (oldest first) as CSV, streamed in batches in one read
     transaction; cells are spreadsheet-safe unless `raw`. Returns how many."""
     writer = csv_io.Writer(out, raw=raw)
-    writer.row(list(csv_io.COLUMNS))
+    # Bounced or unsubscribed addresses: the reason, date and way too (a suppression list).
+    stops = str(status) in (SubscriberStatus.BOUNCED, SubscriberStatus.UNSUBSCRIBED)
+    writer.row([*csv_io.COLUMNS, *(csv_io.STOP_COLUMNS if stops else ())])
     count = 0
     batch = ctx.settings.batch_size if ctx.settings.batch_size > 1 else 1000
     with read_scope(ctx.engine) as session:
+        pending: list[Any] = []
+
+        def flush() -> None:
+            # One query a batch for the last status change of each (not one a row).
+            ids = [s.id for s in pending if s.id is not None]
+            last = store.last_status_events(session, ids, lifecycle.STATUS) if stops else {}
+            for sub in pending:
+                row = csv_io.subscriber_row(sub)
+                if stops:
+                    event = last.get(sub.id or 0)
+                    reason = str((event.detail or {}).get("reason") or "") if event else ""
+                    row += csv_io.stop_row(sub, reason)
+                writer.row(row)
+            pending.clear()
+
         for sub in store.stream(session, status=status, batch_size=batch):
-            writer.row(csv_io.subscriber_row(sub))
+            pending.append(sub)
             count += 1
+            if len(pending) >= batch:
+                flush()
+        flush()
     return count
 
 

@@ -267,6 +267,19 @@ def stream(session: Session, *, status: str | None, batch_size: int) -> Iterator
     yield from session.exec(stmt.execution_options(yield_per=batch_size))
 
 
+def last_status_events(session: Session, sub_ids: list[int], action: str) -> dict[int, Event]:
+    """Each subscriber's newest event of `action` (the last status change: why and how mail
+    stopped, for `export`), one query for the whole batch."""
+    if not sub_ids:
+        return {}
+    stmt = (
+        select(Event)
+        .where(col(Event.subscriber_id).in_(sub_ids), Event.action == action)
+        .order_by(col(Event.created_at), col(Event.id))
+    )
+    return {e.subscriber_id: e for e in session.exec(stmt) if e.subscriber_id is not None}
+
+
 # ---- figures for `digestd stats` and /metrics -------------------------------------------------
 
 

@@ -6,6 +6,8 @@ server."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,35 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
     assert ["Subject", "Undelivered Mail Returned to Sender"] in whole["headers"]
     missing = invoke("inbound", "show", "999")
     assert missing.exit_code == 1 and "no inbound message 999" in missing.stderr
+
+    # Their whole story in one place: profile, consent, history, deliveries, mail.
+    story = json_of(invoke("subscribers", "show", LONG, "--json"))
+    assert (story["email"], story["status"], story["stopped_by"]) == (LONG, "bounced", "bounce")
+    assert story["may_mail"] is False and story["consent"]
+    [delivery] = story["deliveries"]
+    assert set(delivery) >= {"id", "period", "status", "sent_at", "papers", "reply"}
+    assert (delivery["id"], delivery["status"]) == (by_email[LONG]["id"], "sent")
+    assert delivery["papers"] and {"id", "title"} <= set(delivery["papers"][0])
+    [came] = story["inbound"]
+    assert set(came) >= {"id", "kind", "received_at", "action"}
+    assert (came["id"], came["kind"]) == (record["id"], "bounce") and came["action"]
+    page = table_lines(invoke("subscribers", "show", LONG))
+    words_whole(page, LONG, "bounced", str(delivery["id"]), str(record["id"]), "sent", "bounce")
+    listed = table_lines(invoke("subscribers", "list"))
+    words_whole(listed, LONG, ADA, GRACE, "bounced", "active")
+
+    # The bounced export loads into another tool's suppression list: why, when, which way.
+    exported = invoke("subscribers", "export", "--status", "bounced")
+    assert exported.exit_code == 0, exported.output
+    header, row = list(csv.reader(io.StringIO(exported.stdout)))
+    assert header[-3:] == ["reason", "date", "way"] and row[0] == LONG
+    reason, date, way = row[-3:]
+    assert reason and way == "bounce" and date.startswith(story["stopped_at"][:16])
+    # …and is read back by import (the three columns are skipped, nothing is refused).
+    again_in = tmp_path / "bounced.csv"
+    again_in.write_text(exported.stdout)
+    dry = invoke("subscribers", "import", str(again_in), "--dry-run", "--update-existing")
+    assert dry.exit_code == 0, dry.output
 
     # One subscriber's deliveries, filtered.
     theirs = json_of(invoke("deliveries", "list", "--subscriber", LONG, "--json"))

@@ -85,8 +85,13 @@ def test_import_seeds_then_export_round_trips_exactly(
     assert invoke("subscribers", "export").stdout == exported
 
     # --status filter
+    # (bounced or unsubscribed: with why, when and which way mail stopped, for another
+    # tool's suppression list)
     only = invoke("subscribers", "export", "--status", "unsubscribed").stdout.splitlines()
-    assert only == [HEADER, "gone@example.org,,,,daily,8,UTC,10,html,unsubscribed"]
+    assert only[0] == HEADER + ",reason,date,way"
+    assert only[1].startswith("gone@example.org,,,,daily,8,UTC,10,html,unsubscribed,")
+    *_, date, way = only[1].split(",")
+    assert way == "admin" and date.endswith("+00:00")
 
 
 def test_bad_rows_import_nothing_and_are_all_listed(

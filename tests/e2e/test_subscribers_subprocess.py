@@ -67,3 +67,25 @@ def test_admin_session_in_a_real_process(sqlite_url: str, tmp_path: Path) -> Non
         ",".join(COLUMNS),
         "proc@example.org,,,,daily,8,UTC,10,html,active",
     ]
+
+
+def test_forget_asks_first_on_a_terminal(sqlite_url: str, tmp_path: Path) -> None:
+    """`remove --forget` erases for good: at a terminal it asks (no: nothing erased, exit
+    1); `--yes` skips the question; a script (no terminal) is not asked."""
+    from tests.support.terminal import run_in_terminal
+
+    env = {"DIGESTD_DATABASE_URL": sqlite_url}
+    for who in ("keep@example.org", "go@example.org"):
+        assert run_cli("subscribers", "add", who, env=env).returncode == 0
+    code, screen = run_in_terminal(
+        "subscribers", "remove", "keep@example.org", "--forget", env=env, typed="n\n"
+    )
+    assert code == 1 and "erase keep@example.org for good" in screen, screen
+    assert "nothing erased" in screen
+    assert run_cli("subscribers", "show", "keep@example.org", env=env).returncode == 0
+    code, screen = run_in_terminal(
+        "subscribers", "remove", "go@example.org", "--forget", "--yes", env=env
+    )
+    assert code == 0 and "forgot go@example.org" in screen and "?" not in screen, screen
+    piped = run_cli("subscribers", "remove", "keep@example.org", "--forget", env=env, input="")
+    assert piped.returncode == 0 and "forgot keep@example.org" in piped.stdout

@@ -17,8 +17,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_in_terminal(*args: str, env: Mapping[str, str], timeout: float = 60) -> tuple[int, str]:
-    """`python -m digestd ARGS` with stdin, stdout and stderr on a pty; (exit code, output)."""
+def run_in_terminal(
+    *args: str, env: Mapping[str, str], timeout: float = 60, typed: str | None = None
+) -> tuple[int, str]:
+    """`python -m digestd ARGS` with stdin, stdout and stderr on a pty; (exit code, output).
+    `typed` is what the person types (an answer to a question), sent once it is asked."""
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -40,6 +43,7 @@ def run_in_terminal(*args: str, env: Mapping[str, str], timeout: float = 60) -> 
     )
     os.close(slave)
     output = bytearray()
+    pending = typed.encode() if typed else b""
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -55,6 +59,9 @@ def run_in_terminal(*args: str, env: Mapping[str, str], timeout: float = 60) -> 
             if not data:
                 break
             output += data
+            if pending and b"?" in output:  # the question is on the screen: answer it
+                os.write(master, pending)
+                pending = b""
         else:
             proc.kill()
             raise AssertionError(f"digestd {' '.join(args)} did not finish in {timeout}s")

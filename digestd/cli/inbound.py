@@ -24,6 +24,7 @@ from digestd.cli.common import (
     get_context,
     print_json,
     short_time,
+    usage,
 )
 from digestd.cli.groups import Group
 from digestd.cli.tables import Column, print_facts, print_table
@@ -154,7 +155,7 @@ def list_cmd(
     from digestd.inbound.store import inbound_dict, list_inbound
 
     if kind is not None and kind not in KINDS:
-        fail(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        usage(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     app_ctx = get_context(ctx)
     with session_scope(app_ctx.engine) as session:
         rows = [
@@ -285,7 +286,7 @@ def _serve_listener(ctx: typer.Context, files: list[str] | None, other_options: 
     from digestd.daemon import DaemonStartError, run_inbound_listener
 
     if files or other_options:
-        fail("--listen takes no FILE and no --dry-run/--json/--mail-from/--rcpt-to")
+        usage("--listen takes no FILE and no --dry-run/--json/--mail-from/--rcpt-to")
     try:
         raise typer.Exit(asyncio.run(run_inbound_listener(get_context(ctx))))
     except DaemonStartError as exc:

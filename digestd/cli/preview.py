@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from digestd.cli.common import fail, find_subscriber, get_context, print_json
+from digestd.cli.common import fail, find_subscriber, get_context, print_json, usage
 from digestd.core.db import session_scope
 from digestd.core.statuses import SubscriberStatus
 from digestd.delivery import compose, digests
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         sent now): same window, selection, links and rendering as the mail."""
         fmt = fmt.strip().lower()
         if fmt not in FORMATS:
-            fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+            usage(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         app_ctx = get_context(ctx)
         now = app_ctx.now()
         with session_scope(app_ctx.engine) as session:

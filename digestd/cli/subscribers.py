@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from digestd.cli import subscriber_show, subscribers_csv
-from digestd.cli.common import console, fail, get_context, print_json_stream
+from digestd.cli.common import console, fail, get_context, print_json_stream, usage
 from digestd.cli.groups import Group
 from digestd.cli.tables import Column, print_table
 from digestd.core.statuses import Move, SubscriberStatus, parse_subscriber_status
@@ -46,7 +46,7 @@ def _status_filter(status: str | None) -> SubscriberStatus | None:
     try:
         return parse_subscriber_status(status)
     except ValueError as exc:
-        fail(f"--{exc}")
+        usage(f"--{exc}")
 
 
 def _changes(**given: Any) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def update_cmd(
         format=fmt,
     )
     if not changes and like is None and unlike is None:
-        fail("nothing to update: give at least one option (see --help)")
+        usage("nothing to update: give at least one option (see --help)")
     try:
         done = manage.update(
             app_ctx,

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.progress import DownloadColumn, MofNCompleteColumn
 
-from digestd.cli.common import console, err_console, fail, get_context
+from digestd.cli.common import console, err_console, fail, get_context, usage
 from digestd.cli.progress import CountingWriter, QuietOpt, progress_bar
 from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import importing
@@ -26,7 +26,7 @@ def _status_filter(status: str | None) -> SubscriberStatus | None:
     try:
         return parse_subscriber_status(status)
     except ValueError as exc:
-        fail(f"--{exc}")
+        usage(f"--{exc}")
 
 
 def import_cmd(
@@ -63,7 +63,7 @@ def import_cmd(
     if not file.is_file():
         fail(f"{file}: no such file")
     if rejects is not None and not skip_invalid:
-        fail("--rejects goes with --skip-invalid")
+        usage("--rejects goes with --skip-invalid")
     app_ctx = get_context(ctx)
     options = ImportOptions(
         update_existing=update_existing,

@@ -144,7 +144,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     missing = invoke("inbound", str(tmp_path / "nope.eml"))
     assert missing.exit_code == 1 and "nope.eml" in missing.stderr
     kind = invoke("inbound", "list", "--kind", "spam")
-    assert kind.exit_code == 1 and len(kind.stderr.strip().splitlines()) == 1
+    assert kind.exit_code == 2 and len(kind.stderr.strip().splitlines()) == 1  # usage
 
 
 def test_an_unreachable_database_asks_the_mta_to_retry(tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ def _show(invoke: Invoke, email: str) -> dict:
     return json_of(invoke("subscribers", "show", email, "--json"))
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
+def _one_error_line(result, code: int = 1) -> str:
+    """The one error line of a problem found (1) or, with code=2, of a usage mistake."""
+    assert result.exit_code == code, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output
@@ -200,7 +201,9 @@ def test_update_changes_only_given_options_and_audits(invoke: Invoke) -> None:
         "nothing changed" in invoke("subscribers", "update", "e@example.org", "--hour", "18").stdout
     )
     assert len(_show(invoke, "e@example.org")["events"]) == 2
-    assert "nothing to update" in _one_error_line(invoke("subscribers", "update", "e@example.org"))
+    assert "nothing to update" in _one_error_line(
+        invoke("subscribers", "update", "e@example.org"), code=2
+    )
     assert "no subscriber 'x@example.org'" in _one_error_line(
         invoke("subscribers", "update", "x@example.org", "--hour", "1")
     )
@@ -333,7 +336,7 @@ def test_show_and_list_bad_input(invoke: Invoke) -> None:
     )
     assert "is not a valid email address" in _one_error_line(invoke("subscribers", "show", "nope"))
     assert "--status must be one of" in _one_error_line(
-        invoke("subscribers", "list", "--status", "gone")
+        invoke("subscribers", "list", "--status", "gone"), code=2
     )
 
 

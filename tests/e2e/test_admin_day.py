@@ -16,7 +16,7 @@ from click.testing import Result
 
 from digestd.cli.tables import Column, layout
 from tests.support.inbound import BOUNCE_ADDRESS, dsn
-from tests.support.smtp import SmtpTestServer
+from tests.support.smtp import SmtpTestServer, free_port
 from tests.support.subscribers import Invoke, json_of, make_invoke
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds" / "trending-papers.json"
@@ -157,6 +157,22 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
     # send-now --again does the same from the address.
     assert invoke("send-now", ADA, "--again").exit_code == 0
     assert len(smtp_server.messages) == before + 2
+
+    # The relay is down: exit 75 (temporary), and the resend waits, recorded as not sent.
+    down: Invoke = make_invoke(
+        f"sqlite:///{tmp_path / 'd.db'}",
+        DIGESTD_SMTP_PORT=str(free_port()),
+        DIGESTD_SECRET_KEY="admin-day-secret-key-0123456789",
+        DIGESTD_FROM="digest@example.org",
+    )
+    waiting = down("deliveries", "resend", str(first["id"]))
+    assert waiting.exit_code == 75, waiting.output
+    newest = json_of(invoke("deliveries", "list", "--limit", "1", "--json"))[0]
+    assert (newest["resend_of"], newest["status"], newest["sent_at"]) == (
+        first["id"],
+        "retry",
+        None,
+    )
 
     # Refused for anyone who may not be mailed, with the reason; nothing sent.
     assert invoke("subscribers", "suspend", GRACE).exit_code == 0

@@ -13,6 +13,12 @@ from sqlalchemy import create_engine, text
 
 from digestd.core.config import Settings
 from digestd.core.context import AppContext
+from tests.support.databases import (
+    PostgresSchemas,
+    copy_sqlite,
+    make_sqlite_template,
+    schema_url,
+)
 from tests.support.dovecot import DovecotServer, DovecotUnavailable
 from tests.support.smtp import SmtpTestServer
 
@@ -54,31 +60,66 @@ def postgres_url_base() -> str:
     return url  # type: ignore[return-value]
 
 
+@pytest.fixture(scope="session")
+def postgres_schemas(postgres_url_base: str) -> Iterator[PostgresSchemas]:
+    """This process's migrated PostgreSQL schemas (migrated once, reset between tests)."""
+    pool = PostgresSchemas(postgres_url_base)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def postgres_url(postgres_url_base: str) -> Iterator[str]:
-    """A URL whose connections live in a fresh, private schema (dropped afterwards)."""
+def postgres_url(postgres_schemas: PostgresSchemas) -> Iterator[str]:
+    """A URL whose connections live in a private schema at the newest migration, with no
+    rows (a schema migrated once this session, emptied after each test)."""
+    schema = postgres_schemas.take()
+    yield schema_url(postgres_schemas.base_url, schema)
+    postgres_schemas.give_back(schema)
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url_base: str) -> Iterator[str]:
+    """A fresh, private, empty schema (no migration applied; dropped afterwards): for the
+    tests of the migrations themselves."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(postgres_url_base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_url_base else "?"
-    yield f"{postgres_url_base}{sep}options=-csearch_path%3D{schema}"
+    yield schema_url(postgres_url_base, schema)
     with admin.connect() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once this session, copied for each test."""
+    return make_sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A real SQLite file of this test (tmp_path/digestd.db) at the newest migration."""
+    return copy_sqlite(sqlite_template, tmp_path / "digestd.db")
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file that does not exist yet (no migration applied)."""
     return f"sqlite:///{tmp_path / 'digestd.db'}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test using this runs on a real SQLite file and on the real PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'digestd.db'}"
-    return request.getfixturevalue("postgres_url")
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on a real SQLite file and on the real PostgreSQL, both at
+    the newest migration with no rows."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db_url(request: pytest.FixtureRequest) -> str:
+    """Like db_url, but empty: no migration applied (the migrations' own tests)."""
+    return str(request.getfixturevalue(f"empty_{request.param}_url"))
 
 
 class FakeClock:

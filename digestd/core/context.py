@@ -11,7 +11,7 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 
 from digestd.core.config import Settings
-from digestd.core.db import make_engine, session_scope, upgrade
+from digestd.core.db import at_head, make_engine, session_scope, upgrade
 from digestd.core.metrics import Metrics
 from digestd.core.models import Meta, utcnow
 
@@ -41,8 +41,10 @@ class AppContext:
         return self.clock()
 
     def migrate(self) -> None:
-        """Apply migrations; every command that needs the schema calls this first."""
-        upgrade(self.engine)
+        """Apply migrations; every command that needs the schema calls this first (one
+        query when the schema is already current)."""
+        if not at_head(self.engine):
+            upgrade(self.engine)
         self.migrated = True
 
     @cached_property

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,11 +112,16 @@ def read_scope(engine: Engine) -> Iterator[Session]:
 
 def alembic_config(engine: Engine) -> Any:
     """An Alembic config pointing at `migrations/`, bound to this engine (no alembic.ini needed)."""
+    cfg = _migrations_config()
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _migrations_config() -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(data_dir("migrations")))
-    cfg.attributes["engine"] = engine
     return cfg
 
 
@@ -124,6 +130,32 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(engine), revision)
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration of this install (read once a process: the files do not change
+    under a running program)."""
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(_migrations_config()).get_current_head()
+    return head
+
+
+def at_head(engine: Engine) -> bool:
+    """True when the schema is already at the newest migration: one read of alembic_version,
+    so that every command's `migrate()` costs a query instead of loading Alembic's
+    environment. Anything unexpected (no table yet, several heads) says False, and the full
+    upgrade decides."""
+    try:
+        with engine.connect() as conn:
+            # A read: on SQLite a plain BEGIN, which does not take the write lock.
+            conn.execution_options(**{READ_ONLY_OPTION: True})
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:
+        return False
+    head = head_revision()
+    return head is not None and [row[0] for row in versions] == [head]
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -10,9 +11,38 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel, select
 
 import digestd.core.models  # noqa: F401
-from digestd.core.db import alembic_config, current_revision, make_engine, session_scope, upgrade
+from digestd.core.config import Settings
+from digestd.core.context import AppContext
+from digestd.core.db import (
+    alembic_config,
+    at_head,
+    current_revision,
+    head_revision,
+    make_engine,
+    session_scope,
+    upgrade,
+)
 from digestd.core.models import Entry
 from digestd.delivery.deliveries import entry_ids, sent_entry_ids
+
+# Elsewhere the database fixtures hand out databases already at the newest migration (migrated
+# once a session); here the migrations themselves are under test, so every database starts
+# empty and each test runs them for real.
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    return empty_db_url
+
+
+@pytest.fixture
+def sqlite_url(empty_sqlite_url: str) -> str:
+    return empty_sqlite_url
+
+
+@pytest.fixture
+def postgres_url(empty_postgres_url: str) -> str:
+    return empty_postgres_url
 
 
 def test_upgrade_then_autogenerate_finds_no_difference(db_url: str) -> None:
@@ -40,6 +70,24 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
         assert current_revision(engine) == first is not None
     finally:
         engine.dispose()
+
+
+def test_migrate_upgrades_only_a_schema_that_is_not_current(db_url: str) -> None:
+    """`AppContext.migrate()` (every command's first step) reads alembic_version and runs
+    Alembic only when the schema is behind: empty, or one migration short."""
+    ctx = AppContext(Settings(database_url=db_url), actor="test")
+    try:
+        assert not at_head(ctx.engine)  # no alembic_version table yet
+        ctx.migrate()
+        head = head_revision()
+        assert head is not None and current_revision(ctx.engine) == head
+        assert at_head(ctx.engine)
+        command.downgrade(alembic_config(ctx.engine), "-1")
+        assert not at_head(ctx.engine)
+        ctx.migrate()
+        assert current_revision(ctx.engine) == head and at_head(ctx.engine)
+    finally:
+        ctx.dispose()
 
 
 def test_papers_carried_move_to_the_delivery_row_and_back(db_url: str) -> None:

@@ -8,7 +8,7 @@ import typer.main
 
 from digestd.cli.main import app as cli_app
 from digestd.subscribers.csv_io import COLUMNS
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli_process as run_cli
 
 
 def test_help_lists_every_command_group(tmp_path: Path) -> None:

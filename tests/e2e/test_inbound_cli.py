@@ -12,7 +12,7 @@ from pathlib import Path
 from digestd.core.db import make_engine, session_scope, upgrade
 from digestd.core.models import Delivery
 from digestd.subscribers.preferences import Preferences
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli_process
 from tests.support.inbound import BOUNCE_ADDRESS, arf, auto_reply, dsn
 from tests.support.subscribers import Invoke, add_subscriber, make_invoke
 
@@ -108,7 +108,7 @@ def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
 def test_pipe_records_then_list_shows_it(tmp_path: Path) -> None:
     env = _env(tmp_path)
     raw = dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net", original_headers=RETURNED).decode()
-    piped = run_cli("inbound", "--rcpt-to", BOUNCE_ADDRESS, env=env, input=raw)
+    piped = run_cli_process("inbound", "--rcpt-to", BOUNCE_ADDRESS, env=env, input=raw)
     assert piped.returncode == 0, piped.stderr
     assert "bounce #1" in piped.stdout and "bounced" in piped.stdout
     invoke = _invoke(env)
@@ -152,6 +152,6 @@ def test_an_unreachable_database_asks_the_mta_to_retry(tmp_path: Path) -> None:
         "DIGESTD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
         "DIGESTD_BOUNCE_ADDRESS": BOUNCE_ADDRESS,
     }
-    result = run_cli("inbound", "-", env=env, input="Subject: x\n\nbody\n")
+    result = run_cli_process("inbound", "-", env=env, input="Subject: x\n\nbody\n")
     assert result.returncode == 75, result.stderr  # EX_TEMPFAIL: the MTA keeps it and retries
     assert "Traceback" not in result.stderr and "try again later" in result.stderr

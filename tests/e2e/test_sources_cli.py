@@ -1,4 +1,4 @@
-"""The admin's view: `digestd sources …` and `digestd entries list` as real subprocesses."""
+"""The admin's view: `digestd sources …` and `digestd entries list`, run as an admin types them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ARXIV_RSS = "arxiv-rss/current/rss_cs.CL_2026-04-27_trimmed.xml"
 
 
 def test_add_fetch_list_entries_remove(tmp_path: Path) -> None:
-    env = {"DIGESTD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "DIGESTD_FETCH_TIMEOUT": "2"}
+    env = {"DIGESTD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "DIGESTD_FETCH_TIMEOUT": "60"}
     shutil.copy(FIXTURES / ARXIV_RSS, tmp_path / "cs.CL.xml")
 
     added = run_cli("sources", "add", "cs.CL.xml", "--name", "arXiv cs.CL", env=env, cwd=tmp_path)

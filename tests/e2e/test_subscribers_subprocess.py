@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import typer.main
 
 from digestd.cli.main import app as cli_app
 from digestd.subscribers.csv_io import COLUMNS
+from tests.support.cli import run_cli as run_cli_in_process
 from tests.support.cli import run_cli_process as run_cli
 
 
@@ -76,16 +80,39 @@ def test_forget_asks_first_on_a_terminal(sqlite_url: str, tmp_path: Path) -> Non
 
     env = {"DIGESTD_DATABASE_URL": sqlite_url}
     for who in ("keep@example.org", "go@example.org"):
-        assert run_cli("subscribers", "add", who, env=env).returncode == 0
+        assert run_cli_in_process("subscribers", "add", who, env=env).returncode == 0
     code, screen = run_in_terminal(
         "subscribers", "remove", "keep@example.org", "--forget", env=env, typed="n\n"
     )
     assert code == 1 and "erase keep@example.org for good" in screen, screen
     assert "nothing erased" in screen
-    assert run_cli("subscribers", "show", "keep@example.org", env=env).returncode == 0
+    assert run_cli_in_process("subscribers", "show", "keep@example.org", env=env).returncode == 0
     code, screen = run_in_terminal(
         "subscribers", "remove", "go@example.org", "--forget", "--yes", env=env
     )
     assert code == 0 and "forgot go@example.org" in screen and "?" not in screen, screen
     piped = run_cli("subscribers", "remove", "keep@example.org", "--forget", env=env, input="")
     assert piped.returncode == 0 and "forgot keep@example.org" in piped.stdout
+
+
+def test_the_installed_console_script_exits_1_on_a_usage_mistake(tmp_path: Path) -> None:
+    """`digestd` as installed (the console script, not `python -m`): its exit code and one line."""
+    script = Path(sys.executable).with_name("digestd")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
+    clean["DIGESTD_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    result = subprocess.run(
+        [str(script), "subscribers", "list", "--nope"],
+        env=clean,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines() == [
+        "error: No such option: --nope (see 'digestd subscribers list --help')"
+    ]
+    ok = subprocess.run(
+        [str(script), "--version"], env=clean, capture_output=True, text=True, timeout=120
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("digestd "), ok

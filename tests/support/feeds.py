@@ -190,7 +190,7 @@ def ingest_context(db_url: str, clock: Callable[[], datetime], **settings: Any) 
     values: dict[str, Any] = {
         "database_url": db_url,
         "secret_key": "test-secret-key-0123456789",
-        "fetch_timeout": 2.0,
+        "fetch_timeout": 60.0,  # never reached by a local fetch, however loaded the machine
         "fetch_max_bytes": 1024 * 1024,
         "fetch_concurrency": 4,
         "fetch_interval_minutes": 60,

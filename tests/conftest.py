@@ -17,6 +17,7 @@ from tests.support.databases import (
     PostgresSchemas,
     copy_sqlite,
     make_sqlite_template,
+    refuse_migrations,
     schema_url,
 )
 from tests.support.dovecot import DovecotServer, DovecotUnavailable
@@ -68,19 +69,30 @@ def postgres_schemas(postgres_url_base: str) -> Iterator[PostgresSchemas]:
     pool.close()
 
 
+def _migration_tests(request: pytest.FixtureRequest) -> bool:
+    """Tests of the migrations themselves (modules named test_migration*) run them for real,
+    so their databases start empty."""
+    return request.module.__name__.rpartition(".")[2].startswith("test_migration")
+
+
 @pytest.fixture
-def postgres_url(postgres_schemas: PostgresSchemas) -> Iterator[str]:
-    """A URL whose connections live in a private schema at the newest migration, with no
-    rows (a schema migrated once this session, emptied after each test)."""
-    schema = postgres_schemas.take()
-    yield schema_url(postgres_schemas.base_url, schema)
-    postgres_schemas.give_back(schema)
+def postgres_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A URL whose connections live in a private schema of this test, at the newest migration
+    with no rows (a schema migrated once this session, emptied after each test); empty, no
+    migration applied, in the migration tests (test_migration*.py)."""
+    if _migration_tests(request):
+        yield request.getfixturevalue("empty_postgres_url")
+        return
+    pool: PostgresSchemas = request.getfixturevalue("postgres_schemas")
+    schema = pool.take()
+    refuse_migrations(monkeypatch, lambda url: schema in str(url.query.get("options", "")))
+    yield schema_url(pool.base_url, schema)
+    pool.give_back(schema)
 
 
 @pytest.fixture
 def empty_postgres_url(postgres_url_base: str) -> Iterator[str]:
-    """A fresh, private, empty schema (no migration applied; dropped afterwards): for the
-    tests of the migrations themselves."""
+    """A fresh, private, empty schema (no migration applied; dropped afterwards)."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(postgres_url_base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -98,9 +110,17 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
-    """A real SQLite file of this test (tmp_path/digestd.db) at the newest migration."""
-    return copy_sqlite(sqlite_template, tmp_path / "digestd.db")
+def sqlite_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A real SQLite file of this test (tmp_path/digestd.db) at the newest migration (a copy
+    of a file migrated once this session); not created yet, no migration applied, in the
+    migration tests (test_migration*.py)."""
+    if _migration_tests(request):
+        return str(request.getfixturevalue("empty_sqlite_url"))
+    path = tmp_path / "digestd.db"
+    refuse_migrations(monkeypatch, lambda url: url.database == str(path))
+    return copy_sqlite(request.getfixturevalue("sqlite_template"), path)
 
 
 @pytest.fixture
@@ -111,14 +131,14 @@ def empty_sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest) -> str:
-    """Each test using this runs on a real SQLite file and on the real PostgreSQL, both at
-    the newest migration with no rows."""
+    """Each test using this runs on a real SQLite file and on the real PostgreSQL: at the
+    newest migration with no rows (empty in the migration tests, see sqlite_url)."""
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_db_url(request: pytest.FixtureRequest) -> str:
-    """Like db_url, but empty: no migration applied (the migrations' own tests)."""
+    """Like db_url, but empty wherever the test is: no migration applied."""
     return str(request.getfixturevalue(f"empty_{request.param}_url"))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -25,24 +24,8 @@ from digestd.core.db import (
 from digestd.core.models import Entry
 from digestd.delivery.deliveries import entry_ids, sent_entry_ids
 
-# Elsewhere the database fixtures hand out databases already at the newest migration (migrated
-# once a session); here the migrations themselves are under test, so every database starts
-# empty and each test runs them for real.
-
-
-@pytest.fixture
-def db_url(empty_db_url: str) -> str:
-    return empty_db_url
-
-
-@pytest.fixture
-def sqlite_url(empty_sqlite_url: str) -> str:
-    return empty_sqlite_url
-
-
-@pytest.fixture
-def postgres_url(empty_postgres_url: str) -> str:
-    return empty_postgres_url
+# The database fixtures hand out empty databases in this module (its name starts with
+# test_migration, see tests/conftest.py): the migrations themselves are under test here.
 
 
 def test_upgrade_then_autogenerate_finds_no_difference(db_url: str) -> None:

@@ -18,15 +18,18 @@ import contextlib
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from digestd.core.config import Settings
 from digestd.core.context import AppContext
-from digestd.core.db import make_engine
+from digestd.core.db import head_revision, make_engine
 
 SCHEMA_PREFIX = "tpool_"
 STALE_AFTER_S = 24 * 3600
@@ -48,6 +51,30 @@ def schema_url(base_url: str, schema: str) -> str:
     application_name, so that its connections can be told apart from everyone else's)."""
     sep = "&" if "?" in base_url else "?"
     return f"{base_url}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+
+
+def refuse_migrations(monkeypatch: pytest.MonkeyPatch, ours: Callable[[URL], bool]) -> None:
+    """Fail a test that runs migrations (to an older revision, or down) on a database that
+    was handed to it already migrated: such a test would pass without testing anything."""
+    from alembic import command
+
+    def guarded(name: str, original: Callable[..., None]) -> Callable[..., None]:
+        def call(config: Any, revision: str, *args: Any, **kwargs: Any) -> None:
+            engine = config.attributes.get("engine")
+            current = name == "upgrade" and revision in ("head", head_revision())
+            if engine is not None and ours(engine.url) and not current:
+                pytest.fail(
+                    f"alembic {name} to {revision} on a database handed out already migrated:"
+                    " migration tests go in a module named test_migration*.py (or take"
+                    " empty_db_url), where the databases start empty",
+                    pytrace=False,
+                )
+            original(config, revision, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(command, "upgrade", guarded("upgrade", command.upgrade))
+    monkeypatch.setattr(command, "downgrade", guarded("downgrade", command.downgrade))
 
 
 # ---- SQLite -----------------------------------------------------------------------------------

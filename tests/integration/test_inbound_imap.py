@@ -9,6 +9,7 @@ is exercised through the daemon in tests/e2e/test_inbound_daemon.py."""
 from __future__ import annotations
 
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 
@@ -174,14 +175,18 @@ def test_postgres_replicas_poll_one_at_a_time(postgres_url: str) -> None:
     from digestd.core.db import make_engine
     from digestd.inbound.imap_poll import _one_poller
 
+    # PostgreSQL's advisory locks are per database, not per schema: keys of this test only,
+    # so that other test runs on the same server (xdist workers, other checkouts) never hold
+    # them.
+    x, y = (f"imap-cursor:{uuid.uuid4().hex}" for _ in range(2))
     engine, other = make_engine(postgres_url), make_engine(postgres_url)
     try:
-        with _one_poller(engine, "imap-cursor:x") as first:
-            with _one_poller(other, "imap-cursor:x") as second:
+        with _one_poller(engine, x) as first:
+            with _one_poller(other, x) as second:
                 assert (first, second) == (True, False)
-            with _one_poller(other, "imap-cursor:y") as unrelated:
+            with _one_poller(other, y) as unrelated:
                 assert unrelated
-        with _one_poller(other, "imap-cursor:x") as after:
+        with _one_poller(other, x) as after:
             assert after
     finally:
         engine.dispose()

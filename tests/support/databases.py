@@ -120,6 +120,9 @@ SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
   SELECT 'typ:' || typname FROM pg_type WHERE typnamespace = to_regnamespace(:s)
 ) shape
 """
+# Definitions name the schema (index definitions, defaults' sequences): masked, so that every
+# schema migrated the same way has the same shape.
+SHAPE_SQL = SHAPE_SQL.replace("string_agg(item,", "string_agg(replace(item, :s, '<schema>'),")
 
 # What ANALYZE, VACUUM and CREATE INDEX leave behind for the planner, which deleting rows
 # does not undo: a schema whose tables were analyzed is not handed out again (a test of
@@ -239,9 +242,12 @@ class PostgresSchemas:
                     found = conn.execute(text(f'SELECT * FROM "{table}"')).mappings().all()
                     if found:
                         rows[table] = [dict(r) for r in found]
+            # Read as _reset reads them: from a connection outside the schema (its
+            # definitions then name the schema, which the shape masks).
+            with self.admin.connect() as outside:
                 return _Baseline(
-                    shape=self._shape(conn, schema),
-                    planner=self._planner(conn, schema),
+                    shape=self._shape(outside, schema),
+                    planner=self._planner(outside, schema),
                     delete_order=_children_first(tables, edges),
                     sequences=sequences,
                     rows=rows,

@@ -23,6 +23,12 @@ from tests.support.databases import (
 from tests.support.dovecot import DovecotServer, DovecotUnavailable
 from tests.support.smtp import SmtpTestServer
 
+# Commands print tables as wide as COLUMNS says, and the CLI's consoles read it when they are
+# made (at import): the size of the terminal running the tests, or pytest-xdist's
+# COLUMNS=80, must not decide what a test sees. Tests set the width they need.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_ENV = "DIGESTD_TEST_POSTGRES_URL"
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -81,7 +81,9 @@ def run_cli_process(
     """`python -m digestd ARGS` in a new interpreter with only the given DIGESTD_* environment."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
     clean.update(env)
-    clean.setdefault("COLUMNS", "200")
+    # The terminal of whoever runs the tests (or pytest-xdist's COLUMNS=80) never decides a
+    # table's width: 200 unless the test asks for another.
+    clean["COLUMNS"] = env.get("COLUMNS", "200")
     clean["NO_COLOR"] = "1"
     # Import digestd from this checkout even when cwd is elsewhere (worktrees, tmp dirs).
     clean["PYTHONPATH"] = str(REPO) + os.pathsep + clean.get("PYTHONPATH", "")
@@ -138,7 +140,9 @@ def _isolated(
     saved_consoles = [(c._width, c._height, c.no_color) for c in consoles]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
     clean.update(env)
-    clean.setdefault("COLUMNS", "200")
+    # The terminal of whoever runs the tests (or pytest-xdist's COLUMNS=80) never decides a
+    # table's width: 200 unless the test asks for another.
+    clean["COLUMNS"] = env.get("COLUMNS", "200")
     clean["NO_COLOR"] = "1"
     try:
         os.environ.clear()

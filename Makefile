@@ -21,15 +21,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/digestd demo
 
-# Tests run in parallel (pytest-xdist; PYTEST_WORKERS=0 runs them in this one process);
-# PYTEST_ARGS adds anything else, e.g. PYTEST_ARGS='-m "not slow"' for the quick check.
+# Tests run in parallel (pytest-xdist, one worker per core; an idle worker takes queued tests
+# from a busy one, as the slow ones are few and long; PYTEST_WORKERS=0 runs them in this one
+# process). PYTEST_ARGS adds anything else, e.g. PYTEST_ARGS='-m "not slow"' (the quick check).
 PYTEST_WORKERS ?= auto
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

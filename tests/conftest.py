@@ -34,6 +34,22 @@ POSTGRES_ENV = "DIGESTD_TEST_POSTGRES_URL"
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# What makes a test slow (seconds, not milliseconds): a real digestd process (the daemon, the
+# console script, a terminal), a browser, or an explicit @pytest.mark.slow (the fuzzer, the
+# soak). `pytest -m "not slow"` leaves them out: the quick check while developing.
+PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subprocess")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        starts_processes = module is not None and any(
+            name in vars(module) for name in PROCESS_HELPERS
+        )
+        if starts_processes or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+
+
 def postgres_base_url() -> str | None:
     return os.environ.get(POSTGRES_ENV)
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.inbound_soak import recorded, soak, soak_daemon
 from tests.support.smtp import SmtpTestServer
 
 HEADROOM_KB = 50 * 1024
+
+pytestmark = pytest.mark.slow  # a real daemon for seconds (soak_daemon)
 
 
 def test_hostile_and_valid_mail_at_once(tmp_path: Path, smtp_server: SmtpTestServer) -> None:

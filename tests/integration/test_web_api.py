@@ -162,6 +162,7 @@ def _ensure_subscriber(ctx: AppContext) -> object:
         return sub
 
 
+@pytest.mark.slow
 def test_openapi_fuzz_never_gets_a_server_error(fuzz_app) -> None:
     """Every documented operation, positive and negative data, half of the cases with a
     valid signed token and form token so the fuzzed bodies reach the real handlers."""

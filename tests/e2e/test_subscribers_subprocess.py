@@ -95,7 +95,7 @@ def test_forget_asks_first_on_a_terminal(sqlite_url: str, tmp_path: Path) -> Non
     assert piped.returncode == 0 and "forgot keep@example.org" in piped.stdout
 
 
-def test_the_installed_console_script_exits_1_on_a_usage_mistake(tmp_path: Path) -> None:
+def test_the_installed_console_script_exits_2_on_a_usage_mistake(tmp_path: Path) -> None:
     """`digestd` as installed (the console script, not `python -m`): its exit code and one line."""
     script = Path(sys.executable).with_name("digestd")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
@@ -108,7 +108,7 @@ def test_the_installed_console_script_exits_1_on_a_usage_mistake(tmp_path: Path)
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1, result
+    assert result.returncode == 2, result  # EX_USAGE, as for every usage mistake
     assert result.stderr.splitlines() == [
         "error: No such option: --nope (see 'digestd subscribers list --help')"
     ]

@@ -1,8 +1,8 @@
 """Benchmark: import N subscribers from CSV (default 100,000) into a fresh database.
 
-Runs the same code as `digestd subscribers import` (all-or-nothing, one transaction,
-batched), on a fresh SQLite file and, when DIGESTD_TEST_POSTGRES_URL is set, on a fresh
-PostgreSQL schema. Prints rows/s and the peak memory (max RSS) of the process,
+Runs the same code as `digestd subscribers import` (all-or-nothing: checked whole, then
+written in committed batches), on a fresh SQLite file and, when DIGESTD_TEST_POSTGRES_URL
+is set, on a fresh PostgreSQL schema. Prints rows/s and the peak memory (max RSS) of the process,
 plus the export speed. Usage:
 
     .venv/bin/python benchmarks/bench_import.py [N]

@@ -18,7 +18,9 @@ from tests.support.web import (
     WebHarness,
     events,
     link_for,
+    link_in,
     subscriber,
+    text_part,
     web_fixture,  # noqa: F401  (the `web` fixture)
 )
 
@@ -329,3 +331,28 @@ async def test_garbage_tokens_and_unknown_pages_are_clear_4xx(web: WebHarness) -
     assert missing.status_code == 404 and "no page at this address" in missing.text
     assert wrong_method.status_code == 405
     assert api_missing.json() == {"error": "There is no page at this address."}
+
+
+async def test_after_unsubscribe_and_signing_up_again_old_links_cannot_act(
+    web: WebHarness,
+) -> None:
+    """Issue 23: an unsubscribe followed by a re-subscribe left the old links valid, so a
+    forwarded old digest could unsubscribe the person again. The unsubscribe withdraws them;
+    repeating it meanwhile still answers "unsubscribed"."""
+    sub = make(web)
+    old = link_for(web.ctx, "unsubscribe", sub)
+    old_prefs = link_for(web.ctx, "preferences", sub)
+    async with web.client() as client:
+        assert (await client.post(old, data=ONE_CLICK)).status_code == 200
+        again = await client.post(old, data=ONE_CLICK)
+        assert again.status_code == 200 and "unsubscribed" in again.text  # RFC 8058: success
+        assert (await client.get(old_prefs)).status_code == 410  # withdrawn at once
+        signed = await client.post("/subscribe", json={"email": EMAIL, "topics": "graphs"})
+        assert signed.status_code == 202
+        confirm = next(m for m in reversed(web.smtp.messages) if "/confirm/" in text_part(m))
+        url = link_in(confirm, "confirm").removeprefix(BASE_URL)
+        assert (await client.get(url)).status_code == 200
+        assert status_of(web) == "active"
+        forwarded = await client.post(old, data=ONE_CLICK)
+    assert forwarded.status_code == 410
+    assert status_of(web) == "active"

@@ -362,3 +362,18 @@ async def test_smtp_failure_is_recorded_and_the_answer_stays_the_same(web: WebHa
     failed = events(web.ctx, "confirmation_failed")
     sub = subscriber(web.ctx, "bouncy@example.org")
     assert sub is not None and [e.subscriber_id for e in failed] == [sub.id]
+
+
+async def test_addresses_the_relay_cannot_deliver_are_refused_with_one_line(
+    web: WebHarness,
+) -> None:
+    """Issue 23: a non-ASCII local part (the relay lacks SMTPUTF8) or one over 64 octets was
+    accepted, and then every digest failed. Refused at sign-up, with one message."""
+    for email in ("josé@example.org", "a" * 65 + "@example.org", "é" * 33 + "@example.org"):
+        response = await subscribe_json(web, {"email": email})
+        assert response.status_code == 422, email
+        assert "\n" not in response.json()["error"]
+        assert subscriber(web.ctx, email.split("@")[0][:5] + "@example.org") is None
+    name = await subscribe_json(web, {**GOOD, "name": "Ada\x00Lovelace"})
+    assert name.status_code == 422 and "control characters" in name.json()["fields"]["name"]
+    assert web.smtp.messages == []

@@ -31,6 +31,7 @@ from digestd.ranking.select import Pick, Profile, Selector, Taste, load_tastes
 from digestd.subscribers import queries as subscribers
 from digestd.subscribers.lifecycle import may_mail
 
+# The send pass's logger: its lines read as the pass's wherever the code lives.
 log = logging.getLogger("digestd.delivery.sending")
 
 D = DeliveryStatus

@@ -29,6 +29,7 @@ from digestd.delivery import deliveries
 from digestd.delivery.deliveries import Outcome
 from digestd.delivery.recorder import Recorded, report_unwritten, write_outcomes
 
+# The send pass's logger: its lines read as the pass's wherever the code lives.
 log = logging.getLogger("digestd.delivery.sending")
 
 FIRST_DELAY = 0.25  # seconds before the second try; doubling

@@ -200,8 +200,10 @@ async def send_due(
     thread, and outcomes are committed in small groups as the server answers (`Recorder`),
     so database work never blocks the event loop, which the web server shares. Every claimed
     row is recorded (sent, failed, skipped, retry, or handed back as pending when a stop
-    came first) or, if the process dies, released when its lease expires; at most
-    `recorder.UNRECORDED_MAX` of them can have been accepted by the server by then.
+    came first); if the pass fails (the database went away), what it knows is recorded and
+    the rest handed back as soon as the database answers (`handback`); if the process dies,
+    its rows are released when their lease expires, and at most `recorder.UNRECORDED_MAX`
+    of them can have been accepted by the server by then.
 
     Terminates: each claimed row leaves the claimable set (`sending`, then sent, failed,
     skipped, or retry with a later `next_attempt_at`) before the next claim.

@@ -78,6 +78,11 @@ def executemany(
     in that order. Returns the rows the statement changed (the driver's count over all)."""
     conn = session.connection()
     raw = raw_statement(conn.dialect, build, names)
+    return rowcount(conn.exec_driver_sql(raw.sql, _driver_params(raw, rows)))
+
+
+def _driver_params(raw: _RawStatement, rows: list[tuple[Any, ...]]) -> list[Any]:
+    """`rows` as the driver's parameters for `raw`: constants added, values processed."""
     if raw.as_is:
         params: list[Any] = rows  # already the driver's values, in its order
     else:
@@ -91,7 +96,7 @@ def executemany(
         ]
     if not raw.positional:  # PostgreSQL's psycopg: named parameters
         params = [dict(zip(raw.order, p, strict=True)) for p in params]
-    return rowcount(conn.exec_driver_sql(raw.sql, params))
+    return params
 
 
 def _memo(proc: Any) -> Any:

@@ -103,7 +103,7 @@ def test_a_100_paper_digest_stays_under_100_kb_with_its_links() -> None:
     assert f"{BASE}/unsubscribe/" in html and f"{BASE}/preferences/" in html
     assert html.rindex(f"{BASE}/unsubscribe/") < HTML_BUDGET_BYTES
     # The first papers in full (with their vote links), the rest by title, none lost.
-    full = html.count("More like this")
+    full = html.count(">More like this</a>")
     listed = html.count("<li")
     assert 20 < full < 100 and full + listed == 100, (full, listed)
     for pick in picks:
@@ -122,12 +122,12 @@ def test_past_even_the_titles_the_rest_is_one_link_to_the_browser() -> None:
     more = re.search(r'<a href="([^"]+)"[^>]*>(\d+) more papers in your browser</a>', html)
     assert more is not None, html[-3000:]
     assert more.group(1).startswith(f"{BASE}/view/")
-    shown = html.count("More like this") + html.count("<li")
+    shown = html.count(">More like this</a>") + html.count("<li")
     assert shown + int(more.group(2)) == 100
     assert f"{BASE}/unsubscribe/" in html and f"{BASE}/preferences/" in html
 
 
 def test_a_usual_digest_is_rendered_whole() -> None:
     _, html, _ = parts(sent(papers(10, WORDS)))
-    assert html.count("More like this") == 10 and "<li" not in html
+    assert html.count(">More like this</a>") == 10 and "<li" not in html
     assert "in your browser" not in html

@@ -20,7 +20,7 @@ from digestd.subscribers import lifecycle
 from digestd.subscribers.csv_io import COLUMNS
 from tests.support.inbound import BOUNCE_ADDRESS, plain
 from tests.support.smtp import SmtpTestServer
-from tests.support.subscribers import Invoke, add_subscriber, change, get_by_email, make_invoke
+from tests.support.subscribers import Invoke, add_subscriber, change, get_by_email
 from tests.support.web import BASE_URL, harness
 
 S = SubscriberStatus
@@ -80,12 +80,6 @@ def status_now(ctx: AppContext, email: str) -> tuple[str, bool]:
 def seeded(app: AppContext) -> Iterator[AppContext]:
     seed(app)
     yield app
-
-
-@pytest.fixture
-def invoke(seeded: AppContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Invoke:
-    monkeypatch.chdir(tmp_path)
-    return make_invoke(seeded.settings.database_url)
 
 
 CLI_MOVES = {"confirm": Move.CONFIRM, "suspend": Move.SUSPEND, "resume": Move.RESUME}

@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from digestd.core.tokens import read_token
 from digestd.mail.subject import short_date
 from tests.support.cli import run_cli
-from tests.support.digests import KENJI, seed_database
-
-SECRET = "preview-test-secret-0123456789"
-
-
-@pytest.fixture
-def env(sqlite_url: str) -> dict[str, str]:
-    # The command reads the real clock, so the data is placed relative to it.
-    seed_database(
-        sqlite_url,
-        datetime.now(UTC),
-        {"kenji@example.org": KENJI, "zed@example.org": {"topics": "quantum chromodynamics"}},
-    )
-    return {
-        "DIGESTD_DATABASE_URL": sqlite_url,
-        "DIGESTD_SECRET_KEY": SECRET,
-        "DIGESTD_BASE_URL": "https://digest.example.org",
-    }
 
 
 def test_preview_json_lists_picks_in_rank_order(env: dict[str, str]) -> None:
@@ -67,7 +47,7 @@ def test_preview_html_to_file_has_working_signed_links(env: dict[str, str], tmp_
     assert "RazorAttention: Efficient KV Cache Compression Through Retrieval Heads" in html
     token = re.search(r'href="https://digest\.example\.org/unsubscribe/([^"]+)"', html)
     assert token is not None
-    assert read_token(SECRET, "unsubscribe", token.group(1)).subscriber_id == 1
+    assert read_token(env["DIGESTD_SECRET_KEY"], "unsubscribe", token.group(1)).subscriber_id == 1
     text = run_cli("preview", "kenji@example.org", env=env)
     assert text.returncode == 0
     assert text.stdout.startswith("Subject: DuoAttention, and 2 more papers · ")

@@ -3,7 +3,6 @@ never a traceback, and a digest that could not be rendered is kept for a retry."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,11 @@ from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Delivery
 from tests.support.cli import run_cli
-from tests.support.digests import KENJI, seed_database
 
 BROKEN = {
     "syntax": ("{% for p in papers %}{{ p.title }\n", "line 1", "unexpected '}'"),
     "undefined": ("{{ nosuch.attr }}\n", "email/digest.txt", "'nosuch' is undefined"),
 }
-
-
-@pytest.fixture
-def env(sqlite_url: str) -> dict[str, str]:
-    seed_database(sqlite_url, datetime.now(UTC), {"kenji@example.org": KENJI})
-    return {"DIGESTD_DATABASE_URL": sqlite_url, "DIGESTD_SECRET_KEY": "qa-template-secret-0123456"}
 
 
 def _templates(tmp_path: Path, body: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from digestd.core.config import Settings
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Delivery, Entry
-from tests.support.subscribers import Invoke, json_of, make_invoke
+from tests.support.subscribers import Invoke, json_of
 
 DOCUMENTED_FIELDS = {
     "id",
@@ -39,12 +38,6 @@ DOCUMENTED_FIELDS = {
     "may_mail",
     "consent",
 }
-
-
-@pytest.fixture
-def invoke(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
-    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
-    yield make_invoke(db_url)
 
 
 def _show(invoke: Invoke, email: str) -> dict:

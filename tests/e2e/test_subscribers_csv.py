@@ -16,12 +16,9 @@ HEADER = ",".join(COLUMNS)
 SEEDS = data_dir("seeds") / "subscribers.csv"
 
 
-@pytest.fixture
-def invoke(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
-    monkeypatch.chdir(tmp_path)
-    # Batches of 2 rows: the bad rows below come after batches were already written,
-    # so "nothing imported" really proves the rollback.
-    return make_invoke(db_url, DIGESTD_BATCH_SIZE="2")
+# Batches of 2 rows: the bad rows below come after batches were already written, so "nothing
+# imported" really proves the rollback (the `invoke` fixture: tests/e2e/conftest.py).
+pytestmark = pytest.mark.cli_env(DIGESTD_BATCH_SIZE="2")
 
 
 def _write(path: Path, *lines: str) -> Path:

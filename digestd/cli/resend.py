@@ -9,6 +9,7 @@ has nothing to repeat (a waiting one goes out with `deliveries retry`).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import typer
 from sqlmodel import Session
@@ -42,7 +43,9 @@ def refusal_to_mail(sub: Subscriber) -> str | None:
     return str(refusal(sub, "send a digest to"))
 
 
-def plan_resends(session: Session, app: AppContext, original_ids: list[int]) -> list[dict]:
+def plan_resends(
+    session: Session, app: AppContext, original_ids: list[int]
+) -> list[dict[str, Any]]:
     """A resend planned for each delivery (one line and exit 1 for the first that cannot
     be: unknown, never sent, or a subscriber who may not be mailed)."""
     planned = []
@@ -83,7 +86,9 @@ def latest_sent(session: Session, sub: Subscriber) -> int:
     return rows[0].id
 
 
-def send_resends(ctx_app: AppContext, planned: list[dict], *, quiet: bool, as_json: bool) -> None:
+def send_resends(
+    ctx_app: AppContext, planned: list[dict[str, Any]], *, quiet: bool, as_json: bool
+) -> None:
     """Send what is due now (the resends with it), print what happened, exit as documented
     (75 when the relay is down: the resends wait for a retry)."""
     from digestd.cli.run import echo_problem, exit_for

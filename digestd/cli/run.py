@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -62,7 +62,9 @@ def exit_for(sent: SendReport) -> None:
         raise typer.Exit(EX_TEMPFAIL)
 
 
-def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) -> dict:
+def _report_dict(
+    plan: PlanReport, sent: SendReport, fetch: dict[str, Any] | None = None
+) -> dict[str, Any]:
     out = {"plan": dataclasses.asdict(plan), "send": dataclasses.asdict(sent)}
     if fetch is not None:
         out["ingest"] = fetch
@@ -71,7 +73,7 @@ def _report_dict(plan: PlanReport, sent: SendReport, fetch: dict | None = None) 
 
 async def _once(
     app: AppContext, ingest: bool, quiet: bool = False
-) -> tuple[dict | None, PlanReport, SendReport]:
+) -> tuple[dict[str, Any] | None, PlanReport, SendReport]:
     from digestd.delivery.sending import send_due  # imported on use: keeps `digestd --help` quick
 
     fetch = None
@@ -97,7 +99,7 @@ async def _once(
     return fetch, plan, sent
 
 
-def _poll_inbound_once(app: AppContext) -> tuple[dict | None, str | None]:
+def _poll_inbound_once(app: AppContext) -> tuple[dict[str, Any] | None, str | None]:
     """One poll of DIGESTD_INBOUND_IMAP for `run --once` (cron users have no daemon to poll):
     (what it did, None), or (None, why it failed); (None, None) when no mailbox is set."""
     if app.settings.imap is None:

@@ -185,7 +185,7 @@ def _optional_rate(raw: str) -> float | None:
     return _float(0.001, 100000)(raw)
 
 
-def _choice(*choices: str):
+def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
         if value not in choices:

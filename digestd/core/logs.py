@@ -95,7 +95,7 @@ class JsonLines(JsonFormatter):
         return self.scrub(super().format(record))
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler[Any]):
     """Writes to whatever sys.stderr is at the time (test runners swap it per command)."""
 
     def __init__(self) -> None:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from digestd.core.config import ImapTarget
+from digestd.core.config_imap import ImapTarget
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

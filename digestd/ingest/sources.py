@@ -261,7 +261,8 @@ def interval(source: Source, default_minutes: int) -> timedelta:
 
 def backoff_delay(failures: int, base: timedelta) -> timedelta:
     """base × 2^failures, capped at a day: a broken feed is retried less and less often."""
-    return min(base * (2 ** min(failures, 16)), MAX_BACKOFF)
+    delay: timedelta = min(base * (2 ** min(failures, 16)), MAX_BACKOFF)
+    return delay
 
 
 def record_success(

@@ -9,6 +9,7 @@ on every route, whoever holds the id now (ids are never given out twice either).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,9 +45,9 @@ def _owner(session: Session, claims: tokens.TokenClaims) -> Subscriber:
     return sub
 
 
-def _read(read: object) -> tokens.TokenClaims:
+def _read(read: Callable[[], tokens.TokenClaims]) -> tokens.TokenClaims:
     try:
-        return read()  # type: ignore[operator]
+        return read()
     except tokens.TokenError as exc:
         if "expired" in str(exc):
             raise LinkError(410, EXPIRED) from None

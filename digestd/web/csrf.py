@@ -62,4 +62,4 @@ def form_token_valid(secret_key: str, form: str, token: object, now_ts: float) -
         payload, signed_at = _serializer(secret_key).loads(token, return_timestamp=True)
     except BadSignature:
         return False
-    return payload == form and now_ts - signed_at.timestamp() <= FORM_TOKEN_MAX_AGE
+    return bool(payload == form and now_ts - signed_at.timestamp() <= FORM_TOKEN_MAX_AGE)

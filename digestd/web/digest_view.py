@@ -24,7 +24,8 @@ from digestd.core.db import read_scope
 from digestd.delivery import deliveries
 from digestd.delivery.digests import local_day
 from digestd.ingest.store import entries_by_id
-from digestd.mail.render import count_label, date_label, digest_subject, pick_fields
+from digestd.mail.render import digest_subject, pick_fields
+from digestd.mail.subject import count_label, date_label
 from digestd.ranking.select import Pick, Profile, reasons_for
 from digestd.web import links
 from digestd.web.responses import render, state

@@ -22,7 +22,7 @@ from digestd import __version__
 from digestd.core.db import read_scope
 from digestd.ingest.store import WindowStamp, days_with_entries, window_stamp
 from digestd.mail.mime import one_line
-from digestd.mail.render import date_label
+from digestd.mail.subject import date_label
 from digestd.ranking.trending import (
     DAY,
     day_start,

@@ -15,7 +15,8 @@ from digestd.web.state import WebState
 
 def state(request: Request) -> WebState:
     """Everything the routes need, set on app.state by `create_app` (no globals)."""
-    return request.app.state.web
+    web: WebState = request.app.state.web
+    return web
 
 
 def wants_json(request: Request) -> bool:

@@ -213,6 +213,20 @@ class Subscriber(SQLModel, table=True):
     )
     topics: str = Field(default="")
     categories: list[str] = _json_list()
+    # Authors followed (their papers lead the digest) and muted (never in it), as the reader
+    # wrote them; matched by ranking/authors.py (migration 0017).
+    follows: list[str] = Field(
+        default_factory=list,
+        sa_type=sa.JSON,
+        nullable=False,
+        sa_column_kwargs={"server_default": "[]"},
+    )
+    muted_authors: list[str] = Field(
+        default_factory=list,
+        sa_type=sa.JSON,
+        nullable=False,
+        sa_column_kwargs={"server_default": "[]"},
+    )
     max_items: int = Field(default=10)
     frequency: str = Field(default="daily", max_length=8)
     send_hour: int = Field(default=8)

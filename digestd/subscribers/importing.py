@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,7 +34,12 @@ from digestd.core.statuses import ConsentVia, SubscriberStatus
 from digestd.subscribers import csv_io, lifecycle, store
 from digestd.subscribers.csv_io import Record, Row
 from digestd.subscribers.lifecycle import Change, Consent
-from digestd.subscribers.preferences import PREFERENCE_FIELDS, InvalidInput, preference_diff
+from digestd.subscribers.preferences import (
+    AUTHOR_FIELDS,
+    PREFERENCE_FIELDS,
+    InvalidInput,
+    preference_diff,
+)
 
 S = SubscriberStatus
 _NEW_COLUMNS = tuple(c.name for c in store.TABLE.columns if c.name != "id")
@@ -317,13 +322,15 @@ def _check_and_write(
         if refused is not None:
             bad.add(record, [str(refused)])
             continue
-        changes = preference_diff(sub, row.prefs)
+        # A row carries no authors: those the reader follows and mutes stay as they are.
+        prefs = replace(row.prefs, **{name: getattr(sub, name) for name in AUTHOR_FIELDS})
+        changes = preference_diff(sub, prefs)
         if not changes and row.status == sub.status:
             report.unchanged += 1
             continue
         report.updated += 1
         if changes:
-            values = {name: getattr(row.prefs, name) for name in PREFERENCE_FIELDS}
+            values = {name: getattr(prefs, name) for name in PREFERENCE_FIELDS}
             values["b_id"] = sub.id
             updates.append(values)
             detail = {"line": row.line, "via": "import", "changes": changes}

@@ -20,6 +20,7 @@ from digestd.core.context import AppContext
 from digestd.core.models import Subscriber
 from digestd.core.statuses import MOVES, Move, StoppedBy, SubscriberStatus
 from digestd.delivery import deliveries
+from digestd.ranking import authors
 from digestd.subscribers import lifecycle, links, store, vote_store
 from digestd.subscribers.lifecycle import Change
 from digestd.subscribers.links import LinkError, LinkPage
@@ -28,6 +29,7 @@ from digestd.subscribers.preferences import (
     InvalidInput,
     Preferences,
     normalize_email,
+    parse_authors,
     preference_diff,
 )
 
@@ -135,6 +137,31 @@ def update(
         )
         page = links.page_of(session, ctx.secret_key, sub) if isinstance(who, ByLink) else None
         return Updated(sub.email, diff, added, removed, now_liked, page)
+
+
+def follow_authors(ctx: AppContext, who: Who, names: list[str], *, follow: bool = True) -> Updated:
+    """Add authors to those the subscriber follows (and take them off the muted ones), or
+    with `follow=False` stop following them: the mail commands and a library import call
+    this, the CLI and the preference page set the whole list with `update`. InvalidInput
+    for a bad name; adding one already followed changes nothing."""
+    wanted = parse_authors(names)
+    now = ctx.now()
+    with store.transaction(ctx) as session:
+        sub = _find(session, ctx, who, now)
+        if follow:
+            follows = [*sub.follows, *wanted]
+            muted = authors.without(sub.muted_authors, wanted)
+        else:
+            follows = authors.without(sub.follows, wanted)
+            muted = list(sub.muted_authors)
+        prefs = replace(Preferences.of(sub), follows=follows, muted_authors=muted).validated()
+        diff = preference_diff(sub, prefs)
+        for name, (_, new) in diff.items():
+            setattr(sub, name, new)
+        change = Change(lifecycle.UPDATED, {"changes": diff}) if diff else None
+        store.save(session, sub, [change], actor=_actor(ctx, who), now=now)
+        page = links.page_of(session, ctx.secret_key, sub) if isinstance(who, ByLink) else None
+        return Updated(sub.email, diff, page=page)
 
 
 def clear_votes(ctx: AppContext, token: str) -> tuple[int, LinkPage]:

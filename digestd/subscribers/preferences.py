@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from email_validator import EmailNotValidError, validate_email
 
 from digestd.core.models import FORMATS, FREQUENCIES
+from digestd.ranking import authors
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -25,6 +26,8 @@ MAX_ITEMS_RANGE = (1, 100)
 NAME_MAX = 200
 TOPICS_MAX = 1000
 CATEGORIES_MAX = 50
+AUTHORS_MAX = 200  # names followed, and names muted, each
+AUTHOR_NAME_MAX = 200
 LOCAL_PART_MAX_OCTETS = 64  # RFC 5321 4.5.3.1.1: longer ones bounce
 # arXiv style (cs.CL, q-bio.NC, hep-th, astro-ph.GA) and other feeds' tags: no commas/spaces.
 _CATEGORY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
@@ -122,6 +125,25 @@ def parse_categories(value: str | list[str] | tuple[str, ...] | None) -> list[st
     return out
 
 
+def parse_authors(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Author names from `Yann LeCun; Percy Liang` (or one a line, or a list): each name
+    once (ranking/authors.py says when two spellings are one name), as written, order kept."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = [part for line in value.splitlines() for part in line.split(";")]
+    else:
+        items = [str(item) for item in value]
+    for item in items:
+        text = _one_line(item, "author name", AUTHOR_NAME_MAX)
+        if text and not authors.parse(text).last:
+            raise InvalidInput(f"author name {text!r} has no letters in it")
+    out = authors.dedupe(items)
+    if len(out) > AUTHORS_MAX:
+        raise InvalidInput(f"at most {AUTHORS_MAX} authors, got {len(out)}")
+    return out
+
+
 def _int_in(value: Any, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"{what} must be a whole number {lo}-{hi}, got {value!r}")
@@ -167,6 +189,8 @@ class Preferences:
     timezone: str = "UTC"
     max_items: int = 10
     format: str = "html"
+    follows: list[str] = field(default_factory=list)
+    muted_authors: list[str] = field(default_factory=list)
 
     def validated(self) -> Preferences:
         """A normalized copy (strings coerced: `"7"`, `"tue"`, `"cs.CL,cs.LG"`), or InvalidInput."""
@@ -196,7 +220,8 @@ class Preferences:
         """Plain JSON-able values (for events and APIs)."""
         # Not dataclasses.asdict: its deep copy dominated the cost of a 100k-row import.
         data = {name: getattr(self, name) for name in PREFERENCE_FIELDS}
-        data["categories"] = list(self.categories)
+        for name in LIST_FIELDS:
+            data[name] = list(getattr(self, name))
         return data
 
 
@@ -212,9 +237,15 @@ class HasPreferences(Protocol):
     timezone: str
     max_items: int
     format: str
+    follows: list[str]
+    muted_authors: list[str]
 
 
 PREFERENCE_FIELDS = tuple(f.name for f in fields(Preferences))
+LIST_FIELDS = ("categories", "follows", "muted_authors")
+# The authors a reader follows and mutes: set on the preference page, by the CLI and by
+# mail commands, never by a CSV file (whose rows do not carry them).
+AUTHOR_FIELDS = ("follows", "muted_authors")
 
 # One check per preference field: `validated` and `checked` both run exactly these.
 _CHECKS: dict[str, Callable[[Any], Any]] = {
@@ -227,6 +258,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "timezone": validate_timezone,
     "max_items": lambda v: _int_in(v, "max items", *MAX_ITEMS_RANGE),
     "format": lambda v: choice(v, "format", FORMATS),
+    "follows": parse_authors,
+    "muted_authors": parse_authors,
 }
 
 

@@ -359,6 +359,8 @@ SEND_COLUMNS = (
     col(Subscriber.format),
     col(Subscriber.topics),
     col(Subscriber.categories),
+    col(Subscriber.follows),
+    col(Subscriber.muted_authors),
     col(Subscriber.max_items),
     col(Subscriber.timezone),
     col(Subscriber.link_key),

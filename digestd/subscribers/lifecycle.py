@@ -135,6 +135,15 @@ def _go(sub: Subscriber, move: Move) -> bool:
     return True
 
 
+def allowed(sub: Subscriber, move: Move) -> bool:
+    """Whether `move` may be asked from the subscriber's state (a page offers it or not)."""
+    try:
+        _go(sub, move)
+    except TransitionError:
+        return False
+    return True
+
+
 def _status(sub: Subscriber, move: Move, to: SubscriberStatus, reason: str, **extra: Any) -> Change:
     """Set the new status (one of the table's targets for this move) and say so."""
     old = S(sub.status)

@@ -18,12 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from digestd.core import tokens
 from digestd.core.context import AppContext
 from digestd.core.db import read_scope
-from digestd.core.models import Subscriber
-from digestd.core.statuses import ConsentVia, MailKind, SubscriberStatus
+from digestd.core.models import Event, Subscriber
+from digestd.core.statuses import ConsentVia, MailKind, Move, SubscriberStatus
 from digestd.subscribers import lifecycle, links, store
 from digestd.subscribers.lifecycle import Change, Consent
 from digestd.subscribers.links import LinkError, LinkPage
@@ -149,19 +150,45 @@ def confirmation_failed(ctx: AppContext, subscriber_id: int, *, actor: str) -> N
             store.record(session, sub, Change(CONFIRMATION_FAILED, {}), actor=actor, now=now)
 
 
+ENDED = "This confirmation link belongs to a subscription that has ended. Please subscribe again."
+
+
+def _sign_up_request(
+    session: Session, sub: Subscriber, claims: tokens.TokenClaims
+) -> tuple[dict[str, Any] | None, Event | None]:
+    """The sign-up a confirmation link was mailed for (its request and event), if recorded."""
+    if not claims.extra or sub.id is None:
+        return None, None
+    event = store.event_of(session, sub.id, claims.extra[0], CONFIRMATION_SENT)
+    request = (event.detail or {}).get("request") if event is not None else None
+    return request or None, event
+
+
+def confirmation_page(ctx: AppContext, token: str) -> LinkPage:
+    """What a confirmation link's page shows, changing nothing (mail scanners follow links):
+    the subscriber, or the LinkError its button would meet (tampered, expired, ended)."""
+    now = ctx.now()
+    with read_scope(ctx.engine) as session:
+        sub, claims = links.resolve_with_claims(session, ctx.secret_key, "confirm", token, now)
+        if sub.status not in SUBSCRIBED:
+            request, _ = _sign_up_request(session, sub, claims)
+            reopens = sub.status == S.UNSUBSCRIBED and bool(request)
+            move = Move.SUBSCRIBE if reopens else Move.CONFIRM
+            if not lifecycle.allowed(sub, move):
+                raise LinkError(410, ENDED)
+        return links.page_of(session, ctx.secret_key, sub)
+
+
 def confirm_by_link(ctx: AppContext, token: str, *, actor: str) -> LinkPage:
-    """The person clicked the link in their confirmation mail: apply what that sign-up asked
-    for and make the address active (an active one just sees its page)."""
+    """The person pressed the button behind the link in their confirmation mail: apply what
+    that sign-up asked for and make the address active (an active one just sees its page)."""
     now = ctx.now()
     with store.transaction(ctx) as session:
         sub, claims = links.resolve_with_claims(session, ctx.secret_key, "confirm", token, now)
         if sub.status in SUBSCRIBED:
             return links.page_of(session, ctx.secret_key, sub)
         changes: list[Change | None] = []
-        request = None
-        if claims.extra and sub.id is not None:
-            event = store.event_of(session, sub.id, claims.extra[0], CONFIRMATION_SENT)
-            request = (event.detail or {}).get("request") if event is not None else None
+        request, event = _sign_up_request(session, sub, claims)
         try:
             if request:
                 changes.append(_apply_request(sub, request, now))
@@ -181,11 +208,7 @@ def confirm_by_link(ctx: AppContext, token: str, *, actor: str) -> LinkPage:
                 )
             changes.append(lifecycle.confirm(sub, now=now, reason="confirmed by link"))
         except lifecycle.TransitionError:
-            raise LinkError(
-                410,
-                "This confirmation link belongs to a subscription that has ended. "
-                "Please subscribe again.",
-            ) from None
+            raise LinkError(410, ENDED) from None
         changed = store.save(session, sub, changes, actor=actor, now=now)
         return links.page_of(session, ctx.secret_key, sub, changed)
 

@@ -15,8 +15,14 @@ Page = LinkPage
 
 
 def confirm(ctx: AppContext, token: str) -> LinkPage:
-    """Activate a pending subscriber from their confirmation link (active ones just see it)."""
+    """Activate a pending subscriber from their confirmation page's button (active ones just
+    see their page)."""
     return signup.confirm_by_link(ctx, token, actor=ACTOR)
+
+
+def confirmation_page(ctx: AppContext, token: str) -> LinkPage:
+    """The subscriber behind a confirmation link, confirming nothing (the GET)."""
+    return signup.confirmation_page(ctx, token)
 
 
 def show(ctx: AppContext, purpose: str, token: str) -> LinkPage:

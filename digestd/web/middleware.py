@@ -22,11 +22,7 @@ class HeadAsGet:
     """HEAD is answered wherever GET is (uptime checkers use it; FastAPI routes take only the
     methods they name): the GET route runs on a copy of the request's scope, and only the
     status and headers (Content-Length included) go out, never the body (RFC 9110 9.3.2).
-    GET routes change nothing, except a confirmation link (the click is the consent): a HEAD
-    there never runs it (link scanners send HEADs), it gets the page's headers alone."""
-
-    # GETs that act: a HEAD is answered without running them.
-    ACTING_GETS = ("/confirm/",)
+    GET routes change nothing (a confirmation link shows a button; its POST confirms)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,11 +30,6 @@ class HeadAsGet:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "HEAD":
             await self.app(scope, receive, send)
-            return
-        if str(scope.get("path", "")).startswith(self.ACTING_GETS):
-            headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", b"0")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
 
         async def headers_only(message: Message) -> None:

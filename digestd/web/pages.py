@@ -1,4 +1,5 @@
-"""The pages behind signed links: confirm, unsubscribe (RFC 8058), preference center."""
+"""The pages behind signed links: confirm (a button), unsubscribe (RFC 8058), preference
+center. GET never changes anything: mail scanners follow every link."""
 
 from __future__ import annotations
 
@@ -48,6 +49,21 @@ _FORM_BODY = {
                         "format": {"type": "string"},
                         "liked_papers": {"type": "string"},
                     },
+                }
+            }
+        },
+    }
+}
+CONFIRM_FORM = "confirm"
+_CONFIRM_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": [FORM_TOKEN_FIELD],
+                    "properties": {FORM_TOKEN_FIELD: {"type": "string"}},
                 }
             }
         },
@@ -113,10 +129,40 @@ def _limited(request: Request) -> Response | None:
     )
 
 
-@router.get("/confirm/{token}", summary="Confirm a subscription", response_class=Response)
+@router.get("/confirm/{token}", summary="A confirmation link's page", response_class=Response)
+async def confirmation_page(request: Request, token: str) -> Response:
+    """A page with one button; GET never confirms (a mail provider's link scanner follows
+    every link, and would otherwise subscribe someone)."""
+    page = await run_in_threadpool(flows.confirmation_page, state(request).ctx, token)
+    return render(request, "confirm.html", page=page, token=token)
+
+
+@router.post(
+    "/confirm/{token}",
+    summary="Confirm a subscription",
+    response_class=Response,
+    openapi_extra=_CONFIRM_BODY,
+)
 async def confirm(request: Request, token: str) -> Response:
-    """Activate the subscriber the confirmation link was sent to, then show their preferences."""
-    page = await run_in_threadpool(flows.confirm, state(request).ctx, token)
+    """Activate the subscriber the confirmation link was sent to (the page's button, a
+    same-site form with a form token), then show their preferences."""
+    web = state(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return error(request, 415, "Send the confirmation form.")
+    if not same_origin(request, web.ctx.settings.base_url):
+        return error(request, 403, "This form was sent from another site and was refused.")
+    limited = _limited(request)
+    if limited is not None:
+        return limited
+    form = await read_form(request)
+    if not form_token_valid(
+        web.ctx.secret_key, CONFIRM_FORM, form.get(FORM_TOKEN_FIELD), web.ctx.now().timestamp()
+    ):
+        page = await run_in_threadpool(flows.confirmation_page, web.ctx, token)
+        problem = "This page had expired. Please press the button again."
+        return render(request, "confirm.html", 403, page=page, token=token, problem=problem)
+    page = await run_in_threadpool(flows.confirm, web.ctx, token)
     notice = (
         "Your subscription is confirmed. Your first digest arrives at the hour you chose."
         if page.changed

@@ -60,6 +60,7 @@ def _old_links(web: WebHarness, sub: Subscriber, entry_id: int) -> dict[str, tup
     assert sub.id is not None
     view = tokens.view_url(tokens.subscriber_link(base, key, "view", sub), PERIOD)
     vote = tokens.vote_link(base, key, sub.id, sub.link_key, entry_id, "up")
+    confirm = _path(tokens.subscriber_link(base, key, "confirm", sub))
     return {
         "preferences page": ("GET", _path(tokens.subscriber_link(base, key, "preferences", sub))),
         "unsubscribe page": ("GET", _path(tokens.subscriber_link(base, key, "unsubscribe", sub))),
@@ -67,7 +68,8 @@ def _old_links(web: WebHarness, sub: Subscriber, entry_id: int) -> dict[str, tup
             "POST",
             _path(tokens.subscriber_link(base, key, "unsubscribe", sub)),
         ),
-        "confirm": ("GET", _path(tokens.subscriber_link(base, key, "confirm", sub))),
+        "confirm page": ("GET", confirm),
+        "confirm button": ("POST-CONFIRM", confirm),
         "view in browser": ("GET", _path(view)),
         "vote page": ("GET", _path(vote)),
         "vote POST": ("POST-JSON", _path(vote)),
@@ -83,6 +85,8 @@ async def _answers(web: WebHarness, links: dict[str, tuple[str, str]]) -> dict[s
                 response = await client.get(path)
             elif method == "POST":
                 response = await client.post(path, data=ONE_CLICK)
+            elif method == "POST-CONFIRM":
+                response = await web.press_confirm(client, path)
             else:
                 response = await client.post(
                     path, content=b"{}", headers={"Content-Type": "application/json"}
@@ -133,7 +137,7 @@ async def test_a_forgotten_subscribers_links_answer_410_whoever_holds_the_id(
         signed = await client.post("/subscribe", json={"email": "second@example.org"})
         assert signed.status_code == 202
         confirm = link_in(web.smtp.messages[-1], "confirm")
-        assert (await client.get(_path(confirm))).status_code == 200
+        assert (await web.press_confirm(client, _path(confirm))).status_code == 200
     second = subscriber(web.ctx, "second@example.org")
     assert second is not None and second.status == "active"
     assert second.id != first.id  # an id is never given out twice

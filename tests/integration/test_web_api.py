@@ -174,6 +174,7 @@ def test_openapi_fuzz_never_gets_a_server_error(fuzz_app) -> None:
         "GET /",
         "POST /subscribe",
         "GET /confirm/{token}",
+        "POST /confirm/{token}",
         "POST /unsubscribe/{token}",
         "POST /preferences/{token}",
         "GET /healthz",
@@ -196,7 +197,7 @@ def test_openapi_fuzz_never_gets_a_server_error(fuzz_app) -> None:
                         ctx.secret_key, purpose, sub
                     )
                     if isinstance(case.body, dict):
-                        form = "preferences" if purpose == "preferences" else "subscribe"
+                        form = purpose if purpose in ("preferences", "confirm") else "subscribe"
                         case.body["csrf_token"] = make_form_token(ctx.secret_key, form)
                 response = case.call()
                 seen.setdefault(case.operation.label, set()).add(response.status_code)

@@ -1,5 +1,5 @@
 """HEAD is answered wherever GET is (uptime checkers use it), with GET's status and headers
-and no body; a HEAD on a confirmation link confirms nothing (issue 27)."""
+and no body; neither a HEAD nor a GET on a confirmation link confirms (issues 27, 26)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ async def test_head_answers_like_get_without_a_body(web: WebHarness) -> None:
         assert (await client.head("/subscribe")).status_code == 405
 
 
-async def test_a_head_on_a_confirmation_link_confirms_nothing(web: WebHarness) -> None:
+async def test_a_head_or_get_on_a_confirmation_link_confirms_nothing(web: WebHarness) -> None:
     sub = make(web, status="pending")
     path = link_for(web.ctx, "confirm", sub)
     async with web.client() as client:
         head = await client.head(path)
-        assert head.status_code == 200 and head.content == b""
-        assert status_of(web) == "pending"
-        assert (await client.get(path)).status_code == 200
+        got = await client.get(path)
+        assert head.status_code == got.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert "Confirm my subscription" in got.text
+        assert status_of(web) == "pending"  # a link scanner's HEAD and GET subscribe no one
+        assert (await web.press_confirm(client, path)).status_code == 200
     assert status_of(web) == "active"

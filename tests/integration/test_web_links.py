@@ -112,21 +112,46 @@ async def test_confirm_activates_only_pending_and_shows_preferences(web: WebHarn
     sub = make(web, status="pending")
     path = link_for(web.ctx, "confirm", sub)
     async with web.client() as client:
-        first = await client.get(path)
-        second = await client.get(path)
+        shown = await client.get(path)
+        assert status_of(web) == "pending"  # the link's page alone confirms nothing
+        first = await web.press_confirm(client, path)
+        second = await web.press_confirm(client, path)
+        again = await client.get(path)
+    assert "Confirm my subscription" in shown.text and EMAIL in shown.text
+    assert f'action="{path}"' in shown.text
     assert "Your subscription is confirmed" in first.text
     assert "already confirmed" in second.text
     assert 'value="graph neural networks"' in first.text
+    assert "already subscribed" in again.text and "Confirm my subscription" not in again.text
     assert status_of(web) == "active"
     assert len([e for e in events(web.ctx, "subscriber.status") if e.detail["to"] == "active"]) == 1
+
+
+async def test_the_confirm_button_needs_our_form(web: WebHarness) -> None:
+    sub = make(web, status="pending")
+    path = link_for(web.ctx, "confirm", sub)
+    async with web.client() as client:
+        no_token = await client.post(path, data={"csrf_token": ""}, headers=form_headers())
+        cross_site = await client.post(
+            path,
+            data={"csrf_token": web.form_token("confirm")},
+            headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        )
+        other_form = await client.post(
+            path, data={"csrf_token": web.form_token("vote")}, headers=form_headers()
+        )
+    assert no_token.status_code == 403 and "Confirm my subscription" in no_token.text
+    assert cross_site.status_code == 403 and other_form.status_code == 403
+    assert status_of(web) == "pending"
 
 
 async def test_old_confirm_link_does_not_revive_an_unsubscribed_address(web: WebHarness) -> None:
     sub = make(web, status="unsubscribed")
     async with web.client() as client:
         response = await client.get(link_for(web.ctx, "confirm", sub))
-    assert response.status_code == 410
-    assert "subscribe again" in response.text
+        pressed = await web.press_confirm(client, link_for(web.ctx, "confirm", sub))
+    assert response.status_code == pressed.status_code == 410
+    assert "subscribe again" in response.text and "subscribe again" in pressed.text
     assert status_of(web) == "unsubscribed"
 
 
@@ -351,7 +376,7 @@ async def test_after_unsubscribe_and_signing_up_again_old_links_cannot_act(
         assert signed.status_code == 202
         confirm = next(m for m in reversed(web.smtp.messages) if "/confirm/" in text_part(m))
         url = link_in(confirm, "confirm").removeprefix(BASE_URL)
-        assert (await client.get(url)).status_code == 200
+        assert (await web.press_confirm(client, url)).status_code == 200
         assert status_of(web) == "active"
         forwarded = await client.post(old, data=ONE_CLICK)
     assert forwarded.status_code == 410

@@ -75,7 +75,11 @@ async def test_json_signup_stores_pending_and_mails_a_signed_confirm_link(web: W
     assert "<style>" not in html.split("@media")[0].split("</head>")[1]  # nothing left in body
 
     async with web.client() as client:
-        page = await client.get(url.removeprefix(BASE_URL))
+        shown = await client.get(url.removeprefix(BASE_URL))
+        still = subscriber(web.ctx, "ada@example.org")
+        assert still is not None and still.status == "pending"  # a GET alone confirms nothing
+        page = await web.press_confirm(client, url)
+    assert shown.status_code == 200 and "Confirm my subscription" in shown.text
     assert page.status_code == 200
     assert "Your subscription is confirmed" in page.text
     assert 'value="Europe/Berlin" selected' in page.text  # the preferences are shown
@@ -282,6 +286,7 @@ async def test_resubscribing_after_unsubscribe_needs_confirmation_again(web: Web
     url = link_in(web.smtp.messages[-1], "confirm")
     async with web.client() as client:
         assert (await client.get(url.removeprefix(BASE_URL))).status_code == 200
+        assert (await web.press_confirm(client, url)).status_code == 200
     after = subscriber(web.ctx, GOOD["email"])
     assert after is not None and after.status == "active" and after.send_hour == 9
     assert after.consent_given_by == "web" and after.stopped_by is None
@@ -299,7 +304,7 @@ async def test_a_second_sign_up_cannot_change_what_a_pending_person_confirms(
     pending = subscriber(web.ctx, GOOD["email"])
     assert pending is not None and (pending.name, pending.send_hour) == ("Victim", 7)
     async with web.client() as client:
-        assert (await client.get(victims_link.removeprefix(BASE_URL))).status_code == 200
+        assert (await web.press_confirm(client, victims_link)).status_code == 200
     confirmed = subscriber(web.ctx, GOOD["email"])
     assert confirmed is not None and confirmed.status == "active"
     assert (confirmed.name, confirmed.topics, confirmed.send_hour) == (
@@ -309,7 +314,7 @@ async def test_a_second_sign_up_cannot_change_what_a_pending_person_confirms(
     )
     # The stranger's link went to the person's mailbox too: once active, it changes nothing.
     async with web.client() as client:
-        assert (await client.get(strangers_link.removeprefix(BASE_URL))).status_code == 200
+        assert (await web.press_confirm(client, strangers_link)).status_code == 200
     after = subscriber(web.ctx, GOOD["email"])
     assert after is not None and (after.name, after.send_hour) == ("Victim", 7)
 

@@ -147,6 +147,13 @@ class WebHarness:
     def form_token(self, form: str) -> str:
         return make_form_token(self.ctx.secret_key, form)
 
+    async def press_confirm(self, client: httpx.AsyncClient, path: str) -> httpx.Response:
+        """What a browser sends on the confirmation page's button (GET only shows it)."""
+        path = path.removeprefix(BASE_URL)
+        data = {"csrf_token": self.form_token("confirm")}
+        headers = {"Origin": BASE_URL, "Sec-Fetch-Site": "same-origin"}
+        return await client.post(path, data=data, headers=headers)
+
     async def close(self) -> None:
         await self.app.state.web.sender.close()
 

@@ -33,6 +33,8 @@ PROFILE = (
     "bounce_count",
     "topics",
     "categories",
+    "follows",
+    "muted_authors",
     "frequency",
     "send_hour",
     "send_weekday",

@@ -30,6 +30,17 @@ TopicsOpt = typer.Option(
 CategoriesOpt = typer.Option(
     None, "--categories", help='Comma-separated categories, e.g. cs.CL,cs.LG ("" clears).'
 )
+AuthorsOpt = typer.Option(
+    None,
+    "--authors",
+    help='Authors to follow, ";"-separated, e.g. "Yann LeCun; Percy Liang": their new papers '
+    'lead every digest ("" clears).',
+)
+MuteAuthorsOpt = typer.Option(
+    None,
+    "--mute-authors",
+    help='Authors whose papers never appear, ";"-separated ("" clears).',
+)
 FrequencyOpt = typer.Option(None, "--frequency", help="daily or weekly.")
 HourOpt = typer.Option(None, "--hour", metavar="<int>", help="Local hour to send, 0-23.")
 WeekdayOpt = typer.Option(None, "--weekday", help="Day for weekly digests: mon..sun.")
@@ -192,6 +203,8 @@ def update_cmd(
     timezone: str | None = TimezoneOpt,
     max_items: str | None = MaxItemsOpt,
     fmt: str | None = FormatOpt,
+    follows: str | None = AuthorsOpt,
+    muted_authors: str | None = MuteAuthorsOpt,
     like: str | None = typer.Option(
         None,
         "--like",
@@ -214,6 +227,8 @@ def update_cmd(
         timezone=timezone,
         max_items=max_items,
         format=fmt,
+        follows=follows,
+        muted_authors=muted_authors,
     )
     if not changes and like is None and unlike is None:
         usage("nothing to update: give at least one option (see --help)")

@@ -141,6 +141,8 @@ def prepare(
                 sub.max_items,
                 c.window_start,
                 c.window_end,
+                tuple(sub.follows or ()),
+                tuple(sub.muted_authors or ()),
             )
             profile = profiles.get(pkey)
             if profile is None:

@@ -29,20 +29,23 @@ class Profile:
     max_items: int
     window_start: datetime
     window_end: datetime
+    # Authors the reader follows (their papers lead) and mutes (never picked), as written.
+    follows: tuple[str, ...] = ()
+    muted_authors: tuple[str, ...] = ()
 
     @cached_property
     def key(self) -> str:
         """A stable hash of everything that decides the selection."""
-        raw = json.dumps(
-            [
-                " ".join(self.topics.split()),
-                sorted({fold(c.strip()) for c in self.categories if c.strip()}),
-                self.max_items,
-                self.window_start.isoformat(),
-                self.window_end.isoformat(),
-            ],
-            ensure_ascii=True,
-        )
+        parts: list[object] = [
+            " ".join(self.topics.split()),
+            sorted({fold(c.strip()) for c in self.categories if c.strip()}),
+            self.max_items,
+            self.window_start.isoformat(),
+            self.window_end.isoformat(),
+        ]
+        if self.follows or self.muted_authors:
+            parts += [list(self.follows), list(self.muted_authors)]
+        raw = json.dumps(parts, ensure_ascii=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
     @classmethod
@@ -58,6 +61,8 @@ class Profile:
             max_items=max(1, int(sub.max_items or 10)),
             window_start=window_start,
             window_end=window_end,
+            follows=tuple(sub.follows or ()),
+            muted_authors=tuple(sub.muted_authors or ()),
         )
 
 

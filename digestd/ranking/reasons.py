@@ -11,6 +11,8 @@ from typing import Protocol
 from digestd.ranking.textsearch import Clause, TopicQuery
 
 SEPARATOR = " · "
+# What a paper without any other reason is said to be (`trending_reason`).
+_PLAIN = frozenset({"trending", "new this period"})
 
 
 class Upvoted(Protocol):
@@ -36,6 +38,14 @@ def match_reason(query: TopicQuery, matched: list[tuple[float, Clause]], entry: 
     if (entry.upvotes or 0) > 0:
         reason += f"{SEPARATOR}{upvotes_label(entry.upvotes)}"
     return reason
+
+
+def followed_reason(name: str, reason: str = "") -> str:
+    """Why a followed author's paper leads the digest ("by Yann LeCun, whom you follow"),
+    then what else it has ("matches: …", upvotes); "trending" and "new this period" are
+    dropped: they are not why it is there."""
+    rest = [part for part in reason.split(SEPARATOR) if part and part not in _PLAIN]
+    return SEPARATOR.join([f"by {name}, whom you follow", *rest])
 
 
 def liked_reason(title: str) -> str:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from digestd.core.models import Entry, EntrySource, Source
-from digestd.ranking import learning
+from digestd.ranking import follows, learning
 from digestd.ranking.index import Window, WindowIndex
 from digestd.ranking.order import trending_key
 from digestd.ranking.profile import Pick, Profile, Taste, make_pick, rounded
@@ -159,11 +159,41 @@ class Selector(WindowIndex):
     ) -> list[Pick]:
         query = parse_query(profile.topics)
         if model is not None:
-            return self._learned(profile, win, query, excluded, model)
-        candidates = self._candidates(profile, win, query, excluded)
-        if not query.include:
-            return self._trending(profile, win, candidates)
-        return self._relevant(profile, win, candidates, query)
+            picks = self._learned(profile, win, query, excluded, model)
+        else:
+            candidates = self._candidates(profile, win, query, excluded)
+            if not query.include:
+                picks = self._trending(profile, win, candidates)
+            else:
+                picks = self._relevant(profile, win, candidates, query)
+        if not profile.follows:
+            return picks
+        # Followed authors lead, even outside the categories; sent before, a muted author
+        # or an excluded word still keep a paper out.
+        blocked: set[int] = set()
+        for clause in query.exclude:
+            blocked.update(self._clause_hits(clause.tokens))
+        entries = [d.entry for d in self._docs]
+        allowed = [
+            i for i in win.docs if i not in blocked and self._docs[i].entry_id not in excluded
+        ]
+        found = follows.followed(profile, entries, allowed)
+        return follows.lead_with(profile, picks, found, entries, self._plain_pick(profile, win))
+
+    def _plain_pick(self, profile: Profile, win: Window) -> Callable[[int, str], Pick]:
+        """A pick of document i with this reason, scored as in the trending order."""
+
+        def pick(i: int, reason: str) -> Pick:
+            doc = self._docs[i]
+            parts = {
+                "topic": 0.0,
+                "learned": 0.0,
+                "popularity": 0.8 * self._popularity(win, doc),
+                "freshness": 0.2 * self._freshness(profile.window_end, doc),
+            }
+            return make_pick(doc.entry, parts, reason)
+
+        return pick
 
     def _candidates(
         self, profile: Profile, win: Window, query: TopicQuery, excluded: frozenset[int]
@@ -191,6 +221,8 @@ class Selector(WindowIndex):
         for clause in query.exclude:
             hits = self._clause_hits(clause.tokens)
             candidates = [i for i in candidates if i not in hits]
+        if profile.muted_authors:  # an exclusion the reader made, like `-word`
+            candidates = follows.unmuted(profile, [d.entry for d in docs], candidates)
         return list(candidates)
 
     def _shared(
@@ -406,12 +438,16 @@ class Selector(WindowIndex):
         docs = [i for i in win.docs if self._docs[i].entry.id in wanted]
         query = parse_query(profile.topics)
         if not query.include:
-            return {self._docs[i].entry.id or 0: trending_reason(self._docs[i].entry) for i in docs}
-        _, matched = self._topic_relevance(win, docs, query)
-        return {
-            self._docs[i].entry.id or 0: match_reason(query, found, self._docs[i].entry)
-            for i, found in matched.items()
-        }
+            reasons = {
+                self._docs[i].entry.id or 0: trending_reason(self._docs[i].entry) for i in docs
+            }
+        else:
+            _, matched = self._topic_relevance(win, docs, query)
+            reasons = {
+                self._docs[i].entry.id or 0: match_reason(query, found, self._docs[i].entry)
+                for i, found in matched.items()
+            }
+        return follows.explained(profile, (self._docs[i].entry for i in docs), reasons)
 
 
 def _category_match(tags: frozenset[str], wanted: tuple[str, ...]) -> bool:

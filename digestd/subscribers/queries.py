@@ -90,6 +90,8 @@ def subscriber_dict(sub: Subscriber) -> dict[str, Any]:
         "status": str(sub.status),
         "topics": sub.topics,
         "categories": list(sub.categories),
+        "follows": list(sub.follows),
+        "muted_authors": list(sub.muted_authors),
         "frequency": sub.frequency,
         "send_hour": sub.send_hour,
         "send_weekday": WEEKDAYS[sub.send_weekday],

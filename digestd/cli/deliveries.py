@@ -267,7 +267,7 @@ def retry_cmd(
 @app.command("resend")
 def resend_cmd(
     ctx: typer.Context,
-    delivery_ids: list[int] = typer.Argument(..., metavar="ID...", help="Sent deliveries."),
+    delivery_ids: list[int] = typer.Argument(..., metavar="ID", help="Sent deliveries."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
     quiet: bool = QuietOpt,
 ) -> None:

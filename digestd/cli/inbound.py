@@ -9,6 +9,7 @@ it 75 (EX_TEMPFAIL), which makes the MTA keep the message and try again later.
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from digestd.cli.common import (
     usage,
 )
 from digestd.cli.groups import Group
-from digestd.cli.tables import Column, print_facts, print_table
+from digestd.cli.tables import Column, print_facts, print_table, width
 from digestd.core.db import redact_url
 
 EX_TEMPFAIL = 75
@@ -61,7 +62,7 @@ app = typer.Typer(
         "digestd inbound [FILE|-]... [--dry-run] [--json] [--mail-from ADDR] [--rcpt-to ADDR]:"
         " record and act on messages from files or standard input (exit 0 once recorded).\n\n"
         "digestd inbound list [--kind K] [--wide] [--json]: what came in;"
-        " digestd inbound show ID [--json]: one of them whole.\n\n"
+        " digestd inbound show ID [--wide] [--json]: one of them whole.\n\n"
         "digestd inbound --listen: only the inbound SMTP listener on DIGESTD_INBOUND_LISTEN"
         " (digestd run serves it too), until SIGTERM."
     ),
@@ -200,6 +201,9 @@ def show_cmd(
     ctx: typer.Context,
     inbound_id: int = typer.Argument(..., metavar="ID", help="The record's id (inbound list)."),
     as_json: bool = typer.Option(False, "--json", help="Stable JSON output for scripts."),
+    wide: bool = typer.Option(
+        False, "--wide", help="Every recipient column; each header on one line."
+    ),
 ) -> None:
     """One message that came back: classification, recipients, what it changed, headers."""
     from digestd.core.db import session_scope
@@ -248,18 +252,24 @@ def show_cmd(
         ]
         print_table(
             columns,
-            [
-                [str(r.get(c.header) if r.get(c.header) is not None else "-") for c in columns]
-                for r in recipients
-            ],
-            more="--json",
+            [[_cell(r.get(c.header)) for c in columns] for r in recipients],
+            wide=wide,
+            more="--wide or --json",
         )
     console.print(f"headers ({len(data['headers'])}):", style="bold", highlight=False)
     out = Text()
     for name, value in data["headers"]:
-        out.append(f"{name}: ", style="bold")
-        out.append(" ".join(str(value).split()) + "\n")
-    console.print(out, highlight=False, end="")
+        line = f"{name}: {' '.join(str(value).split())}"
+        # Folded as mail folds headers: between words, continued indented; only a token
+        # longer than a whole line (a DKIM signature's base64) is split.
+        folded = (
+            [line]
+            if wide
+            else textwrap.wrap(line, width(), subsequent_indent="    ", break_on_hyphens=False)
+        )
+        out.append(f"{name}:", style="bold")
+        out.append("\n".join(folded)[len(name) + 1 :] + "\n")
+    console.print(out, highlight=False, end="", soft_wrap=True, crop=False)
 
 
 def _evidence_cell(kind: str, evidence: str | None) -> str:
@@ -291,3 +301,8 @@ def _serve_listener(ctx: typer.Context, files: list[str] | None, other_options: 
         raise typer.Exit(asyncio.run(run_inbound_listener(get_context(ctx))))
     except DaemonStartError as exc:
         fail(str(exc))
+
+
+def _cell(value: Any) -> str:
+    """A recipient's field as a table cell: "-" for none or empty (a column never blank)."""
+    return "-" if value is None or value == "" else str(value)

@@ -222,6 +222,13 @@ def register(app: typer.Typer) -> None:
             print_json(_report_dict(plan, sent))
         else:
             console.print(_summary(plan, sent), highlight=False)
+            if emails and plan.existing:
+                # A reader whose digest never arrived: say how to resend it, not just "planned".
+                console.print(
+                    f"{plan.existing} already had this period's digest (not sent twice); to"
+                    " send it again: digestd send-now EMAIL --again",
+                    highlight=False,
+                )
             echo_problem(sent)
         if plan.unknown:
             fail(f"no active subscriber with address: {', '.join(plan.unknown)}")

@@ -290,7 +290,7 @@ def remove(ctx: typer.Context, source_id: int = IdArg) -> None:
 @app.command("fetch")
 def fetch(
     ctx: typer.Context,
-    source_ids: list[int] = typer.Argument(None, metavar="[ID]...", help="Default: all enabled."),
+    source_ids: list[int] = typer.Argument(None, metavar="ID", help="Default: all enabled."),
     as_json: bool = JsonOpt,
     wide: bool = typer.Option(False, "--wide", help="Every column on one line a source."),
     quiet: bool = QuietOpt,

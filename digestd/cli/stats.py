@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from digestd.cli.common import console, get_context, print_json, short_time
+from digestd.cli.tables import Column, layout
 from digestd.core.db import session_scope
 from digestd.reporting.stats import SERIES, Day, Rate, Stats, compute, percent, series_value, total
 
@@ -164,16 +165,32 @@ def _rates(stats: Stats) -> list[Text]:
 
 
 def _sources(stats: Stats) -> list[Text]:
+    """Source health as a table at 80 columns: ids and health whole, the name wrapped
+    between words in the last column (never cut)."""
     lines = [Text("sources", style="bold")]
     if not stats.sources:
         lines.append(Text("  none yet: add one with `digestd sources add URL`"))
-    for s in stats.sources:
-        name = s.name if len(s.name) <= 30 else s.name[:29] + "…"
-        line = Text(f"  #{s.id:<4}{name:<31}")
-        line.append(f"{s.health:<14}", style=HEALTH_STYLE.get(s.health, ""))
-        fails = f" ({s.failures} fails)" if s.failures else ""
-        line.append(f"{short_time(s.last_fetch_at)}{fails}"[: WIDTH - len(line)])
+        return lines
+    columns = [
+        Column("id", keep=True, right=True),
+        Column("health", keep=True),
+        Column("last fetch", priority=2),
+        Column("fails", priority=1, right=True),
+        Column("name", keep=True, wrap=True),
+    ]
+    rows = [
+        [f"#{s.id}", s.health, short_time(s.last_fetch_at), str(s.failures), s.name]
+        for s in stats.sources
+    ]
+    table, left_out = layout(columns, rows, total=WIDTH - 2)
+    for n, row in enumerate(table):
+        line = Text("  " + row, style="bold" if n == 0 else "")
+        if n:
+            for health, style in HEALTH_STYLE.items():
+                line.highlight_words([f"  {health}  "], style=style)
         lines.append(line)
+    if left_out:
+        lines.append(Text(f"  (not shown at this width: {', '.join(left_out)}; see --json)"))
     return lines
 
 
@@ -195,6 +212,8 @@ def _oldest(stats: Stats) -> list[Text]:
     detail = f"  {w.email}, {w.period}, {w.status}, {tries}"
     if w.error:
         detail += f": {' '.join(w.error.split())}"
-    if len(detail) > WIDTH:
-        detail = detail[: WIDTH - 1] + "…"
-    return [head, Text(detail)]
+    # Wrapped between words, never cut: the reply is what the admin came for.
+    wrapped = textwrap.wrap(
+        detail, WIDTH, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
+    )
+    return [head, *(Text(line) for line in wrapped)]

@@ -52,8 +52,9 @@ def story(session: Session, subscriber_id: int, limit: int = RECENT) -> dict[str
     }
 
 
-def print_story(data: dict[str, Any]) -> None:
-    """The two sections, each a short table at 80 columns (`--wide`: `deliveries list`)."""
+def print_story(data: dict[str, Any], *, wide: bool = False) -> None:
+    """The two sections, each a short table at 80 columns (`wide`: every column, one line a
+    row)."""
     from datetime import datetime
 
     def when(value: str | None) -> str:
@@ -86,7 +87,8 @@ def print_story(data: dict[str, Any]) -> None:
                 ]
                 for d in sent
             ],
-            more="digestd deliveries show ID",
+            wide=wide,
+            more="--wide or digestd deliveries show ID",
         )
     came = data["inbound"]
     console.print(
@@ -106,5 +108,6 @@ def print_story(data: dict[str, Any]) -> None:
                 [str(m["id"]), when(m["received_at"]), m["kind"], m["action"] or "nothing"]
                 for m in came
             ],
-            more="digestd inbound show ID",
+            wide=wide,
+            more="--wide or digestd inbound show ID",
         )

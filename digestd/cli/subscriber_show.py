@@ -79,6 +79,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Stable JSON output (sorted keys) for scripts."
         ),
+        wide: bool = typer.Option(
+            False, "--wide", help="Every column of each section, one line a row."
+        ),
     ) -> None:
         """One subscriber's story: profile, consent, history, deliveries, mail, votes."""
         app_ctx = get_context(ctx)
@@ -120,12 +123,17 @@ def register(app: typer.Typer) -> None:
                     ]
                     for e in events
                 ],
-                more="--json",
+                wide=wide,
+                more="--wide or --json",
             )
-        print_story(shown)
+        print_story(shown, wide=wide)
         voted = shown["votes"]
+        console.print(
+            "liked papers and votes (newest first)" if voted else "votes: none",
+            style="bold",
+            highlight=False,
+        )
         if voted:
-            console.print("liked papers and votes (newest first)", style="bold", highlight=False)
             print_table(
                 [
                     Column("at", priority=1),
@@ -137,5 +145,6 @@ def register(app: typer.Typer) -> None:
                     [_cell(v["at"]).removesuffix(" UTC"), v["vote"], str(v["paper"]), v["title"]]
                     for v in voted
                 ],
-                more="--json",
+                wide=wide,
+                more="--wide or --json",
             )

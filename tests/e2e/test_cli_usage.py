@@ -15,7 +15,7 @@ from tests.support.cli import run_cli
     ("args", "expected"),
     [
         (["nosuch"], "No such command 'nosuch'"),
-        (["subscribers", "add"], "Missing argument 'email'"),
+        (["subscribers", "add"], "Missing argument 'EMAIL'"),
         (["deliveries", "list", "--limit", "-1"], "Invalid value for '--limit'"),
         (["subscribers", "list", "--nope"], "No such option"),
     ],

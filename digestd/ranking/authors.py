@@ -5,9 +5,10 @@ another. A name is reduced to its last name and first name, both folded: accents
 letters transliterated to ASCII by `anyascii` (ISC licence; NFKD alone keeps "ø", "ł" and
 "ß", which are letters of their own, not accented ones, so "Søren" would never meet
 "Soren"), case dropped, "Last, First" put back in order, middle names and suffixes ignored,
-particles ("van der", "Le") kept in the last name. Two names match when the last names are
-equal and the first names agree: the same initial, and the same name when both are
-written out. A name with no first name ("LeCun") matches every first name.
+particles ("van der", "Le") kept in the last name, a trailing "et al." dropped. Two names
+match when the last names are equal and the first names agree: the same initial, and the
+same name when both are written out. A name with no first name ("LeCun") matches every
+first name.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def parse(raw: str) -> AuthorName:
         given = [p for p in rest.split(",") if set(_tokens(p)) - _SUFFIXES]
         text = " ".join([*given, head])
     tokens = [t for t in _tokens(text) if t not in _SUFFIXES]
+    if tokens[-2:] == ["et", "al"]:  # "B. Author et al.": the last of a shortened list
+        tokens = tokens[:-2]
     if not tokens:
         return AuthorName("")
     if len(tokens) > 1 and len(tokens[-1]) == 1 and len(tokens[0]) > 1:

@@ -55,7 +55,8 @@ def test_a_follow_matches_the_spellings_of_its_author_only(
         ("Y. LeCun", AuthorName("lecun", "y")),
         ("LeCun", AuthorName("lecun")),
         ("Élodie Château", AuthorName("chateau", "elodie")),
-        ("et al.", AuthorName("al", "et")),
+        ("Ada Lovelace et al.", AuthorName("lovelace", "ada")),
+        ("et al.", AuthorName("")),
         ("—", AuthorName("")),
     ],
 )

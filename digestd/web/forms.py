@@ -14,6 +14,7 @@ from typing import Any
 from starlette.datastructures import FormData
 
 from digestd.subscribers.preferences import (
+    AUTHOR_FIELDS,
     PREFERENCE_FIELDS,
     InvalidInput,
     Preferences,
@@ -24,7 +25,8 @@ from digestd.subscribers.preferences import (
 # The fields a person may send, and what JSON types each accepts.
 _STRING_FIELDS = ("email", "name", "topics", "frequency", "timezone", "format")
 _INT_FIELDS = ("send_hour", "send_weekday", "max_items")
-SUBSCRIBE_FIELDS = ("email", *PREFERENCE_FIELDS)
+# Authors are followed and muted on the preference page, the CLI and by mail, not at sign-up.
+SUBSCRIBE_FIELDS = ("email", *(f for f in PREFERENCE_FIELDS if f not in AUTHOR_FIELDS))
 
 # Offered as checkboxes; any other valid category can be typed in (or sent as JSON).
 COMMON_CATEGORIES: tuple[tuple[str, str], ...] = (
@@ -124,6 +126,10 @@ def from_form(form: FormData) -> dict[str, Any]:
         if isinstance(other, str):
             cats.extend(other.replace(" ", ",").split(","))
         data["categories"] = cats
+    for name in AUTHOR_FIELDS:  # one name a line, or separated by semicolons
+        value = form.get(name)
+        if isinstance(value, str):
+            data[name] = value
     return data
 
 
@@ -187,5 +193,8 @@ def validate(
 
 
 def prefs_values(prefs: Preferences) -> dict[str, Any]:
-    """Stored preferences as form values (for pre-filling a form)."""
-    return {f.name: getattr(prefs, f.name) for f in fields(prefs)}
+    """Stored preferences as form values (for pre-filling a form); authors one a line."""
+    values = {f.name: getattr(prefs, f.name) for f in fields(prefs)}
+    for name in AUTHOR_FIELDS:
+        values[name] = "\n".join(values[name])
+    return values

@@ -48,6 +48,8 @@ _FORM_BODY = {
                         "max_items": {"type": "string"},
                         "format": {"type": "string"},
                         "liked_papers": {"type": "string"},
+                        "follows": {"type": "string"},
+                        "muted_authors": {"type": "string"},
                     },
                 }
             }

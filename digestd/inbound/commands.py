@@ -1,9 +1,11 @@
-"""Email commands to the request address, listserv style: subscribe, unsubscribe, help.
+"""Email commands to the request address, listserv style: subscribe, unsubscribe, follow,
+unfollow, help.
 
 This is the mail counterpart of the subscription pages, so it reuses the web's flow for
 `subscribe` (the same double opt-in, the same per-address mail limit) instead of a copy.
 From can be forged, so nothing changes by mail alone: `subscribe` and `unsubscribe` both
-answer with a link to confirm, sent to the address itself.
+answer with a link to confirm, sent to the address itself; `follow NAME` and `unfollow NAME`
+answer with the person's preferences link, the name filled in, to be saved with one press.
 
 No loops (RFC 3834): no reply to the null sender, a mail system, an auto-reply or a list,
 replies carry `Auto-Submitted: auto-replied` and go out with the null envelope sender, so
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parseaddr
+from urllib.parse import quote, urlencode
 
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
@@ -48,7 +51,7 @@ from digestd.subscribers.preferences import (
 
 log = logging.getLogger(__name__)
 ACTOR = "mail"
-COMMANDS = ("subscribe", "unsubscribe", "help")
+COMMANDS = ("subscribe", "unsubscribe", "follow", "unfollow", "help")
 _ALIASES = {
     "join": "subscribe",
     "leave": "unsubscribe",
@@ -61,7 +64,13 @@ SUBJECTS = {
     "help": "How to use {site} by email",
     "unknown": "How to use {site} by email",
     "unsubscribe": "Confirm to unsubscribe from {site}",
+    "follow": "Confirm to follow an author in {site}",
+    "unfollow": "Confirm to stop following an author in {site}",
 }
+# An author's name as a mail command may carry it into a link: letters (any alphabet),
+# spaces and . , ' ’ - only (no digits, addresses or URLs), at most NAME_MAX characters.
+_AUTHOR = re.compile(r"[^\W\d_][^\W\d_ .,'’-]*(?:[ .,'’-]+[^\W\d_]*)*")
+NAME_MAX = 100
 _MSG_ID = re.compile(r"<[!-;=?-~]{1,200}@[!-;=?-~]{1,200}>")
 
 
@@ -189,6 +198,8 @@ def _carry_out(
         url = manage.unsubscribe_link_for(ctx, sender)
         if url is None:
             return Outcome("unsubscribe: not subscribed, no reply", sender)
+    if command in ("follow", "unfollow"):
+        return _follow(ctx, parsed, sender, command, args)
     signup.reply_sent(ctx, sender)
     if url is not None:
         reply = _reply(ctx, parsed, sender, "unsubscribe", unsubscribe_url=url)
@@ -196,6 +207,23 @@ def _carry_out(
     kind = "help" if command == "help" else "unknown"
     reply = _reply(ctx, parsed, sender, kind)
     return Outcome(f"{command or 'unknown command'}: help sent", sender, [reply])
+
+
+def _follow(ctx: AppContext, parsed: Parsed, sender: str, command: str, args: str) -> Outcome:
+    """The preferences link with the author filled in (`?follow=` or `?unfollow=`); the
+    reply never repeats the name in its words, only in the link (it is the sender's text)."""
+    name = " ".join(args.split())
+    if len(name) > NAME_MAX or not _AUTHOR.fullmatch(name):
+        signup.reply_sent(ctx, sender)
+        reply = _reply(ctx, parsed, sender, "help")
+        return Outcome(f"{command}: no author name, help sent", sender, [reply])
+    url = manage.preferences_link_for(ctx, sender)
+    if url is None:
+        return Outcome(f"{command}: not subscribed, no reply", sender)
+    signup.reply_sent(ctx, sender)
+    link = f"{url}?{urlencode({command: name}, quote_via=quote)}"
+    reply = _reply(ctx, parsed, sender, command, preferences_url=link)
+    return Outcome(f"{command}: preferences link sent", sender, [reply])
 
 
 def _subscribe(ctx: AppContext, parsed: Parsed, sender: str, args: str) -> Outcome:

@@ -310,3 +310,14 @@ def unsubscribe_link_for(ctx: AppContext, address: str) -> str | None:
         if sub is None or S(sub.status) not in MOVES[Move.UNSUBSCRIBE]:
             return None
         return tokens.subscriber_link(ctx.settings.base_url, ctx.secret_key, "unsubscribe", sub)
+
+
+def preferences_link_for(ctx: AppContext, address: str) -> str | None:
+    """The preferences link of a subscriber who gets or will get digests (active, pending,
+    paused), or None: the `follow` mail command mails it with the author filled in (From can
+    be forged, so the person's own click and Save decide)."""
+    with store.transaction(ctx) as session:
+        sub = store.by_email(session, normalize_email(address))
+        if sub is None or S(sub.status) in (S.UNSUBSCRIBED, S.BOUNCED):
+            return None
+        return tokens.subscriber_link(ctx.settings.base_url, ctx.secret_key, "preferences", sub)

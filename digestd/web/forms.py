@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
+from digestd.ranking.authors import dedupe, without
 from digestd.subscribers.preferences import (
     AUTHOR_FIELDS,
     PREFERENCE_FIELDS,
@@ -20,6 +21,7 @@ from digestd.subscribers.preferences import (
     Preferences,
     deliverable_email,
     normalize_email,
+    parse_authors,
 )
 
 # The fields a person may send, and what JSON types each accepts.
@@ -198,3 +200,21 @@ def prefs_values(prefs: Preferences) -> dict[str, Any]:
     for name in AUTHOR_FIELDS:
         values[name] = "\n".join(values[name])
     return values
+
+
+def follow_from_link(follows: list[str], query: Mapping[str, str]) -> tuple[str, str] | None:
+    """What a preferences link from the `follow NAME` / `unfollow NAME` mail commands asks
+    (`?follow=NAME`, `?unfollow=NAME`): the "Authors you follow" field with the change made
+    and the notice saying to save it; None when it asks nothing valid. Nothing is saved."""
+    for verb, doing in (("follow", "follow"), ("unfollow", "stop following")):
+        raw = query.get(verb)
+        if not raw:
+            continue
+        try:
+            (name,) = parse_authors([raw])
+        except (InvalidInput, ValueError):
+            return None
+        changed = [*follows, name] if verb == "follow" else without(follows, [name])
+        notice = f"Press “Save preferences” to {doing} {name}."
+        return "\n".join(dedupe(changed)), notice
+    return None

@@ -213,6 +213,10 @@ async def unsubscribe(request: Request, token: str) -> Response:
 async def preferences_page(request: Request, token: str) -> Response:
     """Show the subscriber's preferences in an editable form."""
     page = await run_in_threadpool(flows.show, state(request).ctx, "preferences", token)
+    asked = forms.follow_from_link(list(page.sub.follows), request.query_params)
+    if asked is not None:  # a `follow NAME` mail command's link: filled in, not saved
+        follows, notice = asked
+        return _prefs_page(request, page, notice=notice, values={"follows": follows})
     return _prefs_page(request, page)
 
 

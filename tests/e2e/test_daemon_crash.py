@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import threading
 from collections import Counter
 
 import pytest
@@ -20,35 +19,12 @@ from tests.support.daemon import (
     seed_due_deliveries,
     wait_until,
 )
-from tests.support.smtp import SmtpTestServer
+from tests.support.smtp import HeldServer, SmtpTestServer
 
 TOTAL = 200
 # One claim takes every delivery: the signal lands in the middle of one big batch, where only
 # the group commits keep the number of accepted-but-unrecorded messages small.
 CLAIM_BATCH = 500
-
-
-class HeldServer:
-    """The test SMTP server, stopped in its tracks once it has accepted `count` messages: it
-    answers no one until `resume()`, so the daemon is mid-send when the signal comes, however
-    slow or busy the machine (the hook runs in the server's loop, which it holds)."""
-
-    def __init__(self, server: SmtpTestServer, count: int) -> None:
-        self.reached = threading.Event()
-        self._resume = threading.Event()
-
-        def hook(_rcpt: str, accepted: int) -> None:
-            if accepted >= count and not self._resume.is_set():
-                self.reached.set()
-                self._resume.wait(timeout=120)  # bounded: the test resumes right after
-            return None
-
-        self.server = server
-        server.set_fault(hook)
-
-    def resume(self) -> None:
-        self._resume.set()
-        self.server.set_fault(None)
 
 
 def _seeded(url: str, server: SmtpTestServer) -> tuple[str, dict[str, str], dict[str, str]]:

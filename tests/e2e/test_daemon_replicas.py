@@ -19,21 +19,33 @@ from tests.support.daemon import (
     seed_due_deliveries,
     wait_until,
 )
-from tests.support.smtp import SmtpTestServer
+from tests.support.smtp import HeldServer, SmtpTestServer
 
-DUE = 2000
+DUE = 600
+BATCH = 50
 
 
 @pytest.mark.postgres
-def test_three_replicas_share_2000_deliveries_each_message_once(
+def test_three_replicas_share_600_deliveries_each_message_once(
     postgres_url: str, smtp_server: SmtpTestServer
 ) -> None:
     planned = seed_due_deliveries(postgres_url, DUE)
-    env = daemon_env(postgres_url, smtp_server.port, DIGESTD_BATCH_SIZE="50")
+    env = daemon_env(postgres_url, smtp_server.port, DIGESTD_BATCH_SIZE=str(BATCH))
+    # The server answers no one until the replicas are all at work: one replica holds at most
+    # two batches (the one it sends and the next, claimed meanwhile), so more claimed rows
+    # than that are held by two replicas or more, each of which must then send its share,
+    # however the machine schedules their start.
+    held = HeldServer(smtp_server, 0)
     replicas = [DaemonProcess(env) for _ in range(3)]
     try:
         for replica in replicas:
             replica.wait_for_line(r"digestd running", timeout=60)
+        wait_until(
+            lambda: delivery_statuses(postgres_url).get("sending", 0) > 2 * BATCH,
+            timeout=60,
+            what="claims held by more than one replica",
+        )
+        held.resume()
         wait_until(
             lambda: delivery_statuses(postgres_url) == {"sent": DUE},
             timeout=180,
@@ -44,6 +56,7 @@ def test_three_replicas_share_2000_deliveries_each_message_once(
         for replica in replicas:
             assert replica.wait(timeout=30) == 0, replica.output
     finally:
+        held.resume()
         for replica in replicas:
             replica.stop()
 

@@ -145,3 +145,27 @@ class SmtpTestServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class HeldServer:
+    """The test SMTP server, stopped in its tracks once it has accepted `count` messages: it
+    answers no one until `resume()`, so that senders are caught mid-send (by a signal, or
+    while other daemons claim their share), however slow or busy the machine (the hook runs
+    in the server's loop, which it holds)."""
+
+    def __init__(self, server: SmtpTestServer, count: int) -> None:
+        self.reached = threading.Event()
+        self._resume = threading.Event()
+
+        def hook(_rcpt: str, accepted: int) -> None:
+            if accepted >= count and not self._resume.is_set():
+                self.reached.set()
+                self._resume.wait(timeout=120)  # bounded: the test resumes right after
+            return None
+
+        self.server = server
+        server.set_fault(hook)
+
+    def resume(self) -> None:
+        self._resume.set()
+        self.server.set_fault(None)

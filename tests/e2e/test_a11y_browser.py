@@ -37,6 +37,14 @@ RUN_AXE = """async () => {
 }"""
 
 
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: the pages, the digest and their screenshots are the same on both databases
+    (the PostgreSQL run rendered the same seed papers and overwrote the same screenshots); the
+    pages on PostgreSQL are driven in Chromium by test_web_browser and test_trending_browser."""
+    return sqlite_url
+
+
 def check(page: Any, name: str, found: dict[str, list[str]]) -> None:
     """Screenshots at 375 and 800 px in both schemes, and axe's serious/critical findings."""
     for scheme in ("light", "dark"):

@@ -165,7 +165,9 @@ def show_cmd(
                 Column("received", priority=1),
                 Column("kind", keep=True),
                 Column("status", keep=True),
-                Column("summary", wrap=True, keep=True),
+                # What it changed (short); the summary repeats the address shown above.
+                Column("changed", wrap=not wide, keep=True),
+                *([Column("summary")] if wide else []),
             ],
             [
                 [
@@ -173,12 +175,13 @@ def show_cmd(
                     short_time(datetime.fromisoformat(r["received_at"])),
                     r["kind"],
                     " ".join(x for x in (r["status"], r["severity"]) if x) or "-",
-                    r["summary"] or r["reason"] or "",
+                    r["effect"] or "nothing",
+                    *([r["summary"] or r["reason"] or ""] if wide else []),
                 ]
                 for r in came_back
             ],
             wide=wide,
-            more="digestd inbound show ID",
+            more="--wide or digestd inbound show ID",
         )
     if not papers:
         console.print("papers: none recorded", highlight=False)

@@ -16,6 +16,7 @@ app = typer.Typer(cls=Group, help="Settings (DIGESTD_* variables and .env).", no
 def show_cmd(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print the settings as JSON."),
+    wide: bool = typer.Option(False, "--wide", help="Each setting on one line, nothing wrapped."),
 ) -> None:
     """Show every setting in force (environment over .env over defaults); secrets masked."""
     values = get_context(ctx, migrate=False).settings.redacted()
@@ -26,4 +27,5 @@ def show_cmd(
     for var, (name, _parse) in PARSERS.items():
         value = values.get(name)
         rows.append([var, "" if value is None else str(value)])
-    print_table([Column("variable", keep=True), Column("value", keep=True, wrap=True)], rows)
+    columns = [Column("variable", keep=True), Column("value", keep=True, wrap=True)]
+    print_table(columns, rows, wide=wide)

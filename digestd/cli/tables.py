@@ -24,6 +24,7 @@ from digestd.cli.common import console
 NARROW = 80  # the width when the output is not a terminal (a pipe, a file, cron)
 MIN_WRAP = 24  # a wrapping column narrower than this reads badly: drop a column instead
 GAP = 2  # spaces between columns
+INDENT = "    "  # a last column's value too wide for it, printed under its row
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,30 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
+def _choose(
+    columns: Sequence[Column], natural: list[int], total: int, wrap_at: int | None, room: int
+) -> tuple[list[int], bool]:
+    """(the columns shown, whether they fit `total`): the others left out lowest priority
+    first, the wrapping column counted at `room` (at most its natural width)."""
+    shown = list(range(len(columns)))
+
+    def needed(keep: list[int]) -> int:
+        fixed = sum(natural[i] for i in keep if i != wrap_at)
+        if wrap_at is not None and wrap_at in keep:
+            fixed += min(natural[wrap_at], max(MIN_WRAP, room))
+        return fixed + GAP * (len(keep) - 1)
+
+    droppable = sorted(
+        (i for i, c in enumerate(columns) if not c.keep and i != wrap_at),
+        key=lambda i: (columns[i].priority, -i),
+    )
+    while needed(shown) > total and droppable:
+        shown.remove(droppable.pop(0))
+    if wrap_at is not None and needed(shown) > total and not columns[wrap_at].keep:
+        shown.remove(wrap_at)
+    return shown, needed(shown) <= total
+
+
 def layout(
     columns: Sequence[Column], rows: Sequence[Sequence[str]], *, total: int, wide: bool = False
 ) -> tuple[list[str], list[str]]:
@@ -58,33 +83,43 @@ def layout(
     shown = list(range(len(columns)))
     if not wide:
         wrap_at = len(columns) - 1 if columns and columns[-1].wrap else None
-
-        def needed(keep: list[int]) -> int:
-            fixed = sum(natural[i] for i in keep if i != wrap_at)
-            gaps = GAP * (len(keep) - 1)
-            if wrap_at in keep:
-                fixed += min(natural[wrap_at], MIN_WRAP)
-            return fixed + gaps
-
-        droppable = sorted(
-            (i for i, c in enumerate(columns) if not c.keep and i != wrap_at),
-            key=lambda i: (columns[i].priority, -i),
-        )
-        while needed(shown) > total and droppable:
-            shown.remove(droppable.pop(0))
-        if wrap_at is not None and needed(shown) > total and not columns[wrap_at].keep:
-            shown.remove(wrap_at)
+        shown, _ = _choose(columns, natural, total, wrap_at, MIN_WRAP)
+        if wrap_at is not None:
+            # Room for the wrapping column's longest word (an address in a reply), if
+            # leaving columns out gives it; else that value goes under its row.
+            longest = max((len(w) for r in cells for w in r[wrap_at].split()), default=0)
+            roomy, fits = _choose(columns, natural, total, wrap_at, longest)
+            if fits and wrap_at in roomy:
+                shown = roomy
     widths = {i: natural[i] for i in shown}
     last = shown[-1] if shown else None
     if not wide and last is not None and columns[last].wrap:
         used = sum(widths[i] for i in shown if i != last) + GAP * (len(shown) - 1)
         widths[last] = max(min(natural[last], total - used), min(natural[last], MIN_WRAP))
+    wraps = not wide and last is not None and columns[last].wrap
 
     def lines_of(values: Sequence[str]) -> list[str]:
+        if (
+            wraps
+            and last is not None
+            and max(map(len, values[last].split()), default=0) > widths[last]
+        ):
+            # A word wider than its column (a long path or address): the value goes under
+            # the row, indented, wrapped in the whole width, rather than past the edge.
+            head = lines_of([*values[:last], "", *values[last + 1 :]])
+            under = textwrap.wrap(
+                values[last],
+                total,
+                initial_indent=INDENT,
+                subsequent_indent=INDENT,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            return head + under
         parts: list[list[str]] = []
         for i in shown:
             value = values[i]
-            if i == last and not wide and columns[i].wrap and len(value) > widths[i]:
+            if i == last and wraps and len(value) > widths[i]:
                 parts.append(
                     textwrap.wrap(value, widths[i], break_long_words=False, break_on_hyphens=False)
                     or [""]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from digestd.cli import subscriber_show, subscribers_csv
+from digestd.cli import library, subscriber_show, subscribers_csv
 from digestd.cli.common import console, fail, get_context, print_json_stream, usage
 from digestd.cli.groups import Group
 from digestd.cli.tables import Column, print_table
@@ -214,6 +215,13 @@ def update_cmd(
     unlike: str | None = typer.Option(
         None, "--unlike", help="Remove papers from the liked ones (same forms as --like)."
     ),
+    import_library: Path | None = typer.Option(
+        None,
+        "--import-library",
+        metavar="FILE",
+        help="Replace the reader's library with this file's papers (BibTeX, RIS, CSL-JSON or "
+        "one arXiv id or DOI per line): their titles and abstracts become liked texts.",
+    ),
 ) -> None:
     """Change preferences; only the options given are changed."""
     app_ctx = get_context(ctx)
@@ -230,6 +238,11 @@ def update_cmd(
         follows=follows,
         muted_authors=muted_authors,
     )
+    if import_library is not None:
+        # First: a bad file stops here, with nothing else changed either.
+        library.import_library(app_ctx, email, import_library)
+        if not changes and like is None and unlike is None:
+            return
     if not changes and like is None and unlike is None:
         usage("nothing to update: give at least one option (see --help)")
     try:

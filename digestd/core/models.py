@@ -426,6 +426,22 @@ class Vote(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False)
 
 
+class LibraryPaper(SQLModel, table=True):
+    """A paper from a reader's own library (`--import-library`, the preference page's upload):
+    its title and abstract describe the reader like a liked paper does, whether or not the
+    paper is in the database (`entry_id` when it is). An import replaces the whole library."""
+
+    __tablename__ = "library_paper"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE", index=True)
+    entry_id: int | None = Field(default=None, foreign_key="entry.id", ondelete="SET NULL")
+    ref: str | None = Field(default=None, max_length=300)  # "arxiv:…" or "doi:…"
+    title: str = Field(default="", max_length=500)
+    abstract: str = Field(default="")
+    created_at: datetime = _ts(nullable=False)
+
+
 class CommandReply(SQLModel, table=True):
     """One reply to a mail command, for the hourly reply caps (`inbound.reply_limits`).
 

@@ -23,7 +23,7 @@ from digestd.ranking.profile import Pick, Profile, Taste
 from digestd.ranking.reasons import trending_reason
 from digestd.ranking.selector import Selector
 from digestd.ranking.textsearch import parse_query
-from digestd.subscribers import votes
+from digestd.subscribers import library, votes
 
 __all__ = [
     "Pick",
@@ -63,12 +63,53 @@ def load_tastes(
     session: Session, subscriber_ids: Iterable[int], papers: learning.PaperCache, now: datetime
 ) -> dict[int, Taste]:
     """The votes of many subscribers and the voted papers' text, in a few queries (not one
-    per subscriber); subscribers without votes are absent and keep sharing their profile."""
-    found = votes.for_subscribers(session, subscriber_ids)
-    if not found:
+    per subscriber); subscribers without votes are absent and keep sharing their profile.
+    A reader's library papers count as liked papers (`library_likes`)."""
+    ids = list(subscriber_ids)
+    found = votes.for_subscribers(session, ids)
+    shelves = library.for_subscribers(session, ids)
+    if not found and not shelves:
         return {}
-    papers.load(session, {v.entry_id for rows in found.values() for v in rows})
-    return {sid: Taste(tuple(rows), papers, now) for sid, rows in found.items()}
+    papers.load(
+        session,
+        {v.entry_id for rows in found.values() for v in rows}
+        | {p.entry_id for shelf in shelves.values() for p in shelf if p.entry_id is not None},
+    )
+    tastes = {}
+    for sid in found.keys() | shelves.keys():
+        rows = found.get(sid, []) + library_likes(shelves.get(sid, []), papers)
+        # The newest first, as many as a model reads (votes and library together).
+        rows.sort(key=lambda v: v.created_at, reverse=True)
+        tastes[sid] = Taste(tuple(_once(rows)[: votes.READ_LIMIT]), papers, now)
+    return tastes
+
+
+def library_likes(
+    shelf: Iterable[library.StoredPaper], papers: learning.PaperCache
+) -> list[votes.VoteRow]:
+    """A reader's library papers as liked papers ("papers I like": they do not fade). One
+    digestd has is its entry (never picked again); one it has not is its own text, cached
+    under the negative of its library id (entry ids are positive)."""
+    rows = []
+    for paper in shelf:
+        key = paper.entry_id
+        if key is None or papers.get(key) is None:
+            key = -paper.id
+            if papers.get(key) is None:
+                papers.add(key, paper.title, paper.abstract)
+        rows.append(votes.VoteRow(key, votes.UP, True, paper.created_at))
+    return rows
+
+
+def _once(rows: list[votes.VoteRow]) -> list[votes.VoteRow]:
+    """Each paper once (a voted paper that is in the library too keeps its newest row)."""
+    seen: set[int] = set()
+    out = []
+    for row in rows:
+        if row.entry_id not in seen:
+            seen.add(row.entry_id)
+            out.append(row)
+    return out
 
 
 def select_for_subscriber(

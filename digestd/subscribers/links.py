@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from digestd.core import tokens
 from digestd.core.models import Subscriber
-from digestd.subscribers import store, vote_store
+from digestd.subscribers import library_store, store, vote_store
 from digestd.subscribers.vote_store import VoteView
 
 MAX_TOKEN_LENGTH = 512
@@ -100,13 +100,14 @@ def resolve_vote(
 @dataclass(frozen=True)
 class LinkPage:
     """A subscriber as a page behind a link shows it, with fresh tokens for the page's own
-    forms and their votes and liked papers (newest first)."""
+    forms, their votes and liked papers (newest first) and the size of their library."""
 
     sub: Subscriber
     preferences_token: str
     unsubscribe_token: str
     changed: bool = False
     votes: tuple[VoteView, ...] = ()
+    library_papers: int = 0  # papers of the reader's imported library
 
 
 def page_of(session: Session, secret_key: str, sub: Subscriber, changed: bool = False) -> LinkPage:
@@ -118,4 +119,5 @@ def page_of(session: Session, secret_key: str, sub: Subscriber, changed: bool = 
         unsubscribe_token=tokens.subscriber_token(secret_key, "unsubscribe", sub),
         changed=changed,
         votes=tuple(vote_store.listing(session, sub.id)),
+        library_papers=library_store.count(session, sub.id),
     )

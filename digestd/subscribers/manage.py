@@ -21,7 +21,7 @@ from digestd.core.models import Subscriber
 from digestd.core.statuses import MOVES, Move, StoppedBy, SubscriberStatus
 from digestd.delivery import deliveries
 from digestd.ranking import authors
-from digestd.subscribers import lifecycle, links, store, vote_store
+from digestd.subscribers import library_store, lifecycle, links, store, vote_store
 from digestd.subscribers.lifecycle import Change
 from digestd.subscribers.links import LinkError, LinkPage
 from digestd.subscribers.preferences import (
@@ -289,6 +289,7 @@ def forget(ctx: AppContext, who: Who) -> Forgotten:
         counts = {
             "deliveries_deleted": deliveries.forget_subscriber(session, sub.id),
             "votes_deleted": vote_store.forget(session, sub.id),
+            "library_deleted": library_store.forget(session, sub.id),
             "events_deleted": store.delete_subscriber(session, sub),
         }
         store.record(

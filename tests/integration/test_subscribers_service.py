@@ -268,6 +268,7 @@ def test_forget_leaves_no_personal_data(app) -> None:
             "deliveries_deleted": 1,
             "events_deleted": 2,
             "votes_deleted": 1,
+            "library_deleted": 0,
         }
         # their votes are gone too (the only learning signal is personal data)
         assert [v.subscriber_id for v in s.exec(select(Vote)).all()] == [keep_id]

@@ -17,7 +17,17 @@ from digestd import __version__
 from digestd.core.context import AppContext
 from digestd.mail.templating import make_environment
 from digestd.subscribers.optin import ConfirmationSender
-from digestd.web import digest_view, health, metrics, pages, public, subscribe, votes, webhooks
+from digestd.web import (
+    digest_view,
+    health,
+    library_upload,
+    metrics,
+    pages,
+    public,
+    subscribe,
+    votes,
+    webhooks,
+)
 from digestd.web.links import LinkError
 from digestd.web.middleware import (
     MAX_BODY_BYTES,
@@ -82,6 +92,7 @@ def create_app(
     app.include_router(subscribe.router)
     app.include_router(digest_view.router)
     app.include_router(pages.router)
+    app.include_router(library_upload.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     metrics.watch_database(ctx)

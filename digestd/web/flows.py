@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from digestd.core.context import AppContext
 from digestd.core.statuses import Move, SubscriberStatus
-from digestd.subscribers import manage, signup
+from digestd.subscribers import library, manage, signup
 from digestd.subscribers.links import LinkPage
 from digestd.subscribers.manage import ByLink, Unsubscribed, Updated
 from digestd.subscribers.preferences import InvalidInput, Preferences
@@ -41,6 +41,24 @@ def save_preferences(
 ) -> Updated:
     """Store new preferences (and "papers I like", when given) from the preference center."""
     return manage.update(ctx, ByLink("preferences", token), prefs.as_dict(), liked=liked)
+
+
+def import_library(ctx: AppContext, token: str, data: bytes) -> library.Imported:
+    """Replace the subscriber's library with an uploaded file's papers (BadLibrary: one line,
+    nothing stored)."""
+    return library.import_library(ctx, ByLink("preferences", token), data)
+
+
+def remove_library(ctx: AppContext, token: str) -> tuple[int, LinkPage]:
+    """Remove the subscriber's whole library; returns how many papers it had."""
+    removed, page = library.remove_library(ctx, ByLink("preferences", token))
+    assert page is not None
+    return removed, page
+
+
+def follow_authors(ctx: AppContext, token: str, names: list[str]) -> Updated:
+    """Follow these authors too (the ones a library import offered)."""
+    return manage.follow_authors(ctx, ByLink("preferences", token), names)
 
 
 def clear_votes(ctx: AppContext, token: str) -> tuple[int, LinkPage]:

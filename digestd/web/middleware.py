@@ -16,6 +16,10 @@ CSP = (
 MAX_BODY_BYTES = 64 * 1024
 # Provider webhooks (web/webhooks.py) post batches of events: up to 1 MB there.
 WEBHOOK_PREFIX, WEBHOOK_MAX_BODY_BYTES = "/webhooks/", 1024 * 1024
+# A reader's library file (web/library_upload.py): the file's own cap (library_file.MAX_BYTES,
+# 5 MB) plus the form around it.
+LIBRARY_PREFIX, LIBRARY_SUFFIX = "/preferences/", "/library"
+LIBRARY_MAX_BODY_BYTES = 5 * 1024 * 1024 + 64 * 1024
 
 
 class HeadAsGet:
@@ -46,8 +50,8 @@ class HeadAsGet:
 class BodyTooLarge(HTTPException):
     """413, raised while the body is read; rendered like any other HTTP error."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than {limit // 1024} KiB")
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        super().__init__(413, message or f"request body is larger than {limit // 1024} KiB")
 
 
 class SecurityHeaders:
@@ -100,9 +104,13 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit
-        if str(scope.get("path", "")).startswith(WEBHOOK_PREFIX):
+        limit, too_large = self.limit, None
+        path = str(scope.get("path", ""))
+        if path.startswith(WEBHOOK_PREFIX):
             limit = max(limit, WEBHOOK_MAX_BODY_BYTES)
+        elif path.startswith(LIBRARY_PREFIX) and path.endswith(LIBRARY_SUFFIX):
+            limit = max(limit, LIBRARY_MAX_BODY_BYTES)
+            too_large = "the library file is larger than 5 MB (export a collection instead)"
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -111,7 +119,7 @@ class BodySizeLimit:
                     declared = 0
                 if declared > limit:
                     # Do not read it at all; the route's error handler renders the 413.
-                    receive = _refusing_receive(limit)
+                    receive = _refusing_receive(limit, too_large)
                 break
         seen = 0
         inner = receive
@@ -122,15 +130,15 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, too_large)
             return message
 
         await self.app(scope, counting_receive, send)
 
 
-def _refusing_receive(limit: int) -> Receive:
+def _refusing_receive(limit: int, message: str | None = None) -> Receive:
     async def receive() -> Message:
-        raise BodyTooLarge(limit)
+        raise BodyTooLarge(limit, message)
 
     return receive
 

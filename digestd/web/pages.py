@@ -87,7 +87,7 @@ _ONE_CLICK_BODY = {
 }
 
 
-def _prefs_page(
+def prefs_page(
     request: Request,
     page: flows.Page,
     status: int = 200,
@@ -95,7 +95,10 @@ def _prefs_page(
     notice: str = "",
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
+    offered_authors: tuple[str, ...] = (),
 ) -> Response:
+    """The preference center for a link's subscriber, with a notice or the form's errors
+    (and the authors a library import offers to follow)."""
     prefs = Preferences.of(page.sub)
     shown = forms.prefs_values(prefs)
     shown["liked_papers"] = "\n".join(v.paper_id for v in reversed(page.votes) if v.interest)
@@ -112,6 +115,7 @@ def _prefs_page(
         categories=forms.COMMON_CATEGORIES,
         timezones=forms.COMMON_TIMEZONES,
         weekdays=forms.WEEKDAY_NAMES,
+        offered_authors=offered_authors,
     )
 
 
@@ -119,7 +123,8 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limited(request: Request) -> Response | None:
+def rate_limited(request: Request) -> Response | None:
+    """A 429 page when this network posted too often, else None."""
     wait = state(request).limiter.hit("post", _client(request))
     if wait is None:
         return None
@@ -154,7 +159,7 @@ async def confirm(request: Request, token: str) -> Response:
         return error(request, 415, "Send the confirmation form.")
     if not same_origin(request, web.ctx.settings.base_url):
         return error(request, 403, "This form was sent from another site and was refused.")
-    limited = _limited(request)
+    limited = rate_limited(request)
     if limited is not None:
         return limited
     form = await read_form(request)
@@ -170,7 +175,7 @@ async def confirm(request: Request, token: str) -> Response:
         if page.changed
         else "Your subscription was already confirmed."
     )
-    return _prefs_page(request, page, notice=notice)
+    return prefs_page(request, page, notice=notice)
 
 
 @router.get("/unsubscribe/{token}", summary="Unsubscribe page", response_class=Response)
@@ -189,7 +194,7 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
 async def unsubscribe(request: Request, token: str) -> Response:
     """Unsubscribe at once: 200, no login, no redirect. Mail providers post here directly,
     so there is no cross-site check: the signed token is the authorization."""
-    limited = _limited(request)
+    limited = rate_limited(request)
     if limited is not None:
         return limited
     content_type = request.headers.get("content-type", "").lower()
@@ -216,8 +221,8 @@ async def preferences_page(request: Request, token: str) -> Response:
     asked = forms.follow_from_link(list(page.sub.follows), request.query_params)
     if asked is not None:  # a `follow NAME` mail command's link: filled in, not saved
         follows, notice = asked
-        return _prefs_page(request, page, notice=notice, values={"follows": follows})
-    return _prefs_page(request, page)
+        return prefs_page(request, page, notice=notice, values={"follows": follows})
+    return prefs_page(request, page)
 
 
 @router.post(
@@ -234,7 +239,7 @@ async def preferences(request: Request, token: str) -> Response:
         return error(request, 415, "Send the preferences form (form-encoded).")
     if not same_origin(request, web.ctx.settings.base_url):
         return error(request, 403, "This form was sent from another site and was refused.")
-    limited = _limited(request)
+    limited = rate_limited(request)
     if limited is not None:
         return limited
     form = await read_form(request)
@@ -244,7 +249,7 @@ async def preferences(request: Request, token: str) -> Response:
         ctx.secret_key, "preferences", form.get(FORM_TOKEN_FIELD), ctx.now().timestamp()
     ):
         message = "This page had expired. Please make your change again."
-        return _prefs_page(request, page, 403, errors={"form": message})
+        return prefs_page(request, page, 403, errors={"form": message})
 
     action = form.get("action", "save")
     if action == "save":
@@ -253,7 +258,7 @@ async def preferences(request: Request, token: str) -> Response:
         data.pop("name", None)
         parsed = forms.validate(data, base=Preferences.of(page.sub), need_email=False)
         if not parsed.ok:
-            return _prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
+            return prefs_page(request, page, 422, values=parsed.values, errors=parsed.errors)
         assert parsed.prefs is not None
         liked = form.get("liked_papers")
         refs = parse_refs(liked) if isinstance(liked, str) else None
@@ -262,10 +267,10 @@ async def preferences(request: Request, token: str) -> Response:
         except ValueError as exc:  # an unknown paper, or too many
             values = {**parsed.values, "liked_papers": liked}
             message = str(exc)[:1].upper() + str(exc)[1:] + "."
-            return _prefs_page(request, page, 422, values=values, errors={"liked_papers": message})
+            return prefs_page(request, page, 422, values=values, errors={"liked_papers": message})
         assert done.page is not None
         notice = "Your preferences are saved." if done.changed else "Nothing changed."
-        return _prefs_page(request, done.page, notice=notice)
+        return prefs_page(request, done.page, notice=notice)
     if action == "clear_votes":
         cleared, page = await run_in_threadpool(flows.clear_votes, ctx, token)
         notice = (
@@ -274,24 +279,24 @@ async def preferences(request: Request, token: str) -> Response:
             if cleared
             else "There were no votes to clear."
         )
-        return _prefs_page(request, page, notice=notice)
+        return prefs_page(request, page, notice=notice)
     if action == "sign_out":
         await run_in_threadpool(flows.sign_out_everywhere, ctx, token)
         return render(request, "signed_out.html")
     if action in ("pause", "resume"):
         page, problem = await run_in_threadpool(flows.set_paused, ctx, token, action == "pause")
         if problem:
-            return _prefs_page(request, page, 409, errors={"form": problem})
+            return prefs_page(request, page, 409, errors={"form": problem})
         notice = (
             "Your digest is paused. Resume it here whenever you like."
             if action == "pause"
             else "Your digest is back on."
         )
-        return _prefs_page(request, page, notice=notice)
+        return prefs_page(request, page, notice=notice)
     if action == "forget":
         if form.get("confirm_forget") != "yes":
             message = "Tick the box to confirm that everything should be deleted."
-            return _prefs_page(request, page, 422, errors={"confirm_forget": message})
+            return prefs_page(request, page, 422, errors={"confirm_forget": message})
         await run_in_threadpool(flows.forget, ctx, token)
         return render(request, "forgotten.html")
-    return _prefs_page(request, page, 400, errors={"form": "Unknown action."})
+    return prefs_page(request, page, 400, errors={"form": "Unknown action."})

@@ -11,8 +11,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 
 from sqlmodel import Session, col, select
 
@@ -131,17 +132,24 @@ class Selector(WindowIndex):
         relevant_exclusions = (
             win.entry_ids.intersection(exclude_entry_ids) if exclude_entry_ids else frozenset()
         )
+        # Followed authors are put first on top of the ranking of the same profile without
+        # them, which subscribers who follow different people still share.
+        ranked = replace(profile, follows=()) if profile.follows else profile
         model = self.model(profile, taste) if taste is not None and taste.votes else None
         if model is not None:
             # Ranked for this subscriber alone (nobody shares a model): not memoized, so
             # memory does not grow with the number of voters in a pass.
-            return self._rank(profile, win, relevant_exclusions, model)
-        memo_key = (profile.key, relevant_exclusions)
-        cached = self._memo.get(memo_key)
-        if cached is None:
-            cached = self._rank(profile, win, relevant_exclusions)
-            self._memo[memo_key] = cached
-        return list(cached)
+            picks = self._rank(ranked, win, relevant_exclusions, model)
+        else:
+            memo_key = (ranked.key, relevant_exclusions)
+            cached = self._memo.get(memo_key)
+            if cached is None:
+                cached = self._rank(ranked, win, relevant_exclusions)
+                self._memo[memo_key] = cached
+            picks = list(cached)
+        if profile.follows:
+            return self._lead_with_follows(profile, win, relevant_exclusions, picks)
+        return picks
 
     def model(self, profile: Profile, taste: Taste) -> learning.Model | None:
         """The subscriber's learned model under this window's term statistics."""
@@ -159,26 +167,37 @@ class Selector(WindowIndex):
     ) -> list[Pick]:
         query = parse_query(profile.topics)
         if model is not None:
-            picks = self._learned(profile, win, query, excluded, model)
-        else:
-            candidates = self._candidates(profile, win, query, excluded)
-            if not query.include:
-                picks = self._trending(profile, win, candidates)
-            else:
-                picks = self._relevant(profile, win, candidates, query)
-        if not profile.follows:
-            return picks
-        # Followed authors lead, even outside the categories; sent before, a muted author
-        # or an excluded word still keep a paper out.
+            return self._learned(profile, win, query, excluded, model)
+        candidates = self._candidates(profile, win, query, excluded)
+        if not query.include:
+            return self._trending(profile, win, candidates)
+        return self._relevant(profile, win, candidates, query)
+
+    def _lead_with_follows(
+        self, profile: Profile, win: Window, excluded: frozenset[int], ranked: list[Pick]
+    ) -> list[Pick]:
+        """Followed authors' papers first, even outside the categories or topics; sent
+        before, a muted author or an excluded word still keep a paper out."""
         blocked: set[int] = set()
-        for clause in query.exclude:
+        for clause in parse_query(profile.topics).exclude:
             blocked.update(self._clause_hits(clause.tokens))
-        entries = [d.entry for d in self._docs]
-        allowed = [
-            i for i in win.docs if i not in blocked and self._docs[i].entry_id not in excluded
-        ]
-        found = follows.followed(profile, entries, allowed)
-        return follows.lead_with(profile, picks, found, entries, self._plain_pick(profile, win))
+        entries = self._entries
+
+        def allowed(i: int) -> bool:
+            return i in win.members and i not in blocked and entries[i].id not in excluded
+
+        found = follows.followed(profile, self._authors, entries, allowed)
+        return follows.lead_with(profile, ranked, found, entries, self._plain_pick(profile, win))
+
+    @cached_property
+    def _entries(self) -> list[Entry]:
+        """The loaded entries, by document index."""
+        return [d.entry for d in self._docs]
+
+    @cached_property
+    def _authors(self) -> follows.AuthorIndex:
+        """The loaded papers' authors by last name (built when a profile names authors)."""
+        return follows.AuthorIndex(self._entries)
 
     def _plain_pick(self, profile: Profile, win: Window) -> Callable[[int, str], Pick]:
         """A pick of document i with this reason, scored as in the trending order."""
@@ -222,7 +241,7 @@ class Selector(WindowIndex):
             hits = self._clause_hits(clause.tokens)
             candidates = [i for i in candidates if i not in hits]
         if profile.muted_authors:  # an exclusion the reader made, like `-word`
-            candidates = follows.unmuted(profile, [d.entry for d in docs], candidates)
+            candidates = follows.unmuted(profile, self._authors, candidates)
         return list(candidates)
 
     def _shared(
@@ -447,7 +466,7 @@ class Selector(WindowIndex):
                 self._docs[i].entry.id or 0: match_reason(query, found, self._docs[i].entry)
                 for i, found in matched.items()
             }
-        return follows.explained(profile, (self._docs[i].entry for i in docs), reasons)
+        return follows.explained(profile, self._authors, self._entries, docs, reasons)
 
 
 def _category_match(tags: frozenset[str], wanted: tuple[str, ...]) -> bool:

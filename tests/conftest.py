@@ -29,6 +29,9 @@ from tests.support.smtp import SmtpTestServer
 for _size in ("COLUMNS", "LINES"):
     os.environ.pop(_size, None)
 
+# Counts the suite's Alembic runs and prints them at the end (issue 24's measure).
+pytest_plugins = ["tests.support.migration_count"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_ENV = "DIGESTD_TEST_POSTGRES_URL"
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

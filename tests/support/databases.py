@@ -39,6 +39,9 @@ CONNECTIONS_WAIT_S = 1.0
 
 def migrate(url: str) -> None:
     """The real migrations, as every digestd command runs them."""
+    from tests.support.migration_count import pooled  # loaded by conftest as a plugin first
+
+    pooled()
     ctx = AppContext(Settings(database_url=url), actor="test")
     try:
         ctx.migrate()

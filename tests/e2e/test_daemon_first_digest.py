@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from digestd.core.config import Settings
 from digestd.core.context import AppContext
@@ -21,9 +20,9 @@ from tests.support.smtp import SmtpTestServer
 
 
 def test_restart_at_send_hour_with_an_unfetched_source_sends_its_papers(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, smtp_server: SmtpTestServer
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    url = sqlite_url
     feed = (data_dir("seeds") / "trending-papers.json").read_bytes()
     release = threading.Event()
     with feed_server() as server:

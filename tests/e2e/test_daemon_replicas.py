@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import signal
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
@@ -73,9 +72,9 @@ def test_three_replicas_share_600_deliveries_each_message_once(
 
 
 def test_second_daemon_on_same_sqlite_file_is_refused_with_one_line(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, smtp_server: SmtpTestServer
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    url = sqlite_url
     env = daemon_env(url, smtp_server.port)
     first = DaemonProcess(env)
     try:

@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from digestd.core.db import make_engine, session_scope, upgrade
+from digestd.core.db import make_engine, session_scope
 from digestd.core.models import Delivery
 from digestd.subscribers.preferences import Preferences
 from tests.support.cli import run_cli_process
@@ -22,10 +22,9 @@ SENT_ID = "<digest.2026-11-26.1.5eed0fa11ade@example.org>"
 RETURNED = f"Message-ID: {SENT_ID}\nTo: ada@example.net\nSubject: digest\n"
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    url = f"sqlite:///{tmp_path / 'd.db'}"
+def _env(url: str) -> dict[str, str]:
+    """A migrated database (sqlite_url) with ada's digest sent; the CLI env."""
     engine = make_engine(url)
-    upgrade(engine)
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
@@ -57,8 +56,8 @@ def _invoke(env: dict[str, str]) -> Invoke:
     return make_invoke(env["DIGESTD_DATABASE_URL"], **extra)
 
 
-def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_dry_run_json_is_the_contract_in_input_order(sqlite_url: str, tmp_path: Path) -> None:
+    env = _env(sqlite_url)
     files = []
     for i, raw in enumerate(
         [
@@ -105,8 +104,8 @@ def test_dry_run_json_is_the_contract_in_input_order(tmp_path: Path) -> None:
     assert json.loads(shown.stdout)["subscriber"]["status"] == "active"
 
 
-def test_pipe_records_then_list_shows_it(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_pipe_records_then_list_shows_it(sqlite_url: str, tmp_path: Path) -> None:
+    env = _env(sqlite_url)
     raw = dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net", original_headers=RETURNED).decode()
     piped = run_cli_process("inbound", "--rcpt-to", BOUNCE_ADDRESS, env=env, input=raw)
     assert piped.returncode == 0, piped.stderr
@@ -124,8 +123,10 @@ def test_pipe_records_then_list_shows_it(tmp_path: Path) -> None:
     assert lifted.exit_code == 0 and "now active" in lifted.stdout
 
 
-def test_a_forged_report_is_listed_with_no_evidence_and_changes_nothing(tmp_path: Path) -> None:
-    invoke = _invoke(_env(tmp_path))
+def test_a_forged_report_is_listed_with_no_evidence_and_changes_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    invoke = _invoke(_env(sqlite_url))
     forged = tmp_path / "forged.eml"
     forged.write_bytes(dsn(to=BOUNCE_ADDRESS, recipient="ada@example.net"))
     done = invoke("inbound", "--rcpt-to", BOUNCE_ADDRESS, str(forged))
@@ -139,8 +140,8 @@ def test_a_forged_report_is_listed_with_no_evidence_and_changes_nothing(tmp_path
     assert json.loads(shown.stdout)["subscriber"]["status"] == "active"
 
 
-def test_bad_input_is_one_line(tmp_path: Path) -> None:
-    invoke = _invoke(_env(tmp_path))
+def test_bad_input_is_one_line(sqlite_url: str, tmp_path: Path) -> None:
+    invoke = _invoke(_env(sqlite_url))
     missing = invoke("inbound", str(tmp_path / "nope.eml"))
     assert missing.exit_code == 1 and "nope.eml" in missing.stderr
     kind = invoke("inbound", "list", "--kind", "spam")

@@ -16,7 +16,6 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from digestd.core.config import Settings
-from digestd.core.context import AppContext
 from digestd.inbound.addresses import verp_address
 from tests.support.cli import run_cli
 from tests.support.daemon import (
@@ -66,9 +65,9 @@ def subjects(messages: list[bytes]) -> list[str]:
 
 
 def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
-    tmp_path: Path, smtp_server: SmtpTestServer, dovecot: DovecotServer
+    sqlite_url: str, smtp_server: SmtpTestServer, dovecot: DovecotServer
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    url = sqlite_url
     seed_due_deliveries(url, 3)
     ids = delivery_ids(url)
     by_smtp, by_imap, untouched = sorted(ids)
@@ -130,8 +129,8 @@ def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
         pass
 
 
-def test_inbound_listen_alone_records_and_stops_on_sigterm(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+def test_inbound_listen_alone_records_and_stops_on_sigterm(sqlite_url: str) -> None:
+    url = sqlite_url
     seed_due_deliveries(url, 1)
     [(email, delivery_id)] = delivery_ids(url).items()
     env = daemon_env(url, 9, DIGESTD_BOUNCE_ADDRESS=BOUNCE, DIGESTD_INBOUND_LISTEN="127.0.0.1:0")
@@ -150,9 +149,8 @@ def test_inbound_listen_alone_records_and_stops_on_sigterm(tmp_path: Path) -> No
     assert "inbound listener stopped" in listener.output
 
 
-def test_a_taken_inbound_port_is_one_line_at_start(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
-    AppContext(Settings(database_url=url)).migrate()
+def test_a_taken_inbound_port_is_one_line_at_start(sqlite_url: str) -> None:
+    url = sqlite_url
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -172,11 +170,11 @@ def test_a_taken_inbound_port_is_one_line_at_start(tmp_path: Path) -> None:
 
 
 def test_run_once_polls_the_mailbox_too(
-    tmp_path: Path, smtp_server: SmtpTestServer, dovecot: DovecotServer
+    tmp_path: Path, sqlite_url: str, smtp_server: SmtpTestServer, dovecot: DovecotServer
 ) -> None:
     """Cron users have no daemon: `run --once` polls the inbound mailbox once; a mailbox it
     cannot reach is a problem line, and the sending it did stands (exit 0)."""
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+    url = sqlite_url
     seed_due_deliveries(url, 1)
     [(email, delivery_id)] = delivery_ids(url).items()
     user = dovecot.new_user()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-from pathlib import Path
 
 from tests.support.daemon import (
     SECRET,
@@ -18,8 +17,8 @@ from tests.support.daemon import (
 from tests.support.smtp import SmtpTestServer
 
 
-def test_daemon_json_logs_parse_line_by_line(tmp_path: Path, smtp_server: SmtpTestServer) -> None:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+def test_daemon_json_logs_parse_line_by_line(sqlite_url: str, smtp_server: SmtpTestServer) -> None:
+    url = sqlite_url
     planned = seed_due_deliveries(url, 3)
     refused = sorted(planned.values())[0]
     # The server's reply quotes the address, as real ones do: it must not reach the log.

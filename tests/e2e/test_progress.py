@@ -16,8 +16,8 @@ BAR = "━"  # rich's bar glyph
 
 
 @pytest.fixture
-def env(tmp_path: Path, smtp_server: SmtpTestServer) -> dict[str, str]:
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
+def env(sqlite_url: str, smtp_server: SmtpTestServer) -> dict[str, str]:
+    url = sqlite_url
     seed_due_deliveries(url, 12)
     return {
         "DIGESTD_DATABASE_URL": url,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digestd.core.db import make_engine, session_scope, upgrade
+from digestd.core.db import make_engine, session_scope
 from tests.support.cli import run_cli
 from tests.support.digests import add_subscriber
 from tests.support.sending import add_papers
@@ -15,11 +15,9 @@ from tests.support.smtp import SmtpTestServer
 SECRET = "e2e-secret-key-0123456789"
 
 
-def prepare(tmp_path: Path, smtp: SmtpTestServer, emails: list[str], **prefs) -> dict[str, str]:
+def prepare(url: str, smtp: SmtpTestServer, emails: list[str], **prefs) -> dict[str, str]:
     """A database with due subscribers (joined days ago) and fresh papers; the CLI env."""
-    url = f"sqlite:///{tmp_path / 'd.db'}"
     engine = make_engine(url)
-    upgrade(engine)
     now = datetime.now(UTC)
     with session_scope(engine) as s:
         add_papers(s, now - timedelta(hours=1))
@@ -35,9 +33,9 @@ def prepare(tmp_path: Path, smtp: SmtpTestServer, emails: list[str], **prefs) ->
 
 
 def test_run_once_sends_what_is_due_and_nothing_on_the_second_run(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
-    env = prepare(tmp_path, smtp_server, ["a@example.org", "b@example.org"])
+    env = prepare(sqlite_url, smtp_server, ["a@example.org", "b@example.org"])
     first = run_cli("run", "--once", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "sent 2" in first.stdout
@@ -56,10 +54,10 @@ def test_run_once_sends_what_is_due_and_nothing_on_the_second_run(
 
 
 def test_send_now_ignores_the_hour_for_the_given_addresses(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
     hour = (datetime.now(UTC) + timedelta(hours=12)).hour  # far from now: not due
-    env = prepare(tmp_path, smtp_server, ["x@example.org", "y@example.org"], send_hour=hour)
+    env = prepare(sqlite_url, smtp_server, ["x@example.org", "y@example.org"], send_hour=hour)
     # Joined long ago, so yesterday's hour is owed: make them joined just now instead.
     engine = make_engine(env["DIGESTD_DATABASE_URL"])
     with engine.begin() as conn:

@@ -78,13 +78,10 @@ def test_digestd_web_says_in_one_line_when_the_port_is_taken(tmp_path: Path) -> 
     assert "listening" not in result.stdout  # never announced: the port was checked first
 
 
-def test_digestd_run_checks_the_web_port_before_it_says_it_runs(tmp_path: Path) -> None:
-    from digestd.core.config import Settings
-    from digestd.core.context import AppContext
+def test_digestd_run_checks_the_web_port_before_it_says_it_runs(sqlite_url: str) -> None:
     from tests.support.daemon import DaemonProcess, daemon_env
 
-    url = f"sqlite:///{tmp_path / 'digestd.db'}"
-    AppContext(Settings(database_url=url)).migrate()
+    url = sqlite_url
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

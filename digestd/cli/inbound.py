@@ -131,6 +131,7 @@ def process_cmd(
         else:
             done = "" if dry_run else f" #{result.recorded_id}"
             effect = f" → {result.effect}" if result.effect else ""
+            # One line a message, however long: an MTA's log or a script reads it whole.
             console.print(
                 f"{escape(name)}: {result.kind}{done}: {escape(result.summary)}{escape(effect)}",
                 highlight=False,

@@ -25,6 +25,7 @@ from digestd.cli.common import (
     temporary,
 )
 from digestd.cli.progress import SendProgress
+from digestd.cli.tables import say
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Subscriber
@@ -96,11 +97,9 @@ def send_resends(
 
     for p in planned:
         if not as_json:
-            console.print(
+            say(
                 f"delivery {p['id']}: the digest of delivery {p['resend_of']} ({p['period']}, "
-                f"{p['papers']} papers) again to {p['email']}, with a new Message-ID",
-                highlight=False,
-                soft_wrap=True,
+                f"{p['papers']} papers) again to {p['email']}, with a new Message-ID"
             )
     try:
         with SendProgress(ctx_app, quiet=quiet) as progress:

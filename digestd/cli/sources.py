@@ -14,7 +14,6 @@ from rich.text import Text
 
 from digestd.cli.common import (
     console,
-    err_console,
     fail,
     get_context,
     print_json,
@@ -23,7 +22,7 @@ from digestd.cli.common import (
 )
 from digestd.cli.groups import Group
 from digestd.cli.progress import QuietOpt, progress_bar
-from digestd.cli.tables import Column, print_table, width
+from digestd.cli.tables import Column, print_table, say, width
 from digestd.core.db import session_scope
 from digestd.core.models import SOURCE_KINDS, Source
 from digestd.ingest import sources as source_service
@@ -108,9 +107,7 @@ def add(
     except InvalidSource as exc:
         fail(str(exc))
     reach = _reach(url, private)
-    console.print(
-        f"added source #{sid}: {escape(url)} (kind {k}; {reach})", highlight=False, soft_wrap=True
-    )
+    say(f"added source #{sid}: {url} (kind {k}; {reach})")
 
 
 def _reach(url: str, allow_private: bool) -> str:
@@ -162,9 +159,7 @@ def set_(
             url = source.url
     except InvalidSource as exc:
         fail(str(exc))
-    console.print(
-        f"source #{source_id}: {escape(url)} ({'; '.join(said)})", highlight=False, soft_wrap=True
-    )
+    say(f"source #{source_id}: {url} ({'; '.join(said)})")
 
 
 @app.command("disable")
@@ -188,7 +183,7 @@ def _set_enabled(ctx: typer.Context, source_id: int, enabled: bool) -> None:
     except InvalidSource as exc:
         fail(str(exc))
     what = "enabled (fetched at the next run)" if enabled else "disabled (not fetched)"
-    console.print(f"source #{source_id} {escape(name)}: {what}", highlight=False, soft_wrap=True)
+    say(f"source #{source_id} {name}: {what}")
 
 
 @app.command("rename")
@@ -205,7 +200,7 @@ def rename(
             shown = source.name
     except InvalidSource as exc:
         fail(str(exc))
-    console.print(f"source #{source_id} is now {escape(shown)}", highlight=False, soft_wrap=True)
+    say(f"source #{source_id} is now {shown}")
 
 
 @app.command("list")
@@ -284,7 +279,7 @@ def remove(ctx: typer.Context, source_id: int = IdArg) -> None:
             url = source.url
     except InvalidSource as exc:
         fail(str(exc))
-    console.print(f"removed source #{source_id}: {escape(url)}", highlight=False, soft_wrap=True)
+    say(f"removed source #{source_id}: {url}")
 
 
 @app.command("fetch")
@@ -324,11 +319,11 @@ def fetch(
     failed = [r for r in reports if r.failed]
     if failed and not as_json:
         names = ", ".join(f"#{r.source_id}" for r in failed)
-        err_console.print(
-            f"[yellow]{len(failed)} of {len(reports)} source(s) failed ({names}); "
-            "they will be retried with backoff (see `digestd sources list`)[/yellow]",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            f"{len(failed)} of {len(reports)} source(s) failed ({names}); "
+            "they will be retried with backoff (see `digestd sources list`)",
+            err=True,
+            style="yellow",
         )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from digestd.cli.common import console
+from digestd.cli.common import console, err_console
 
 NARROW = 80  # the width when the output is not a terminal (a pipe, a file, cron)
 MIN_WRAP = 24  # a wrapping column narrower than this reads badly: drop a column instead
@@ -191,3 +191,19 @@ def print_facts(facts: Sequence[tuple[str, str]]) -> None:
         for line in lines[1:]:
             out.append(" " * (label_width + GAP) + line + "\n")
     console.print(out, soft_wrap=True, highlight=False, crop=False, end="")
+
+
+def say(text: str, *, err: bool = False, style: str = "") -> None:
+    """A message (what a command did) in lines of 80 columns broken between words, so an
+    80-column terminal never folds a word; a word wider than that (a URL, a path) stays
+    whole on its own line, to be copied."""
+    lines = textwrap.wrap(
+        " ".join(text.split()),
+        width(),
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    (err_console if err else console).print(
+        Text("\n".join(lines), style=style), soft_wrap=True, highlight=False, crop=False
+    )

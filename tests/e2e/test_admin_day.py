@@ -35,6 +35,16 @@ def table_lines(result: Result) -> list[str]:
     return lines
 
 
+def said(result: Result, *phrases: str) -> list[str]:
+    """A command's message (not a table): it worked, no line wider than 80 columns (broken
+    between words, never in one), and each phrase is in it."""
+    lines = table_lines(result)
+    joined = " ".join(" ".join(lines).split())
+    for phrase in phrases:
+        assert " ".join(phrase.split()) in joined, (phrase, lines)
+    return lines
+
+
 def words_whole(lines: list[str], *values: str) -> None:
     """Each value (an id, a status, an address) appears whole as one word of some line."""
     words = {w for line in lines for w in line.split()}
@@ -49,6 +59,7 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
         DIGESTD_SECRET_KEY="admin-day-secret-key-0123456789",
         DIGESTD_BOUNCE_ADDRESS=BOUNCE_ADDRESS,
         DIGESTD_FROM="digest@example.org",
+        COLUMNS="80",
     )
 
     # Morning: the list comes over from another tool.
@@ -58,7 +69,7 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
     assert imported.exit_code == 0, imported.output
 
     # A source with a long name, fetched; its table fits and says what it detected.
-    assert invoke("sources", "add", str(SEEDS), "--name", SOURCE_NAME).exit_code == 0
+    said(invoke("sources", "add", str(SEEDS), "--name", SOURCE_NAME), "added source #1")
     fetched = table_lines(invoke("sources", "fetch"))
     words_whole(fetched, "1", "ok")
     listed = table_lines(invoke("sources", "list"))
@@ -155,7 +166,7 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
     papers = _papers(invoke, first["id"])
     assert _papers(invoke, resend["id"]) == papers and papers
     # send-now --again does the same from the address.
-    assert invoke("send-now", ADA, "--again").exit_code == 0
+    said(invoke("send-now", ADA, "--again"), ADA, "new Message-ID", "sent 1")
     assert len(smtp_server.messages) == before + 2
 
     # The relay is down: exit 75 (temporary), and the resend waits, recorded as not sent.
@@ -164,6 +175,7 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
         DIGESTD_SMTP_PORT=str(free_port()),
         DIGESTD_SECRET_KEY="admin-day-secret-key-0123456789",
         DIGESTD_FROM="digest@example.org",
+        COLUMNS="80",
     )
     waiting = down("deliveries", "resend", str(first["id"]))
     assert waiting.exit_code == 75, waiting.output
@@ -181,8 +193,8 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
     assert len(smtp_server.messages) == before + 2
 
     # Evening: the source is paused, renamed, fetched less often.
-    assert invoke("sources", "disable", "1").exit_code == 0
-    assert invoke("sources", "rename", "1", "HF daily").exit_code == 0
+    said(invoke("sources", "disable", "1"), SOURCE_NAME, "disabled")
+    said(invoke("sources", "rename", "1", "HF daily"), "HF daily")
     assert invoke("sources", "set", "1", "--interval", "720").exit_code == 0
     [source] = json_of(invoke("sources", "list", "--json"))
     assert (source["enabled"], source["name"], source["interval_minutes"]) == (

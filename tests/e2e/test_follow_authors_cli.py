@@ -89,3 +89,16 @@ def test_preview_json_gives_the_follow_reason(invoke: Invoke, db_url: str) -> No
     assert [e["title"] for e in doc["entries"]] == ["Quiet Paper", "Popular Paper"]
     assert doc["entries"][0]["reasons"] == ["by Yann LeCun, whom you follow"]
     assert doc["entries"][1]["reasons"] == ["trending", "50 upvotes"]
+
+
+def test_a_csv_import_keeps_the_authors_a_reader_follows(invoke: Invoke, tmp_path) -> None:
+    invoke("subscribers", "add", "ada@example.org", "--confirmed")
+    invoke("subscribers", "update", "ada@example.org", "--authors", "Yann LeCun")
+    invoke("subscribers", "update", "ada@example.org", "--mute-authors", "Jane Doe")
+    people = tmp_path / "people.csv"
+    people.write_text("email,topics\nada@example.org,world models\n", encoding="utf-8")
+    done = invoke("subscribers", "import", str(people), "--update-existing")
+    assert done.exit_code == 0, done.output
+    shown = _show(invoke, "ada@example.org")
+    assert shown["topics"] == "world models"
+    assert (shown["follows"], shown["muted_authors"]) == (["Yann LeCun"], ["Jane Doe"])

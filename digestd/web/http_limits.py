@@ -14,6 +14,16 @@ most), and cancelled when the request is complete. When it fires the connection 
 without an answer, as Go's ReadHeaderTimeout and nginx's client_header_timeout do.
 Trickling does not extend it: it is a deadline, not an idle timer.
 
+The connection cap (uvicorn's `limit_concurrency`, DIGESTD_WEB_MAX_CONNECTIONS) counts every
+open connection, and uvicorn answers 503 to any request while the count is at the cap: so
+slow connections alone, re-opened every deadline, kept every real request out (issue 23,
+re-probed: 1,000 slow-header connections, every request 503 for their 10 s). So a new
+connection at the cap first closes the connection that has waited longest for its request
+(a slow one, or an idle kept-alive one: both are closed without an answer, which HTTP lets
+a server do), as the oldest-first eviction of a slowloris filter does. A real client sends
+its request as soon as it connects, so it is not the one that waited longest; only when
+every connection has a request in progress is the new one's request answered 503.
+
 h11 (pure Python) is used on purpose rather than httptools: it is what uvicorn picks when
 httptools is not installed (ours), its state machine tells when the headers are complete,
 and its `max_incomplete_event_size` (16 KiB by default) caps the request line and headers.
@@ -37,10 +47,39 @@ class DeadlineH11Protocol(H11Protocol):
 
     _deadline: asyncio.TimerHandle | None = None
     _waiting_for_body = False
+    _waiting_since = 0.0  # when the request now awaited began to be awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(body=False)
+        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest for its request's headers."""
+        waiting = [
+            other
+            for other in self.connections
+            if isinstance(other, DeadlineH11Protocol)
+            and other is not self
+            and other._awaiting_headers()
+        ]
+        if not waiting:
+            return  # every other connection has a request in progress: uvicorn answers 503
+        oldest = min(waiting, key=lambda other: other._waiting_since)
+        log.debug("closed the longest-waiting connection: %d open", len(self.connections))
+        oldest._disarm()
+        # Out of the count now (uvicorn's connection_lost would do it on the next turn).
+        self.connections.discard(oldest)
+        oldest.transport.close()
+
+    def _awaiting_headers(self) -> bool:
+        return (
+            self._deadline is not None
+            and not self._waiting_for_body
+            and self.conn.their_state is h11.IDLE
+            and not self.transport.is_closing()
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -74,6 +113,7 @@ class DeadlineH11Protocol(H11Protocol):
     def _arm(self, *, body: bool) -> None:
         self._disarm()
         self._waiting_for_body = body
+        self._waiting_since = self.loop.time()
         self._deadline = self.loop.call_later(self.request_deadline, self._expired)
 
     def _disarm(self) -> None:

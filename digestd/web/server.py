@@ -74,8 +74,9 @@ async def serve(
         proxy_headers=False,  # client addresses feed the rate limits: never trust a header
         # Bounded (README "Running behind a proxy"): a request's headers and body must come
         # within DIGESTD_WEB_HEADER_TIMEOUT, an idle kept-alive connection is closed after
-        # DIGESTD_WEB_KEEPALIVE_TIMEOUT, and beyond DIGESTD_WEB_MAX_CONNECTIONS open
-        # connections (or requests in progress) a request is answered 503 at once.
+        # DIGESTD_WEB_KEEPALIVE_TIMEOUT, and at DIGESTD_WEB_MAX_CONNECTIONS open connections
+        # a new one closes the one waiting longest for its request (http_limits); with all
+        # of them in progress (or as many requests) a request is answered 503 at once.
         http=deadline_protocol(settings.web_header_timeout),
         timeout_keep_alive=settings.web_keepalive_timeout,
         limit_concurrency=settings.web_max_connections,

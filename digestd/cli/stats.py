@@ -43,6 +43,9 @@ def stats_cmd(
     ctx: typer.Context,
     days: int = typer.Option(14, "--days", min=1, max=366, help="How many days, today included."),
     as_json: bool = typer.Option(False, "--json", help="The same figures as JSON, for scripts."),
+    wide: bool = typer.Option(
+        False, "--wide", help="The source table with every column, one line a source."
+    ),
 ) -> None:
     """Subscribers, deliveries, bounces, complaints and unsubscribes per day; sender limits."""
     app_ctx = get_context(ctx)
@@ -56,12 +59,12 @@ def stats_cmd(
     if as_json:
         print_json(figures.as_json())
         return
-    for line in draw(figures):
+    for line in draw(figures, wide=wide):
         console.print(line, soft_wrap=True, highlight=False)
 
 
-def draw(stats: Stats) -> list[Text]:
-    """The dashboard as lines of at most 80 columns."""
+def draw(stats: Stats, *, wide: bool = False) -> list[Text]:
+    """The dashboard as lines of at most 80 columns (`wide`: the source table unwrapped)."""
     title = f"digestd stats: {stats.start.isoformat()} to {stats.end.isoformat()} (UTC)"
     lines = [Text(title, style="bold"), Text("")]
     lines += _subscribers(stats.subscribers)
@@ -70,7 +73,7 @@ def draw(stats: Stats) -> list[Text]:
     lines.append(Text(""))
     lines += _rates(stats)
     lines.append(Text(""))
-    lines += _sources(stats)
+    lines += _sources(stats, wide=wide)
     lines.append(Text(""))
     lines += _oldest(stats)
     return lines
@@ -164,7 +167,7 @@ def _rates(stats: Stats) -> list[Text]:
     return lines
 
 
-def _sources(stats: Stats) -> list[Text]:
+def _sources(stats: Stats, *, wide: bool = False) -> list[Text]:
     """Source health as a table at 80 columns: ids and health whole, the name wrapped
     between words in the last column (never cut)."""
     lines = [Text("sources", style="bold")]
@@ -182,7 +185,7 @@ def _sources(stats: Stats) -> list[Text]:
         [f"#{s.id}", s.health, short_time(s.last_fetch_at), str(s.failures), s.name]
         for s in stats.sources
     ]
-    table, left_out = layout(columns, rows, total=WIDTH - 2)
+    table, left_out = layout(columns, rows, total=WIDTH - 2, wide=wide)
     for n, row in enumerate(table):
         line = Text("  " + row, style="bold" if n == 0 else "")
         if n:
@@ -190,7 +193,7 @@ def _sources(stats: Stats) -> list[Text]:
                 line.highlight_words([f"  {health}  "], style=style)
         lines.append(line)
     if left_out:
-        lines.append(Text(f"  (not shown at this width: {', '.join(left_out)}; see --json)"))
+        lines.append(Text(f"  (not shown at this width: {', '.join(left_out)}; see --wide)"))
     return lines
 
 

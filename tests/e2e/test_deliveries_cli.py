@@ -12,9 +12,9 @@ from tests.support.smtp import SmtpTestServer
 
 
 def test_failures_are_listed_with_the_reply_and_retried_on_request(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
-    env = prepare(tmp_path, smtp_server, ["ok@example.org", "refused@example.org"])
+    env = prepare(sqlite_url, smtp_server, ["ok@example.org", "refused@example.org"])
     smtp_server.set_fault(
         lambda rcpt, _n: "550 5.7.1 policy: refused for now" if "refused" in rcpt else None
     )
@@ -53,10 +53,10 @@ LONG_REPLY = (
 
 
 def test_list_fits_80_columns_and_show_gives_everything(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
     long_address = "someone.with.a.rather.long.address@research-institute.example.org"
-    env = prepare(tmp_path, smtp_server, ["ok@example.org", long_address])
+    env = prepare(sqlite_url, smtp_server, ["ok@example.org", long_address])
     smtp_server.set_fault(lambda rcpt, _n: LONG_REPLY if rcpt == long_address else None)
     assert run_cli("run", "--once", env=env).returncode == 0
 

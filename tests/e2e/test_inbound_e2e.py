@@ -22,9 +22,9 @@ PEOPLE = ["bounce@example.org", "complain@example.org", "leave@example.org", "st
 
 
 def test_what_comes_back_acts_on_the_right_subscriber(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
-    env = prepare(tmp_path, smtp_server, PEOPLE)
+    env = prepare(sqlite_url, smtp_server, PEOPLE)
     env["DIGESTD_FROM"] = "Paper digest <digest@example.net>"
     env["DIGESTD_BOUNCE_ADDRESS"] = BOUNCE_ADDRESS
     sent = run_cli("run", "--once", env=env, cwd=tmp_path)

@@ -36,13 +36,13 @@ def _fault(rcpt: str, _n: int) -> str | None:
 
 
 def test_stats_match_a_send_run_with_bounces_and_unsubscribes(
-    tmp_path: Path, smtp_server: SmtpTestServer
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
 ) -> None:
     # Hour 0 UTC: the digests are due today whenever the test runs. Failures count on the
     # day a digest was due, and with the default hour (8) a run between midnight and 08:00
     # UTC found them on yesterday's line.
     env = prepare(
-        tmp_path,
+        sqlite_url,
         smtp_server,
         [*EMAILS, HARD, SOFT, LATE, ANGRY, MAILER],
         send_hour=0,

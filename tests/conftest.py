@@ -43,6 +43,12 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subprocess")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.support.cli import build_commands_once
+
+    config.add_cleanup(build_commands_once())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(item, "module", None)

@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,33 @@ from digestd.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def build_commands_once() -> Callable[[], None]:
+    """Typer turns the app into Click commands on every call (each option's signature and
+    type hints read again: about 0.1 s a call here); a `digestd` process does it once. In a
+    test process, where the CLI runs in process hundreds of times, each Typer app is
+    converted once and its commands reused, as a process would. Returns the undo."""
+    import typer.main
+    import typer.testing
+
+    original = typer.main.get_command
+    built: dict[int, tuple[object, object]] = {}
+
+    def get_command(typer_instance: typer.Typer) -> object:
+        key = id(typer_instance)
+        if key not in built:  # the instance is kept, so its id is never reused
+            built[key] = (typer_instance, original(typer_instance))
+        return built[key][1]
+
+    typer.main.get_command = get_command  # type: ignore[assignment]
+    typer.testing._get_command = get_command  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        typer.main.get_command = original
+        typer.testing._get_command = original  # type: ignore[attr-defined]
+
+    return undo
 
 
 def needs_a_process(args: tuple[str, ...]) -> bool:

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from digestd.cli.common import console, fail, first_line
+from digestd.cli.common import console, fail, first_line, print_json
 from digestd.cli.tables import Column, print_table
+
+
+def _as_json(result: Any) -> dict[str, Any]:
+    """The demo's outcome for scripts: each subscriber's digest, and where the files are."""
+    return {
+        "subscribers": [
+            {"email": r.email, "status": r.status, "papers": r.papers, "top_paper": r.top_paper}
+            for r in result.rows
+        ],
+        "eml_files": [str(f) for f in result.eml_files],
+        "html_file": str(result.html_file) if result.html_file else None,
+        "database": str(result.database),
+        "reset": result.reset,
+        "new_entries": result.new_entries,
+        "seconds": round(result.seconds, 1),
+    }
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +38,8 @@ def register(app: typer.Typer) -> None:
             "--database",
             help="Use this SQLite file instead of a fresh ./digestd-demo.db (kept as it is).",
         ),
+        wide: bool = typer.Option(False, "--wide", help="Each subscriber on one line."),
+        as_json: bool = typer.Option(False, "--json", help="What was sent, as JSON for scripts."),
     ) -> None:
         """Ingest the seed papers, mail one digest to each demo subscriber into ./outbox/."""
         from digestd.demo import run_demo
@@ -29,6 +48,11 @@ def register(app: typer.Typer) -> None:
             result = asyncio.run(run_demo(Path.cwd(), database))
         except Exception as exc:
             fail(f"demo: {first_line(exc)}")
+        if as_json:
+            print_json(_as_json(result))
+            if not result.eml_files:
+                fail("no message was sent")
+            return
         console.print("digestd demo", style="bold", highlight=False)
         print_table(
             [
@@ -38,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 Column("top paper", wrap=True, priority=1),
             ],
             [[row.email, row.status, str(row.papers), row.top_paper] for row in result.rows],
+            wide=wide,
         )
         where = (
             result.outbox.relative_to(Path.cwd())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -40,3 +41,15 @@ def test_demo_runs_from_an_empty_folder_and_again(tmp_path: Path) -> None:
         for p in (tmp_path / "outbox").glob("*.eml")
     }
     assert len(ids) == 6
+
+    # --json for scripts: what each subscriber got, and where the files are.
+    third = run_cli("demo", "--json", env=env, cwd=tmp_path, timeout=60)
+    assert third.returncode == 0, third.stderr
+    report = json.loads(third.stdout)
+    assert len(report["subscribers"]) == 6 and len(report["eml_files"]) == 6
+    assert {s["status"] for s in report["subscribers"]} == {"sent"}
+    assert all(Path(f).is_file() for f in report["eml_files"])
+    # The table at 80 columns wraps the top paper between words; --wide keeps it whole.
+    top = report["subscribers"][0]["top_paper"]
+    wide = run_cli("demo", "--wide", env={**env, "COLUMNS": "80"}, cwd=tmp_path, timeout=60)
+    assert any(top in line for line in wide.stdout.splitlines())

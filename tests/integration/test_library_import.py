@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from digestd.core.config import Settings
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.core.models import Entry, Event, LibraryPaper, Subscriber
@@ -20,8 +21,11 @@ from digestd.subscribers import library, manage
 from digestd.subscribers.library import BadLibrary
 from digestd.subscribers.library_file import MAX_BYTES
 from digestd.subscribers.manage import ByEmail
+from tests.integration.test_select_learning import send
 from tests.support.digests import add_subscriber, load_seed_entries
+from tests.support.smtp import SmtpTestServer
 from tests.support.subscribers import make_invoke
+from tests.support.web import text_part
 
 NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
 LIBRARY = Path(__file__).parents[1] / "fixtures" / "library" / "interpretability.bib"
@@ -88,6 +92,18 @@ def test_a_library_of_20_bibtex_papers_ranks_its_subject_first(seeded: AppContex
     assert sum(1 for title, _ in picks(seeded, trending) if SUBJECT.search(title)) <= 3
     assert all("you liked" in reason for _, reason in after[:3]), after
     assert len(after) == 5  # learning reorders, it never cuts
+
+
+async def test_a_send_pass_ranks_by_the_library_too(
+    seeded: AppContext, smtp_server: SmtpTestServer
+) -> None:
+    seeded.settings = Settings(**{**seeded.settings.__dict__, "smtp_port": smtp_server.port})
+    reader = subscribe(seeded, "reader@example.org", topics="", max_items=5)
+    library.import_library(seeded, ByEmail("reader@example.org"), LIBRARY.read_bytes())
+    got = await send(seeded)
+    assert all(SUBJECT.search(title) for title in got[reader][:3]), got[reader]
+    [mail] = smtp_server.messages
+    assert re.search(r'Why: like "[^"]*" you liked', text_part(mail))
 
 
 def test_bare_ids_are_matched_in_the_database_and_unknown_ones_reported(

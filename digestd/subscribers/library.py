@@ -24,7 +24,7 @@ from digestd.subscribers.library_file import MAX_PAPERS, LibraryFileError, Libra
 from digestd.subscribers.library_store import NewPaper, StoredPaper
 from digestd.subscribers.lifecycle import Change
 from digestd.subscribers.links import LinkPage
-from digestd.subscribers.manage import ByLink, Who, _actor, _find
+from digestd.subscribers.manage import ByLink, Who, actor_of, find
 from digestd.subscribers.preferences import InvalidInput
 
 IMPORTED = "subscriber.library_imported"
@@ -99,7 +99,7 @@ def import_library(ctx: AppContext, who: Who, data: bytes) -> Imported:
         raise BadLibrary(str(exc)) from None
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         assert sub.id is not None
         keep: list[NewPaper] = []
         not_found: list[str] = []
@@ -112,8 +112,9 @@ def import_library(ctx: AppContext, who: Who, data: bytes) -> Imported:
                 keep.append(NewPaper(paper.title, paper.abstract, paper.ref, entry_id))
                 names.append(paper.authors or tuple(entry.authors if entry else ()))
             elif entry is not None:
-                text = library_file.MAX_ABSTRACT
-                keep.append(NewPaper(entry.title[:500], entry.summary[:text], paper.ref, entry_id))
+                title = entry.title[: library_file.MAX_TITLE]
+                abstract = entry.summary[: library_file.MAX_ABSTRACT]
+                keep.append(NewPaper(title, abstract, paper.ref, entry_id))
                 names.append(tuple(entry.authors or ()))
             else:
                 not_found.append(paper.ref or paper.url or paper.where)
@@ -131,7 +132,7 @@ def import_library(ctx: AppContext, who: Who, data: bytes) -> Imported:
             "not_found": len(not_found),
             "replaced": replaced,
         }
-        store.record(session, sub, Change(IMPORTED, detail), actor=_actor(ctx, who), now=now)
+        store.record(session, sub, Change(IMPORTED, detail), actor=actor_of(ctx, who), now=now)
         followed = authors.AuthorSet(sub.follows or [])
         offered = [
             name
@@ -156,12 +157,12 @@ def remove_library(ctx: AppContext, who: Who) -> tuple[int, LinkPage | None]:
     """Remove the reader's whole library; returns how many papers it had."""
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         assert sub.id is not None
         removed = library_store.forget(session, sub.id)
         if removed:
             change = Change(REMOVED, {"papers": removed})
-            store.record(session, sub, change, actor=_actor(ctx, who), now=now)
+            store.record(session, sub, change, actor=actor_of(ctx, who), now=now)
         page = links.page_of(session, ctx.secret_key, sub) if _by_link(who) else None
         return removed, page
 

@@ -58,7 +58,9 @@ class NotFound(InvalidInput):
     """No subscriber has this address (one line)."""
 
 
-def _find(session: Session, ctx: AppContext, who: Who, now: datetime) -> Subscriber:
+def find(session: Session, ctx: AppContext, who: Who, now: datetime) -> Subscriber:
+    """The subscriber an admin named or a link belongs to, in the use case's transaction
+    (NotFound, or LinkError for a link that cannot be used)."""
     if isinstance(who, ByLink):
         return links.resolve(session, ctx.secret_key, who.purpose, who.token, now)
     sub = store.by_email(session, normalize_email(who.email))
@@ -67,7 +69,8 @@ def _find(session: Session, ctx: AppContext, who: Who, now: datetime) -> Subscri
     return sub
 
 
-def _actor(ctx: AppContext, who: Who) -> str:
+def actor_of(ctx: AppContext, who: Who) -> str:
+    """Who the audit event names: "web" for a link's person, else the context's actor."""
     return "web" if isinstance(who, ByLink) else ctx.actor
 
 
@@ -115,7 +118,7 @@ def update(
         raise InvalidInput(f"unknown preference {unknown[0]!r}")
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         assert sub.id is not None
         wanted = replace(Preferences.of(sub), **changes).validated()
         diff = preference_diff(sub, wanted)
@@ -130,7 +133,7 @@ def update(
             entries = vote_store.find_papers(session, liked)
             added, removed = vote_store.set_interests(session, sub.id, entries, now=now)
         change = Change(lifecycle.UPDATED, {"changes": diff}) if diff else None
-        store.save(session, sub, [change], actor=_actor(ctx, who), now=now)
+        store.save(session, sub, [change], actor=actor_of(ctx, who), now=now)
         touched = like is not None or unlike is not None or liked is not None
         now_liked = (
             tuple(v.paper_id for v in vote_store.interests(session, sub.id)) if touched else None
@@ -147,7 +150,7 @@ def follow_authors(ctx: AppContext, who: Who, names: list[str], *, follow: bool 
     wanted = parse_authors(names)
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         if follow:
             follows = [*sub.follows, *wanted]
             muted = authors.without(sub.muted_authors, wanted)
@@ -159,7 +162,7 @@ def follow_authors(ctx: AppContext, who: Who, names: list[str], *, follow: bool 
         for name, (_, new) in diff.items():
             setattr(sub, name, new)
         change = Change(lifecycle.UPDATED, {"changes": diff}) if diff else None
-        store.save(session, sub, [change], actor=_actor(ctx, who), now=now)
+        store.save(session, sub, [change], actor=actor_of(ctx, who), now=now)
         page = links.page_of(session, ctx.secret_key, sub) if isinstance(who, ByLink) else None
         return Updated(sub.email, diff, page=page)
 
@@ -194,7 +197,7 @@ def change_status(ctx: AppContext, who: Who, move: Move) -> StatusResult:
     person = isinstance(who, ByLink)
     reason = "by subscriber" if person else "admin"
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         change: Change | None
         if move == Move.SUSPEND:
             if person and sub.status == S.PENDING:
@@ -207,7 +210,7 @@ def change_status(ctx: AppContext, who: Who, move: Move) -> StatusResult:
             change = lifecycle.confirm(sub, now=now, reason=reason)
         else:
             raise InvalidInput(f"{move} is not a change this can make")
-        changed = store.save(session, sub, [change], actor=_actor(ctx, who), now=now)
+        changed = store.save(session, sub, [change], actor=actor_of(ctx, who), now=now)
         page = links.page_of(session, ctx.secret_key, sub, changed) if person else None
         return StatusResult(sub.email, S(sub.status), changed, page)
 
@@ -238,9 +241,9 @@ def unsubscribe(ctx: AppContext, who: Who, *, way: str) -> Unsubscribed:
                 return Unsubscribed(None, False)
             sub = links.resolve(session, ctx.secret_key, who.purpose, who.token, now)
         else:
-            sub = _find(session, ctx, who, now)
+            sub = find(session, ctx, who, now)
         change = lifecycle.unsubscribe(sub, now=now, way=way)
-        changed = store.save(session, sub, [change], actor=_actor(ctx, who), now=now)
+        changed = store.save(session, sub, [change], actor=actor_of(ctx, who), now=now)
         return Unsubscribed(sub.email, changed, S(sub.status))
 
 
@@ -249,7 +252,7 @@ def lift(ctx: AppContext, email: str) -> str:
     what changed, or TransitionError when there is nothing to lift."""
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, ByEmail(email), now)
+        sub = find(session, ctx, ByEmail(email), now)
         was = S(sub.status)
         change = lifecycle.lift(sub, now=now, reason="lifted by admin")
         store.save(session, sub, [change], actor=ctx.actor, now=now)
@@ -262,9 +265,9 @@ def revoke_links(ctx: AppContext, who: Who) -> int:
     """Withdraw every link mailed so far ("sign me out of all links"); the new version."""
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         change = lifecycle.revoke_links(sub)
-        store.save(session, sub, [change], actor=_actor(ctx, who), now=now)
+        store.save(session, sub, [change], actor=actor_of(ctx, who), now=now)
         return sub.token_version
 
 
@@ -283,7 +286,7 @@ def forget(ctx: AppContext, who: Who) -> Forgotten:
     anonymous event. Their id is never given to anyone else, so their links stay dead."""
     now = ctx.now()
     with store.transaction(ctx) as session:
-        sub = _find(session, ctx, who, now)
+        sub = find(session, ctx, who, now)
         assert sub.id is not None
         email = sub.email
         counts = {
@@ -293,7 +296,7 @@ def forget(ctx: AppContext, who: Who) -> Forgotten:
             "events_deleted": store.delete_subscriber(session, sub),
         }
         store.record(
-            session, None, Change(lifecycle.FORGOTTEN, counts), actor=_actor(ctx, who), now=now
+            session, None, Change(lifecycle.FORGOTTEN, counts), actor=actor_of(ctx, who), now=now
         )
         return Forgotten(
             email,

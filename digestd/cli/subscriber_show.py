@@ -18,8 +18,9 @@ from digestd.cli.story import print_story, story
 from digestd.cli.tables import Column, print_facts, print_table
 from digestd.core.db import read_scope
 from digestd.subscribers import listing
-from digestd.subscribers.listing import RECENT_EVENTS
 from digestd.subscribers.preferences import InvalidInput
+
+SHORT_HISTORY = 8  # events shown at 80 columns (--wide and --json: the last 20)
 
 # The profile's fields in the order shown (the rest of the view is in --json).
 PROFILE = (
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
             False, "--json", help="Stable JSON output (sorted keys) for scripts."
         ),
         wide: bool = typer.Option(
-            False, "--wide", help="Every column of each section, one line a row."
+            False, "--wide", help="Every column of each section, one line a row; 20 events."
         ),
     ) -> None:
         """One subscriber's story: profile, consent, history, deliveries, mail, votes."""
@@ -101,11 +102,14 @@ def register(app: typer.Typer) -> None:
             console.print("consent", style="bold", highlight=False)
             print_facts([(key, _cell(value)) for key, value in consent.items()])
         events = shown["events"]
-        console.print(
-            f"history (newest first, up to {RECENT_EVENTS})" if events else "history: none",
-            style="bold",
-            highlight=False,
-        )
+        listed = events if wide else events[:SHORT_HISTORY]
+        title = "history (newest first)"
+        if len(listed) < len(events):
+            title = (
+                f"history (newest first, {len(listed)} of the last {len(events)}; all with"
+                " --wide or --json)"
+            )
+        console.print(title if events else "history: none", style="bold", highlight=False)
         if events:
             print_table(
                 [
@@ -121,7 +125,7 @@ def register(app: typer.Typer) -> None:
                         e["actor"],
                         _detail(e["detail"]),
                     ]
-                    for e in events
+                    for e in listed
                 ],
                 wide=wide,
                 more="--wide or --json",

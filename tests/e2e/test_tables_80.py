@@ -206,3 +206,16 @@ def test_stats_and_config_fit_80_columns_without_cutting(admin: Admin) -> None:
     url = admin.env["DIGESTD_DATABASE_URL"]
     assert config[config.index("DIGESTD_DATABASE_URL") + 1] == "    " + url
     assert all(len(line) <= 80 or line.split() == [url] for line in config)
+
+
+def test_a_long_history_is_short_in_show_and_whole_with_wide(admin: Admin) -> None:
+    admin("subscribers", "add", FULL, "--confirmed")
+    for hour in range(1, 13):
+        admin("subscribers", "update", FULL, "--hour", str(hour))
+    events = admin.json("subscribers", "show", FULL)["events"]
+    assert len(events) == 13
+    short = admin("subscribers", "show", FULL).splitlines()
+    assert "history (newest first, 8 of the last 13; all with --wide or --json)" in short
+    assert sum(" subscriber.updated " in f" {line} " for line in short) == 8
+    wide = admin("subscribers", "show", FULL, "--wide", columns=200)
+    assert wide.count("subscriber.updated") == 12 and "subscriber.added" in wide

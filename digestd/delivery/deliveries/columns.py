@@ -70,10 +70,10 @@ def rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def aware(value: Any) -> datetime | None:
-    """MAX() over a CASE loses the column type on some backends: read it back as aware UTC."""
+def aware(value: datetime | str | None) -> datetime | None:
+    """MAX() over a CASE loses the column type on some backends (SQLite gives the text):
+    read it back as aware UTC."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

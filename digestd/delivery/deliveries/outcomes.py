@@ -45,7 +45,7 @@ class Outcome:
 
 def backoff(attempts: int) -> timedelta:
     """Delay before the next try after `attempts` failed ones: 10, 20, 40 … min, capped."""
-    return min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
+    return min(RETRY_BASE * (1 << max(0, attempts - 1)), RETRY_CAP)
 
 
 def temporary_failure(claim: Claim, reply: str, failure: Failure | None = None) -> Outcome:

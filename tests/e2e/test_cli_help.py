@@ -3,6 +3,7 @@ option of a command group, and usage mistakes exit 2 (issue 27). In-process."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,23 @@ def _commands(group: Any, ctx: Any, path: tuple[str, ...] = ()) -> list[tuple[st
     return found
 
 
+def early_breaks(text: str) -> list[str]:
+    """Lines of a help box broken before the box's edge although the next line's first word
+    would have fit: the docstring's own line breaks kept ("…or the one" / "sent now")."""
+    lines = text.splitlines()
+    found = []
+    for line, after in pairwise(lines):
+        if not (line.startswith("│") and after.startswith("│")):
+            continue
+        body, rest = line.rstrip(" │"), after.strip(" │")
+        indent = len(after) - len(after.lstrip("│ "))
+        if not rest or indent < 4 or rest.startswith(("-", "[")):
+            continue  # a new option or command, or its [default: …], not a sentence
+        if len(body) + 1 + len(rest.split()[0]) <= len(line) - 2:
+            found.append(line)
+    return found
+
+
 def test_every_help_shows_real_types(tmp_path: Path) -> None:
     invoke = make_invoke(f"sqlite:///{tmp_path / 'd.db'}", COLUMNS="80")
     root = typer.main.get_command(app)
@@ -31,6 +49,11 @@ def test_every_help_shows_real_types(tmp_path: Path) -> None:
         shown = invoke(*path, "--help")
         assert shown.exit_code == 0, (path, shown.output)
         assert "<bool>" not in shown.stdout, path
+        usage = next(line for line in shown.stdout.splitlines() if "Usage:" in line)
+        # Arguments named as the README writes them (EMAIL, ID), one ellipsis at most.
+        assert not any(w.strip("[]{}.").islower() for w in usage.split()[3:] if "{" in w), usage
+        assert "]...]" not in usage and "[[" not in usage and "...}" not in usage, usage
+        assert not early_breaks(shown.stdout), (path, early_breaks(shown.stdout))
         assert max(len(line) for line in shown.stdout.splitlines()) <= 80, path
     limit = invoke("deliveries", "list", "--help").stdout
     assert "--limit" in limit and "<int>" in limit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,6 +152,15 @@ def sqlite_url(
     path = tmp_path / "digestd.db"
     refuse_migrations(monkeypatch, lambda url: url.database == str(path))
     return copy_sqlite(request.getfixturevalue("sqlite_template"), path)
+
+
+@pytest.fixture
+def another_sqlite(request: pytest.FixtureRequest) -> Callable[[Path], str]:
+    """`another_sqlite(path)`: one more SQLite database for the test (a second install, a
+    fresh file to import into), at the newest migration: a copy of the session's template
+    at `path`; its URL."""
+    template: Path = request.getfixturevalue("sqlite_template")
+    return lambda path: copy_sqlite(template, path)
 
 
 @pytest.fixture

@@ -52,9 +52,11 @@ def words_whole(lines: list[str], *values: str) -> None:
         assert value in words, (value, lines)
 
 
-def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer) -> None:
+def test_an_admin_day_at_80_columns(
+    sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer
+) -> None:
     invoke: Invoke = make_invoke(
-        f"sqlite:///{tmp_path / 'd.db'}",
+        sqlite_url,
         DIGESTD_SMTP_PORT=str(smtp_server.port),
         DIGESTD_SECRET_KEY="admin-day-secret-key-0123456789",
         DIGESTD_BOUNCE_ADDRESS=BOUNCE_ADDRESS,
@@ -171,7 +173,7 @@ def test_an_admin_day_at_80_columns(tmp_path: Path, smtp_server: SmtpTestServer)
 
     # The relay is down: exit 75 (temporary), and the resend waits, recorded as not sent.
     down: Invoke = make_invoke(
-        f"sqlite:///{tmp_path / 'd.db'}",
+        sqlite_url,
         DIGESTD_SMTP_PORT=str(free_port()),
         DIGESTD_SECRET_KEY="admin-day-secret-key-0123456789",
         DIGESTD_FROM="digest@example.org",

@@ -4,7 +4,6 @@ option of a command group, and usage mistakes exit 2 (issue 27). In-process."""
 from __future__ import annotations
 
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -40,8 +39,8 @@ def early_breaks(text: str) -> list[str]:
     return found
 
 
-def test_every_help_shows_real_types(tmp_path: Path) -> None:
-    invoke = make_invoke(f"sqlite:///{tmp_path / 'd.db'}", COLUMNS="80")
+def test_every_help_shows_real_types(sqlite_url: str) -> None:
+    invoke = make_invoke(sqlite_url, COLUMNS="80")
     root = typer.main.get_command(app)
     paths = _commands(root, root.make_context("digestd", [], resilient_parsing=True))
     assert ("sources", "disable") in paths and ("inbound", "show") in paths
@@ -64,8 +63,8 @@ def test_every_help_shows_real_types(tmp_path: Path) -> None:
         assert option in group, option
 
 
-def test_usage_mistakes_exit_2_and_problems_exit_1(tmp_path: Path) -> None:
-    invoke = make_invoke(f"sqlite:///{tmp_path / 'd.db'}")
+def test_usage_mistakes_exit_2_and_problems_exit_1(sqlite_url: str) -> None:
+    invoke = make_invoke(sqlite_url)
     assert invoke("deliveries", "list", "--limit", "many").exit_code == 2
     assert invoke("sources", "set", "1").exit_code == 2  # nothing to change
     assert invoke("send-now", "--all", "--again").exit_code == 2

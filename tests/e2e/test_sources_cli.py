@@ -12,8 +12,8 @@ from tests.support.feeds import FIXTURES, Reply, feed_server
 ARXIV_RSS = "arxiv-rss/current/rss_cs.CL_2026-04-27_trimmed.xml"
 
 
-def test_add_fetch_list_entries_remove(tmp_path: Path) -> None:
-    env = {"DIGESTD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}", "DIGESTD_FETCH_TIMEOUT": "60"}
+def test_add_fetch_list_entries_remove(sqlite_url: str, tmp_path: Path) -> None:
+    env = {"DIGESTD_DATABASE_URL": sqlite_url, "DIGESTD_FETCH_TIMEOUT": "60"}
     shutil.copy(FIXTURES / ARXIV_RSS, tmp_path / "cs.CL.xml")
 
     added = run_cli("sources", "add", "cs.CL.xml", "--name", "arXiv cs.CL", env=env, cwd=tmp_path)

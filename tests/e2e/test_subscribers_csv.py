@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,11 @@ def _counts(db_url: str) -> tuple[int, int]:
 
 
 def test_import_seeds_then_export_round_trips_exactly(
-    invoke: Invoke, tmp_path: Path, sqlite_url: str, db_url: str
+    another_sqlite: Callable[[Path], str],
+    invoke: Invoke,
+    tmp_path: Path,
+    sqlite_url: str,
+    db_url: str,
 ) -> None:
     result = invoke("subscribers", "import", str(SEEDS))
     assert result.exit_code == 0, result.output
@@ -71,7 +76,7 @@ def test_import_seeds_then_export_round_trips_exactly(
     other = tmp_path / "other"
     other.mkdir()
     # (a fresh SQLite file: on the PostgreSQL run this also crosses backends)
-    fresh_invoke = make_invoke(f"sqlite:///{other / 'fresh.db'}")
+    fresh_invoke = make_invoke(another_sqlite(other / "fresh.db"))
     result = fresh_invoke("subscribers", "import", str(path))
     assert result.exit_code == 0, result.output
     assert fresh_invoke("subscribers", "export").stdout == exported
@@ -343,7 +348,7 @@ def _cells(text: str) -> list[list[str]]:
 
 
 def test_export_is_safe_for_spreadsheets_and_round_trips(
-    invoke: Invoke, tmp_path: Path, db_url: str
+    another_sqlite: Callable[[Path], str], invoke: Invoke, tmp_path: Path, db_url: str
 ) -> None:
     for email, (name, topics) in HOSTILE.items():
         # (`--` before the address: `-dash@…` is an address, not an option)
@@ -377,7 +382,7 @@ def test_export_is_safe_for_spreadsheets_and_round_trips(
     path.write_text(exported.stdout, encoding="utf-8")
     other = tmp_path / "fresh"
     other.mkdir()
-    fresh = make_invoke(f"sqlite:///{other / 'fresh.db'}")
+    fresh = make_invoke(another_sqlite(other / "fresh.db"))
     result = fresh("subscribers", "import", str(path))
     assert result.exit_code == 0, result.output
     people = {s["email"]: s for s in json_of(fresh("subscribers", "list", "--json"))}
@@ -387,7 +392,7 @@ def test_export_is_safe_for_spreadsheets_and_round_trips(
     # and the raw file imports with --raw just as losslessly
     raw_path = tmp_path / "raw.csv"
     raw_path.write_text(invoke("subscribers", "export", "--raw").stdout, encoding="utf-8")
-    third = make_invoke(f"sqlite:///{other / 'third.db'}")
+    third = make_invoke(another_sqlite(other / "third.db"))
     assert third("subscribers", "import", str(raw_path), "--raw").exit_code == 0
     assert third("subscribers", "export").stdout == exported.stdout
     # importing the safe export over the original changes nothing
@@ -468,7 +473,7 @@ def _rows_with_five_bad(path: Path) -> Path:
 
 
 def test_skip_invalid_imports_the_good_rows_and_writes_the_rejects(
-    invoke: Invoke, tmp_path: Path, db_url: str
+    another_sqlite: Callable[[Path], str], invoke: Invoke, tmp_path: Path, db_url: str
 ) -> None:
     path = _rows_with_five_bad(tmp_path / "people.csv")
     result = invoke("subscribers", "import", str(path), "--skip-invalid")
@@ -504,7 +509,7 @@ def test_skip_invalid_imports_the_good_rows_and_writes_the_rejects(
     assert also.exit_code == 0 and "added 0, updated 0, unchanged 195, rejected 5" in also.stdout
     assert _counts(db_url) == counts
     # Without the flag, the same file imports nothing (and says why, row by row).
-    fresh = make_invoke(f"sqlite:///{tmp_path / 'fresh.db'}")
+    fresh = make_invoke(another_sqlite(tmp_path / "fresh.db"))
     refused = fresh("subscribers", "import", str(path))
     assert refused.exit_code == 1 and "5 bad rows: nothing imported" in refused.stderr
 

@@ -90,9 +90,9 @@ class Admin:
 
 
 @pytest.fixture
-def admin(tmp_path: Path, smtp_server: SmtpTestServer) -> Admin:
+def admin(sqlite_url: str, tmp_path: Path, smtp_server: SmtpTestServer) -> Admin:
     env = {
-        "DIGESTD_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}",
+        "DIGESTD_DATABASE_URL": sqlite_url,
         "DIGESTD_SMTP_PORT": str(smtp_server.port),
         "DIGESTD_SECRET_KEY": "tables-at-80-secret-key-0123456789",
         "DIGESTD_BOUNCE_ADDRESS": BOUNCE_ADDRESS,

@@ -445,7 +445,7 @@ async def test_templates_dir_overrides_the_paper_list(site: WebHarness, tmp_path
 
 
 async def test_another_digestd_reads_the_json_feed_with_upvotes_and_code_links(
-    site: WebHarness, tmp_path: Any
+    site: WebHarness, tmp_path: Any, another_sqlite: Any
 ) -> None:
     from digestd.core.config import Settings
 
@@ -453,8 +453,7 @@ async def test_another_digestd_reads_the_json_feed_with_upvotes_and_code_links(
         body = (await client.get("/feed.json")).content
     path = tmp_path / "feed.json"
     path.write_bytes(body)
-    other = AppContext(Settings(database_url=f"sqlite:///{tmp_path / 'other.db'}"))
-    other.migrate()
+    other = AppContext(Settings(database_url=another_sqlite(tmp_path / "other.db")))
     try:
         report = await ingest_file(other, str(path))
         assert (report.status, report.kind, report.new) == ("ok", "jsonfeed", 30)

@@ -26,7 +26,8 @@ def test_daemon_json_logs_parse_line_by_line(sqlite_url: str, smtp_server: SmtpT
         lambda rcpt, _n: f"550 5.1.1 <{rcpt}>: no such user" if rcpt == refused else None
     )
     env = daemon_env(url, smtp_server.port, DIGESTD_LOG_FORMAT="json", DIGESTD_LOG_LEVEL="debug")
-    daemon = DaemonProcess(env)
+    # A new interpreter: how logging is set up at the start of a process is what is read.
+    daemon = DaemonProcess(env, interpreter=True)
     try:
         wait_until(lambda: delivery_statuses(url) == {"sent": 2, "failed": 1}, 60, "the send pass")
         daemon.wait_for_line(r'"job": "send".*"sent": 2')

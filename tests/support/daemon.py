@@ -12,12 +12,17 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from tests.support import prefork
+from tests.support.prefork import ForkedProcess
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 class DaemonProcess:
     """`python -m digestd run` (or another long-running `command`, e.g. `inbound --listen`)
-    in a subprocess; a thread collects its output lines.
+    in a process of its own: forked from an interpreter that has imported digestd already
+    (tests/support/prefork.py), or with `interpreter=True` a new interpreter; a thread
+    collects its output lines.
 
     Tests wait on lines (`wait_for_line`) or on any condition (`wait_until`) with a
     bounded timeout; nothing sleeps for time to pass.
@@ -29,6 +34,7 @@ class DaemonProcess:
         *args: str,
         cwd: Path | str | None = None,
         command: tuple[str, ...] = ("run",),
+        interpreter: bool = False,
     ) -> None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
         clean.update(env)
@@ -38,15 +44,19 @@ class DaemonProcess:
         clean["PYTHONPATH"] = str(REPO) + os.pathsep + clean.get("PYTHONPATH", "")
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "digestd", *command, *args],
-            env=clean,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
+        self.proc: subprocess.Popen[str] | ForkedProcess
+        if interpreter:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "digestd", *command, *args],
+                env=clean,
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+        else:
+            self.proc = prefork.start([*command, *args], clean, cwd)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,8 +39,8 @@ class Zygote:
     """The helper process (tests/support/zygote.py) and its Unix socket."""
 
     def __init__(self) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="digestd-zygote-"))
-        self.path = str(folder / "socket")
+        self.folder = Path(tempfile.mkdtemp(prefix="digestd-zygote-"))
+        self.path = str(self.folder / "socket")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTD_")}
         env.pop("COLUMNS", None)
         env.pop("LINES", None)
@@ -72,6 +73,7 @@ class Zygote:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def zygote() -> Zygote:

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.probe_load import load, say
 from tests.support.inbound import arf, dsn, plain
 from tests.support.smtp_hostile import RawSmtp, flood, peak_kb, reset_peak, rss_kb
 
@@ -27,16 +28,6 @@ if TYPE_CHECKING:
 MB = 1024 * 1024
 BOUNCE = "bounces@bounce.example.org"
 REQUEST = "bounces+request@bounce.example.org"
-
-
-def _say(item: str, text: str) -> None:
-    print(f"{item:<16} {text}", flush=True)
-
-
-def _load() -> str:
-    import os
-
-    return f"load {os.getloadavg()[0]:.1f}"
 
 
 def smtp_session(
@@ -110,7 +101,7 @@ def probe_listener(site: Site) -> None:
     for thread in threads:
         thread.join()
     for name in runs:
-        _say("listener DATA", f"idle timeout 2 s, session cap 20 s + 1 s/KB: {name}: {out[name]}")
+        say("listener DATA", f"idle timeout 2 s, session cap 20 s + 1 s/KB: {name}: {out[name]}")
 
 
 def finding_1(site: Site) -> None:
@@ -124,7 +115,7 @@ def finding_1(site: Site) -> None:
         result = flood(conn, b"x", 400 * MB)
     took = time.perf_counter() - started
     peak = peak_kb(pid)
-    _say(
+    say(
         "finding 1",
         f"400 MB without CRLF: answered {result.reply[:40]!r} after {result.sent / MB:.0f} MB "
         f"sent ({took:.1f} s), closed {result.closed}; listener RSS {before / 1024:.1f} MB, "
@@ -147,7 +138,7 @@ def finding_1(site: Site) -> None:
         thread.join(timeout=120)
     peak = peak_kb(pid)
     kinds = {r.decode(errors="replace"): replies.count(r) for r in set(replies)}
-    _say(
+    say(
         "finding 1",
         f"19 connections x 32 MB command line: answers {kinds}; listener RSS "
         f"{before / 1024:.1f} MB, peak {peak / 1024:.1f} MB ({(peak - before) / 1024:+.1f})",
@@ -185,7 +176,7 @@ def finding_2(site: Site) -> None:
     rows = json.loads(site.cli("inbound", "list", "--json", timeout=120).stdout)
     forged = [r for r in rows if r.get("address") in victims.values()]
     effects = dict(Counter(str(r.get("effect")) for r in forged))
-    _say(
+    say(
         "finding 2",
         f"forged reports: {'; '.join(outcomes)}; statuses after: "
         f"{ {e: _status(site, e) for e in victims.values()} }; inbound list: {len(forged)} "
@@ -219,10 +210,10 @@ def finding_3(site: Site) -> None:
     time.sleep(0.2)
     timed("small", small)
     big.join(timeout=600)
-    _say(
+    say(
         "finding 3",
         f"one DSN of 40,000 blocks ({len(raw) / MB:.1f} MB): {times.get('big')}; a small "
-        f"bounce sent 0.2 s after it: {times['small']}; {_load()}",
+        f"bounce sent 0.2 s after it: {times['small']}; {load()}",
     )
 
 
@@ -238,7 +229,7 @@ def finding_4(site: Site) -> None:
         out = site.cli("subscribers", "export", *flag, timeout=120).stdout
         rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] == "formula@example.org"]
         cells = rows[0][1:3] if rows else []
-        _say("finding 4", f"export {' '.join(flag) or '(default)'}: name, topics = {cells}")
+        say("finding 4", f"export {' '.join(flag) or '(default)'}: name, topics = {cells}")
 
 
 def finding_5(site: Site) -> None:
@@ -263,7 +254,7 @@ def finding_5(site: Site) -> None:
             last, since = len(site.relay.messages), time.monotonic()
     replies = [m for m in site.relay.messages[before:] if any("victim" in r for r in m.recipients)]
     subjects = {str(m.message["Subject"]) for m in replies}
-    _say(
+    say(
         "finding 5",
         f"30 forged 'help' mails from one client in {took:.1f} s (answers "
         f"{ {a: answers.count(a) for a in set(answers)} }): replies sent {len(replies)} "

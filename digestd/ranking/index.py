@@ -210,7 +210,7 @@ class WindowIndex:
     def _freshness(window_end: datetime, doc: Doc) -> float:
         when = min(doc.published_at or doc.ingested_at, window_end)
         age_h = max((window_end - when).total_seconds() / 3600.0, 0.0)
-        return 0.5 ** (age_h / FRESHNESS_HALF_LIFE_HOURS)
+        return float(0.5 ** (age_h / FRESHNESS_HALF_LIFE_HOURS))
 
 
 def _positions(tokens: list[str], term: str) -> list[int]:

@@ -63,7 +63,7 @@ def ranked(rows: Sequence[Any], limit: int, offset: int = 0) -> list[dict[str, A
 
 def papers_between(
     session: Session, start: datetime, end: datetime, limit: int, offset: int = 0
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The trending papers of entries listed in (start, end] (`Entry.listed_at`), `limit`
     of them from `offset` (a page): one query."""
     return ranked(entries_in_window(session, start, end), limit, offset)

@@ -150,7 +150,7 @@ def fade(vote: VoteRow, now: datetime) -> float:
     if vote.interest:
         return float(vote.value)
     age_days = max((now - vote.created_at).total_seconds() / 86400.0, 0.0)
-    return vote.value * 0.5 ** (age_days / HALF_LIFE_DAYS)
+    return float(vote.value * 0.5 ** (age_days / HALF_LIFE_DAYS))
 
 
 def paper_vector(paper: Paper, idf: Callable[[str], float]) -> dict[str, float]:

@@ -18,6 +18,7 @@ from functools import cached_property
 from digestd.core.models import Entry, Subscriber
 from digestd.ranking import learning
 from digestd.ranking.textsearch import fold
+from digestd.subscribers.votes import VoteRow
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Pick:
 class Taste:
     """A subscriber's votes and liked papers, as selection reads them (see learning.py)."""
 
-    votes: tuple[learning.VoteRow, ...]
+    votes: tuple[VoteRow, ...]
     papers: learning.PaperCache
     now: datetime
 

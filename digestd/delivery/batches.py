@@ -43,7 +43,7 @@ class Job:
     """One delivery to send: its claim, its subscriber and the digest it gets."""
 
     claim: Claim
-    sub: Any  # a Core row of subscribers.SEND_COLUMNS (no ORM objects in the hot loop)
+    sub: subscribers.SendRow  # a Core row (no ORM objects in the hot loop)
     digest: Digest
 
 
@@ -115,8 +115,8 @@ def prepare(
     # unrecorded bound (recorder.UNRECORDED_MAX) while the next batch was prepared.
     with read_scope(ctx.engine) as session:
         subs = subscribers.for_sending(session, (c.subscriber_id for c in claims))
-        wanted: list[tuple[Claim, Any, Profile]] = []
-        again: list[tuple[Claim, Any, list[Pick]]] = []
+        wanted: list[tuple[Claim, subscribers.SendRow, Profile]] = []
+        again: list[tuple[Claim, subscribers.SendRow, list[Pick]]] = []
         if len(profiles) > PROFILE_CACHE_SIZE:
             profiles.clear()
         for c in claims:
@@ -220,7 +220,10 @@ def resent_picks(session: Any, original_id: int) -> list[Pick]:
 
 
 def _resend_jobs(
-    ctx: AppContext, renderer: Renderer, again: list[tuple[Claim, Any, list[Pick]]], batch: Batch
+    ctx: AppContext,
+    renderer: Renderer,
+    again: list[tuple[Claim, subscribers.SendRow, list[Pick]]],
+    batch: Batch,
 ) -> None:
     """Render each resend (rare: one at a time, not cached) with its original's papers,
     window and local date; a template problem is retried like any render failure."""

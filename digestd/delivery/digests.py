@@ -171,10 +171,14 @@ class Coverage:
 class Schedule(Protocol):
     """What the time rules read of a subscriber (an ORM row or a plain Core row)."""
 
-    frequency: str
-    send_hour: int
-    send_weekday: int
-    timezone: str
+    @property
+    def frequency(self) -> str: ...
+    @property
+    def send_hour(self) -> int: ...
+    @property
+    def send_weekday(self) -> int: ...
+    @property
+    def timezone(self) -> str: ...
 
 
 def plan_coverage(

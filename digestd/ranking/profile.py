@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Protocol
 
-from digestd.core.models import Entry, Subscriber
+from digestd.core.models import Entry
 from digestd.ranking import learning
 from digestd.ranking.textsearch import fold
 from digestd.subscribers.votes import VoteRow
@@ -51,7 +52,7 @@ class Profile:
 
     @classmethod
     def for_subscriber(
-        cls, sub: Subscriber, window_start: datetime, window_end: datetime
+        cls, sub: Preferring, window_start: datetime, window_end: datetime
     ) -> Profile:
         """The profile of one subscriber's preferences for one window (normalized)."""
         topics = sub.topics if isinstance(sub.topics, str) else " ".join(sub.topics or [])
@@ -65,6 +66,21 @@ class Profile:
             follows=tuple(sub.follows or ()),
             muted_authors=tuple(sub.muted_authors or ()),
         )
+
+
+class Preferring(Protocol):
+    """What a profile is made of: a Subscriber, or a row of the store's sending columns."""
+
+    @property
+    def topics(self) -> str: ...
+    @property
+    def categories(self) -> list[str]: ...
+    @property
+    def max_items(self) -> int: ...
+    @property
+    def follows(self) -> list[str]: ...
+    @property
+    def muted_authors(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy import select as sa_select
@@ -348,6 +348,28 @@ PLAN_COLUMNS = (
     col(Subscriber.created_at),
 )
 
+
+class PlanRow(Protocol):
+    """A subscriber as planning reads it: a Core row of PLAN_COLUMNS."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def frequency(self) -> str: ...
+    @property
+    def send_hour(self) -> int: ...
+    @property
+    def send_weekday(self) -> int: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def confirmed_at(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 # What sending reads of a subscriber (no ORM objects in the hot loop): what may_mail reads,
 # the preferences a digest is selected by, and the link key its links are bound to.
 SEND_COLUMNS = (
@@ -367,9 +389,40 @@ SEND_COLUMNS = (
 )
 
 
+class SendRow(Protocol):
+    """A subscriber as sending reads it: a Core row of SEND_COLUMNS."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> SubscriberStatus: ...
+    @property
+    def suppressed(self) -> bool: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def topics(self) -> str: ...
+    @property
+    def categories(self) -> list[str]: ...
+    @property
+    def follows(self) -> list[str]: ...
+    @property
+    def muted_authors(self) -> list[str]: ...
+    @property
+    def max_items(self) -> int: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def link_key(self) -> str: ...
+
+
 def active_page(
     session: Session, *, after_id: int, limit: int, emails: Sequence[str] | None = None
-) -> list[Any]:
+) -> list[PlanRow]:
     """The next `limit` subscribers digests go to after `after_id` in id order (keyset
     paging keeps memory bounded by the page), as rows of PLAN_COLUMNS."""
     stmt = (
@@ -380,14 +433,16 @@ def active_page(
     )
     if emails is not None:
         stmt = stmt.where(col(Subscriber.email).in_(emails))
-    return list(session.execute(stmt).all())
+    # The driver's rows carry exactly PLAN_COLUMNS (SQLAlchemy types them as any row).
+    return cast("list[PlanRow]", list(session.execute(stmt).all()))
 
 
-def for_sending(session: Session, ids: Iterable[int]) -> dict[int, Any]:
+def for_sending(session: Session, ids: Iterable[int]) -> dict[int, SendRow]:
     """Rows of SEND_COLUMNS by id (one query per chunk)."""
     wanted = sorted(set(ids))
-    out: dict[int, Any] = {}
+    out: dict[int, SendRow] = {}
     for chunk in chunks(wanted, IN_CHUNK):
-        for row in session.execute(sa_select(*SEND_COLUMNS).where(col(Subscriber.id).in_(chunk))):
+        rows = session.execute(sa_select(*SEND_COLUMNS).where(col(Subscriber.id).in_(chunk)))
+        for row in cast("Iterable[SendRow]", rows):  # exactly SEND_COLUMNS
             out[row.id] = row
     return out

@@ -25,12 +25,15 @@ demo: $(VENV)/.installed
 # from a busy one, as the slow ones are few and long; PYTEST_WORKERS=0 runs them in this one
 # process). PYTEST_ARGS adds anything else, e.g. PYTEST_ARGS='-m "not slow"' (the quick check).
 PYTEST_WORKERS ?= auto
-
+# pytest keeps the test modules it rewrote, and Python digestd's compiled modules, in
+# __pycache__ (git-ignored) for the next run, even where PYTHONDONTWRITEBYTECODE is set (as on
+# our CI machine): without them every pytest worker and every digestd process started by a
+# test compiled everything again (collecting took 6.6 s of CPU a worker instead of 3.0 s).
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
     python benchmarks/eval_learning.py [--pool evaluation|tuning|both] [--trials N]
                                        [--max-items N] [--seed S]
+    python benchmarks/eval_learning.py --cost [--voters N]
 
 Data: real abstracts (arXiv API and RSS captures, Hugging Face Daily Papers captures and the
 seed page), read through digestd's own parsers from `tests/fixtures/ingest/` (copies of
@@ -10,8 +11,8 @@ seed page), read through digestd's own parsers from `tests/fixtures/ingest/` (co
 file**, with different themes:
 
 - tuning: the seeds and the arXiv fixtures, themes `interp` (attention heads and
-  interpretability) and `testing` (software testing). Ranking constants may be chosen by
-  looking at this pool.
+  interpretability), `testing` (software testing) and `adapt` (adapting pretrained models:
+  a broad subject). Ranking constants may be chosen by looking at this pool.
 - evaluation: the four Hugging Face captures, themes `agents` and `vision`. Only run to
   report figures; nothing is tuned on it.
 
@@ -22,6 +23,11 @@ topics and no categories, `max_items` papers (default 10): the voter's, ranked w
 votes by the real `Selector` and learned model; the non-voting twin's (same preferences, no
 votes: the trending list). Precision is the share of the theme's papers among the picks.
 It also counts digests shorter than `max_items` (learning must never starve a digest).
+
+`--cost` times ranking instead (no precision): a window of both pools' papers twice over
+(≈500 real abstracts), 2,000 voters with 5–20 votes each (70 % "more like this") on both
+pools' papers as earlier papers, ranked with the real `Selector`; it prints the first
+voter's time (the window's statistics are built then) and the mean over the others.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import random
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,14 +142,66 @@ def run_theme(
     return out
 
 
+def cost(labels: dict[str, dict[str, list[str]]], voters: int, max_items: int) -> None:
+    """Time a voter's model and ranking in a ≈500-paper window (see the module's text)."""
+    earlier = [e for spec in labels.values() for e in load_pool(spec["files"])]
+    window = [
+        Entry(
+            id=10_000 + copy * len(earlier) + n,
+            canonical_key=f"{e.canonical_key}#{copy}",
+            title=f"{e.title} ({copy})",
+            summary=e.summary,
+            authors=e.authors,
+            upvotes=e.upvotes,
+            published_at=e.published_at,
+            ingested_at=e.ingested_at,
+        )
+        for copy in range(2)
+        for n, e in enumerate(earlier)
+    ]
+    papers = learning.PaperCache()
+    for n, e in enumerate(earlier):
+        papers.add(n + 1, e.title, e.summary)
+    rng = random.Random(12)
+    tastes = [
+        Taste(
+            tuple(
+                VoteRow(i, 1 if rng.random() < 0.7 else -1, False, NOW - timedelta(days=1))
+                for i in rng.sample(range(1, len(earlier) + 1), rng.randint(5, 20))
+            ),
+            papers,
+            NOW,
+        )
+        for _ in range(voters)
+    ]
+    profile = Profile("", (), max_items, NOW - timedelta(days=1), NOW)
+    selector = Selector(window)
+    started = time.process_time()
+    selector.select(profile, frozenset(), tastes[0])
+    first = time.process_time() - started
+    started = time.process_time()
+    for taste in tastes[1:]:
+        selector.select(profile, frozenset(), taste)
+    rest = (time.process_time() - started) / max(len(tastes) - 1, 1)
+    print(
+        f"cost: window {len(window)} papers, {voters} voters (5-20 votes): first voter "
+        f"{first * 1000:.1f} ms (window statistics), then {rest * 1000:.2f} ms a voter"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", choices=("evaluation", "tuning", "both"), default="evaluation")
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--max-items", type=int, default=10)
     parser.add_argument("--seed", type=int, default=26)
+    parser.add_argument("--cost", action="store_true", help="time ranking voters instead")
+    parser.add_argument("--voters", type=int, default=2000, help="with --cost")
     args = parser.parse_args()
     labels = json.loads(LABELS.read_text(encoding="utf-8"))["pools"]
+    if args.cost:
+        cost(labels, args.voters, args.max_items)
+        return
     pools = ("tuning", "evaluation") if args.pool == "both" else (args.pool,)
     print(
         f"two-day check: day 1 = {DAY1_SHARE:.0%} of the pool, {LIKES} likes + {DISLIKES} "

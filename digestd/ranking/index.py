@@ -105,6 +105,7 @@ class WindowIndex:
         self._windows: dict[tuple[datetime, datetime], Window] = {}
         # clause tokens -> {doc index: (title count, body count)}
         self._hits: dict[tuple[str, ...], dict[int, tuple[int, int]]] = {}
+        self._token_lines: dict[int, tuple[str, str]] = {}
 
     @cached_property
     def _tiebreak(self) -> list[int]:
@@ -142,22 +143,49 @@ class WindowIndex:
     def _clause_hits(self, tokens: tuple[str, ...]) -> dict[int, tuple[int, int]]:
         hits = self._hits.get(tokens)
         if hits is None:
-            hits = {}
             if len(tokens) == 1:  # one word: list.count (C) instead of positions
                 term = tokens[0]
+                hits = {}
                 for i in self._postings.get(term, ()):
                     doc = self._docs[i]
                     hits[i] = (doc.title.count(term), doc.body.count(term))
-                self._hits[tokens] = hits
-                return hits
-            for i in self._postings.get(tokens[0], ()):
-                doc = self._docs[i]
-                t = count_phrase(doc.title, tokens, _positions(doc.title, tokens[0]))
-                b = count_phrase(doc.body, tokens, _positions(doc.body, tokens[0]))
-                if t or b:
-                    hits[i] = (t, b)
+            else:
+                hits = self._phrase_hits(tokens)
             self._hits[tokens] = hits
         return hits
+
+    def _phrase_hits(self, tokens: tuple[str, ...]) -> dict[int, tuple[int, int]]:
+        """{doc index: (title count, body count)} of a phrase of several words (not cached)."""
+        hits: dict[int, tuple[int, int]] = {}
+        words = frozenset(tokens)
+        # Only documents having all the words are read, found through the rarest word.
+        rarest = min(words, key=lambda t: len(self._postings.get(t, ())))
+        # Two different words cannot overlap themselves: counted as a substring of the
+        # text's tokens in one line (C), not by positions (learned models ask for the idf
+        # of every two-word phrase of every voted paper).
+        needle = f" {tokens[0]} {tokens[1]} " if len(words) == 2 == len(tokens) else ""
+        for i in self._postings.get(rarest, ()):
+            doc = self._docs[i]
+            if not words <= doc.terms:
+                continue
+            if needle:
+                title, body = self._lines(i)
+                t, b = title.count(needle), body.count(needle)
+            else:
+                t = count_phrase(doc.title, tokens, _positions(doc.title, tokens[0]))
+                b = count_phrase(doc.body, tokens, _positions(doc.body, tokens[0]))
+            if t or b:
+                hits[i] = (t, b)
+        return hits
+
+    def _lines(self, i: int) -> tuple[str, str]:
+        """Document i's title and abstract tokens as " a b c " (cached)."""
+        lines = self._token_lines.get(i)
+        if lines is None:
+            doc = self._docs[i]
+            lines = (f" {' '.join(doc.title)} ", f" {' '.join(doc.body)} ")
+            self._token_lines[i] = lines
+        return lines
 
     def _df(self, win: Window, tokens: tuple[str, ...]) -> int:
         df = win.df.get(tokens)
@@ -165,30 +193,34 @@ class WindowIndex:
             # One word: its postings are the documents that have it. Not through
             # _clause_hits, whose per-document counts a learned model asks for every term
             # of every voted paper (only the idf of most of them): ≈5 MB at 10k voters.
+            # The same for a learned model's phrases: their hits are kept only for the
+            # model's terms (`_term_parts`), not for every phrase of every voted paper.
             if len(tokens) == 1:
                 docs: Iterable[int] = self._postings.get(tokens[0], ())
             else:
-                docs = self._clause_hits(tokens)
+                cached = self._hits.get(tokens)
+                docs = self._phrase_hits(tokens) if cached is None else cached
             df = sum(1 for i in docs if i in win.members)
             win.df[tokens] = df
         return df
 
     def _idf(self, win: Window, term: str) -> float:
-        df = self._df(win, (term,))
+        """The window's idf of a word, or of a learned two-word phrase ("attent head")."""
+        df = self._df(win, tuple(term.split(" ")))
         if not df:
             return 0.0
         n = max(len(win.docs), 1)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
     def _term_parts(self, win: Window, term: str) -> dict[int, float]:
-        """BM25F of one learned-model term (LEARNED_K1) for every document of the window
-        that has it (cached)."""
+        """BM25F of one learned-model term, a word or a two-word phrase (LEARNED_K1), for
+        every document of the window that has it (cached)."""
         parts = win.term_parts.get(term)
         if parts is None:
             parts = {}
             idf = self._idf(win, term)
             if idf > 0:
-                for i, counts in self._clause_hits((term,)).items():
+                for i, counts in self._clause_hits(tuple(term.split(" "))).items():
                     if i in win.members:
                         parts[i] = idf * self._saturated(win, self._docs[i], counts, LEARNED_K1)
             win.term_parts[term] = parts

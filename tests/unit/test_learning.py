@@ -93,3 +93,34 @@ def test_a_voter_with_three_likes_and_three_dislikes_still_gets_max_items() -> N
     assert len(picks) == 15
     # ... ranked by the likes: the window's physics papers first.
     assert {p.entry.id for p in picks[:7]} == {e.id for e in physics[3:]}
+
+
+def test_a_liked_phrase_ranks_the_paper_saying_it_above_one_with_its_words_apart() -> None:
+    """Two-word phrases are learned terms: a reader who liked papers on "attention heads"
+    gets the paper about attention heads before one that mentions attention and heads
+    apart (both have each word as often, and ties go to the lower id)."""
+    at = NOW - timedelta(hours=1)
+
+    def paper(entry_id: int, title: str, summary: str) -> Entry:
+        return Entry(id=entry_id, title=title, summary=summary, published_at=at, ingested_at=at)
+
+    liked = [
+        paper(1, "Retrieval attention heads", "We find attention heads that retrieve facts."),
+        paper(2, "Successor attention heads", "Attention heads that increment tokens."),
+    ]
+    window = [
+        paper(10, "Attention to heads of state", "Heads of state draw attention in news."),
+        paper(11, "Attention heads of the state", "Attention heads of state draw the news."),
+        *[
+            paper(20 + n, f"Unrelated paper {n}", "Protein folding with diffusion.")
+            for n in range(8)
+        ],
+    ]
+    papers = learning.PaperCache()
+    for e in liked:
+        papers.add(e.id or 0, e.title, e.summary)
+    votes = tuple(VoteRow(e.id or 0, 1, False, NOW) for e in liked)
+    picks = Selector(window).select(
+        Profile("", (), 2, NOW - timedelta(days=1), NOW), frozenset(), Taste(votes, papers, NOW)
+    )
+    assert [p.entry.id for p in picks] == [11, 10]

@@ -325,12 +325,13 @@ def _name(cells: dict[str, str]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def parse_row(line: int, cells: dict[str, str]) -> Row:
-    """Check one row's cells (by our field names): what to store and every problem."""
+def parse_row(line: int, cells: dict[str, str], checked_email: str = "") -> Row:
+    """Check one row's cells (by our field names): what to store and every problem.
+    `checked_email`: its address, as an earlier pass over the same file normalized it."""
     problems: list[str] = []
-    email = ""
+    email = checked_email
     try:
-        email = normalize_email(cells["email"])
+        email = email or normalize_email(cells["email"])
     except InvalidInput as exc:
         problems.append(str(exc))
     frequency_text = cells.get("frequency", "").strip() or "daily"

@@ -14,7 +14,7 @@ opt-in, mail commands and the web all ask it.
 
 The consent record (when and how the person agreed: web form with time and IP, an import
 with the file's own times, an admin, a mail command; when and how it ended) is written by
-`new_subscriber`, `subscribe` and `unsubscribe`/`complain` here, and nowhere else.
+`new_subscriber_values`, `subscribe` and `unsubscribe`/`complain` here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -170,11 +170,68 @@ def new_link(sub: Subscriber) -> None:
     sub.token_version = (sub.token_version or 1) + 1
 
 
+def _consent_values(consent: Consent) -> dict[str, Any]:
+    return {
+        "consent_given_at": consent.given_at,
+        "consent_given_by": consent.given_by,
+        "consent_source": consent.source[:300],
+        "consent_ip": (consent.ip or None) and consent.ip[:64],
+    }
+
+
 def _give_consent(sub: Subscriber, consent: Consent) -> None:
-    sub.consent_given_at = consent.given_at
-    sub.consent_given_by = consent.given_by
-    sub.consent_source = consent.source[:300]
-    sub.consent_ip = (consent.ip or None) and consent.ip[:64]
+    for name, value in _consent_values(consent).items():
+        setattr(sub, name, value)
+
+
+def new_subscriber_values(
+    email: str,
+    prefs: Preferences,
+    *,
+    status: SubscriberStatus,
+    now: datetime,
+    consent: Consent,
+    confirmed_at: datetime | None = None,
+    stopped_by: StoppedBy | None = None,
+    stopped_at: datetime | None = None,
+    suppressed: bool = False,
+) -> tuple[dict[str, Any], Change]:
+    """A new subscriber's column values in `status`, with its consent record, and its
+    `added` event: the rules for a new address, once, for one sign-up and a bulk import.
+
+    Always the same keys (an executemany needs that); the columns left out (id, bounce
+    count, token version) take the table's defaults. `confirmed_at` defaults to now for an
+    active one (an admin or a file vouches for it); an unsubscribed one ended its consent at
+    `stopped_at`; a bounced one is suppressed, and `suppressed` (a file's blocklist) makes
+    any one so."""
+    values: dict[str, Any] = {
+        "email": email,
+        "status": status,
+        "created_at": now,
+        **prefs.as_dict(),
+        "link_key": new_link_key(),
+        "confirmed_at": None,
+        "unsubscribed_at": None,
+        "stopped_by": None,
+        "stopped_at": None,
+        "suppressed": suppressed,
+        **_consent_values(consent),
+    }
+    if status != S.PENDING:
+        values["confirmed_at"] = confirmed_at or (now if status == S.ACTIVE else None)
+    if status == S.SUSPENDED:
+        values["stopped_by"] = stopped_by or StoppedBy.ADMIN
+        values["stopped_at"] = stopped_at or now
+    elif status == S.UNSUBSCRIBED:
+        values["stopped_by"] = by = stopped_by or StoppedBy.PERSON
+        values["stopped_at"] = values["unsubscribed_at"] = stopped_at or now
+        values["suppressed"] = suppressed or by == StoppedBy.COMPLAINT
+    elif status == S.BOUNCED:
+        values["stopped_by"] = StoppedBy.BOUNCE
+        values["stopped_at"] = stopped_at or now
+        values["suppressed"] = True
+    detail = {"status": status.value, **prefs.as_dict(), "consent": consent.given_by.value}
+    return values, Change(ADDED, detail)
 
 
 def new_subscriber(
@@ -188,25 +245,19 @@ def new_subscriber(
     stopped_by: StoppedBy | None = None,
     stopped_at: datetime | None = None,
 ) -> tuple[Subscriber, Change]:
-    """A new subscriber row (not yet stored) in `status`, with its consent record.
-
-    `confirmed_at` defaults to now for an active one (an admin or a file vouches for it);
-    an unsubscribed one ended its consent at `stopped_at`; a bounced one is suppressed."""
-    sub = Subscriber(email=email, status=status, created_at=now, **prefs.as_dict())
-    _give_consent(sub, consent)
-    if status != S.PENDING:
-        sub.confirmed_at = confirmed_at or (now if status == S.ACTIVE else None)
-    if status == S.SUSPENDED:
-        _stop(sub, stopped_by or StoppedBy.ADMIN, stopped_at or now)
-    elif status == S.UNSUBSCRIBED:
-        _stop(sub, stopped_by or StoppedBy.PERSON, stopped_at or now)
-        sub.unsubscribed_at = sub.stopped_at
-        sub.suppressed = sub.stopped_by == StoppedBy.COMPLAINT
-    elif status == S.BOUNCED:
-        _stop(sub, StoppedBy.BOUNCE, stopped_at or now)
-        sub.suppressed = True
-    detail = {"status": status.value, **prefs.as_dict(), "consent": consent.given_by.value}
-    return sub, Change(ADDED, detail)
+    """A new subscriber row (not yet stored): `new_subscriber_values` as a model object, for
+    the use cases that add one address (a bulk import inserts the values themselves)."""
+    values, change = new_subscriber_values(
+        email,
+        prefs,
+        status=status,
+        now=now,
+        consent=consent,
+        confirmed_at=confirmed_at,
+        stopped_by=stopped_by,
+        stopped_at=stopped_at,
+    )
+    return Subscriber(**values), change
 
 
 # ---- the transitions: one function each --------------------------------------------------

@@ -168,9 +168,14 @@ def _one_line(value: Any, what: str, limit: int) -> str:
     text = "" if value is None else str(value).strip()
     if "\n" in text or "\r" in text:
         raise InvalidInput(f"{what} must be on one line")
-    bad = next((c for c in text if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
-    if bad is not None:
-        raise InvalidInput(f"{what} must not contain control characters (found U+{ord(bad):04X})")
+    # str.isprintable() is False for every character of those categories (true of all of
+    # Unicode), so printable text, nearly all of it, is not walked character by character.
+    if not text.isprintable():
+        bad = next((c for c in text if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
+        if bad is not None:
+            raise InvalidInput(
+                f"{what} must not contain control characters (found U+{ord(bad):04X})"
+            )
     if len(text) > limit:
         raise InvalidInput(f"{what} is too long ({len(text)} characters, at most {limit})")
     return text

@@ -16,6 +16,7 @@ from datetime import datetime
 from functools import cached_property
 
 from digestd.core.models import Entry
+from digestd.ranking import learning
 from digestd.ranking.textsearch import count_phrase, fold, tokenize
 
 # BM25F parameters: k1 and b are the usual defaults; a title hit counts as three abstract hits.
@@ -177,6 +178,22 @@ class WindowIndex:
             if t or b:
                 hits[i] = (t, b)
         return hits
+
+    def feedback_vectors(self, win: Window, docs: Iterable[int]) -> list[dict[str, float]]:
+        """These documents' vectors as a voted paper's (`learning.paper_vector`, cached in
+        the window by entry id like the voted papers'), for pseudo-relevance feedback."""
+        out = []
+        for i in docs:
+            doc = self._docs[i]
+            vec = win.vectors.get(doc.entry_id)
+            if vec is None:
+                paper = learning.paper_of(
+                    doc.entry_id, doc.entry.title or "", tuple(doc.title), tuple(doc.body)
+                )
+                vec = learning.paper_vector(paper, lambda t: self._idf(win, t))
+                win.vectors[doc.entry_id] = vec
+            out.append(vec)
+        return out
 
     def _lines(self, i: int) -> tuple[str, str]:
         """Document i's title and abstract tokens as " a b c " (cached)."""

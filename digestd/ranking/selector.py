@@ -329,6 +329,10 @@ class Selector(WindowIndex):
         voted = {e.entry_id for e in model.exemplars}
         allowed = shared.allowed
         raw = self._model_scores(win, model.terms, allowed, voted)
+        if model.positive and raw:  # ranked again with the best papers' words (learning.expand)
+            top = heapq.nlargest(learning.FEEDBACK_PAPERS, raw, key=lambda i: (raw[i], -i))
+            found = self.feedback_vectors(win, [i for i in top if raw[i] > 0])
+            raw = self._model_scores(win, learning.expand(model.terms, found), allowed, voted)
         docs = self._docs
         candidates = [i for i in win.docs if allowed[i] and docs[i].entry_id not in voted]
         scale = max((abs(v) for v in raw.values()), default=0.0) or 1.0

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from sqlmodel import Session
 
 from digestd.core.context import AppContext
-from digestd.core.db import read_scope, session_scope
+from digestd.core.db import read_scope, refresh_statistics, session_scope
 from digestd.core.statuses import ConsentVia, SubscriberStatus
 from digestd.subscribers import csv_io, lifecycle, store
 from digestd.subscribers.csv_io import Record, Row
@@ -221,6 +221,11 @@ def _run(
 
         def flush() -> None:
             if batch:
+                # Between batches, no transaction open: on PostgreSQL, statistics gathered
+                # as the table grows (one catalog query unless stale). Without them the
+                # batch's `email IN (…)` queries became scans of every row from ≈85,000
+                # rows on (5 s a batch at 100,000; benchmarks/README.md).
+                refresh_statistics(ctx.engine, store.TABLE_NAMES)
                 _apply_batch(ctx, path, batch, report, bad, options, write=write, now=now)
                 batch.clear()
                 if on_batch is not None:

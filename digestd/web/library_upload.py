@@ -19,9 +19,9 @@ from digestd.subscribers.library import BadLibrary
 from digestd.subscribers.library_file import MAX_BYTES
 from digestd.subscribers.preferences import InvalidInput, parse_authors
 from digestd.web import flows
-from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid, same_origin
-from digestd.web.pages import prefs_page, rate_limited
-from digestd.web.responses import error, state
+from digestd.web.csrf import FORM_TOKEN_FIELD, form_token_valid
+from digestd.web.pages import form_refused, prefs_page
+from digestd.web.responses import state
 
 router = APIRouter()
 
@@ -71,14 +71,9 @@ async def library_form(request: Request, token: str) -> Response:
     """Apply one action of the "Your library" form and show the preference center again."""
     web = state(request)
     ctx = web.ctx
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return error(request, 415, "Send the library form (multipart/form-data).")
-    if not same_origin(request, ctx.settings.base_url):
-        return error(request, 403, "This form was sent from another site and was refused.")
-    limited = rate_limited(request)
-    if limited is not None:
-        return limited
+    refused = form_refused(request, "library form (multipart/form-data)")
+    if refused is not None:
+        return refused
     form = await _form(request)
     page = await run_in_threadpool(flows.show, ctx, "preferences", token)
     if not form_token_valid(

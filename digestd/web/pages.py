@@ -136,6 +136,17 @@ def rate_limited(request: Request) -> Response | None:
     )
 
 
+def form_refused(request: Request, form_name: str) -> Response | None:
+    """Why a page's form POST is refused before it is read (not a form: 415; another site:
+    403; this network posted too often: 429), or None: one gate for every form of the pages."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return error(request, 415, f"Send the {form_name}.")
+    if not same_origin(request, state(request).ctx.settings.base_url):
+        return error(request, 403, "This form was sent from another site and was refused.")
+    return rate_limited(request)
+
+
 @router.get("/confirm/{token}", summary="A confirmation link's page", response_class=Response)
 async def confirmation_page(request: Request, token: str) -> Response:
     """A page with one button; GET never confirms (a mail provider's link scanner follows
@@ -154,14 +165,9 @@ async def confirm(request: Request, token: str) -> Response:
     """Activate the subscriber the confirmation link was sent to (the page's button, a
     same-site form with a form token), then show their preferences."""
     web = state(request)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return error(request, 415, "Send the confirmation form.")
-    if not same_origin(request, web.ctx.settings.base_url):
-        return error(request, 403, "This form was sent from another site and was refused.")
-    limited = rate_limited(request)
-    if limited is not None:
-        return limited
+    refused = form_refused(request, "confirmation form")
+    if refused is not None:
+        return refused
     form = await read_form(request)
     if not form_token_valid(
         web.ctx.secret_key, CONFIRM_FORM, form.get(FORM_TOKEN_FIELD), web.ctx.now().timestamp()
@@ -234,14 +240,9 @@ async def preferences_page(request: Request, token: str) -> Response:
 async def preferences(request: Request, token: str) -> Response:
     """Apply one action of the preference center (a same-site form with a valid form token)."""
     web = state(request)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return error(request, 415, "Send the preferences form (form-encoded).")
-    if not same_origin(request, web.ctx.settings.base_url):
-        return error(request, 403, "This form was sent from another site and was refused.")
-    limited = rate_limited(request)
-    if limited is not None:
-        return limited
+    refused = form_refused(request, "preferences form (form-encoded)")
+    if refused is not None:
+        return refused
     form = await read_form(request)
     ctx = web.ctx
     page = await run_in_threadpool(flows.show, ctx, "preferences", token)

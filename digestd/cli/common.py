@@ -18,6 +18,7 @@ from digestd.core.context import AppContext
 from digestd.core.db import redact_url
 from digestd.core.logs import configure_logging
 from digestd.core.models import Subscriber
+from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers.preferences import InvalidInput
 from digestd.subscribers.queries import by_email
 
@@ -44,6 +45,16 @@ def usage(message: str) -> NoReturn:
     """The command line itself is wrong (a malformed id, options that exclude each other):
     one line, exit 2, like the parser's own usage errors."""
     fail(message, EX_USAGE)
+
+
+def status_option(status: str | None) -> SubscriberStatus | None:
+    """A --status option as a known subscriber status (None: all), or one line and exit 2."""
+    if status is None:
+        return None
+    try:
+        return parse_subscriber_status(status)
+    except ValueError as exc:
+        usage(f"--{exc}")
 
 
 def temporary(exc: BaseException) -> bool:

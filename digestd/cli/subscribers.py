@@ -11,10 +11,17 @@ import typer
 from rich.markup import escape
 
 from digestd.cli import library, subscriber_show, subscribers_csv
-from digestd.cli.common import console, fail, get_context, print_json_stream, usage
+from digestd.cli.common import (
+    console,
+    fail,
+    get_context,
+    print_json_stream,
+    status_option,
+    usage,
+)
 from digestd.cli.groups import Group
 from digestd.cli.tables import Column, print_table
-from digestd.core.statuses import Move, SubscriberStatus, parse_subscriber_status
+from digestd.core.statuses import Move, SubscriberStatus
 from digestd.subscribers import listing, manage, signup
 from digestd.subscribers.manage import ByEmail
 from digestd.subscribers.preferences import InvalidInput
@@ -49,16 +56,6 @@ TimezoneOpt = typer.Option(None, "--timezone", help="IANA time zone, e.g. Europe
 MaxItemsOpt = typer.Option(None, "--max-items", metavar="<int>", help="Papers per digest, 1-100.")
 FormatOpt = typer.Option(None, "--format", help="html or text.")
 JsonOpt = typer.Option(False, "--json", help="Stable JSON output (sorted keys) for scripts.")
-
-
-def _status_filter(status: str | None) -> SubscriberStatus | None:
-    """The --status option as a known status (None: all), or one line and exit 1."""
-    if status is None:
-        return None
-    try:
-        return parse_subscriber_status(status)
-    except ValueError as exc:
-        usage(f"--{exc}")
 
 
 def _changes(**given: Any) -> dict[str, Any]:
@@ -135,7 +132,7 @@ def list_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """List subscribers, oldest first, a page at a time (--search to find someone)."""
-    wanted = _status_filter(status)
+    wanted = status_option(status)
     text = search.strip() if search else None
     app_ctx = get_context(ctx)
     if as_json:

@@ -13,20 +13,10 @@ import typer
 from rich.markup import escape
 from rich.progress import DownloadColumn, MofNCompleteColumn
 
-from digestd.cli.common import console, err_console, fail, get_context, usage
+from digestd.cli.common import console, err_console, fail, get_context, status_option, usage
 from digestd.cli.progress import CountingWriter, QuietOpt, progress_bar
-from digestd.core.statuses import SubscriberStatus, parse_subscriber_status
 from digestd.subscribers import importing
 from digestd.subscribers.importing import ImportOptions, ImportRejected
-
-
-def _status_filter(status: str | None) -> SubscriberStatus | None:
-    if status is None:
-        return None
-    try:
-        return parse_subscriber_status(status)
-    except ValueError as exc:
-        usage(f"--{exc}")
 
 
 def import_cmd(
@@ -122,7 +112,7 @@ def export_cmd(
 ) -> None:
     """Export subscribers as CSV (the import format), safe to open in a spreadsheet; stdout
     unless FILE is given."""
-    wanted = _status_filter(status)
+    wanted = status_option(status)
     app_ctx = get_context(ctx)
     progress = progress_bar("exporting", MofNCompleteColumn(), quiet=quiet)
     with progress:

@@ -9,7 +9,9 @@ the window, so a batch of profiles ranks like a single run.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +19,7 @@ from functools import cached_property
 
 from digestd.core.models import Entry
 from digestd.ranking import learning
-from digestd.ranking.textsearch import count_phrase, fold, tokenize
+from digestd.ranking.textsearch import STOPWORDS, count_phrase, fold, tokenize
 
 # BM25F parameters: k1 and b are the usual defaults; a title hit counts as three abstract hits.
 K1 = 1.2
@@ -28,6 +30,10 @@ LEARNED_K1 = 3.0
 B = 0.75
 TITLE_WEIGHT = 3.0
 FRESHNESS_HALF_LIFE_HOURS = 72.0
+# A learned term's associated words (`WindowIndex.neighbors`): how many, and in how many of
+# the documents having the term a word must be found.
+NEIGHBORS = 15
+NEIGHBOR_MIN_DOCS = 2
 
 
 @dataclass
@@ -61,6 +67,9 @@ class Window:
     df: dict[tuple[str, ...], int] = field(default_factory=dict)
     # term -> {doc index: BM25F part}: shared by every learned model ranked in this window
     term_parts: dict[str, dict[int, float]] = field(default_factory=dict)
+    # term -> its associated words in this window (`WindowIndex.neighbors`)
+    neighbors: dict[str, dict[str, float]] = field(default_factory=dict)
+    word_df: Counter[str] = field(default_factory=Counter)
     # entry id -> a voted paper's Rocchio vector under this window's IDF
     vectors: dict[int, dict[str, float]] = field(default_factory=dict)
     # per document index (all loaded documents): popularity and freshness in this window
@@ -194,6 +203,34 @@ class WindowIndex:
                 win.vectors[doc.entry_id] = vec
             out.append(vec)
         return out
+
+    def neighbors(self, win: Window, term: str) -> dict[str, float]:
+        """The NEIGHBORS words most associated with a learned term (a word or a two-word
+        phrase) in this window, for `learning.associate`: over the documents having the
+        term, a word's share p = P(word | term) times its PMI log(p / P(word)), kept when
+        the word is in NEIGHBOR_MIN_DOCS of them and more frequent there than elsewhere.
+        Strongest first, cached in the window (voters share most of their terms)."""
+        found = win.neighbors.get(term)
+        if found is None:
+            if not win.word_df:  # once per window: each word's document frequency
+                for i in win.docs:
+                    win.word_df.update(self._docs[i].terms)
+            having = self._term_parts(win, term)
+            counts: Counter[str] = Counter()
+            for i in having:
+                counts.update(self._docs[i].terms)
+            n, m, df = max(len(win.docs), 1), len(having), win.word_df
+            own = term.split(" ")
+            scored = [
+                (-(c / m) * math.log(c * n / (m * df[word])), word)
+                for word, c in counts.items()
+                # PMI > 0: more frequent with the term than in the window
+                if c >= NEIGHBOR_MIN_DOCS and c * n > m * df[word]
+                if word not in STOPWORDS and word not in own
+            ]
+            found = {w: -s for s, w in heapq.nsmallest(NEIGHBORS, scored)}
+            win.neighbors[term] = found
+        return found
 
     def _lines(self, i: int) -> tuple[str, str]:
         """Document i's title and abstract tokens as " a b c " (cached)."""

@@ -328,11 +328,18 @@ class Selector(WindowIndex):
         relevance = shared.relevance
         voted = {e.entry_id for e in model.exemplars}
         allowed = shared.allowed
-        raw = self._model_scores(win, model.terms, allowed, voted)
-        if model.positive and raw:  # ranked again with the best papers' words (learning.expand)
+        terms = model.terms
+        if model.positive:  # liked terms with the words the window uses with them
+            terms = learning.associate(terms, lambda t: self.neighbors(win, t))
+        raw = self._model_scores(win, terms, allowed, voted)
+        for _ in range(learning.FEEDBACK_ROUNDS if model.positive else 0):
+            if not raw:
+                break
+            # ranked again with the best papers' words (learning.expand)
             top = heapq.nlargest(learning.FEEDBACK_PAPERS, raw, key=lambda i: (raw[i], -i))
             found = self.feedback_vectors(win, [i for i in top if raw[i] > 0])
-            raw = self._model_scores(win, learning.expand(model.terms, found), allowed, voted)
+            terms = learning.expand(terms, found)
+            raw = self._model_scores(win, terms, allowed, voted)
         docs = self._docs
         candidates = [i for i in win.docs if allowed[i] and docs[i].entry_id not in voted]
         scale = max((abs(v) for v in raw.values()), default=0.0) or 1.0

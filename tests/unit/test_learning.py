@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from digestd.core.models import Entry
 from digestd.ingest.detect import parse_document
 from digestd.ingest.normalize import normalize
@@ -124,3 +126,59 @@ def test_a_liked_phrase_ranks_the_paper_saying_it_above_one_with_its_words_apart
         Profile("", (), 2, NOW - timedelta(days=1), NOW), frozenset(), Taste(votes, papers, NOW)
     )
     assert [p.entry.id for p in picks] == [11, 10]
+
+
+def _paper(entry_id: int, title: str, summary: str) -> Entry:
+    at = NOW - timedelta(hours=1)
+    return Entry(id=entry_id, title=title, summary=summary, published_at=at, ingested_at=at)
+
+
+def _distillation_window() -> list[Entry]:
+    """Four papers saying "distillation" with "compression", one saying "compression"
+    alone, one on another subject the same length, and filler that says neither."""
+    return [
+        *[
+            _paper(10 + n, f"Distillation study {n}", "Distillation for model compression.")
+            for n in range(4)
+        ],
+        _paper(20, "Smaller networks", "Model compression of networks."),
+        _paper(21, "Weather networks", "Model weather of networks."),
+        *[
+            _paper(30 + n, f"Protein paper {n}", "Protein folding with diffusion.")
+            for n in range(6)
+        ],
+    ]
+
+
+def test_a_window_word_used_with_a_liked_term_is_its_neighbor_and_a_common_one_is_not() -> None:
+    selector = Selector(_distillation_window())
+    win = selector._window(NOW - timedelta(days=1), NOW)
+    near = selector.neighbors(win, "distil")
+    assert "compress" in near  # in every paper saying distillation, in 5 of 12 papers
+    assert "model" in near
+    assert "protein" not in near  # never with it
+    assert "distil" not in near  # the term itself
+
+
+def test_a_paper_using_a_word_the_window_associates_with_the_liked_subject_ranks_higher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Co-occurrence expansion: the reader liked two papers on distillation; the window's
+    paper on "compression" never says distillation, but the window's distillation papers
+    talk about compression, so the model pulls it more than the paper on weather, which
+    shares as many words with the likes (none) and with the window. Feedback is off to
+    see the association alone."""
+    monkeypatch.setattr(learning, "FEEDBACK_ROUNDS", 0)
+    liked = [
+        _paper(1, "Knowledge distillation", "Distillation of a teacher into a student."),
+        _paper(2, "Distillation for students", "Teacher distillation at scale."),
+    ]
+    papers = learning.PaperCache()
+    for e in liked:
+        papers.add(e.id or 0, e.title, e.summary)
+    votes = tuple(VoteRow(e.id or 0, 1, False, NOW) for e in liked)
+    picks = Selector(_distillation_window()).select(
+        Profile("", (), 12, NOW - timedelta(days=1), NOW), frozenset(), Taste(votes, papers, NOW)
+    )
+    learned = {p.entry.id: p.parts["learned"] for p in picks}
+    assert learned[20] > learned[21]

@@ -30,6 +30,7 @@ from digestd.inbound import addresses
 from digestd.mail.dkim import DkimSigner
 from digestd.mail.mime import (
     DigestTemplate,
+    Filled,
     SlotPart,
     build_digest_message,
     build_digest_template,
@@ -149,7 +150,17 @@ def wire_message(
 ) -> bytes | None:
     """`digest` for `sub` in SMTP wire form (`date` from `mime.format_date`; DKIM-signed with
     a `signer`), or None when it needs `reference_message` (a non-ASCII address)."""
-    return digest.template.fill(
+    filled = filled_message(digest, sub, message_id, urls, date)
+    if filled is None or signer is None:
+        return None if filled is None else filled.message
+    return filled.signed(signer)
+
+
+def filled_message(
+    digest: Digest, sub: Recipient, message_id: str, urls: PersonalLinks, date: str
+) -> Filled | None:
+    """`wire_message` unsigned, with what its signature needs (`mime.Filled.unsigned`)."""
+    return digest.template.filled(
         to_email=sub.email,
         to_name=sub.name or "",
         message_id=message_id,
@@ -164,7 +175,6 @@ def wire_message(
             vote_macs=dict(zip(digest.vote_slots, urls.vote_macs, strict=True)),
         ),
         mailto=urls.mailto,
-        signer=signer,
     )
 
 

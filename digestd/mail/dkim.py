@@ -260,6 +260,15 @@ def _fold_list(prefix: str, items: tuple[str, ...], sep: str) -> str:
     return "\r\n".join(out)
 
 
+@dataclass(frozen=True, slots=True)
+class Unsigned:
+    """A message's signatures before the private-key operations (`DkimSigner.prepare`): per
+    key, its DKIM-Signature tag list up to the empty b=, and the canonical data it signs."""
+
+    tag_lists: tuple[bytes, ...]
+    data: tuple[bytes, ...]
+
+
 class DkimSigner:
     """Signs messages for one domain with an RSA key and, optionally, an Ed25519 key."""
 
@@ -277,6 +286,12 @@ class DkimSigner:
         message whose header block is `head` + `shared` (CRLF lines, no blank line) and whose
         canonical body hashes to `body_hash`. `shared`: header lines many messages have in
         common (a digest template's), canonicalized once."""
+        unsigned = self.prepare(head, body_hash, shared)
+        return self.complete(unsigned, self.sign_all(unsigned))
+
+    def prepare(self, head: bytes, body_hash: bytes, shared: bytes = b"") -> Unsigned:
+        """`signature_lines` up to the private-key operations (arguments the same): what each
+        key signs, so that they can run elsewhere (`dkim_offload`) and `complete` follows."""
         fields: dict[str, list[bytes]] = {}
         for name, canonical in (*_signed_fields(head), *_shared_fields(shared)):
             fields.setdefault(name, []).append(canonical)
@@ -294,18 +309,30 @@ class DkimSigner:
         h = _fold_list("\th=", tuple(names), ":")
         when = int(self._clock())
         bh = base64.b64encode(body_hash).decode("ascii")
-        lines: list[bytes] = []
-        for key in reversed(self.keys):  # the first key's signature ends up on top
+        tag_lists = []
+        for key in self.keys:
             tag_list = (
                 f" v=1; a={key.algorithm}; c=relaxed/relaxed; d={self.domain};\r\n"
                 f"\ts={key.selector}; t={when};\r\n{h};\r\n\tbh={bh};\r\n\tb="
-            )
-            raw = tag_list.encode("ascii")
-            signature = key.sign(data + relaxed_header(b"dkim-signature", raw)[:-2])
+            ).encode("ascii")
+            tag_lists.append(tag_list)
+        return Unsigned(
+            tuple(tag_lists),
+            tuple(data + relaxed_header(b"dkim-signature", t)[:-2] for t in tag_lists),
+        )
+
+    def sign_all(self, unsigned: Unsigned) -> tuple[bytes, ...]:
+        """The private-key operations of `unsigned`, one per key, here."""
+        return tuple(key.sign(data) for key, data in zip(self.keys, unsigned.data, strict=True))
+
+    def complete(self, unsigned: Unsigned, signatures: Sequence[bytes]) -> bytes:
+        """The DKIM-Signature lines of `unsigned` with its keys' `signatures` (`sign_all`)."""
+        lines = []
+        for raw, signature in zip(unsigned.tag_lists, signatures, strict=True):
             b = base64.b64encode(signature).decode("ascii")
             folded = "\r\n\t".join(b[i : i + 72] for i in range(0, len(b), 72))
-            lines.insert(0, b"DKIM-Signature:" + raw + folded.encode("ascii") + b"\r\n")
-        return b"".join(lines)
+            lines.append(b"DKIM-Signature:" + raw + folded.encode("ascii") + b"\r\n")
+        return b"".join(lines)  # the first key's signature on top
 
     def sign(self, message: bytes) -> bytes:
         """`message` (any line ends; not in wire form) with its signatures in front, CRLF line

@@ -23,7 +23,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
-from digestd.mail.dkim import CanonicalBody, DkimSigner, relaxed_body
+from digestd.mail.dkim import CanonicalBody, DkimSigner, Unsigned, relaxed_body
 from digestd.mail.idn import ascii_domain, ascii_mailbox, needs_smtputf8
 
 
@@ -263,6 +263,22 @@ class DigestTemplate:
         None when it needs the reference path (a non-ASCII address, which needs SMTPUTF8).
         `values` maps a part's subtype to its slot values, already escaped for that part
         (HTML); `date` is `format_date(...)`; with a `signer`, DKIM-signed."""
+        filled = self.filled(to_email, to_name, message_id, unsubscribe_url, date, values, mailto)
+        if filled is None or signer is None:
+            return None if filled is None else filled.message
+        return filled.signed(signer)
+
+    def filled(
+        self,
+        to_email: str,
+        to_name: str,
+        message_id: str,
+        unsubscribe_url: str,
+        date: str,
+        values: Mapping[str, Mapping[str, str]],
+        mailto: str = "",
+    ) -> Filled | None:
+        """`fill` unsigned, kept with what its signature needs (`Filled.unsigned`)."""
         to_email = ascii_domain(one_line(to_email))  # an IDN domain as A-labels (mail.idn)
         if not to_email.isascii():
             return None
@@ -293,10 +309,7 @@ class DigestTemplate:
                     # Soft line breaks around the value: an encoded line of its own.
                     value = encoded[text] = b"=\r\n" + qp + b"=\r\n"
                 args.append(value)
-        message = head + self.body % tuple(args)
-        if signer is None:
-            return message
-        return self._signature(signer, head, args, message) + message
+        return Filled(self, head, args, head + self.body % tuple(args))
 
     @cached_property
     def _canonical(self) -> tuple[bytes, CanonicalBody]:
@@ -316,17 +329,31 @@ class DigestTemplate:
         shared, _, first = pieces[0].partition(b"\r\n\r\n")
         return shared + b"\r\n", CanonicalBody.of([first, *pieces[1:]])
 
-    def _signature(
-        self, signer: DkimSigner, head: bytes, args: Sequence[bytes], message: bytes
-    ) -> bytes:
-        """The DKIM-Signature lines for `message` (this template filled with `args`): the
-        body hash from the shared pieces and the values (see dkim.CanonicalBody)."""
-        shared, canonical = self._canonical
-        body_hash = canonical.hash(args)
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """One subscriber's message (`DigestTemplate.filled`), unsigned: `message` in wire form,
+    and its per-message header lines and slot values (the signature is computed from them)."""
+
+    template: DigestTemplate
+    head: bytes
+    args: Sequence[bytes]
+    message: bytes
+
+    def unsigned(self, signer: DkimSigner) -> Unsigned:
+        """Its DKIM signatures up to the private-key operations (`DkimSigner.prepare`): the
+        body hash from the template's shared pieces and the values (see dkim.CanonicalBody)."""
+        shared, canonical = self.template._canonical
+        body_hash = canonical.hash(self.args)
         if body_hash is None:  # a body ending in empty lines: the whole-body path
-            body = from_wire(message).partition(b"\r\n\r\n")[2]
+            body = from_wire(self.message).partition(b"\r\n\r\n")[2]
             body_hash = hashlib.sha256(relaxed_body(body)).digest()
-        return signer.signature_lines(head, body_hash, shared)
+        return signer.prepare(self.head, body_hash, shared)
+
+    def signed(self, signer: DkimSigner) -> bytes:
+        """The message with its DKIM-Signature lines in front, signed here."""
+        unsigned = self.unsigned(signer)
+        return signer.complete(unsigned, signer.sign_all(unsigned)) + self.message
 
 
 def format_date(when: datetime) -> str:

@@ -34,13 +34,19 @@ from digestd.delivery.batches import (
     log_ids,
     short,
 )
-from digestd.delivery.compose import personal_links, reference_message, wire_message
+from digestd.delivery.compose import (
+    filled_message,
+    personal_links,
+    reference_message,
+    wire_message,
+)
 from digestd.delivery.deliveries import Outcome
 from digestd.delivery.deliveries import temporary_failure as _temporary
 from digestd.delivery.failures import INTERNAL, ours, send_failed
 from digestd.delivery.handback import hand_back_when_possible
 from digestd.delivery.recorder import Recorder
 from digestd.inbound import addresses
+from digestd.mail.dkim_offload import OffloadSigner, offload_for
 from digestd.mail.mime import format_date, one_line
 from digestd.mail.render import Renderer
 from digestd.mail.smtp_pool import SendError, SmtpPool
@@ -101,6 +107,7 @@ async def _send_jobs(
     stop: StopSignal | None,
     recorder: Recorder,
     keep_leases: Callable[[], Awaitable[None]] | None = None,
+    offload: OffloadSigner | None = None,
 ) -> None:
     """Personalize and send with twice `pool.size` senders (while a connection carries one
     message, another sender personalizes the next and waits for a free connection); each
@@ -130,8 +137,12 @@ async def _send_jobs(
                 urls = personal_links(ctx, sub, c.period, digest.entry_ids)
                 # Bounces name their delivery (VERP); the mailto: unsubscribes this subscriber.
                 envelope = addresses.envelope_sender(s, secret, c.id, digest.template.sender)
-                # DKIM, when DIGESTD_DKIM_KEY_FILE is set.
-                data = wire_message(digest, sub, c.message_id, urls, date, pool.signer)
+                # DKIM, when DIGESTD_DKIM_KEY_FILE is set: its RSA beside the loop.
+                if offload is None:
+                    data = wire_message(digest, sub, c.message_id, urls, date, pool.signer)
+                else:
+                    filled = filled_message(digest, sub, c.message_id, urls, date)
+                    data = None if filled is None else await offload.signed(filled)
                 if data is not None:
                     await pool.send_wire(envelope, one_line(sub.email), data)
                 else:
@@ -215,6 +226,9 @@ async def send_due(
     owned = pool is None
     smtp = pool or SmtpPool(ctx.settings, on_transaction=ctx.metrics.smtp_transaction_done)
     size = limit or ctx.settings.batch_size
+    # DKIM's private-key operations in a process beside this one (mail.dkim_offload).
+    keys = [ctx.settings.dkim_key_file, ctx.settings.dkim_ed25519_key_file]
+    offload = offload_for(smtp.signer, keys)
 
     def recorded(outcomes: Sequence[Outcome], bounced: list[int]) -> None:
         report.add(outcomes)
@@ -281,7 +295,9 @@ async def send_due(
             for outcome in current.outcomes:  # decided while preparing (skips, render errors)
                 recorder.add(outcome, credit=False)
             await keep_leases()
-            await _send_jobs(ctx, smtp, renderer, current.jobs, stop, recorder, keep_leases)
+            await _send_jobs(
+                ctx, smtp, renderer, current.jobs, stop, recorder, keep_leases, offload
+            )
         await recorder.close()
         report.unrecorded_peak = recorder.unrecorded_peak
     except asyncio.CancelledError:
@@ -313,6 +329,8 @@ async def send_due(
             await _settle(ctx, recorder, upcoming)
         raise
     finally:
+        if offload is not None:
+            await offload.close()  # the signing process, if it was started
         if owned:
             await smtp.close()
         # Without waiting: after a cancel, a commit or claim may still be running, and its

@@ -5,6 +5,7 @@ a body changed by one byte fails both, and h= covers the one-click unsubscribe h
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,6 +21,7 @@ from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from digestd.delivery.planning import plan_due
 from digestd.delivery.sending import send_due
+from digestd.mail.dkim_offload import OffloadSigner
 from digestd.mail.mime import compose
 from digestd.mail.smtp_pool import SmtpPool
 from tests.support.digests import add_subscriber, load_seed_entries
@@ -93,6 +95,7 @@ def tags(message: bytes, selector: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("ed", [False, True], ids=["rsa", "rsa+ed25519"])
+@pytest.mark.parametrize("child", [True, False], ids=["signing-process", "signed-here"])
 async def test_signed_digests_verify_with_dkimpy_and_opendkim(
     app: AppContext,
     clock,
@@ -101,9 +104,17 @@ async def test_signed_digests_verify_with_dkimpy_and_opendkim(
     dns_server: DnsTestServer,
     opendkim: OpenDkim,
     ed: bool,
+    child: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock.set(NOW)
     signing(app, smtp_server, keys, ed)
+    # Every signature from the signing process (mail.dkim_offload), or none: it never starts.
+    monkeypatch.setattr(OffloadSigner, "sign_while_starting", False)
+    if not child:
+        monkeypatch.setattr(OffloadSigner, "_start", _does_not_start)
+    caplog.set_level(logging.INFO, "digestd.mail.dkim_offload")
     with session_scope(app.engine) as s:
         load_seed_entries(s, NOW - timedelta(hours=2))
         add_subscriber(s, "ada@example.org", NOW - timedelta(days=3), name="Ada  Lovelace")
@@ -111,6 +122,8 @@ async def test_signed_digests_verify_with_dkimpy_and_opendkim(
     assert plan_due(app).planned == 2
     report = await send_due(app, worker_id="test")
     assert report.sent == 2
+    done = f"DKIM: {2 if child else 0} messages signed by the signing process in"
+    assert any(r.getMessage().startswith(done) for r in caplog.records)
     selectors = ["s1", "s1-ed25519"] if ed else ["s1"]
     for received in smtp_server.messages:
         data = received.data
@@ -138,6 +151,10 @@ async def test_signed_digests_verify_with_dkimpy_and_opendkim(
         # A List-Unsubscribe added in transit breaks it too.
         added = b"List-Unsubscribe: <https://evil.example/>\r\n" + data
         assert dkimpy_results(added, dns_server) == [False] * len(selectors)
+
+
+async def _does_not_start(self: OffloadSigner) -> None:
+    self.gone = True
 
 
 async def test_confirmation_mails_and_command_replies_are_signed(

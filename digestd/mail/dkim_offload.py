@@ -53,7 +53,8 @@ class OffloadSigner:
     def __init__(self, signer: DkimSigner, key_files: Sequence[Path]) -> None:
         self.signer = signer
         self._key_files = tuple(str(p) for p in key_files)
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | None = None  # in use
+        self._child: asyncio.subprocess.Process | None = None  # started (ended by close)
         self._starting: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -106,6 +107,7 @@ class OffloadSigner:
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
             )
+            self._child = proc
             assert proc.stdout is not None
             hello = await asyncio.wait_for(_read_frame(proc.stdout), START_SECONDS)
             if hello[:1] != OK:
@@ -190,22 +192,25 @@ class OffloadSigner:
 
     async def close(self) -> None:
         """End the process (it exits when its input ends) and wait for it."""
-        log.info(
-            "DKIM: %d messages signed by the signing process in %d frames",
-            self.offloaded,
-            self.frames,
-        )
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             with contextlib.suppress(BaseException):
                 await self._starting
-        proc, self._proc = self._proc, None
+        self._proc = None
         if self._timer is not None:
             self._timer.cancel()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(BaseException):
                 await self._reader
+        proc, self._child = self._child, None
+        if proc is None and not self.gone:
+            return
+        log.info(
+            "DKIM: %d messages signed by the signing process in %d frames",
+            self.offloaded,
+            self.frames,
+        )
         if proc is None:
             return
         if proc.stdin is not None:

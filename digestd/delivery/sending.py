@@ -2,7 +2,8 @@
 once per profile, the message built once), fill in each subscriber's values (`compose`,
 the one path that builds a digest's message), send over one shared SMTP pool, and record
 each outcome soon after the server's reply, in bounded group commits (`recorder.Recorder`).
-The next batch is claimed and prepared in a worker thread while one is on the wire.
+The next batch is claimed and prepared in a worker thread while one is on the wire. With
+DKIM on, the private-key operations run in a signing process (`mail.dkim_offload`).
 
 Memory is bounded by the batch size (DIGESTD_BATCH_SIZE, two batches in hand) and the
 digest cache; database work is a few statements per batch and per group commit (never one

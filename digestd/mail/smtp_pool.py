@@ -4,7 +4,8 @@ rate limit; replies are classified into temporary and permanent failures.
 With DKIM signing on (DIGESTD_DKIM_KEY_FILE), every message the pool flattens is signed on
 the bytes it sends (`send`, `send_bytes`: confirmation mails, command replies, the rare
 digest the fast path declines); a digest in wire form (`send_wire`) comes signed already
-(`mime.DigestTemplate.fill` signs it with `pool.signer`, from its template's shared parts)."""
+with `pool.signer`'s keys, from its template's shared parts (`mime.Filled`; a send pass has
+the private-key operations done in a signing process, `dkim_offload`)."""
 
 from __future__ import annotations
 

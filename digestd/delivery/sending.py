@@ -290,6 +290,8 @@ async def send_due(
             if current is None:
                 break
             report.claimed += len(current.claims)
+            if offload is not None:
+                offload.expect(len(current.jobs))  # a pass big enough starts the process
             report.renders += current.renders
             if not stopped():
                 upcoming = claim_next()

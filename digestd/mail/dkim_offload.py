@@ -9,8 +9,9 @@ one (one write and one read per frame, not per message), so the more the loop pr
 larger the frames.
 
 A message waits for its signature before it is sent: never unsigned. The process starts
-with the pass's first signature (those before it is ready are signed in the loop, so a
-small pass does not wait for it) and ends with the pass. If it cannot start, holds other
+once a pass has `START_AT` messages to sign (a smaller pass signs in the loop), those
+before it is ready are signed in the loop (nothing waits for it), and it ends with the
+pass. If it cannot start, holds other
 keys than the pass's, fails, dies or does not answer within `ANSWER_SECONDS`, one warning
 line says so and the rest of the pass signs in the loop, as without it.
 """
@@ -32,6 +33,9 @@ from digestd.mail.mime import Filled
 
 log = logging.getLogger(__name__)
 
+# Starting the process costs ≈0.1 s of CPU (Python and OpenSSL loaded again), ≈300
+# signatures' worth: a pass with fewer messages than this signs them all in the loop.
+START_AT = 200
 START_SECONDS = 30.0  # for the process to load its keys and say so
 ANSWER_SECONDS = 30.0  # for one frame (≈0.3 ms a signature: a frame takes milliseconds)
 
@@ -46,9 +50,9 @@ class OffloadSigner:
     """Signs one pass's messages with `signer`'s keys, their private-key operations in a
     child process reading `key_files` (the same keys, in the same order)."""
 
-    # Messages are signed in the loop while the process starts (a small pass does not wait
-    # for it); tests turn this off to have every signature come from the process.
-    sign_while_starting = True
+    # Tests set it: the first signature starts the process and every one waits for it,
+    # whatever the pass's size (else see `expect`).
+    always_offload = False
 
     def __init__(self, signer: DkimSigner, key_files: Sequence[Path]) -> None:
         self.signer = signer
@@ -60,18 +64,28 @@ class OffloadSigner:
         self._timer: asyncio.TimerHandle | None = None
         self._queue: list[_Waiting] = []
         self._in_flight: list[_Waiting] = []
+        self._expected = 0
         self.gone = False  # given up on the process: everything signed in the loop
         self.frames = 0  # frames answered by the process
         self.offloaded = 0  # messages signed by the process
 
+    def expect(self, messages: int) -> None:
+        """`messages` more are coming: the process is started (not waited for) once a pass
+        has `START_AT` or more."""
+        self._expected += messages
+        if self._expected >= START_AT and self._starting is None and not self.gone:
+            self._starting = asyncio.ensure_future(self._start())
+
+    @property
+    def started(self) -> bool:
+        """Whether the process was started (it may have been given up since)."""
+        return self._starting is not None
+
     async def signed(self, filled: Filled) -> bytes:
         """`filled.message` with its DKIM-Signature lines in front."""
         unsigned = filled.unsigned(self.signer)
-        if self._proc is None and not self.gone:
-            if self._starting is None:
-                self._starting = asyncio.ensure_future(self._start())
-            if not self.sign_while_starting:
-                await self.start()
+        if self.always_offload and self._proc is None and not self.gone:
+            await self.start()
         if self._proc is None:
             return self._here(unsigned) + filled.message
         future: asyncio.Future[tuple[bytes, ...]] = asyncio.get_running_loop().create_future()

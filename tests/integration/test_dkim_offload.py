@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from digestd.mail.dkim import DkimKey, DkimSigner
-from digestd.mail.dkim_offload import OffloadSigner, offload_for
+from digestd.mail.dkim_offload import START_AT, OffloadSigner, offload_for
 from digestd.mail.mime import Filled, SlotPart, build_digest_template
 from tests.support.dkim import write_key
 
@@ -60,6 +60,15 @@ def messages(n: int) -> list[Filled]:
     return out
 
 
+def ours(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """What this module logged at `level` (asyncio's own child-watcher lines left out)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "digestd.mail.dkim_offload" and r.levelno == level
+    ]
+
+
 @pytest.mark.parametrize("both", [False, True], ids=["rsa", "rsa+ed25519"])
 async def test_the_process_signs_what_this_process_would_in_batches(
     key_files: tuple[Path, Path], both: bool
@@ -99,7 +108,7 @@ async def test_a_process_that_dies_is_given_up_and_what_waited_is_signed_here(
         await offload.close()
     assert got == [f.signed(signer) for f in [*filled[1:], filled[0]]]
     assert offload.gone
-    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (line,) = ours(caplog, logging.WARNING)
     assert line == (
         "DKIM signing process exited with code -9: signing in this process instead"
     ) or line.startswith("DKIM signing process ended")
@@ -124,7 +133,7 @@ async def test_a_process_that_stops_answering_is_given_up(
     finally:
         await offload.close()
     assert got == [f.signed(signer) for f in messages(3)]
-    assert [r.getMessage() for r in caplog.records] == [
+    assert ours(caplog, logging.WARNING) == [
         "DKIM signing process did not answer within 30 s: signing in this process instead"
     ]
     assert proc.returncode is not None  # killed
@@ -139,14 +148,14 @@ async def test_a_process_with_other_keys_or_none_is_not_used(
     with caplog.at_level(logging.WARNING, "digestd.mail.dkim_offload"):
         for files in ([other], [tmp_path / "missing.private"]):
             offload = OffloadSigner(signer, files)
-            offload.sign_while_starting = False
+            offload.always_offload = True
             try:
                 got = [await offload.signed(f) for f in filled]
             finally:
                 await offload.close()
             assert got == [f.signed(signer) for f in filled]
             assert offload.gone and offload.offloaded == 0
-    first, second = [r.getMessage() for r in caplog.records]
+    first, second = ours(caplog, logging.WARNING)
     assert first == (
         "DKIM signing process did not start (its key files hold other keys than this pass"
         " signs with): signing in this process instead"
@@ -160,3 +169,20 @@ def test_no_process_without_signing_or_without_every_key_file(
 ) -> None:
     assert offload_for(None, [key_files[0]]) is None
     assert offload_for(signer_of(list(key_files)), [key_files[0], None]) is None
+
+
+async def test_the_process_starts_only_for_a_pass_big_enough(key_files: tuple[Path, Path]) -> None:
+    signer = signer_of([key_files[0]])
+    offload = OffloadSigner(signer, [key_files[0]])
+    filled = messages(2)
+    try:
+        offload.expect(START_AT - 1)
+        assert await offload.signed(filled[0]) == filled[0].signed(signer)
+        assert not offload.started
+        offload.expect(1)
+        assert offload.started
+        assert await offload.start()  # waits for it
+        assert await offload.signed(filled[1]) == filled[1].signed(signer)
+    finally:
+        await offload.close()
+    assert offload.offloaded == 1

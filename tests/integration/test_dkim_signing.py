@@ -111,7 +111,7 @@ async def test_signed_digests_verify_with_dkimpy_and_opendkim(
     clock.set(NOW)
     signing(app, smtp_server, keys, ed)
     # Every signature from the signing process (mail.dkim_offload), or none: it never starts.
-    monkeypatch.setattr(OffloadSigner, "sign_while_starting", False)
+    monkeypatch.setattr(OffloadSigner, "always_offload", True)
     if not child:
         monkeypatch.setattr(OffloadSigner, "_start", _does_not_start)
     caplog.set_level(logging.INFO, "digestd.mail.dkim_offload")

@@ -134,15 +134,14 @@ def prepare(
                     why = f"nothing to resend: delivery {c.resend_of} carried no papers"
                     done.append(Outcome(c, D.SKIPPED, why))
                 continue
-            cats = sub.categories
-            pkey = (
+            pkey = (  # the lists are tuples (subscribers.SendRow)
                 str(sub.topics),
-                tuple(cats) if isinstance(cats, list) else cats,
+                sub.categories,
                 sub.max_items,
                 c.window_start,
                 c.window_end,
-                tuple(sub.follows or ()),
-                tuple(sub.muted_authors or ()),
+                sub.follows,
+                sub.muted_authors,
             )
             profile = profiles.get(pkey)
             if profile is None:

@@ -9,13 +9,15 @@ commits: the use case that calls it owns the transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import Text, bindparam, delete, insert, update
+from sqlalchemy import cast as sa_cast
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
@@ -387,37 +389,34 @@ SEND_COLUMNS = (
     col(Subscriber.timezone),
     col(Subscriber.link_key),
 )
+# The JSON lists among them, read as their text and decoded once per distinct text of a
+# query (`for_sending`): subscribers share a few ("[]", a category), and the JSON type's
+# decoding of every value was most of the query's time (500 rows: ≈19 → 7 µs a row).
+_SEND_LISTS = frozenset({"categories", "follows", "muted_authors"})
 
 
-class SendRow(Protocol):
-    """A subscriber as sending reads it: a Core row of SEND_COLUMNS."""
+class SendRow(NamedTuple):
+    """A subscriber as sending reads it: SEND_COLUMNS, in that order (lists as tuples)."""
 
-    @property
-    def id(self) -> int: ...
-    @property
-    def email(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def status(self) -> SubscriberStatus: ...
-    @property
-    def suppressed(self) -> bool: ...
-    @property
-    def format(self) -> str: ...
-    @property
-    def topics(self) -> str: ...
-    @property
-    def categories(self) -> list[str]: ...
-    @property
-    def follows(self) -> list[str]: ...
-    @property
-    def muted_authors(self) -> list[str]: ...
-    @property
-    def max_items(self) -> int: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def link_key(self) -> str: ...
+    id: int
+    email: str
+    name: str
+    status: SubscriberStatus
+    suppressed: bool
+    format: str
+    topics: str
+    categories: tuple[str, ...]
+    follows: tuple[str, ...]
+    muted_authors: tuple[str, ...]
+    max_items: int
+    timezone: str
+    link_key: str
+
+
+_SEND_SELECT = tuple(
+    sa_cast(c, Text).label(name) if name in _SEND_LISTS else c
+    for name, c in zip(SendRow._fields, SEND_COLUMNS, strict=True)
+)
 
 
 def active_page(
@@ -441,8 +440,31 @@ def for_sending(session: Session, ids: Iterable[int]) -> dict[int, SendRow]:
     """Rows of SEND_COLUMNS by id (one query per chunk)."""
     wanted = sorted(set(ids))
     out: dict[int, SendRow] = {}
+    lists: dict[str | None, tuple[str, ...]] = {}  # a JSON text, decoded once
+
+    def decoded(text: str | None) -> tuple[str, ...]:
+        found = lists.get(text)
+        if found is None:
+            found = lists[text] = tuple(json.loads(text) or ()) if text is not None else ()
+        return found
+
     for chunk in chunks(wanted, IN_CHUNK):
-        rows = session.execute(sa_select(*SEND_COLUMNS).where(col(Subscriber.id).in_(chunk)))
-        for row in cast("Iterable[SendRow]", rows):  # exactly SEND_COLUMNS
-            out[row.id] = row
+        rows = session.execute(sa_select(*_SEND_SELECT).where(col(Subscriber.id).in_(chunk)))
+        for sub_id, email, name, status, suppressed, fmt, topics, *more in rows:
+            cats, follows, muted, max_items, zone, link_key = more
+            out[sub_id] = SendRow(
+                sub_id,
+                email,
+                name,
+                status,
+                suppressed,
+                fmt,
+                topics,
+                decoded(cats),
+                decoded(follows),
+                decoded(muted),
+                max_items,
+                zone,
+                link_key,
+            )
     return out

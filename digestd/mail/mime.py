@@ -365,20 +365,26 @@ def _header_lines(
     to_email: str, to_name: str, message_id: str, url: str, mailto: str, date: str
 ) -> bytes:
     to = formataddr((to_name, to_email)) if to_name else to_email
-    lines = [f"To: {to}", f"Date: {date}", f"Message-ID: {message_id}"]
     unsubscribe = list_unsubscribe(url, mailto)
     if (
-        all(len(line) <= _MAX_LINE for line in lines)
+        len(to) <= _MAX_LINE - 4  # "To: "
+        and len(date) <= _MAX_LINE - 6  # "Date: "
+        and len(message_id) <= _MAX_LINE - 12  # "Message-ID: "
         and to_name.isascii()
         and message_id.isascii()
-        and message_id.startswith("<")
-        and message_id.endswith(">")
+        and message_id[:1] == "<"
+        and message_id[-1:] == ">"
         and " " not in message_id
         and unsubscribe.isascii()
         and len(unsubscribe) <= 900
     ):
-        lines.append(_list_unsubscribe_line("List-Unsubscribe", unsubscribe, "\r\n"))
-        return ("\r\n".join(lines[:3]) + "\r\n" + lines[3]).encode("ascii")
+        if ">" in url or ">" in mailto:  # entries found as `_list_unsubscribe_line` finds them
+            listed = _list_unsubscribe_line("List-Unsubscribe", unsubscribe, "\r\n")
+        elif mailto:  # the two entries of `list_unsubscribe`, folded between them
+            listed = f"List-Unsubscribe: <{url}>,\r\n <{mailto}>\r\n"
+        else:
+            listed = f"List-Unsubscribe: <{url}>\r\n"
+        return f"To: {to}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n{listed}".encode("ascii")
     return _header_lines_slow(to_email, to_name, message_id, url, mailto, date)
 
 

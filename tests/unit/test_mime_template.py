@@ -15,6 +15,7 @@ import pytest
 
 from digestd.core.config import Settings
 from digestd.core.models import Entry
+from digestd.mail import mime
 from digestd.mail.mime import (
     SlotPart,
     _encoded_body,
@@ -221,3 +222,35 @@ def test_one_encoding_pass_gives_the_bytes_of_encoding_each_run_alone() -> None:
         encoded, names = _encoded_body(SlotPart("html", parts))
         assert encoded == _encoded_run_by_run(SlotPart("html", parts)), parts
         assert names == tuple(parts[1::2])
+
+
+@pytest.mark.parametrize(
+    ("url", "mailto", "listed"),
+    [
+        ("https://d.example/u/T1", "", "<https://d.example/u/T1>"),
+        (
+            "https://d.example/u/T1",
+            "mailto:b+u1-x@b.example?subject=unsubscribe",
+            "<https://d.example/u/T1>,\r\n <mailto:b+u1-x@b.example?subject=unsubscribe>",
+        ),
+        # A ">" inside a URL: entries are cut only after a ">" that a "," follows.
+        (
+            "https://d.example/u/a>b,c",
+            "mailto:x@b.example",
+            "<https://d.example/u/a>b,c>,\r\n <mailto:x@b.example>",
+        ),
+        ("https://d.example/u/a>,b", "", "<https://d.example/u/a>,\r\n b>"),
+    ],
+)
+def test_per_subscriber_header_lines(url: str, mailto: str, listed: str) -> None:
+    mid = "<digest.1@example.org>"
+    got = mime._header_lines("r@example.org", "", mid, url, mailto, "Thu, 26 Nov 2026 06:00:00 GMT")
+    want = (
+        "To: r@example.org\r\nDate: Thu, 26 Nov 2026 06:00:00 GMT\r\n"
+        f"Message-ID: {mid}\r\nList-Unsubscribe: {listed}\r\n"
+    )
+    assert got == want.encode("ascii")
+    named = mime._header_lines("r@example.org", "R. Ader", mid, url, mailto, "D")
+    assert named == want.replace("r@example.org", '"R. Ader" <r@example.org>', 1).replace(
+        "Thu, 26 Nov 2026 06:00:00 GMT", "D"
+    ).encode("ascii")

@@ -56,6 +56,14 @@ def test_claims_do_not_overlap_and_expired_leases_come_back(app: AppContext, clo
         b = claim(s, worker_id="b", limit=4, now=NOW, lease_seconds=60)
     assert len(a) == 4 and len(b) == 2
     assert not {c.id for c in a} & {c.id for c in b}
+    # A claim carries its row's window, aware UTC (read once per distinct value).
+    planned = rows(app)
+    for c in a + b:
+        assert (c.window_start, c.window_end) == (
+            planned[c.id].window_start,
+            planned[c.id].window_end,
+        )
+        assert c.window_start.tzinfo is UTC and c.window_start < c.window_end
     assert {d.status for d in rows(app).values()} == {"sending"}
 
     # Worker a dies. Before the lease ends nothing is released; after, a's rows come back.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlmodel import Session
@@ -83,17 +84,29 @@ def executemany(
 
 def _driver_params(raw: _RawStatement, rows: list[tuple[Any, ...]]) -> list[Any]:
     """`rows` as the driver's parameters for `raw`: constants added, values processed."""
-    if raw.as_is:
+    if raw.as_is or not rows:
         params: list[Any] = rows  # already the driver's values, in its order
     else:
-        getters = [(i, const, _memo(proc) if proc else None) for i, const, proc in raw.getters]
-        params = [
-            tuple(
-                const if i is None else (row[i] if proc is None or row[i] is None else proc(row[i]))
-                for i, const, proc in getters
-            )
-            for row in rows
-        ]
+        # Each value with a processor processed (a name the statement binds twice, once),
+        # then the driver's parameters picked in its order from the row and the constants.
+        procs = {i: _memo(proc) for i, _, proc in raw.getters if i is not None and proc}
+        constants = tuple(const for i, const, _ in raw.getters if i is None)
+        width = len(rows[0])
+        places, k = [], 0
+        for i, _, _ in raw.getters:
+            places.append(width + k if i is None else i)
+            k += i is None
+        pick = itemgetter(*places)
+        params = []
+        for row in rows:
+            if procs:
+                values = list(row)
+                for i, proc in procs.items():
+                    if values[i] is not None:
+                        values[i] = proc(values[i])
+                row = tuple(values)
+            picked = pick(row + constants)
+            params.append(picked if len(places) > 1 else (picked,))
     if not raw.positional:  # PostgreSQL's psycopg: named parameters
         params = [dict(zip(raw.order, p, strict=True)) for p in params]
     return params

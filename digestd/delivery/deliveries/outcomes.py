@@ -73,8 +73,9 @@ def record(
     if not outcomes:
         return []
     rows = []
-    # Everyone who got one digest shares its reasons (one tuple): written once a group.
+    # Everyone who got one digest shares its papers and reasons: each written once a group.
     reasons: dict[tuple[str, ...], str] = {}
+    papers: dict[tuple[int, ...], str] = {}
     for o in outcomes:
         next_at = None
         if o.status == D.RETRY:
@@ -83,8 +84,12 @@ def record(
             next_at = now
         sent = o.status == D.SENT
         f = o.failure
-        if sent and o.reasons not in reasons:
-            reasons[o.reasons] = joined_reasons(o.reasons)
+        if sent:
+            ids = tuple(o.entry_ids)
+            if ids not in papers:
+                papers[ids] = joined_ids(ids)
+            if o.reasons not in reasons:
+                reasons[o.reasons] = joined_reasons(o.reasons)
         rows.append(
             (
                 o.claim.id,
@@ -93,7 +98,7 @@ def record(
                 next_at,
                 now if sent else None,
                 len(o.entry_ids) if sent else 0,
-                joined_ids(o.entry_ids) if sent else "",
+                papers[ids] if sent else "",
                 worker_id,
                 0 if f is None else 1,
                 None if f is None else f.code,

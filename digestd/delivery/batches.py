@@ -178,11 +178,14 @@ def prepare(
             for _, s, p in wanted
         ]
         voters = set(tastes)
+    days: dict[tuple[datetime, str], date] = {}  # a batch has a window end or two, few zones
     for (c, sub, profile), picks in zip(wanted, picks_of, strict=True):
         if not picks:
             done.append(Outcome(c, D.SKIPPED, EMPTY_REASON))
             continue
-        day = local_day(c.window_end, sub.timezone)
+        day = days.get((c.window_end, sub.timezone))
+        if day is None:
+            day = days[c.window_end, sub.timezone] = local_day(c.window_end, sub.timezone)
         key = (profile.key, sub.format, day, tuple((p.entry.id or 0, p.reason) for p in picks))
         digest = bodies.get(key)
         if digest is not None:

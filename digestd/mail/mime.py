@@ -300,8 +300,9 @@ class DigestTemplate:
                 if value is None:
                     # Most values are their own quoted-printable as they are: vote MACs (hex
                     # digits, told by str methods, faster than the regex) and short links.
-                    if (text.isalnum() and text.isascii() and len(text) <= 76) or (
-                        _QP_AS_IS.fullmatch(text)
+                    # (The pattern matches at most 76 characters: a signed link is longer.)
+                    if len(text) <= 76 and (
+                        (text.isalnum() and text.isascii()) or _QP_AS_IS.fullmatch(text)
                     ):
                         qp = text.encode("ascii")
                     else:

@@ -130,9 +130,12 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     GuardedBackend."""
 
     def __init__(self, *, limits: httpx.Limits, backend: GuardedBackend) -> None:
-        super().__init__(limits=limits)
+        # One SSL context (loading the CA bundle: about 45 ms of CPU), given to httpx's own
+        # pool too, which would otherwise load the bundle again for a pool replaced below.
+        ssl_context = httpx.create_ssl_context()
+        super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

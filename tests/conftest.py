@@ -45,8 +45,10 @@ PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subpr
 
 def pytest_configure(config: pytest.Config) -> None:
     from tests.support.cli import build_commands_once
+    from tests.support.templates import compile_templates_once
 
     config.add_cleanup(build_commands_once())
+    config.add_cleanup(compile_templates_once())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

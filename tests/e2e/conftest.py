@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import chromium_session, shared_browser
 from tests.support.digests import KENJI, seed_database
 from tests.support.subscribers import Invoke, make_invoke
 
 CLI_SECRET = "e2e-cli-secret-key-0123456789"
+
+# The browser tests' Chromium: one a test process (fixtures).
+__all__ = ["chromium_session", "shared_browser"]
 
 
 @pytest.fixture

@@ -20,13 +20,12 @@ from digestd.core.tokens import links
 from digestd.ingest.run import ingest_file
 from digestd.mail.render import Renderer
 from digestd.ranking.select import Profile, Selector
-from tests.support.browser import ARTIFACTS, shared_browser
+from tests.support.browser import ARTIFACTS
 from tests.support.digests import add_subscriber
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import running_web
 
 pytestmark = pytest.mark.browser
-__all__ = ["shared_browser"]
 
 AXE = (Path(__file__).resolve().parents[1] / "support" / "axe" / "axe.min.js").read_text()
 SHOTS = ARTIFACTS / "a11y"

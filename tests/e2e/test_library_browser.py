@@ -4,7 +4,6 @@ to test-artifacts/web/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 from digestd.core.context import AppContext
 from digestd.core.db import session_scope
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
-from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.digests import add_subscriber
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import link_for, running_web, subscriber
@@ -26,14 +24,9 @@ NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
 LIBRARY = Path(__file__).parents[1] / "fixtures" / "library" / "interpretability.bib"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+@pytest.fixture
+def browser(shared_browser: Any) -> Any:
+    return shared_browser
 
 
 def test_a_reader_imports_their_library_and_follows_its_authors_in_a_browser(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from digestd.core.config import Settings
 from digestd.mail.render import Renderer
 from digestd.ranking.select import Profile, Selector
-from tests.support.browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
+from tests.support.browser import ARTIFACTS
 from tests.support.digests import seed_entries
 
 pytestmark = pytest.mark.browser
@@ -39,31 +40,27 @@ def digest_html() -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("width", [375, 800])
-def test_digest_fits_the_screen_and_shows_every_title(width: int) -> None:
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
+def test_digest_fits_the_screen_and_shows_every_title(shared_browser: Any, width: int) -> None:
     html, titles = digest_html()
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            # loopback only: the email must not need the network at all
-            page.route("**/*", lambda route: route.abort())
-            page.set_content(html, wait_until="load")
-            scroll_width = page.evaluate("document.documentElement.scrollWidth")
-            inner_width = page.evaluate("window.innerWidth")
-            assert scroll_width <= inner_width, f"horizontal scroll at {width}px"
-            links = page.locator("h2 a")
-            assert links.count() == len(titles)
-            for i, title in enumerate(titles):
-                link = links.nth(i)
-                assert " ".join(link.inner_text().split()) == title
-                assert link.is_visible()
-                box = link.bounding_box()
-                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
-            page.screenshot(path=str(ARTIFACTS / f"digest-{width}.png"), full_page=True)
-        finally:
-            browser.close()
+    context = shared_browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        # loopback only: the email must not need the network at all
+        page.route("**/*", lambda route: route.abort())
+        page.set_content(html, wait_until="load")
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        inner_width = page.evaluate("window.innerWidth")
+        assert scroll_width <= inner_width, f"horizontal scroll at {width}px"
+        links = page.locator("h2 a")
+        assert links.count() == len(titles)
+        for i, title in enumerate(titles):
+            link = links.nth(i)
+            assert " ".join(link.inner_text().split()) == title
+            assert link.is_visible()
+            box = link.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        page.screenshot(path=str(ARTIFACTS / f"digest-{width}.png"), full_page=True)
+    finally:
+        context.close()
     assert (ARTIFACTS / f"digest-{width}.png").stat().st_size > 10_000

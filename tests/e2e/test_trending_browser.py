@@ -17,13 +17,12 @@ from digestd.core.paths import data_dir
 from digestd.core.tokens import links, view_url
 from digestd.ingest.run import ingest_file
 from digestd.ranking.select import Profile, Selector
-from tests.support.browser import ARTIFACTS, shared_browser
+from tests.support.browser import ARTIFACTS
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries, record_sent
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import running_web, subscriber, wait_for_messages
 
 pytestmark = pytest.mark.browser
-__all__ = ["shared_browser"]  # the session's one Chromium, used as a fixture below
 
 SHOTS = ARTIFACTS / "trending"
 UNLABELLED_JS = """() => [

@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/web/."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,6 @@ from digestd.core.models import Vote
 from digestd.delivery.planning import plan_due
 from digestd.delivery.sending import send_due
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
-from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.digests import KENJI, add_subscriber, load_seed_entries
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import URL_RE, html_part, link_in, running_web
@@ -31,14 +29,9 @@ ARTIFACTS = BROWSER_ARTIFACTS / "web"
 NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+@pytest.fixture
+def browser(shared_browser: Any) -> Any:
+    return shared_browser
 
 
 def votes_in(app: AppContext) -> list[tuple[int, int, bool]]:

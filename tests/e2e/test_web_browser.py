@@ -12,7 +12,6 @@ import pytest
 
 from digestd.core.context import AppContext
 from tests.support.browser import ARTIFACTS as BROWSER_ARTIFACTS
-from tests.support.browser import shared_browser
 from tests.support.smtp import SmtpTestServer
 from tests.support.web import (
     html_part,
@@ -23,7 +22,6 @@ from tests.support.web import (
 )
 
 pytestmark = pytest.mark.browser
-__all__ = ["shared_browser"]  # the module's one Chromium (a fixture)
 
 ARTIFACTS = BROWSER_ARTIFACTS / "web"
 
@@ -33,7 +31,7 @@ UNLABELLED_JS = """() => [
     ].filter(el => !el.labels || el.labels.length === 0).map(el => el.name || el.id)"""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser(shared_browser: Any) -> Any:
     return shared_browser
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +35,53 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def shared_browser() -> Iterator[Any]:
-    """One headless Chromium shared by a module's tests (import this fixture into it). Not
-    per session: Playwright's sync API keeps its event loop running while it is open, which
-    the asyncio tests of other modules must not find."""
+@dataclass
+class _Chromium:
+    """The session's Playwright, its Chromium, and the event loop Playwright runs on."""
+
+    playwright: Any
+    browser: Any
+    loop: asyncio.AbstractEventLoop
+
+
+@pytest.fixture(scope="session")
+def chromium_session() -> Iterator[_Chromium]:
+    """One headless Chromium for the whole test process (starting Playwright's driver and
+    Chromium took about 1.2 s, once a module before). Use `shared_browser`, not this.
+
+    Playwright's sync API runs its own event loop and, after each of its calls, leaves that
+    loop marked as this thread's running loop: the asyncio tests run in between (other
+    modules' tests, on the same pytest-xdist worker) would find a loop already running and
+    could not start theirs. So the mark is taken off whenever no browser test runs and put
+    back for the browser tests (the loop is idle then: Playwright's dispatcher waits in it
+    for the next call)."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    except BaseException:
+        playwright.stop()
+        raise
+    chromium = _Chromium(playwright, browser, asyncio.get_running_loop())
+    asyncio._set_running_loop(None)
+    yield chromium
+    asyncio._set_running_loop(chromium.loop)
+    try:
+        browser.close()
+    finally:
+        playwright.stop()
+        asyncio._set_running_loop(None)
+
+
+@pytest.fixture
+def shared_browser(chromium_session: _Chromium) -> Iterator[Any]:
+    """The process's one headless Chromium, for this test; the browser contexts the test
+    leaves open are closed after it (each test makes its own: cookies, storage, viewport)."""
+    asyncio._set_running_loop(chromium_session.loop)
+    try:
+        yield chromium_session.browser
+        for context in list(chromium_session.browser.contexts):
+            context.close()
+    finally:
+        asyncio._set_running_loop(None)

@@ -177,6 +177,11 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # No auth penalty: after a wrong password (a test of that refusal) Dovecot would make
+  # the next logins from 127.0.0.1, other tests', wait 4 s and more.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service imap-login {{
   chroot =

@@ -51,7 +51,8 @@ def check(page: Any, name: str, found: dict[str, list[str]]) -> None:
         for width in (375, 800):
             page.set_viewport_size({"width": width, "height": 900})
             page.screenshot(path=str(SHOTS / f"{name}-{width}-{scheme}.png"), full_page=True)
-            page.add_script_tag(content=AXE)
+            if page.evaluate("typeof axe === 'undefined'"):  # once a page (550 kB to parse)
+                page.add_script_tag(content=AXE)
             for v in page.evaluate(RUN_AXE):
                 if v["impact"] in ("serious", "critical"):
                     found.setdefault(f"{name} {scheme} {width}px", []).append(

@@ -57,8 +57,20 @@ def _published_at(context: Any) -> Any:
     return context.get_current_parameters().get("published_at")
 
 
+def empty_list() -> list[Any]:
+    """A new []: a default factory. pydantic reads a factory's signature each time it fills
+    a default; a builtin's (`list`, `dict`) is parsed from text, about 110 us against 6 us for
+    a Python function, on every model made with the field left out."""
+    return []
+
+
+def empty_dict() -> dict[str, Any]:
+    """A new {}: a default factory (see `empty_list`)."""
+    return {}
+
+
 def _json_list() -> Any:
-    return Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    return Field(default_factory=empty_list, sa_type=sa.JSON, nullable=False)
 
 
 def _enum(enum: type[StrEnum]) -> sa.Enum:
@@ -105,7 +117,7 @@ class Source(SQLModel, table=True):
     last_status: str | None = Field(default=None, max_length=32)
     last_error: str | None = Field(default=None)
     last_duration_ms: int | None = Field(default=None)
-    last_counts: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    last_counts: dict[str, int] = Field(default_factory=empty_dict, sa_type=sa.JSON, nullable=False)
     failures: int = Field(default=0)
     next_fetch_at: datetime | None = _ts(index=True)
     # May it (and its redirects) reach this machine or a private network? Stated at
@@ -216,13 +228,13 @@ class Subscriber(SQLModel, table=True):
     # Authors followed (their papers lead the digest) and muted (never in it), as the reader
     # wrote them; matched by ranking/authors.py (migration 0017).
     follows: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         sa_type=sa.JSON,
         nullable=False,
         sa_column_kwargs={"server_default": "[]"},
     )
     muted_authors: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         sa_type=sa.JSON,
         nullable=False,
         sa_column_kwargs={"server_default": "[]"},
@@ -347,7 +359,7 @@ class Event(SQLModel, table=True):
     )
     action: str = Field(max_length=64)
     actor: str = Field(default="", max_length=128)
-    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    detail: dict[str, Any] = Field(default_factory=empty_dict, sa_type=sa.JSON, nullable=False)
     created_at: datetime = _ts(nullable=False, index=True)
 
 
@@ -387,8 +399,10 @@ class Inbound(SQLModel, table=True):
     effect: str = Field(default="", max_length=300)
     message_id: str = Field(default="", max_length=255)
     size: int = Field(default=0)
-    recipients: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
-    headers: list[list[str]] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    recipients: list[dict[str, Any]] = Field(
+        default_factory=empty_list, sa_type=sa.JSON, nullable=False
+    )
+    headers: list[list[str]] = Field(default_factory=empty_list, sa_type=sa.JSON, nullable=False)
     # What tied it to a message we sent (issue 23): verp, message-id, mailto-token, provider;
     # "" for none (then it changed nothing); "unchecked" for rows recorded before 0015.
     evidence: str = Field(default="", max_length=16, sa_column_kwargs={"server_default": ""})

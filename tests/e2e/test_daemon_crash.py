@@ -91,7 +91,7 @@ def _kill_and_restart(url: str, server: SmtpTestServer) -> None:
     # It was the lease running out that brought every one of the killed worker's claims back.
     assert _released(output) == at_kill["sending"], output
 
-    received = Counter(m.message["Message-ID"] for m in server.messages)
+    received = Counter(m.message_id for m in server.messages)
     assert set(received) == set(planned), "a planned digest never arrived, or a stray one did"
     duplicates = sum(received.values()) - len(planned)
     assert 0 <= duplicates <= UNRECORDED_MAX, f"{duplicates} duplicates: {received.most_common(3)}"
@@ -99,7 +99,7 @@ def _kill_and_restart(url: str, server: SmtpTestServer) -> None:
     assert at_kill.get("sent", 0) >= TOTAL // 2 - UNRECORDED_MAX, at_kill
     # A duplicate is the same message again: same Message-ID, same subscriber.
     for m in server.messages:
-        assert m.recipients == [planned[m.message["Message-ID"]]]
+        assert m.recipients == [planned[m.message_id]]
 
 
 def test_sigkill_mid_send_then_restart_sends_everything_once_sqlite(
@@ -126,12 +126,12 @@ def test_sigterm_mid_send_exits_zero_and_leaves_nothing_in_sending(
     assert statuses.get("sent", 0) + statuses.get("pending", 0) == TOTAL, statuses
     assert 0 < statuses.get("sent", 0) < TOTAL, statuses
     # What the server accepted is exactly what is recorded sent: nothing sent twice or lost.
-    received = [m.message["Message-ID"] for m in smtp_server.messages]
+    received = [m.message_id for m in smtp_server.messages]
     assert len(received) == len(set(received)) == statuses["sent"], output
     assert set(received) <= set(planned)
     assert "stopped worker=" in output
 
     # What was handed back is claimable at once: a restart sends the rest, each once.
     _restart_until_all_sent(env, url, f"the remaining deliveries sent after a restart ({statuses})")
-    received = [m.message["Message-ID"] for m in smtp_server.messages]
+    received = [m.message_id for m in smtp_server.messages]
     assert sorted(received) == sorted(planned), "after a clean stop nothing is sent twice"

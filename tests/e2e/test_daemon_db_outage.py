@@ -70,7 +70,7 @@ def test_after_a_database_outage_claims_come_back_at_once_and_nothing_is_sent_tw
     assert at_outage.get("sending", 0) > 0, (
         f"nothing held at the outage: {at_outage}\n{daemon.output}"
     )
-    received = Counter(m.message["Message-ID"] for m in smtp_server.messages)
+    received = Counter(m.message_id for m in smtp_server.messages)
     assert set(received) == set(planned)
     assert sum(received.values()) == TOTAL, f"sent twice: {received.most_common(3)}"
     assert "handed back" in daemon.output

@@ -59,7 +59,7 @@ def test_three_replicas_share_600_deliveries_each_message_once(
         for replica in replicas:
             replica.stop()
 
-    received = Counter(m.message["Message-ID"] for m in smtp_server.messages)
+    received = Counter(m.message_id for m in smtp_server.messages)
     assert set(received) == set(planned)
     assert max(received.values()) == 1, f"sent twice: {[k for k, n in received.items() if n > 1]}"
     # The work was shared: more than one replica sent part of it, and their counts add up.

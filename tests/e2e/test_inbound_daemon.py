@@ -103,7 +103,7 @@ def test_run_serves_the_listener_and_polls_imap_then_stops_on_sigterm(
         [sent] = [m for m in smtp_server.messages if m.recipients == [by_smtp]]
         rcpt = sent.envelope_from.strip("<>")
         assert rcpt == verp(url, ids[by_smtp])
-        returned = f"Message-ID: {sent.message['Message-ID']}\nTo: {by_smtp}\n"
+        returned = f"Message-ID: {sent.message_id}\nTo: {by_smtp}\n"
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
             bounce = dsn(to=rcpt, recipient=by_smtp, original_headers=returned)
             assert client.sendmail("", [rcpt], bounce) == {}

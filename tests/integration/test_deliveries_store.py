@@ -123,7 +123,7 @@ async def test_a_crashed_senders_deliveries_are_sent_once_by_the_next_run(
     clock.advance(seconds=301)
     report = await send_due(app, worker_id="next")
     assert report.released == 3 and report.sent == 3
-    got = sorted(m.message["Message-ID"] for m in smtp_server.messages)
+    got = sorted(m.message_id for m in smtp_server.messages)
     assert got == sorted(c.message_id for c in held)
 
 

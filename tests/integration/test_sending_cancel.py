@@ -46,7 +46,7 @@ async def test_cancel_mid_batch_keeps_accepted_messages_recorded(
     with session_scope(app.engine) as s:
         rows = list(s.exec(select(Delivery)))
     sent = {d.message_id for d in rows if d.status == "sent"}
-    assert sent == {m.message["Message-ID"] for m in smtp_server.messages}
+    assert sent == {m.message_id for m in smtp_server.messages}
     assert len(sent) == 3
     assert {d.status for d in rows if d.message_id not in sent} == {"sending"}
 
@@ -57,5 +57,5 @@ async def test_cancel_mid_batch_keeps_accepted_messages_recorded(
         assert deliveries.release(s, clock()) == 5
     report = await send_due(app, worker_id="w2")
     assert report.sent == 5
-    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    ids = [m.message_id for m in smtp_server.messages]
     assert len(ids) == len(set(ids)) == 8

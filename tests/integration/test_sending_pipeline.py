@@ -38,7 +38,7 @@ async def test_stop_mid_pass_hands_back_the_batch_claimed_ahead(
 
     with session_scope(app.engine) as s:
         rows = list(s.exec(select(Delivery)))
-    received = [m.message["Message-ID"] for m in smtp_server.messages]
+    received = [m.message_id for m in smtp_server.messages]
     sent = {d.message_id for d in rows if d.status == "sent"}
     assert sent == set(received) and len(received) == len(sent) == report.sent >= 4
     # Nothing is left claimed: the rest of the batch on the wire and the batch claimed
@@ -53,7 +53,7 @@ async def test_stop_mid_pass_hands_back_the_batch_claimed_ahead(
     smtp_server.set_fault(None)
     again = await send_due(app, worker_id="w2")
     assert again.sent == 12 - len(sent)
-    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    ids = [m.message_id for m in smtp_server.messages]
     assert len(ids) == len(set(ids)) == 12
 
 
@@ -106,7 +106,7 @@ async def test_a_pass_longer_than_the_lease_keeps_what_it_holds(
         report = await send_due(app, worker_id="w1", pool=pool, limit=3)
 
     assert sum(released) == 0 and len(released) == 12
-    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    ids = [m.message_id for m in smtp_server.messages]
     assert len(ids) == len(set(ids)) == 12 == report.sent
     with session_scope(app.engine) as s:
         rows = list(s.exec(select(Delivery)))

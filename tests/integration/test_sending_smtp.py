@@ -168,7 +168,7 @@ async def test_transient_faults_end_in_exactly_one_delivery_each(
     rows = deliveries(app)
     assert [r.status for r in rows] == ["sent"] * 12
     assert any(r.attempts > 1 for r in rows), "the faults should have caused retries"
-    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    ids = [m.message_id for m in smtp_server.messages]
     assert sorted(ids) == sorted(r.message_id for r in rows)  # each exactly once
     assert sorted(m.recipients[0] for m in smtp_server.messages) == sorted(emails)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
@@ -35,6 +36,16 @@ class Received:
     @property
     def message(self) -> EmailMessage:
         return message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+
+    @property
+    def message_id(self) -> str | None:
+        """The Message-ID header, as `message["Message-ID"]` gives it, from the headers alone
+        (a digest's parts are most of its bytes: about 1 ms against 5 for the whole message,
+        for tests that count hundreds of messages)."""
+        found: str | None = BytesHeaderParser(policy=policy.default).parsebytes(self.data)[
+            "Message-ID"
+        ]
+        return found
 
 
 @dataclass

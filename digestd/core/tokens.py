@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from hashlib import blake2s as _blake2s
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
@@ -161,7 +161,7 @@ def bound_to(claims: TokenClaims, sub: LinkOwner) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _keyed_mac(secret_key: str, purpose: str) -> Any:
+def _keyed_mac(secret_key: str, purpose: str) -> hmac.HMAC:
     # The HMAC of `_signer(secret_key, purpose)` with its key already set up: `links` signs
     # with a copy of it (the inner and outer key blocks are hashed once, not per token).
     signer = _signer(secret_key, purpose)
@@ -260,7 +260,7 @@ def vote_macs(secret_key: str, token: str, entry_ids: tuple[int, ...]) -> list[s
 
 
 @lru_cache(maxsize=8)
-def _keyed_blake2s(secret_key: str) -> Any:
+def _keyed_blake2s(secret_key: str) -> hashlib.blake2s:
     # `vote_mac`'s BLAKE2s with its key block already hashed (`vote_macs` copies it).
     return _blake2s(key=_vote_key(secret_key), digest_size=VOTE_MAC_BYTES)
 

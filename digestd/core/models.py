@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -193,6 +193,19 @@ class EntryVersion(SQLModel, table=True):
     version: int
     title: str = Field(default="")
     recorded_at: datetime = _ts(nullable=False)
+
+
+class Schedule(Protocol):
+    """What the time rules (`delivery.digests`) read of a subscriber (ORM or Core row)."""
+
+    @property
+    def frequency(self) -> str: ...
+    @property
+    def send_hour(self) -> int: ...
+    @property
+    def send_weekday(self) -> int: ...
+    @property
+    def timezone(self) -> str: ...
 
 
 class Subscriber(SQLModel, table=True):

@@ -25,12 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Session
 
-from digestd.core.models import Subscriber
+from digestd.core.models import Schedule, Subscriber
 from digestd.delivery import deliveries
 from digestd.delivery.deliveries import History
 from digestd.ranking.select import SubscriberSelection, select_for_subscriber
@@ -166,19 +165,6 @@ class Coverage:
     window_start: datetime
     window_end: datetime
     day: date
-
-
-class Schedule(Protocol):
-    """What the time rules read of a subscriber (an ORM row or a plain Core row)."""
-
-    @property
-    def frequency(self) -> str: ...
-    @property
-    def send_hour(self) -> int: ...
-    @property
-    def send_weekday(self) -> int: ...
-    @property
-    def timezone(self) -> str: ...
 
 
 def plan_coverage(

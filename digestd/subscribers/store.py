@@ -23,7 +23,7 @@ from sqlmodel import Session, col, func, select
 
 from digestd.core.context import AppContext
 from digestd.core.db import chunks, session_scope, sql_date
-from digestd.core.models import AddressMail, Event, Subscriber, table_of
+from digestd.core.models import AddressMail, Event, Schedule, Subscriber, table_of
 from digestd.core.statuses import SubscriberStatus
 from digestd.subscribers.lifecycle import DIGEST_STATUSES, STATUS, Change
 
@@ -351,21 +351,13 @@ PLAN_COLUMNS = (
 )
 
 
-class PlanRow(Protocol):
+class PlanRow(Schedule, Protocol):
     """A subscriber as planning reads it: a Core row of PLAN_COLUMNS."""
 
     @property
     def id(self) -> int: ...
     @property
     def email(self) -> str: ...
-    @property
-    def frequency(self) -> str: ...
-    @property
-    def send_hour(self) -> int: ...
-    @property
-    def send_weekday(self) -> int: ...
-    @property
-    def timezone(self) -> str: ...
     @property
     def confirmed_at(self) -> datetime | None: ...
     @property

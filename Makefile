@@ -21,7 +21,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/digestd demo
 
-# Tests run in parallel (pytest-xdist, one worker per core; an idle worker takes queued tests
+# Tests run in parallel (pytest-xdist; `auto` is one worker more than the cores, as tests
+# spend much of their time waiting, see tests/conftest.py; an idle worker takes queued tests
 # from a busy one, as the slow ones are few and long; PYTEST_WORKERS=0 runs them in this one
 # process). PYTEST_ARGS adds anything else, e.g. PYTEST_ARGS='-m "not slow"' (the quick check).
 PYTEST_WORKERS ?= auto

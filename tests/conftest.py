@@ -43,6 +43,18 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subprocess")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker more than this process may use cores. Much of a test's time is
+    spent waiting (on PostgreSQL, Chromium, a digestd process, a socket timeout), and a
+    worker waiting leaves its core to the others: on 2 cores, 3 workers ran the suite in
+    114.9 s where 2 took 125.5 s (benchmarks/README.md, issue 24). PYTEST_XDIST_AUTO_NUM_WORKERS
+    still decides when set."""
+    configured = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if configured:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) + 1
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from tests.support.cli import build_commands_once
     from tests.support.templates import compile_templates_once

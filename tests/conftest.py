@@ -57,10 +57,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     from tests.support.cli import build_commands_once
+    from tests.support.sql_cache import share_compiled_statements
     from tests.support.templates import compile_templates_once
 
     config.add_cleanup(build_commands_once())
     config.add_cleanup(compile_templates_once())
+    config.add_cleanup(share_compiled_statements())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,6 +74,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
         if starts_processes or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What is loaded by now (digestd, the libraries, the collected tests) stays until the
+    process ends: moved out of the garbage collector's reach, a full collection no longer
+    walks it each time (those took 8.4 s of the workers' CPU in a suite)."""
+    gc.freeze()
 
 
 def postgres_base_url() -> str | None:

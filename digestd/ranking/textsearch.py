@@ -28,6 +28,8 @@ _CLAUSE = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 
 def fold(text: str) -> str:
     """Lower-case text without accents (NFKD, combining marks dropped): "Étude" → "etude"."""
+    if text.isascii():  # NFKD leaves ASCII as it is, and it has no combining marks
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from digestd.ranking.textsearch import fold, parse_query, tokenize
 
 
@@ -15,6 +17,15 @@ def test_words_phrases_and_exclusions_are_parsed() -> None:
 
 def test_accents_case_and_stems_fold_together() -> None:
     assert fold("Étude RAGNARÖK") == "etude ragnarok"
+
+
+def test_plain_ascii_folds_as_the_full_unicode_path_does() -> None:
+    """ASCII text takes a shortcut (case folding alone): the same as NFKD and the marks."""
+    every = "".join(map(chr, range(128)))
+    slow = "".join(
+        ch for ch in unicodedata.normalize("NFKD", every) if not unicodedata.combining(ch)
+    )
+    assert fold(every) == slow.casefold() == every.lower()
     assert tokenize("Caching CACHES cached") == ["cach", "cach", "cach"]
     assert parse_query("ÉTUDE").include[0].tokens == parse_query("etude").include[0].tokens
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from functools import lru_cache
 
 import httpcore
 import httpx
@@ -125,14 +127,23 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@lru_cache(maxsize=1)
+def verifying_context() -> ssl.SSLContext:
+    """httpx's default SSL context (certificates and host names verified against its CA
+    bundle), made once a process: loading the bundle costs 25-45 ms of CPU a client. Every
+    client shares it: each connection only sets the same ALPN protocol on it (HTTP/1.1,
+    httpcore's doing), nothing else changes it once made."""
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport (HTTP/1.1, system CAs, pooled) whose connections go through a
     GuardedBackend."""
 
     def __init__(self, *, limits: httpx.Limits, backend: GuardedBackend) -> None:
-        # One SSL context (loading the CA bundle: about 45 ms of CPU), given to httpx's own
-        # pool too, which would otherwise load the bundle again for a pool replaced below.
-        ssl_context = httpx.create_ssl_context()
+        # The process's one SSL context, given to httpx's own pool too, which would
+        # otherwise load the CA bundle again for a pool replaced below.
+        ssl_context = verifying_context()
         super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,

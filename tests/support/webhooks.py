@@ -96,7 +96,10 @@ def sns_stand_in(folder: Path) -> Iterator[SnsStandIn]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = tls.server_context().wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polled every 0.05 s, not socketserver's 0.5 s, which shutdown() would wait out.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield SnsStandIn(

@@ -40,7 +40,16 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # What makes a test slow (seconds, not milliseconds): a real digestd process (the daemon, the
 # console script, a terminal), a browser, or an explicit @pytest.mark.slow (the fuzzer, the
-# soak). `pytest -m "not slow"` leaves them out: the quick check while developing.
+# soak). `pytest -m "not slow"` leaves them out: the quick check while developing. It also
+# leaves out the PostgreSQL twin of a test that runs on both databases (db_url, empty_db_url):
+# the quick check runs it on SQLite, the whole suite (CI) on both. Kept on PostgreSQL in the
+# quick check: the migration tests (test_migration*.py), tests of PostgreSQL alone, and tests
+# marked `backend`: those about what the database itself does (claims and leases, upserts, a
+# store's statements) and, for each feature with statements of its own (votes, the replay
+# guard, the mail-command caps, the pages' queries...), one test that sends them. A new store
+# or query gets a `backend` test. The twins were 44 s of the quick check's 109 s of test time;
+# 126 of the 143 distinct statements digestd sent PostgreSQL there still run on it, the rest
+# being other column sets of the same inserts and reads (benchmarks/README.md, issue 24).
 PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subprocess")
 
 
@@ -72,7 +81,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         starts_processes = module is not None and any(
             name in vars(module) for name in PROCESS_HELPERS
         )
-        if starts_processes or item.get_closest_marker("browser"):
+        if starts_processes or item.get_closest_marker("browser") or _postgres_twin(item):
             item.add_marker(pytest.mark.slow)
 
 
@@ -81,6 +90,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     process ends: moved out of the garbage collector's reach, a full collection no longer
     walks it each time (those took 8.4 s of the workers' CPU in a suite)."""
     gc.freeze()
+
+
+def _postgres_twin(item: pytest.Item) -> bool:
+    """The PostgreSQL half of a test on both databases whose subject is not the database."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    if "postgres" not in (params.get("db_url"), params.get("empty_db_url")):
+        return False
+    module = getattr(item, "module", None)
+    migrations = module is not None and _is_migration_module(module.__name__)
+    return not (migrations or item.get_closest_marker("backend"))
 
 
 def postgres_base_url() -> str | None:
@@ -127,7 +147,11 @@ def postgres_schemas(postgres_url_base: str) -> Iterator[PostgresSchemas]:
 def _migration_tests(request: pytest.FixtureRequest) -> bool:
     """Tests of the migrations themselves (modules named test_migration*) run them for real,
     so their databases start empty."""
-    return request.module.__name__.rpartition(".")[2].startswith("test_migration")
+    return _is_migration_module(request.module.__name__)
+
+
+def _is_migration_module(name: str) -> bool:
+    return name.rpartition(".")[2].startswith("test_migration")
 
 
 @pytest.fixture

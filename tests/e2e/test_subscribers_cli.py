@@ -232,6 +232,7 @@ def test_suspend_resume(invoke: Invoke) -> None:
     assert "no subscriber" in _one_error_line(invoke("subscribers", "resume", "nobody@example.org"))
 
 
+@pytest.mark.backend  # the subscriber store's reads on PostgreSQL
 def test_remove_keeps_the_record_as_unsubscribed(invoke: Invoke) -> None:
     invoke("subscribers", "add", "h@example.org", "--confirmed")
     result = invoke("subscribers", "remove", "H@example.org")
@@ -364,6 +365,7 @@ def test_revoke_links_makes_every_earlier_link_invalid(invoke: Invoke, db_url: s
     )
 
 
+@pytest.mark.backend  # liked papers, votes on PostgreSQL
 def test_like_and_unlike_papers_by_arxiv_id_or_entry_id(invoke: Invoke, db_url: str) -> None:
     invoke("subscribers", "add", "liker@example.org", "--confirmed")
     ctx = AppContext(settings=Settings(database_url=db_url))
@@ -403,6 +405,7 @@ def test_like_and_unlike_papers_by_arxiv_id_or_entry_id(invoke: Invoke, db_url: 
     )
 
 
+@pytest.mark.backend  # the search: ILIKE on PostgreSQL, LIKE on SQLite
 def test_list_search_pages_through_a_large_list_in_80_columns(
     invoke: Invoke, tmp_path: Path
 ) -> None:

@@ -283,6 +283,7 @@ def test_mailchimp_listmonk_and_bare_exports_import(invoke: Invoke, tmp_path: Pa
     )
 
 
+@pytest.mark.backend  # the import's bulk inserts on PostgreSQL
 def test_bom_headers_in_any_case_and_ignored_unknown_columns(
     invoke: Invoke, tmp_path: Path
 ) -> None:

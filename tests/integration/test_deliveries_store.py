@@ -31,6 +31,10 @@ from tests.support.digests import add_subscriber, record_sent
 from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer
 
+# About what the database itself does (claims and leases: SKIP LOCKED on PostgreSQL):
+# the PostgreSQL twins stay in the quick check (tests/conftest.py).
+pytestmark = pytest.mark.backend
+
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
 

@@ -95,6 +95,7 @@ async def test_follow_by_mail_mails_a_link_that_follows_once_saved(
     assert ">Percy Liang</textarea>" in page.text
 
 
+@pytest.mark.backend  # mail commands' reply caps on PostgreSQL
 def test_follow_needs_a_name_and_a_subscription(
     ctx: AppContext, smtp_server: SmtpTestServer, clock: FakeClock
 ) -> None:

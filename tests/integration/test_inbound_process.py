@@ -206,6 +206,7 @@ def _sign_up(ctx: AppContext) -> object:
     )
 
 
+@pytest.mark.backend  # the address-mail cap, the inbound store on PostgreSQL
 def test_complaint_unsubscribes_and_suppresses_until_an_admin_lifts_it(ctx: AppContext) -> None:
     _, delivery_id, _ = _subscriber_with_delivery(ctx)
     verp = verp_address(ctx.settings, ctx.secret_key, delivery_id)

@@ -56,6 +56,7 @@ def hf_doc_for(paper_id: str, upvotes: int) -> bytes:
     return json.dumps(doc).encode()
 
 
+@pytest.mark.backend  # the statements that merge a paper
 def test_one_paper_in_arxiv_rss_and_hf_json_is_one_entry(ctx: Any, tmp_path: Path) -> None:
     rss = asyncio.run(ingest_file(ctx, str(FIXTURES / ARXIV_RSS)))
     assert (rss.status, rss.new) == ("ok", 3)
@@ -85,6 +86,7 @@ def test_one_paper_in_arxiv_rss_and_hf_json_is_one_entry(ctx: Any, tmp_path: Pat
     assert paper.upvotes == 57 and len(entries(ctx)) == 3
 
 
+@pytest.mark.backend  # the statements that merge a paper
 def test_a_replace_announcement_updates_without_duplicating(ctx: Any, tmp_path: Path) -> None:
     day1 = fixture_bytes(MULTI_RSS)
     path = write(tmp_path, "cs.xml", day1)
@@ -169,6 +171,7 @@ def test_every_fixture_file_ingests_or_is_recorded_as_a_failure(ctx: Any) -> Non
         assert entry.title and "\n" not in entry.title and "<script" not in entry.summary_html
 
 
+@pytest.mark.backend  # the statements that merge a paper
 def test_duplicate_items_in_one_feed_become_one_entry(ctx: Any, tmp_path: Path) -> None:
     body = fixture_bytes(ARXIV_RSS)
     start, end = body.find(b"<item>"), body.find(b"</item>") + len(b"</item>")
@@ -178,6 +181,7 @@ def test_duplicate_items_in_one_feed_become_one_entry(ctx: Any, tmp_path: Path) 
     assert len(entries(ctx)) == 3
 
 
+@pytest.mark.backend  # the entries listing on PostgreSQL
 def test_entries_listing_filters_by_source_and_date(ctx: Any, tmp_path: Path) -> None:
     rss = asyncio.run(ingest_file(ctx, str(FIXTURES / ARXIV_RSS)))
     hf = asyncio.run(ingest_file(ctx, str(FIXTURES / HF_PRETTY)))
@@ -192,6 +196,7 @@ def test_entries_listing_filters_by_source_and_date(ctx: Any, tmp_path: Path) ->
     assert recent and all(e.published_at >= ctx.now().replace(month=7, day=29) for e in recent)
 
 
+@pytest.mark.backend  # the source store on PostgreSQL
 def test_source_service_rules(ctx: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write(tmp_path, "feed.xml", fixture_bytes(ARXIV_RSS))

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import replace
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digestd.core.context import AppContext
@@ -80,6 +81,7 @@ def test_metrics_parse_and_move_after_a_real_send(
         assert value(third, "digestd_web_requests_total", route="unmatched", status="404") == 1
 
 
+@pytest.mark.backend  # the metrics' aggregates on PostgreSQL
 def test_metrics_token_is_required_when_set(app: AppContext, smtp_server: SmtpTestServer) -> None:
     app.settings = replace(app.settings, metrics_token="scrape-token-0123456789")
     with running_web(app, smtp_server) as web:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -105,6 +106,7 @@ def test_weekly_digest_on_the_chosen_weekday_once_a_week(app: AppContext, clock)
     assert rows[2].window_start == rows[1].window_end  # the week follows on from the last
 
 
+@pytest.mark.backend  # the history query and INSERT … ON CONFLICT
 def test_after_three_days_down_one_catch_up_digest_covers_the_gap(app: AppContext, clock) -> None:
     sub = subscribe(app, "daily@example.org", send_hour=8, timezone="Europe/Berlin")
     clock.set(utc(2026, 11, 23, 7, 5))
@@ -120,6 +122,7 @@ def test_after_three_days_down_one_catch_up_digest_covers_the_gap(app: AppContex
     assert rows[1].window_end == utc(2026, 11, 26, 9)
 
 
+@pytest.mark.backend  # the history query and INSERT … ON CONFLICT
 def test_only_active_subscribers_are_planned(app: AppContext, clock) -> None:
     clock.set(utc(2026, 11, 26, 12))
     subscribe(app, "on@example.org")
@@ -130,6 +133,7 @@ def test_only_active_subscribers_are_planned(app: AppContext, clock) -> None:
     assert report.planned == 1 and len(planned(app)) == 1
 
 
+@pytest.mark.backend  # the history query and INSERT … ON CONFLICT
 def test_planning_twice_and_concurrently_never_plans_twice(
     app: AppContext, clock, settings
 ) -> None:
@@ -161,6 +165,7 @@ def test_planning_twice_and_concurrently_never_plans_twice(
     assert len({d.message_id for d in rows}) == 40
 
 
+@pytest.mark.backend  # the history query and INSERT … ON CONFLICT
 def test_send_now_plans_selected_addresses_regardless_of_hour(app: AppContext, clock) -> None:
     clock.set(utc(2026, 11, 26, 3))  # new subscribers, whose hour (8) is still ahead
     subscribe(app, "a@example.org", joined=clock())

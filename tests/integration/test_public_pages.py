@@ -100,6 +100,7 @@ async def test_home_lists_todays_papers_in_the_digest_ranking_under_the_form(
     assert "private.person" not in html
 
 
+@pytest.mark.backend  # the archive's date() grouping on PostgreSQL
 async def test_no_papers_yet_is_said_plainly(app: AppContext, smtp_server: SmtpTestServer) -> None:
     async with harness(app, smtp_server) as web, web.client() as client:
         html = (await client.get("/")).text
@@ -136,6 +137,7 @@ async def test_earlier_days_and_the_archive(site: WebHarness, clock: Any) -> Non
     assert impossible.status_code == 400
 
 
+@pytest.mark.backend  # the pages' paging counts on PostgreSQL
 async def test_a_day_pages_through_all_its_papers(site: WebHarness, clock: Any) -> None:
     """61 papers, 30 a page: three pages numbered 1-30, 31-60, 61, each linking on."""
     clock.set(INGESTED + timedelta(days=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import event
 from sqlmodel import Session
 
@@ -15,6 +16,10 @@ from digestd.delivery.deliveries import sent_entry_ids
 from digestd.ranking.select import Profile, Selector, SubscriberSelection
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber, load_seed_entries, record_sent
+
+# About what the database itself does (the never-twice query):
+# the PostgreSQL twins stay in the quick check (tests/conftest.py).
+pytestmark = pytest.mark.backend
 
 
 def select_for_subscriber(session: Session, sub: Subscriber, now: datetime) -> SubscriberSelection:

@@ -137,6 +137,7 @@ async def test_old_votes_fade(learn_app: AppContext) -> None:
     assert got[old] == got[plain]
 
 
+@pytest.mark.backend  # the preview's reads on PostgreSQL
 def test_preview_json_shows_score_parts_and_reason(learn_app: AppContext, db_url: str) -> None:
     fan = subscribe(learn_app, "fan@example.org", topics="models", max_items=4)
     vote(learn_app, fan, votes.UP)

@@ -19,6 +19,10 @@ from digestd.mail.smtp_pool import SmtpPool
 from tests.support.sending import plan_digests
 from tests.support.smtp import SmtpTestServer
 
+# About what the database itself does (leases held and handed back while rows are being recorded):
+# the PostgreSQL twins stay in the quick check (tests/conftest.py).
+pytestmark = pytest.mark.backend
+
 
 async def test_stop_mid_pass_hands_back_the_batch_claimed_ahead(
     app: AppContext, smtp_server: SmtpTestServer

@@ -223,6 +223,7 @@ async def test_empty_digest_is_skipped_with_reason_and_nothing_sent(
     assert smtp_server.messages == []
 
 
+@pytest.mark.backend  # sending's reads and records on PostgreSQL
 async def test_unsubscribed_after_planning_gets_nothing(
     mail_app: AppContext, smtp_server: SmtpTestServer
 ) -> None:

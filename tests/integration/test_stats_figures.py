@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from digestd.core.config import Settings
@@ -26,6 +27,10 @@ from tests.support.inbound import BOUNCE_ADDRESS, dsn
 from tests.support.sending import add_papers
 from tests.support.smtp import SmtpTestServer, free_port
 from tests.support.subscribers import record_event
+
+# About what the database itself does (aggregates over JSON and dates in SQL):
+# the PostgreSQL twins stay in the quick check (tests/conftest.py).
+pytestmark = pytest.mark.backend
 
 
 def _delivery(sub_id: int, period: str, status: str, **fields: object) -> Delivery:

@@ -3,6 +3,8 @@ hold, on both databases: the JSON lists are read as text and decoded once per di
 
 from __future__ import annotations
 
+import pytest
+
 from digestd.core.context import AppContext
 from digestd.core.db import read_scope, session_scope
 from digestd.core.models import Subscriber
@@ -10,6 +12,10 @@ from digestd.subscribers import queries
 from digestd.subscribers.store import SEND_COLUMNS, SendRow
 from tests.conftest import FakeClock
 from tests.support.digests import add_subscriber
+
+# About what the database itself does (the rows as each database returns them):
+# the PostgreSQL twins stay in the quick check (tests/conftest.py).
+pytestmark = pytest.mark.backend
 
 PREFS = [
     {"categories": [], "follows": [], "muted_authors": []},

@@ -25,6 +25,10 @@ from digestd.subscribers.preferences import (
 )
 from tests.support.subscribers import get_by_email
 
+# About what the database itself does (the subscriber store's own statements):
+# the PostgreSQL twins stay in the quick check (tests/conftest.py).
+pytestmark = pytest.mark.backend
+
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
 

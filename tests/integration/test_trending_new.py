@@ -11,6 +11,7 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from digestd.core.config import Settings
@@ -93,6 +94,7 @@ async def test_the_age_limit_is_a_setting(
     assert window_titles(app) == set()
 
 
+@pytest.mark.backend  # ingestion's inserts on PostgreSQL
 async def test_hugging_face_papers_are_placed_on_their_day_there(
     app: AppContext, smtp_server: SmtpTestServer, clock: Any
 ) -> None:

@@ -113,6 +113,7 @@ async def test_the_page_shows_the_reasons_the_mail_gave_after_the_topics_changed
     assert re.findall(r'<p class="why">Why: (.*?)</p>', body) == mail_reasons
 
 
+@pytest.mark.backend  # the web view's reads on PostgreSQL
 async def test_trending_digest_view_and_the_text_only_link(
     app: AppContext, smtp_server: SmtpTestServer, sent: dict[str, Any]
 ) -> None:

@@ -153,6 +153,7 @@ async def test_json_vote_needs_an_object(web: WebHarness, clock, body: bytes) ->
     assert all_votes(web.ctx) == []
 
 
+@pytest.mark.backend  # the vote store on PostgreSQL
 async def test_form_button_needs_same_site_and_form_token_then_undo(web: WebHarness, clock) -> None:
     clock.set(NOW)
     [ada] = seed(web.ctx, "ada@example.org")
@@ -181,6 +182,7 @@ async def test_form_button_needs_same_site_and_form_token_then_undo(web: WebHarn
     assert all_votes(web.ctx) == []
 
 
+@pytest.mark.backend  # the vote store on PostgreSQL
 async def test_preference_centre_lists_votes_and_clears_them(web: WebHarness, clock) -> None:
     from tests.support.web import link_for
 

@@ -161,6 +161,7 @@ async def test_postmark(web: WebHarness, app: AppContext) -> None:
     assert state(app) == ({ADA: "bounced", BOB: "active"}, 1)
 
 
+@pytest.mark.backend  # the replay guard (webhook_seen) on PostgreSQL
 async def test_standard_webhooks(web: WebHarness, app: AppContext) -> None:
     ts = int(NOW.timestamp())
     body = json.dumps(wh.resend_bounced(ADA, OURS)).encode()

@@ -47,9 +47,9 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # marked `backend`: those about what the database itself does (claims and leases, upserts, a
 # store's statements) and, for each feature with statements of its own (votes, the replay
 # guard, the mail-command caps, the pages' queries...), one test that sends them. A new store
-# or query gets a `backend` test. The twins were 44 s of the quick check's 109 s of test time;
-# 126 of the 143 distinct statements digestd sent PostgreSQL there still run on it, the rest
-# being other column sets of the same inserts and reads (benchmarks/README.md, issue 24).
+# or query gets a `backend` test; `-p tests.support.pg_statements` lists what digestd sends
+# PostgreSQL in a run, to compare. The twins left out were 35 s of the quick check's 109 s of
+# test time (benchmarks/README.md, issue 24).
 PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subprocess")
 
 

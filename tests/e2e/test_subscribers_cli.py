@@ -157,6 +157,7 @@ def test_add_bad_input_one_line_nothing_stored(
     assert json_of(invoke("subscribers", "list", "--json")) == []
 
 
+@pytest.mark.backend  # an admin's add, its events on PostgreSQL
 def test_existing_and_unsubscribed_addresses_are_not_silently_reactivated(invoke: Invoke) -> None:
     assert invoke("subscribers", "add", "d@example.org", "--confirmed").exit_code == 0
     line = _one_error_line(invoke("subscribers", "add", "D@example.org"))

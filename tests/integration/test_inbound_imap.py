@@ -193,6 +193,7 @@ def test_postgres_replicas_poll_one_at_a_time(postgres_url: str) -> None:
         other.dispose()
 
 
+@pytest.mark.backend  # the IMAP cursor (meta) on PostgreSQL
 def test_the_cursor_survives_in_the_database(dovecot: DovecotServer, db_url: str) -> None:
     """`digestd run` keeps the cursor in the meta table: a restart does not re-read."""
     from digestd.core.config import Settings

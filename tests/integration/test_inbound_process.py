@@ -121,6 +121,7 @@ def test_delivery_found_by_message_id_never_by_address_alone(ctx: AppContext) ->
     assert _records(ctx) == [] and _status(ctx) == "active"  # dry run: nothing changed
 
 
+@pytest.mark.backend  # bounce counting on PostgreSQL
 def test_soft_bounces_count_once_a_day_and_bounce_only_after_a_run_of_days(
     ctx: AppContext, clock: FakeClock
 ) -> None:

@@ -182,6 +182,7 @@ def test_a_server_that_never_answers_times_out_as_that_sources_failure(
         assert row.next_fetch_at == start + timedelta(hours=2)  # 60 min × 2¹
 
 
+@pytest.mark.backend  # a fetch's records on its source on PostgreSQL
 def test_a_failed_fetch_leaves_earlier_entries_untouched(ctx: Any, server: FeedServer) -> None:
     url = server.serve("/feed", Reply(body=fixture_bytes(ARXIV_RSS), etag='"a"'))
     sid = add(ctx, url)

@@ -230,6 +230,7 @@ async def prefs_form(web: WebHarness, path: str) -> dict[str, str]:
     return {"csrf_token": token.group(1)}
 
 
+@pytest.mark.backend  # the preference form's update on PostgreSQL
 async def test_preferences_are_changed_through_the_form(web: WebHarness) -> None:
     sub = make(web)
     path = link_for(web.ctx, "preferences", sub)

@@ -50,6 +50,7 @@ def _cells(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
+@pytest.mark.backend  # the export's reads on PostgreSQL
 def test_export_is_safe_for_spreadsheets_and_round_trips(
     another_sqlite: Callable[[Path], str], invoke: Invoke, tmp_path: Path, db_url: str
 ) -> None:

@@ -167,6 +167,7 @@ def test_a_report_to_a_subscribers_unsubscribe_address_bounces_no_one(ctx: AppCo
     assert (_status(ctx, ADA), _status(ctx, BOB)) == ("active", "active")
 
 
+@pytest.mark.backend  # the evidence's delivery lookup on PostgreSQL
 def test_a_provider_verified_event_names_a_recipient_we_sent_to(ctx: AppContext) -> None:
     """What a webhook does: a Reading from the verified event, then record_reading."""
     _, delivery_id, _ = _with_delivery(ctx, ADA)

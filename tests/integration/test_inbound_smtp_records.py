@@ -75,6 +75,7 @@ def send(server: ListenerThread, rcpt: str, raw: bytes) -> tuple[int, bytes]:
         return client.data(raw)
 
 
+@pytest.mark.backend  # the inbound listing on PostgreSQL
 def test_a_dsn_to_the_verp_address_bounces_the_subscriber(
     ctx: AppContext, listener: ListenerThread
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from digestd.core.db import session_scope
@@ -28,6 +29,7 @@ def upload(path: str) -> str:
     return path + "/library"
 
 
+@pytest.mark.backend  # the library's bulk insert on PostgreSQL
 async def test_uploading_a_bibtex_library_says_what_shapes_the_digests(web: WebHarness) -> None:
     sub = make(web)
     path = link_for(web.ctx, "preferences", sub)

@@ -359,6 +359,7 @@ async def test_garbage_tokens_and_unknown_pages_are_clear_4xx(web: WebHarness) -
     assert api_missing.json() == {"error": "There is no page at this address."}
 
 
+@pytest.mark.backend  # the link's event lookup on PostgreSQL
 async def test_after_unsubscribe_and_signing_up_again_old_links_cannot_act(
     web: WebHarness,
 ) -> None:

@@ -48,7 +48,7 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # store's statements) and, for each feature with statements of its own (votes, the replay
 # guard, the mail-command caps, the pages' queries...), one test that sends them. A new store
 # or query gets a `backend` test; `-p tests.support.pg_statements` lists what digestd sends
-# PostgreSQL in a run, to compare. The twins left out were 35 s of the quick check's 109 s of
+# PostgreSQL in a run, to compare. The twins left out were 34 s of the quick check's 109 s of
 # test time (benchmarks/README.md, issue 24).
 PROCESS_HELPERS = ("DaemonProcess", "run_cli_process", "run_in_terminal", "subprocess")
 

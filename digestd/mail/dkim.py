@@ -72,7 +72,10 @@ OVERSIGNED = frozenset(
         "list-unsubscribe-post",
     }
 )
-_WANTED = frozenset(SIGNED_HEADERS)
+_WANTED_NAMES = frozenset(name.encode("ascii") for name in SIGNED_HEADERS)
+# The tags after bh=: the empty b= on a line of its own, and canonicalized (relaxed).
+_B_FOLDED = b";\r\n\tb="
+_B_CANONICAL = b"; b="
 
 _WSP_RUN = re.compile(rb"[ \t]+")
 _WSP_BEFORE_CRLF = re.compile(rb"[ \t]+\r\n")
@@ -115,8 +118,10 @@ def relaxed_body(body: bytes) -> bytes:
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """One header field canonicalized (relaxed): name lowercased, value unfolded, white
     space runs made one space and trimmed at both ends."""
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
-    return name.strip().lower() + b":" + value + b"\r\n"
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:  # most values have no run to shorten (C searches)
+        value = _WSP_RUN.sub(b" ", value)
+    return name.strip().lower() + b":" + value.strip(b" ") + b"\r\n"
 
 
 def split_headers(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -228,20 +233,62 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKe
     raise DkimKeyError(f"{path}: neither an RSA nor an Ed25519 key")
 
 
-def _signed_fields(head: bytes) -> list[tuple[str, bytes]]:
+def _signed_fields(head: bytes) -> list[tuple[bytes, bytes]]:
     """(lowercased name, relaxed canonical field) of each field of `head` that h= covers."""
     out = []
     for name, value in split_headers(head):
-        lname = name.strip().lower().decode("ascii", "replace")
-        if lname in _WANTED:
+        lname = name.strip().lower()
+        if lname in _WANTED_NAMES:
             out.append((lname, relaxed_header(name, value)))
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How the signed header data of one shape of message is put together: a message's own
+    fields (`head`: the same names in the same order) and a template's shared ones
+    (`shared`, canonicalized once) in h='s order, and h= itself. Built once per shape."""
+
+    order: tuple[int, ...]  # indexes into the head's canonical fields + `shared`
+    shared: tuple[bytes, ...]
+    h: str
+
+
 @lru_cache(maxsize=256)
-def _shared_fields(shared: bytes) -> tuple[tuple[str, bytes], ...]:
-    # A digest template's shared headers: the same bytes for every message of a rendering.
-    return tuple(_signed_fields(shared))
+def _plan(names: tuple[bytes, ...], shared: bytes) -> _Plan:
+    shared_fields = _signed_fields(shared)
+    fields: dict[bytes, list[int]] = {}
+    for i, name in enumerate((*names, *(name for name, _ in shared_fields))):
+        fields.setdefault(name, []).append(i)
+    h: list[str] = []
+    order: list[int] = []
+    for header in SIGNED_HEADERS:
+        # Several of one name are signed from the bottom up (RFC 6376 5.4.2).
+        found = fields.get(header.encode("ascii"), [])
+        for i in reversed(found):
+            h.append(header)
+            order.append(i)
+        if found and header in OVERSIGNED:
+            h.append(header)  # matches no field: any added one breaks the signature
+    return _Plan(
+        tuple(order),
+        tuple(canonical for _, canonical in shared_fields),
+        _fold_list("\th=", tuple(h), ":"),
+    )
+
+
+@lru_cache(maxsize=16)
+def _tag_list_start(
+    algorithm: str, domain: str, selector: str, when: int, h: str
+) -> tuple[bytes, bytes]:
+    """A DKIM-Signature's tags up to bh='s value, and their relaxed canonical form (with the
+    field name): the same for every message of a second. bh= (base64) holds no white space,
+    so the canonical tag list is this + bh + "; b=" (see `DkimSigner.prepare`)."""
+    raw = (
+        f" v=1; a={algorithm}; c=relaxed/relaxed; d={domain};\r\n"
+        f"\ts={selector}; t={when};\r\n{h};\r\n\tbh="
+    ).encode("ascii")
+    return raw, relaxed_header(b"dkim-signature", raw)[:-2]
 
 
 @lru_cache(maxsize=64)
@@ -292,34 +339,20 @@ class DkimSigner:
     def prepare(self, head: bytes, body_hash: bytes, shared: bytes = b"") -> Unsigned:
         """`signature_lines` up to the private-key operations (arguments the same): what each
         key signs, so that they can run elsewhere (`dkim_offload`) and `complete` follows."""
-        fields: dict[str, list[bytes]] = {}
-        for name, canonical in (*_signed_fields(head), *_shared_fields(shared)):
-            fields.setdefault(name, []).append(canonical)
-        names: list[str] = []
-        signed = []
-        for header in SIGNED_HEADERS:
-            # Several of one name are signed from the bottom up (RFC 6376 5.4.2).
-            found = fields.get(header, ())
-            for canonical in reversed(found):
-                names.append(header)
-                signed.append(canonical)
-            if found and header in OVERSIGNED:
-                names.append(header)  # matches no field: any added one breaks the signature
-        data = b"".join(signed)
-        h = _fold_list("\th=", tuple(names), ":")
+        fields = _signed_fields(head)
+        plan = _plan(tuple(name for name, _ in fields), shared)
+        pool = [canonical for _, canonical in fields]
+        pool += plan.shared
+        data = b"".join([pool[i] for i in plan.order])
         when = int(self._clock())
-        bh = base64.b64encode(body_hash).decode("ascii")
+        bh = base64.b64encode(body_hash)
         tag_lists = []
+        signed = []
         for key in self.keys:
-            tag_list = (
-                f" v=1; a={key.algorithm}; c=relaxed/relaxed; d={self.domain};\r\n"
-                f"\ts={key.selector}; t={when};\r\n{h};\r\n\tbh={bh};\r\n\tb="
-            ).encode("ascii")
-            tag_lists.append(tag_list)
-        return Unsigned(
-            tuple(tag_lists),
-            tuple(data + relaxed_header(b"dkim-signature", t)[:-2] for t in tag_lists),
-        )
+            raw, canonical = _tag_list_start(key.algorithm, self.domain, key.selector, when, plan.h)
+            tag_lists.append(raw + bh + _B_FOLDED)
+            signed.append(data + canonical + bh + _B_CANONICAL)
+        return Unsigned(tuple(tag_lists), tuple(signed))
 
     def sign_all(self, unsigned: Unsigned) -> tuple[bytes, ...]:
         """The private-key operations of `unsigned`, one per key, here."""

@@ -74,15 +74,17 @@ _Outgoing = EmailMessage | tuple[EmailMessage, str] | tuple[str, str, bytes, boo
 
 # ---- one transaction of flattened bytes -------------------------------------------------
 #
-# Written by hand (on aiosmtplib's public execute_command, protocol.write and read_response)
-# because aiosmtplib's `sendmail` cost about a third of the CPU of sending a digest
+# Written by hand (on aiosmtplib's public protocol.write and read_response) because
+# aiosmtplib's `sendmail` cost about a third of the CPU of sending a digest
 # (benchmarks/bench_delivery.py): three regex passes over the whole message per send (line
 # endings, once more only to compute SIZE, and dot-stuffing: ≈0.25 ms for 19 kB) and two
 # address parses with email.utils. A digest is built in wire form already (CRLF, a leading
 # "." doubled: `mime.DigestTemplate.fill`) and goes out as it is (`send_wire`); other bytes
 # go through `wire_data`, which applies aiosmtplib's rules, skipping the passes when they
 # would change nothing. The exchange is the same: MAIL (with SIZE when offered), RCPT,
-# DATA, the data, and RSET after a refusal; the replies raise the same aiosmtplib errors.
+# DATA, the data, and RSET after a refusal; the replies raise the same aiosmtplib errors,
+# and a reply that does not come within the client's timeout (each step its own) closes the
+# connection and raises aiosmtplib's read timeout, as its own commands do.
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 # A path written as is inside <…>; anything else (quoted local parts, spaces, non-ASCII)
@@ -130,33 +132,58 @@ async def transmit(
     mail = [b"MAIL", b"FROM:<" + sender.encode("ascii") + b">"]
     if client.supports_extension("size"):
         mail.append(b"SIZE=%d" % (len(payload) - 3))
+    # The commands are written on the protocol and each reply awaited without a timeout of
+    # its own: one deadline, moved before each step, gives every reply the client's timeout
+    # as aiosmtplib's commands do (its wait, asyncio.wait_for on 3.11, made a future, a
+    # timer and an extra turn of the loop for each of the four replies). The addresses
+    # matched _PLAIN_ADDRESS, so no line holds a control character.
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    loop = asyncio.get_running_loop()
+    limit = client.timeout
+    steps = (  # a line, and the replies that let the exchange go on
+        (b" ".join(mail) + b"\r\n", (250,)),
+        (b"RCPT TO:<" + recipient.encode("ascii") + b">\r\n", (250, 251)),
+        (b"DATA\r\n", (354,)),
+        (payload, (250,)),
+    )
     try:
-        reply = await client.execute_command(*mail)
-        if reply.code != 250:
-            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
-        reply = await client.execute_command(b"RCPT", b"TO:<" + recipient.encode("ascii") + b">")
-        if reply.code not in (250, 251):
-            raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
-        reply = await client.execute_command(b"DATA")
-        if reply.code != 354:
-            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-        protocol = client.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        try:
-            protocol.write(payload)
-            reply = await protocol.read_response(timeout=client.timeout)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            client.close()  # as aiosmtplib does: a half-read reply must not pair with the next
-            raise
-        if reply.code != 250:
-            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        async with asyncio.timeout(None) as deadline:
+            for step, (line, ok) in enumerate(steps):
+                if limit is not None:
+                    deadline.reschedule(loop.time() + limit)
+                protocol.write(line)
+                reply = await protocol.read_response(timeout=None)
+                if reply.code not in ok:
+                    if reply.code == 421 and step < 3:  # as aiosmtplib: the server is closing
+                        client.close()
+                    raise _refused(step, reply, sender, recipient)
+    except TimeoutError:
+        # As aiosmtplib's own timeout: the connection is closed (a late reply must not pair
+        # with the next command) and the error is its read timeout.
+        client.close()
+        raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from None
+    except aiosmtplib.SMTPServerDisconnected:
+        client.close()  # as aiosmtplib does: a half-read reply must not pair with the next
+        raise
     except aiosmtplib.SMTPResponseException:
         # As sendmail does: reset the envelope for the connection's next message.
         with contextlib.suppress(ConnectionError, aiosmtplib.SMTPException):
             await client.rset()
         raise
     return reply.message
+
+
+def _refused(
+    step: int, reply: aiosmtplib.SMTPResponse, sender: str, recipient: str
+) -> aiosmtplib.SMTPResponseException:
+    """The error `sendmail` raises for a refusal at `step` (MAIL, RCPT, DATA, the data)."""
+    if step == 0:
+        return aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
+    if step == 1:
+        return aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
+    return aiosmtplib.SMTPDataError(reply.code, reply.message)
 
 
 class SmtpPool:

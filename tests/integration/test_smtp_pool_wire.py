@@ -1,9 +1,14 @@
 """SmtpPool.send_bytes against a real aiosmtpd: what arrives is the message as given (lines
 starting with "." come back single, bare line ends become CRLF), the envelope is as given
 (the null sender included), an unusual address still goes through aiosmtplib's own
-handling, and a refused recipient or message leaves the connection ready for the next."""
+handling, a refused recipient or message leaves the connection ready for the next, and a
+reply that never comes ends the message after the timeout (each step has its own) and the
+connection with it."""
 
 from __future__ import annotations
+
+import asyncio
+import threading
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -125,3 +130,67 @@ async def test_a_refusal_after_the_data_is_permanent_and_the_connection_goes_on(
         controller.stop()
     assert (refused.value.code, refused.value.reply) == (552, "5.3.4 message too big")
     assert [m.recipients for m in handler.messages] == [["fine@example.org"]]
+
+
+class Stalling(RecordingHandler):
+    """Never answers one step (MAIL, RCPT or the data) for the sender `stall@example.org`
+    while the test runs; answers everyone else."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__()
+        self.step = step
+        self.released = threading.Event()
+
+    async def _stall(self, step: str) -> None:
+        if step == self.step:  # until the test ends (a thread waits, the server's loop runs)
+            await asyncio.get_running_loop().run_in_executor(None, self.released.wait)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+    ) -> str:
+        if address == "stall@example.org":
+            await self._stall("mail")
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
+    ) -> str:
+        if envelope.mail_from == "stall@example.org":
+            await self._stall("rcpt")
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if envelope.mail_from == "stall@example.org":
+            await self._stall("data")
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("step", ["mail", "rcpt", "data"])
+async def test_a_reply_that_never_comes_times_out_and_the_next_message_gets_a_new_connection(
+    step: str,
+) -> None:
+    handler = Stalling(step)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings = Settings(
+            database_url="sqlite://", smtp_port=port, smtp_max_connections=1, smtp_timeout=0.3
+        )
+        async with SmtpPool(settings) as pool:
+            await pool.send_bytes("a@example.org", "first@example.org", MESSAGE)
+            with pytest.raises(TemporarySendError) as timed_out:
+                await asyncio.wait_for(
+                    pool.send_bytes("stall@example.org", "b@example.org", MESSAGE), 10
+                )
+            await pool.send_bytes("a@example.org", "next@example.org", MESSAGE)
+    finally:
+        handler.released.set()
+        controller.stop()
+    assert timed_out.value.code is None
+    assert "Timed out waiting for server response" in timed_out.value.reply
+    assert [m.recipients for m in handler.messages] == [
+        ["first@example.org"],
+        ["next@example.org"],
+    ]

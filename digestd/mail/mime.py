@@ -93,6 +93,8 @@ _HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)
 # The header class is bound when the header is set, so any policy that later writes the
 # message (aiosmtplib uses policy.SMTP) keeps List-Unsubscribe intact.
 DIGEST_POLICY = email_policy.default.clone(header_factory=_HEADERS)
+_WIRE_POLICY = DIGEST_POLICY.clone(linesep="\r\n")  # headers as they go on the wire
+_SUBJECT_LINE = b"\r\nSubject: digestd-subject\r\n"  # a template's stand-in (_skeleton)
 
 
 def list_id(from_address: str) -> str:
@@ -398,8 +400,7 @@ def _header_lines_slow(
     msg["Date"] = date
     msg["Message-ID"] = message_id
     msg["List-Unsubscribe"] = list_unsubscribe(url, mailto)
-    smtp = DIGEST_POLICY.clone(linesep="\r\n")
-    return b"".join(smtp.fold_binary(name, value) for name, value in msg.items())
+    return b"".join(_WIRE_POLICY.fold_binary(name, value) for name, value in msg.items())
 
 
 def build_digest_template(
@@ -413,8 +414,9 @@ def build_digest_template(
     holes for the per-subscriber headers and slot values. `parts`: text, then maybe HTML;
     `list_headers`: List-Subscribe / List-Help, the same for everyone."""
     shared = tuple((list_headers or {}).items())
-    skeleton = _skeleton(sender, subject, tuple(p.subtype for p in parts), shared)
-    body = [_as_format(skeleton[0])]
+    skeleton = _skeleton(sender, tuple(p.subtype for p in parts), shared)
+    head = skeleton[0].replace(_SUBJECT_LINE, b"\r\n" + subject_line(subject), 1)
+    body = [_as_format(head)]
     slots = []
     for part, after in zip(parts, skeleton[1:], strict=True):
         encoded, names = _encoded_body(part)
@@ -429,23 +431,23 @@ def _as_format(literal: bytes) -> bytes:
     return dot_stuff(literal).replace(b"%", b"%%")
 
 
+def subject_line(subject: str) -> bytes:
+    """The Subject line as the email package writes it in a message (encoded, folded)."""
+    return _WIRE_POLICY.fold_binary(*_WIRE_POLICY.header_store_parse("Subject", one_line(subject)))
+
+
 @lru_cache(maxsize=64)
 def _skeleton(
-    sender: str,
-    subject: str,
-    subtypes: tuple[str, ...],
-    shared: tuple[tuple[str, str], ...] = (),
+    sender: str, subtypes: tuple[str, ...], shared: tuple[tuple[str, str], ...]
 ) -> tuple[bytes, ...]:
-    """The shared headers and MIME structure, split where each part's body goes.
-
-    Digests differ in subject (date, count) and format only, so the email package's ≈2 ms
-    are paid per distinct (subject, format), not per render. Sharing a multipart boundary
-    between messages is safe: it is `===…==`, and quoted-printable text never holds "=="
-    (every "=" starts an escape or a soft line break)."""
+    """The shared headers (the Subject line a stand-in) and MIME structure, split where each
+    part's body goes: the email package's ≈2 ms paid per format, not per subject. Sharing a
+    multipart boundary is safe: it is `===…==`, and quoted-printable never holds "==" (every
+    "=" starts an escape or a soft line break)."""
     msg = EmailMessage(policy=DIGEST_POLICY)
     sender = ascii_mailbox(one_line(sender))
     msg["From"] = sender
-    msg["Subject"] = one_line(subject)
+    msg["Subject"] = "digestd-subject"
     msg["MIME-Version"] = "1.0"
     msg["List-Id"] = one_line(list_id(sender))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -254,3 +254,30 @@ def test_per_subscriber_header_lines(url: str, mailto: str, listed: str) -> None
     assert named == want.replace("r@example.org", '"R. Ader" <r@example.org>', 1).replace(
         "Thu, 26 Nov 2026 06:00:00 GMT", "D"
     ).encode("ascii")
+
+
+SUBJECTS = [
+    "Successor Heads, and 9 more papers · Sun 6 Dec",
+    "",
+    "100% sure: a .NET paper, and 2 more",
+    "emoji 🚀 rocket, and 2 more papers · Tue 8 Dec",
+    "=?utf-8?q?looks_encoded?= Subject: digestd-subject",
+    "Long " + "Ünïcødé " * 30,
+    "word " * 40,
+    "tabs\tand\r\nbreaks  ",
+]
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_the_subject_line_is_the_email_packages_and_the_skeleton_is_shared(subject: str) -> None:
+    parts = [SlotPart("plain", ["hello ", "email"]), SlotPart("html", ["<p>hello</p>"])]
+    first = build_digest_template(sender=SENDER, subject="First", parts=parts)
+    template = build_digest_template(sender=SENDER, subject=subject, parts=parts)
+    msg = EmailMessage(policy=mime.DIGEST_POLICY)
+    msg["Subject"] = mime.one_line(subject)
+    wire = msg.as_bytes(policy=mime.DIGEST_POLICY.clone(linesep="\r\n"))
+    line = wire.split(b"\r\n\r\n")[0].replace(b"%", b"%%") + b"\r\n"  # as a %-format
+    head, first_head = (t.body.split(b"\r\n\r\n")[0] + b"\r\n" for t in (template, first))
+    assert head.count(line) == 1
+    # Everything else (the multipart boundary too) is the skeleton the first one was built on.
+    assert head.replace(line, b"") == first_head.replace(b"Subject: First\r\n", b"")

@@ -57,6 +57,13 @@ def temporary_failure(claim: Claim, reply: str, failure: Failure | None = None) 
     return Outcome(claim, D.RETRY, reply, failure=failure)
 
 
+# Everyone who got one digest shares its papers and reasons, and a pass's groups share
+# digests: each one's column text is made once and kept (bounded, as the pass's digest cache).
+_PAPERS: dict[tuple[int, ...], str] = {}
+_REASONS: dict[tuple[str, ...], str] = {}
+_TEXTS_MAX = 1024
+
+
 def record(
     session: Session, outcomes: Sequence[Outcome], *, worker_id: str, now: datetime
 ) -> list[int]:
@@ -73,9 +80,10 @@ def record(
     if not outcomes:
         return []
     rows = []
-    # Everyone who got one digest shares its papers and reasons: each written once a group.
-    reasons: dict[tuple[str, ...], str] = {}
-    papers: dict[tuple[int, ...], str] = {}
+    papers, reasons = _PAPERS, _REASONS
+    if len(papers) > _TEXTS_MAX or len(reasons) > _TEXTS_MAX:
+        papers.clear()
+        reasons.clear()
     for o in outcomes:
         next_at = None
         if o.status == D.RETRY:
@@ -84,12 +92,13 @@ def record(
             next_at = now
         sent = o.status == D.SENT
         f = o.failure
-        if sent:
+        ids_text = why_text = ""
+        if sent:  # read once into locals: another thread's record may clear the caches
             ids = tuple(o.entry_ids)
-            if ids not in papers:
-                papers[ids] = joined_ids(ids)
-            if o.reasons not in reasons:
-                reasons[o.reasons] = joined_reasons(o.reasons)
+            ids_text = papers.get(ids) or papers.setdefault(ids, joined_ids(ids))
+            why_text = reasons.get(o.reasons) or reasons.setdefault(
+                o.reasons, joined_reasons(o.reasons)
+            )
         rows.append(
             (
                 o.claim.id,
@@ -98,13 +107,13 @@ def record(
                 next_at,
                 now if sent else None,
                 len(o.entry_ids) if sent else 0,
-                papers[ids] if sent else "",
+                ids_text,
                 worker_id,
                 0 if f is None else 1,
                 None if f is None else f.code,
                 None if f is None else (f.status or None),
                 None if f is None else str(f.severity),
-                reasons[o.reasons] if sent else "",
+                why_text,
             )
         )
     if executemany(session, _record_statement, _RECORD_NAMES, rows) == len(rows):

@@ -146,7 +146,7 @@ class Stalling(RecordingHandler):
             await asyncio.get_running_loop().run_in_executor(None, self.released.wait)
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if address == "stall@example.org":
             await self._stall("mail")
@@ -154,7 +154,12 @@ class Stalling(RecordingHandler):
         return "250 OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         if envelope.mail_from == "stall@example.org":
             await self._stall("rcpt")

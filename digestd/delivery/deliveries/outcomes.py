@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select, update
@@ -58,10 +59,10 @@ def temporary_failure(claim: Claim, reply: str, failure: Failure | None = None) 
 
 
 # Everyone who got one digest shares its papers and reasons, and a pass's groups share
-# digests: each one's column text is made once and kept (bounded, as the pass's digest cache).
-_PAPERS: dict[tuple[int, ...], str] = {}
-_REASONS: dict[tuple[str, ...], str] = {}
-_TEXTS_MAX = 1024
+# digests: each one's column text is made once and kept (bounded; lru_cache is thread-safe,
+# and the recorder's commits run in a worker thread).
+_papers_text = lru_cache(maxsize=1024)(joined_ids)
+_reasons_text = lru_cache(maxsize=1024)(joined_reasons)
 
 
 def record(
@@ -80,10 +81,6 @@ def record(
     if not outcomes:
         return []
     rows = []
-    papers, reasons = _PAPERS, _REASONS
-    if len(papers) > _TEXTS_MAX or len(reasons) > _TEXTS_MAX:
-        papers.clear()
-        reasons.clear()
     for o in outcomes:
         next_at = None
         if o.status == D.RETRY:
@@ -92,13 +89,8 @@ def record(
             next_at = now
         sent = o.status == D.SENT
         f = o.failure
-        ids_text = why_text = ""
-        if sent:  # read once into locals: another thread's record may clear the caches
-            ids = tuple(o.entry_ids)
-            ids_text = papers.get(ids) or papers.setdefault(ids, joined_ids(ids))
-            why_text = reasons.get(o.reasons) or reasons.setdefault(
-                o.reasons, joined_reasons(o.reasons)
-            )
+        ids_text = _papers_text(tuple(o.entry_ids)) if sent else ""
+        why_text = _reasons_text(o.reasons) if sent else ""
         rows.append(
             (
                 o.claim.id,
